@@ -1,0 +1,38 @@
+#include "core/cuda_backend.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+
+static const lf_cuda_api *loaded_api;
+static char unavailable_reason[512] = "CUDA backend not loaded";
+
+static int set_unavailable(const char *why) {
+    snprintf(unavailable_reason, sizeof unavailable_reason, "%s", why);
+    return lf_error(LF_ECUDA, "CUDA unavailable: %s", unavailable_reason);
+}
+
+int lf_cuda_load(const char *path) {
+    if (loaded_api) return LF_OK;
+    if (path == NULL || path[0] == '\0') return set_unavailable("lorafast was built without CUDA");
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) return set_unavailable(dlerror());
+    const lf_cuda_api *(*get_api)(void) = (const lf_cuda_api *(*)(void))dlsym(handle, "lf_cuda_get_api");
+    if (get_api == NULL) return set_unavailable("lf_cuda_get_api missing from the kernels library");
+    const lf_cuda_api *api = get_api();
+    if (api == NULL || api->version != LF_CUDA_API_VERSION)
+        return set_unavailable("kernels library version does not match _C");
+    int count = 0;
+    int code = api->device_count(&count);
+    if (code != 0) return set_unavailable(api->error_string(code));
+    if (count == 0) return set_unavailable("no CUDA device");
+    loaded_api = api;
+    unavailable_reason[0] = '\0';
+    return LF_OK;
+}
+
+const lf_cuda_api *lf_cuda(void) { return loaded_api; }
+
+const char *lf_cuda_unavailable_reason(void) { return unavailable_reason; }

@@ -1,0 +1,48 @@
+// Build facts and the CUDA backend switch.
+#include "python/lf_python.h"
+
+#include <omp.h>
+
+#include "core/cuda_backend.h"
+#include "core/error.h"
+
+static PyObject *py_build_info(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    return Py_BuildValue("{s:s,s:i}", "compiler", "gcc " __VERSION__, "openmp_threads",
+                         omp_get_max_threads());
+}
+
+static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
+    (void)self;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 1) return PyErr_Format(PyExc_ValueError, "num_threads must be >= 1, got %ld", n);
+    omp_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+// cuda_load(path or None) -> (available: bool, device_name or reason: str)
+static PyObject *py_cuda_load(PyObject *self, PyObject *arg) {
+    (void)self;
+    const char *path = NULL;
+    if (arg != Py_None && (path = PyUnicode_AsUTF8(arg)) == NULL) return NULL;
+    int code;
+    Py_BEGIN_ALLOW_THREADS code = lf_cuda_load(path);
+    Py_END_ALLOW_THREADS if (code != LF_OK) {
+        lf_error_clear();
+        return Py_BuildValue("(Os)", Py_False, lf_cuda_unavailable_reason());
+    }
+    char name[256] = "";
+    lf_cuda()->device_name(0, name, sizeof name);
+    return Py_BuildValue("(Os)", Py_True, name);
+}
+
+static PyMethodDef core_methods[] = {
+    {"build_info", py_build_info, METH_NOARGS, "Compiler and OpenMP facts of the C core."},
+    {"set_num_threads", py_set_num_threads, METH_O, "Sets the OpenMP thread count."},
+    {"cuda_load", py_cuda_load, METH_O, "Opens the CUDA kernels library: (available, name or reason)."},
+    {NULL, NULL, 0, NULL},
+};
+
+int lf_bind_core(PyObject *module) { return PyModule_AddFunctions(module, core_methods); }

@@ -1,0 +1,35 @@
+"""Loads the C core (lorafast._C) and, when it was built, the CUDA kernels library."""
+
+import ctypes
+import functools
+import os
+
+import scipy_openblas32 as _openblas
+
+# _C needs libscipy_openblas.so; an rpath finds it for installed packages, and loading it
+# here first makes in-tree (editable) builds find it too.
+ctypes.CDLL(os.path.join(_openblas.get_lib_dir(), f"lib{_openblas.get_library()}.so"), mode=ctypes.RTLD_GLOBAL)
+
+from . import _C  # noqa: E402
+
+CUDA_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cuda_kernels.so")
+
+
+def cuda_compiled():
+    return os.path.exists(CUDA_LIBRARY)
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_status():
+    """(available, device name or the reason CUDA is unavailable). Opens the library once."""
+    return _C.cuda_load(CUDA_LIBRARY if cuda_compiled() else None)
+
+
+def blas_name():
+    config = _openblas.get_openblas_config().strip()
+    version = getattr(_openblas, "__version__", None)
+    if version is None:
+        from importlib.metadata import version as dist_version
+
+        version = dist_version("scipy-openblas32")
+    return f"scipy-openblas32 {version} ({config})"

@@ -1,0 +1,111 @@
+"""Builds lorafast._C from csrc/ and, when nvcc is found, lorafast/_cuda_kernels.so from kernels/.
+
+The CUDA kernels are a separate shared library that _C opens with dlopen at run time, so a
+CUDA-built package imports and runs on the CPU on a machine with no GPU, no driver and no
+cuBLAS: there, CUDA is reported unavailable.
+"""
+
+import glob
+import os
+import subprocess
+import sys
+import sysconfig
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
+import cuda_config  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPENBLAS_REQUIREMENT = "scipy-openblas32==0.3.34.481.3"
+
+
+def c_sources():
+    return sorted(glob.glob("csrc/**/*.c", recursive=True))
+
+
+def cu_sources():
+    return sorted(glob.glob("kernels/**/*.cu", recursive=True))
+
+
+def build_extension():
+    import numpy
+    import scipy_openblas32
+
+    cflags = ["-std=c11", "-O3", "-Wall", "-Wextra", "-Werror", "-fopenmp", "-fno-strict-aliasing"]
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")]
+    if os.environ.get("LORAFAST_DEBUG") == "1":
+        cflags += ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
+    return Extension(
+        "lorafast._C",
+        sources=c_sources(),
+        include_dirs=["csrc", numpy.get_include(), scipy_openblas32.get_include_dir()],
+        define_macros=macros,
+        library_dirs=[scipy_openblas32.get_lib_dir()],
+        libraries=[scipy_openblas32.get_library(), "m", "dl"],
+        extra_compile_args=cflags,
+        # the installed scipy_openblas32 sits beside lorafast in site-packages
+        extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"],
+    )
+
+
+class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+    def run(self):
+        super().run()
+        out_dir = os.path.dirname(self.get_ext_fullpath("lorafast._C"))
+        if cuda_config.cuda_requested() and cu_sources():
+            self.build_cuda(out_dir)
+        else:
+            stale = os.path.join(out_dir, "_cuda_kernels.so")
+            if os.path.exists(stale):
+                os.remove(stale)
+
+    def build_cuda(self, out_dir):
+        home = cuda_config.cuda_home()
+        nvcc = os.path.join(home, "bin", "nvcc")
+        inc, lib = cuda_config.cublas_dirs()
+        if inc is None:
+            raise RuntimeError(
+                f"nvcc found in {home} but no cuBLAS: install {cuda_config.CUBLAS_REQUIREMENT} "
+                "or build the CPU-only variant with LORAFAST_CUDA=0"
+            )
+        obj_dir = os.path.join(self.build_temp, "kernels")
+        os.makedirs(obj_dir, exist_ok=True)
+        gencode = []
+        for arch in cuda_config.CUDA_ARCHS:
+            gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+        common = [nvcc, "-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wall", "-Werror", "all-warnings",
+                  "-Icsrc", "-Ikernels", "-I" + inc] + gencode
+        objects = []
+        for src in cu_sources():
+            obj = os.path.join(obj_dir, os.path.basename(src) + ".o")
+            if not os.path.exists(obj) or os.path.getmtime(obj) < max(
+                os.path.getmtime(p) for p in [src] + glob.glob("kernels/*.cuh") + glob.glob("csrc/core/*.h")
+            ):
+                self.announce(f"nvcc {src}", level=2)
+                subprocess.check_call(common + ["-c", src, "-o", obj])
+            objects.append(obj)
+        target = os.path.join(out_dir, "_cuda_kernels.so")
+        link = [nvcc, "-shared", "-cudart", "static", "-o", target] + objects + gencode + [
+            "-L" + lib, "-l:libcublasLt.so.13", "-l:libcublas.so.13",
+            "-Xlinker", "-rpath,$ORIGIN/../nvidia/cu13/lib", "-Xlinker", "-rpath," + lib,
+        ]
+        subprocess.check_call(link)
+
+
+install_requires = ["numpy>=1.26", OPENBLAS_REQUIREMENT, "tqdm>=4.60"]
+if cuda_config.cuda_requested():
+    install_requires.append(cuda_config.CUBLAS_REQUIREMENT)
+
+setup(
+    ext_modules=[build_extension()],
+    cmdclass={"build_ext": BuildExt},
+    install_requires=install_requires,
+    package_data={"lorafast": ["_cuda_kernels.so"]},
+)

@@ -1,0 +1,39 @@
+"""Where the CUDA toolkit and cuBLAS are, shared by setup.py and the build backend."""
+
+import os
+import shutil
+
+CUBLAS_REQUIREMENT = "nvidia-cublas==13.0.2.14"
+CUDA_ARCHS = ("80", "86", "89", "90")
+
+
+def cuda_home():
+    """CUDA_HOME, else /usr/local/cuda, else the folder above nvcc on PATH; None if no nvcc."""
+    candidates = [os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    for home in candidates:
+        if home and os.path.isfile(os.path.join(home, "bin", "nvcc")):
+            return home
+    return None
+
+
+def cuda_requested():
+    return os.environ.get("LORAFAST_CUDA", "1") != "0" and cuda_home() is not None
+
+
+def cublas_dirs():
+    """(include_dir, lib_dir) of cuBLAS: the CUDA toolkit's own, else the nvidia-cublas wheel."""
+    home = cuda_home()
+    if home:
+        for lib in ("lib64", "lib", "targets/x86_64-linux/lib"):
+            if os.path.exists(os.path.join(home, lib, "libcublasLt.so")):
+                return os.path.join(home, "include"), os.path.join(home, lib)
+    try:
+        import nvidia.cu13 as cu13  # the nvidia-cublas wheel
+
+        base = list(cu13.__path__)[0]
+        return os.path.join(base, "include"), os.path.join(base, "lib")
+    except ImportError:
+        return None, None
