@@ -19,10 +19,29 @@ def cuda_compiled():
     return os.path.exists(CUDA_LIBRARY)
 
 
+def _preload_cublas():
+    """Loads cuBLAS from the nvidia-cublas wheel when it is installed, so that in-tree builds,
+    whose rpath does not reach site-packages, find it. Absent: the dlopen of the kernels
+    library reports what is missing."""
+    try:
+        import nvidia.cu13 as cu13
+    except ImportError:
+        return
+    lib_dir = os.path.join(list(cu13.__path__)[0], "lib")
+    for name in ("libcublasLt.so.13", "libcublas.so.13"):
+        try:
+            ctypes.CDLL(os.path.join(lib_dir, name), mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            return
+
+
 @functools.lru_cache(maxsize=None)
 def cuda_status():
     """(available, device name or the reason CUDA is unavailable). Opens the library once."""
-    return _C.cuda_load(CUDA_LIBRARY if cuda_compiled() else None)
+    if not cuda_compiled():
+        return _C.cuda_load(None)
+    _preload_cublas()
+    return _C.cuda_load(CUDA_LIBRARY)
 
 
 def blas_name():
