@@ -31,7 +31,7 @@ DTYPES = {
     "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
     "U64": np.dtype("<u8"), "U32": np.dtype("<u4"), "U16": np.dtype("<u2"), "U8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
+    "BOOL": np.dtype("?"), "C64": np.dtype("<c8"),
 }
 _CODE_OF = {np.dtype(v).str: k for k, v in DTYPES.items() if k != "BF16"}
 
@@ -145,7 +145,7 @@ def _storage(path, name, value, code):
         raise TypeError(f"{path}: tensor {name!r} is a {type(value).__name__}, expected a numpy array")
     if value.dtype.byteorder == ">":
         value = value.astype(value.dtype.newbyteorder("<"))
-    value = np.ascontiguousarray(value)
+    value = np.require(value, requirements="C")  # (np.ascontiguousarray makes 0-d arrays 1-d)
     if code is None:
         code = "BF16" if value.dtype.name == "bfloat16" else _CODE_OF.get(value.dtype.str)
     if code not in DTYPES or DTYPES[code].itemsize != value.dtype.itemsize or (

@@ -32,7 +32,7 @@ def _dtype_name(dtype):
 def to_float32(array, dtype=None):
     """array (float16, float32, int32, int64, uint8, or uint16 holding dtype='bfloat16' /
     'BF16') widened to a new float32 array. Exact; C, OpenMP-parallel."""
-    array = np.ascontiguousarray(array)
+    array = np.require(array, requirements=["C", "A"])
     name = None if dtype is None else _dtype_name(dtype)
     return Tensor.from_numpy(array, dtype=name).astype("float32").numpy()
 
@@ -40,5 +40,5 @@ def to_float32(array, dtype=None):
 def from_float32(array, dtype):
     """A float32 array narrowed to dtype 'float16' or 'bfloat16' (returned as uint16),
     round-to-nearest-even, bit-identical to NumPy (float16) and PyTorch (bfloat16)."""
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    array = np.require(array, dtype=np.float32, requirements=["C", "A"])
     return Tensor.from_numpy(array).astype(_dtype_name(dtype)).numpy()
