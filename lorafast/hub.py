@@ -105,8 +105,10 @@ def read_index(index):
 def _shard_files(folder, index):
     files = []
     for shard in dict.fromkeys(read_index(index).values()):
+        if os.path.basename(shard) != shard or shard in ("", ".", ".."):
+            raise ValueError(f"{index}: shard {shard!r} is not a file name in the index's folder")
         path = os.path.join(folder, shard)
-        if os.path.dirname(os.path.normpath(shard)) or not os.path.isfile(path):
+        if not os.path.isfile(path):
             raise FileNotFoundError(f"{index}: shard {shard!r} is missing (expected {path})")
         files.append(path)
     return files

@@ -44,7 +44,8 @@ static int check_one(const char *path, size_t data_size, const char *name, int64
                         (long long)begin, (long long)end);
     if ((uint64_t)end > data_size)
         return lf_error(LF_EINVAL,
-                        "%s: tensor '%s': data_offsets [%lld, %lld] lie outside the data area (%zu bytes)",
+                        "%s: tensor '%s': data_offsets [%lld, %lld] lie outside the data area (%zu bytes): "
+                        "truncated file or bad offsets",
                         path, name, (long long)begin, (long long)end, data_size);
     if (nbytes < 0 || end - begin != nbytes)
         return lf_error(
