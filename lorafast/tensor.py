@@ -1,28 +1,21 @@
-"""lorafast.Tensor (the C core's tensor) and float-format conversion helpers.
+"""lorafast.Tensor and lorafast.Arena (the C core's) and float-format conversion helpers.
 
 CPU tensors share memory with NumPy (`Tensor.from_numpy(a)`, `t.numpy()` copy nothing);
-`t.to("cuda")` / `t.to("cpu")` copy. NumPy has no bfloat16: bfloat16 data lives in uint16
-arrays, and `to_float32(array, "bfloat16")` widens it.
+`t.to("cuda")` / `t.to("cpu")` copy, and raise RuntimeError saying why when CUDA is
+unavailable. `Arena(capacity, device)` allocates once and carves tensors out of the block.
+NumPy has no bfloat16: bfloat16 data lives in uint16 arrays, and `to_float32(array,
+"bfloat16")` widens it.
 """
 
 import numpy as np
 
-from . import _backend
 from ._backend import _C
+
+Tensor = _C.Tensor
+Arena = _C.Arena
 
 # safetensors dtype codes -> the C core's dtype names
 _CODES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "I32": "int32", "I64": "int64", "U8": "uint8"}
-
-
-class Tensor(_C.Tensor):
-    __slots__ = ()
-
-    def to(self, device):
-        """This tensor on device ('cpu' or 'cuda'); a copy when it moves. RuntimeError naming
-        the reason when CUDA is unavailable."""
-        if device != "cpu":
-            _backend.cuda_status()  # opens the CUDA backend once
-        return super().to(device)
 
 
 def _dtype_name(dtype):

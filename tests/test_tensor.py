@@ -131,3 +131,52 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_arena_hands_out_aligned_zeroed_tensors_until_full():
+    arena = lorafast.Arena(1000)
+    assert arena.capacity == 1024 and arena.used == 0 and arena.device == "cpu"
+    a = arena.tensor((3, 5), "float32")
+    b = arena.tensor([7], dtype="int64")
+    assert a.shape == (3, 5) and a.dtype == "float32" and b.dtype == "int64"
+    assert arena.used == 64 + 64  # 60 and 56 bytes, each rounded up to 64
+    for t in (a, b):
+        view = t.numpy()
+        assert view.ctypes.data % 64 == 0 and not view.any()
+    assert b.numpy().ctypes.data - a.numpy().ctypes.data == 64
+    a.numpy()[:] = 1
+    assert not b.numpy().any()  # pieces do not overlap
+    with pytest.raises(MemoryError, match="no room for Arena.tensor"):
+        arena.tensor((1000,), "float32")
+    assert arena.used == 128  # a failed request takes nothing
+    arena.reset()
+    assert arena.used == 0 and arena.tensor((16,)).numpy().ctypes.data == a.numpy().ctypes.data
+
+
+def test_arena_tensors_keep_the_arena_alive():
+    arena = lorafast.Arena(4096)
+    view = arena.tensor((256,), "float32").numpy()
+    del arena
+    gc.collect()
+    view[:] = 2.0  # the block is still there
+    assert view.sum() == 512.0
+
+
+def test_arena_rejects_bad_arguments():
+    arena = lorafast.Arena(256)
+    with pytest.raises(ValueError, match="unknown dtype 'float64'"):
+        arena.tensor((2,), "float64")
+    with pytest.raises(ValueError, match="negative extent"):
+        arena.tensor((2, -1))
+    with pytest.raises(ValueError, match="9 dimensions"):
+        arena.tensor((1,) * 9)
+    with pytest.raises(ValueError, match="capacity must be >= 0"):
+        lorafast.Arena(-1)
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        lorafast.Arena(64, "gpu")
+    if not lorafast.build_info()["cuda_available"]:
+        with pytest.raises(RuntimeError, match="CUDA unavailable"):
+            lorafast.Arena(64, "cuda")
+    else:
+        g = lorafast.Arena(1 << 20, "cuda").tensor((4,))
+        assert g.device == "cuda" and g.to("cpu").numpy().shape == (4,)

@@ -141,18 +141,12 @@ static PyObject *tensor_numpy(Tensor *self, PyObject *unused) {
     return array;
 }
 
-static const lf_cuda_api *require_cuda(void) {
-    const lf_cuda_api *cuda = lf_cuda();
-    if (cuda == NULL) PyErr_Format(PyExc_RuntimeError, "CUDA unavailable: %s", lf_cuda_unavailable_reason());
-    return cuda;
-}
-
 static PyObject *cuda_failure(const lf_cuda_api *cuda, const char *what, int code) {
     return PyErr_Format(PyExc_RuntimeError, "Tensor.to: %s failed: %s", what, cuda->error_string(code));
 }
 
 static PyObject *copy_to_cuda(Tensor *self) {
-    const lf_cuda_api *cuda = require_cuda();
+    const lf_cuda_api *cuda = lf_python_cuda();
     if (cuda == NULL) return NULL;
     lf_tensor t = self->t;
     t.device = LF_CUDA;
@@ -170,7 +164,7 @@ static PyObject *copy_to_cuda(Tensor *self) {
 }
 
 static PyObject *copy_to_cpu(Tensor *self) {
-    const lf_cuda_api *cuda = require_cuda();
+    const lf_cuda_api *cuda = lf_python_cuda();
     if (cuda == NULL) return NULL;
     Tensor *result = cpu_tensor(Py_TYPE(self), self->t.dtype, self->t.ndim, self->t.shape);
     if (result == NULL || self->t.nbytes == 0) return (PyObject *)result;
@@ -300,6 +294,10 @@ static PyTypeObject TensorType = {
     .tp_methods = tensor_methods,
     .tp_getset = tensor_getset,
 };
+
+PyObject *lf_tensor_wrap(const lf_tensor *t, PyObject *owner) {
+    return (PyObject *)tensor_new_of(&TensorType, t, owner, 0);
+}
 
 int lf_bind_tensor(PyObject *module) {
     if (PyType_Ready(&TensorType) < 0) return -1;

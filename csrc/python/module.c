@@ -41,6 +41,7 @@ PyMODINIT_FUNC PyInit__C(void) {
         lf_bind_core,
         lf_bind_tensor,
         lf_bind_io,
+        lf_bind_arena,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {
