@@ -288,3 +288,21 @@ def test_get_tensor_unknown_name(tmp_path):
         lst.safe_open(path).get_tensor("b")
     with pytest.raises(ValueError, match="framework"):
         lst.safe_open(path, framework="pt")
+
+
+def test_demo_writes_a_checkpoint_safetensors_reads(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "lorafast", "demo", "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"cuda_available"' in out.stdout and "bit-identical" in out.stdout
+    from lorafast.demo import demo_tensors
+
+    with hf_safe_open(str(tmp_path / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["written_by"] == "lorafast demo"
+        for name, value in demo_tensors().items():
+            got = f.get_tensor(name)
+            if name.endswith(".bf16"):
+                assert got.dtype == torch.bfloat16 and np.array_equal(bits16(got), value)
+            else:
+                assert np.array_equal(got.numpy(), value)
