@@ -40,6 +40,14 @@ class SafetensorError(ValueError):
     """A safetensors file or argument that is not valid; the message names the file."""
 
 
+def _no_duplicate_keys(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise SafetensorError(f"duplicate key {duplicate!r}")
+    return dict(pairs)
+
+
 def _check_header(path, header):
     """Validates the parsed header; returns (metadata, {name: (dtype, shape, begin, end)})."""
     if not isinstance(header, dict):
@@ -84,11 +92,13 @@ class safe_open:
             raise SafetensorError(str(e)) from None
         raw = self._file.header()
         try:
-            header = json.loads(raw.decode("utf-8"))
+            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         except UnicodeDecodeError as e:
             raise SafetensorError(f"{self._path}: header is not valid UTF-8 ({e})") from None
         except json.JSONDecodeError as e:
             raise SafetensorError(f"{self._path}: header is not valid JSON ({e})") from None
+        except SafetensorError as e:
+            raise SafetensorError(f"{self._path}: header has a {e}") from None
         self._metadata, self._entries = _check_header(self._path, header)
         names = list(self._entries)
         sizes = [math.prod(e[1]) * DTYPES[e[0]].itemsize for e in self._entries.values()]

@@ -211,6 +211,11 @@ def bad_files(folder):
     add("trailing", lst.SafetensorError, "at the end of the data area", data=b"\0" * 20)
     add("not_json", lst.SafetensorError, "not valid JSON", raw=b"{'a': 1}")
     add("not_utf8", lst.SafetensorError, "not valid UTF-8", raw=b'{"\xff\xfe": 1}')
+    add("duplicate", lst.SafetensorError, "duplicate key 'a'",
+        raw=b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+            b'"a": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}')
+    add("header_too_big", lst.SafetensorError, "exceeds the format's limit",
+        content=struct.pack("<Q", 100_000_001) + b"{}")
     add("not_object", lst.SafetensorError, "not a JSON object", raw=b"[1, 2]")
     add("bad_metadata", lst.SafetensorError, "__metadata__", header={**good_header(), "__metadata__": {"k": 1}})
     add("huge_shape", lst.SafetensorError, "shape/size mismatch",

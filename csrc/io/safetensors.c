@@ -18,6 +18,9 @@ int lf_safetensors_header(const lf_mapped_file *file, const char *path, size_t *
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)
         n = (n << 8) | p[i];
+    if (n > LF_SAFETENSORS_MAX_HEADER)
+        return lf_error(LF_EINVAL, "%s: header length %llu exceeds the format's limit of %d bytes", path,
+                        (unsigned long long)n, LF_SAFETENSORS_MAX_HEADER);
     if (n > file->size - 8)
         return lf_error(LF_EINVAL, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
                         (unsigned long long)n, file->size);

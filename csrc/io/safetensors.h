@@ -9,6 +9,9 @@
 
 #include "io/mapped_file.h"
 
+// The safetensors format caps the JSON header at 100 MB.
+#define LF_SAFETENSORS_MAX_HEADER 100000000
+
 // Validates the 8-byte length prefix of a mapped file: the file holds it and the header fits
 // inside the file. Sets *header_len (the data area starts at 8 + *header_len).
 int lf_safetensors_header(const lf_mapped_file *file, const char *path, size_t *header_len);
