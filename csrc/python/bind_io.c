@@ -11,7 +11,13 @@ typedef struct {
     PyObject_HEAD lf_mapped_file file;
     PyObject *path;    // str
     size_t header_len; // the data area starts at 8 + header_len
+    int ready;         // mapped and its header length checked
 } SafetensorsFile;
+
+static int require_ready(const SafetensorsFile *self) {
+    if (!self->ready) PyErr_SetString(PyExc_RuntimeError, "SafetensorsFile is not open");
+    return self->ready;
+}
 
 static size_t data_start(const SafetensorsFile *self) { return 8 + self->header_len; }
 
@@ -34,9 +40,11 @@ static int file_init(SafetensorsFile *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     if (lf_safetensors_header(&self->file, cpath, &self->header_len) != LF_OK) {
+        lf_unmap_file(&self->file);
         lf_raise_core_error();
         return -1;
     }
+    self->ready = 1;
     return 0;
 }
 
@@ -49,6 +57,7 @@ static void file_dealloc(SafetensorsFile *self) {
 // header() -> bytes: the JSON header, undecoded
 static PyObject *file_header(SafetensorsFile *self, PyObject *unused) {
     (void)unused;
+    if (!require_ready(self)) return NULL;
     return PyBytes_FromStringAndSize(self->file.data + 8, (Py_ssize_t)self->header_len);
 }
 
@@ -69,7 +78,9 @@ static PyArrayObject *int64_array(PyObject *seq, const char *what, Py_ssize_t *n
 // check_offsets(names, begins, ends, nbytes): the layout checks of io/safetensors.h
 static PyObject *file_check_offsets(SafetensorsFile *self, PyObject *args) {
     PyObject *names, *begins, *ends, *sizes;
-    if (!PyArg_ParseTuple(args, "O!OOO", &PyList_Type, &names, &begins, &ends, &sizes)) return NULL;
+    if (!require_ready(self) ||
+        !PyArg_ParseTuple(args, "O!OOO", &PyList_Type, &names, &begins, &ends, &sizes))
+        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(names);
     PyArrayObject *b = int64_array(begins, "begins", &n), *e = NULL, *s = NULL;
     if (b != NULL) e = int64_array(ends, "ends", &n);
@@ -102,8 +113,17 @@ static PyObject *file_array(SafetensorsFile *self, PyObject *args) {
     long long begin, end;
     PyArray_Descr *descr = NULL;
     PyObject *shape_obj;
-    if (!PyArg_ParseTuple(args, "LLO&O", &begin, &end, PyArray_DescrConverter, &descr, &shape_obj))
+    if (!require_ready(self)) return NULL;
+    if (!PyArg_ParseTuple(args, "LLO&O", &begin, &end, PyArray_DescrConverter, &descr, &shape_obj)) {
+        Py_XDECREF(descr);
         return NULL;
+    }
+    if (PyDataType_REFCHK(descr)) {
+        PyErr_Format(PyExc_TypeError, "%U: cannot view file bytes as %R (holds Python objects)", self->path,
+                     descr);
+        Py_DECREF(descr);
+        return NULL;
+    }
     Py_ssize_t ndim = -1;
     PyArrayObject *shape = int64_array(shape_obj, "shape", &ndim);
     PyObject *result = NULL;
@@ -149,7 +169,7 @@ static PyObject *file_get_size(SafetensorsFile *self, void *closure) {
 
 static PyObject *file_get_data_start(SafetensorsFile *self, void *closure) {
     (void)closure;
-    return PyLong_FromSize_t(data_start(self));
+    return PyLong_FromSize_t(self->ready ? data_start(self) : 0);
 }
 
 static PyMethodDef file_methods[] = {
