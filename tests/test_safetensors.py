@@ -311,3 +311,20 @@ def test_demo_writes_a_checkpoint_safetensors_reads(tmp_path):
                 assert got.dtype == torch.bfloat16 and np.array_equal(bits16(got), value)
             else:
                 assert np.array_equal(got.numpy(), value)
+
+
+def test_low_level_file_refuses_misuse(tmp_path):
+    from lorafast._backend import _C
+
+    path = tmp_path / "x.safetensors"
+    lst.save_file({"a": np.zeros(2, np.float32)}, path)
+    unopened = _C.SafetensorsFile.__new__(_C.SafetensorsFile)
+    with pytest.raises(RuntimeError, match="not open"):
+        unopened.array(0, 8, np.float32, [2])
+    f = _C.SafetensorsFile(str(path))
+    with pytest.raises(TypeError, match="holds Python objects"):
+        f.array(0, 8, np.dtype("O"), [1])
+    with pytest.raises(ValueError, match="do not hold a tensor"):
+        f.array(0, 16, np.float32, [4])
+    with pytest.raises(ValueError, match="invalid shape"):
+        f.array(0, 8, np.float32, [-2])
