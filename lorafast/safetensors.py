@@ -76,7 +76,29 @@ def _clip(n):
     return max(-(2**63), min(n, 2**63 - 1))
 
 
-class safe_open:
+class _TensorSource:
+    """What safe_open and ShardedCheckpoint share; self._names maps every tensor name."""
+
+    _names = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def keys(self):
+        return sorted(self._names)
+
+    def __contains__(self, name):
+        return name in self._names
+
+    def get_tensors(self):
+        """{name: array} of every tensor."""
+        return {name: self.get_tensor(name) for name in self.keys()}
+
+
+class safe_open(_TensorSource):
     """safe_open(path, framework="np"): a memory-mapped safetensors file, its header checked.
     keys(), metadata(), get_tensor(name), get_dtype(name); usable as a context manager."""
 
@@ -100,6 +122,7 @@ class safe_open:
         except SafetensorError as e:
             raise SafetensorError(f"{self._path}: header has a {e}") from None
         self._metadata, self._entries = _check_header(self._path, header)
+        self._names = self._entries
         names = list(self._entries)
         sizes = [math.prod(e[1]) * DTYPES[e[0]].itemsize for e in self._entries.values()]
         try:
@@ -111,18 +134,6 @@ class safe_open:
             )
         except ValueError as e:
             raise SafetensorError(str(e)) from None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def keys(self):
-        return sorted(self._entries)
-
-    def __contains__(self, name):
-        return name in self._entries
 
     def metadata(self):
         return None if self._metadata is None else dict(self._metadata)
@@ -145,8 +156,7 @@ class safe_open:
 
 def load_file(filename):
     """{name: array} of every tensor in the file (memory-mapped, copy-on-write)."""
-    f = safe_open(filename)
-    return {name: f.get_tensor(name) for name in f.keys()}
+    return safe_open(filename).get_tensors()
 
 
 def _storage(path, name, value, code):
@@ -194,13 +204,13 @@ def save_file(tensors, filename, metadata=None, dtypes=None):
     _C.safetensors_write(path, raw, [stored[n][1] for n in order])
 
 
-class ShardedCheckpoint:
+class ShardedCheckpoint(_TensorSource):
     """The shards of model.safetensors.index.json as one file: keys(), get_tensor(name),
     get_dtype(name), metadata() (the index's "metadata")."""
 
     def __init__(self, index, files):
         self._index = index
-        self._weight_map = hub.read_index(index)
+        self._weight_map = self._names = hub.read_index(index)
         with open(index, encoding="utf-8") as f:
             self._metadata = json.load(f).get("metadata")
         shards = {os.path.basename(p): safe_open(p) for p in files}
@@ -208,18 +218,6 @@ class ShardedCheckpoint:
             if name not in shards[shard]:
                 raise SafetensorError(f"{index}: tensor {name!r} is listed in shard {shard!r} but is not in it")
         self._shards = shards
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def keys(self):
-        return sorted(self._weight_map)
-
-    def __contains__(self, name):
-        return name in self._weight_map
 
     def metadata(self):
         return self._metadata
@@ -246,5 +244,4 @@ def open_checkpoint(folder, prefix="model"):
 
 def load_checkpoint(folder, prefix="model"):
     """{name: array} of every tensor of a model folder, single file or sharded."""
-    f = open_checkpoint(folder, prefix)
-    return {name: f.get_tensor(name) for name in f.keys()}
+    return open_checkpoint(folder, prefix).get_tensors()

@@ -27,6 +27,17 @@ int lf_dtype_from_name(const char *name, lf_dtype *dtype) {
 
 const char *lf_device_name(lf_device device) { return device == LF_CUDA ? "cuda" : "cpu"; }
 
+int lf_device_from_name(const char *name, lf_device *device) {
+    if (strcmp(name, "cpu") == 0) {
+        *device = LF_CPU;
+    } else if (strcmp(name, "cuda") == 0 || strcmp(name, "cuda:0") == 0) {
+        *device = LF_CUDA;
+    } else {
+        return lf_error(LF_EINVAL, "device must be 'cpu' or 'cuda', got '%s'", name);
+    }
+    return LF_OK;
+}
+
 int lf_shape_size(const char *what, lf_dtype dtype, int ndim, const int64_t *shape, size_t *count,
                   size_t *bytes) {
     size_t item = lf_dtype_size(dtype);

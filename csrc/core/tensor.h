@@ -42,6 +42,8 @@ const char *lf_dtype_name(lf_dtype dtype);
 int lf_dtype_from_name(const char *name, lf_dtype *dtype);
 // "cpu" or "cuda".
 const char *lf_device_name(lf_device device);
+// Parses "cpu", "cuda" or "cuda:0" into *device.
+int lf_device_from_name(const char *name, lf_device *device);
 
 // Checks dtype and shape (ndim in [0, LF_MAX_DIMS], no negative extent, no size overflow) and
 // computes numel and nbytes into *count and *bytes. what names the tensor in the error message.

@@ -1,8 +1,6 @@
 // lorafast._C.Arena: an arena (core/arena.h) from Python, handing out tensors that keep it alive.
 #include "python/lf_python.h"
 
-#include <string.h>
-
 #include "core/arena.h"
 #include "core/cuda_backend.h"
 #include "core/error.h"
@@ -10,18 +8,6 @@
 typedef struct {
     PyObject_HEAD lf_arena arena;
 } Arena;
-
-static int parse_device(const char *name, lf_device *device) {
-    if (strcmp(name, "cpu") == 0)
-        *device = LF_CPU;
-    else if (strcmp(name, "cuda") == 0 || strcmp(name, "cuda:0") == 0)
-        *device = LF_CUDA;
-    else {
-        PyErr_Format(PyExc_ValueError, "Arena: device must be 'cpu' or 'cuda', got '%s'", name);
-        return -1;
-    }
-    return 0;
-}
 
 // Arena(capacity, device="cpu")
 static int arena_init(Arena *self, PyObject *args, PyObject *kwargs) {
@@ -34,7 +20,10 @@ static int arena_init(Arena *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     lf_device device;
-    if (parse_device(device_name, &device) < 0) return -1;
+    if (lf_device_from_name(device_name, &device) != LF_OK) {
+        lf_raise_core_error();
+        return -1;
+    }
     if (capacity < 0) {
         PyErr_Format(PyExc_ValueError, "Arena: capacity must be >= 0 bytes, got %lld", capacity);
         return -1;

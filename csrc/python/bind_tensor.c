@@ -35,30 +35,25 @@ static int dtype_of_array(PyArrayObject *a, lf_dtype *dtype) {
     return -1;
 }
 
+// The C string of a str argument, or NULL with a TypeError naming what.
+static const char *str_arg(PyObject *value, const char *what) {
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a str, got %R", what, value);
+        return NULL;
+    }
+    return PyUnicode_AsUTF8(value);
+}
+
 static int parse_dtype(PyObject *name, lf_dtype *dtype) {
-    const char *s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
-    if (s == NULL) {
-        if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "dtype must be a str, got %R", name);
-        return -1;
-    }
-    if (lf_dtype_from_name(s, dtype) != LF_OK) {
-        lf_raise_core_error();
-        return -1;
-    }
-    return 0;
+    const char *s = str_arg(name, "dtype");
+    if (s == NULL) return -1;
+    return lf_dtype_from_name(s, dtype) == LF_OK ? 0 : (lf_raise_core_error(), -1);
 }
 
 static int parse_device(PyObject *name, lf_device *device) {
-    const char *s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
-    if (s != NULL && strcmp(s, "cpu") == 0)
-        *device = LF_CPU;
-    else if (s != NULL && (strcmp(s, "cuda") == 0 || strcmp(s, "cuda:0") == 0))
-        *device = LF_CUDA;
-    else {
-        if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "device must be 'cpu' or 'cuda', got %R", name);
-        return -1;
-    }
-    return 0;
+    const char *s = str_arg(name, "device");
+    if (s == NULL) return -1;
+    return lf_device_from_name(s, device) == LF_OK ? 0 : (lf_raise_core_error(), -1);
 }
 
 // A new tensor of type (the caller's class, so subclasses survive) wrapping t.
