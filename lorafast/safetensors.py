@@ -1,7 +1,7 @@
 """safetensors files, with the API of `safetensors.numpy`: `load_file`, `save_file` and a lazy
 `safe_open`. Files are memory-mapped: opening one reads only its header, and a tensor's pages
-are read when it is touched. Arrays are copy-on-write views of the mapping (writing to one
-never changes the file) and keep it alive.
+are read when it is touched. Arrays are read-only views of the mapping that keep it alive
+(`np.array(x)` makes a writable copy); unlike safetensors.numpy.load_file, nothing is copied.
 
 NumPy has no bfloat16: a BF16 tensor comes back as a uint16 array of its bits; widen it with
 `to_float32(array, "BF16")`, and write one with `save_file(..., dtypes={name: "BF16"})`.
@@ -143,7 +143,7 @@ class safe_open(_TensorSource):
         return self._entry(name)[0]
 
     def get_tensor(self, name):
-        """The tensor as a NumPy array viewing the mapped file (BF16 as uint16 bits)."""
+        """The tensor as a read-only NumPy array viewing the mapped file (BF16 as uint16 bits)."""
         dtype, shape, begin, end = self._entry(name)
         return self._file.array(begin, end, DTYPES[dtype], shape)
 
@@ -155,7 +155,7 @@ class safe_open(_TensorSource):
 
 
 def load_file(filename):
-    """{name: array} of every tensor in the file (memory-mapped, copy-on-write)."""
+    """{name: array} of every tensor in the file (read-only views of the mapped file)."""
     return safe_open(filename).get_tensors()
 
 

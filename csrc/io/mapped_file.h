@@ -1,6 +1,8 @@
-// A file mapped into memory copy-on-write: reads come from the page cache on first touch,
-// writes go to private pages and never reach the file. A file truncated by another process
-// while mapped makes later reads past its new end fault (SIGBUS), as with any mmap.
+// A file mapped into memory read-only: pages come from the page cache on first touch, and
+// mapping costs no memory commitment (a writable private mapping would be charged in full
+// and fails for files larger than RAM + swap). A file truncated by another process while
+// mapped makes later reads past its new end fault (SIGBUS), as with any mmap; lorafast's own
+// writer replaces files by rename, which leaves existing mappings intact.
 #pragma once
 
 #include <stddef.h>

@@ -108,7 +108,7 @@ static PyObject *file_check_offsets(SafetensorsFile *self, PyObject *args) {
 }
 
 // array(begin, end, dtype, shape) -> ndarray viewing the mapped bytes [begin, end) of the
-// data area (copy-on-write: writing to it never changes the file); keeps the mapping alive.
+// data area, read-only; keeps the mapping alive.
 static PyObject *file_array(SafetensorsFile *self, PyObject *args) {
     long long begin, end;
     PyArray_Descr *descr = NULL;
@@ -153,7 +153,7 @@ static PyObject *file_array(SafetensorsFile *self, PyObject *args) {
     }
     Py_INCREF(descr); // stolen by NewFromDescr
     result = PyArray_NewFromDescr(&PyArray_Type, descr, (int)ndim, (npy_intp *)dims, NULL,
-                                  self->file.data + data_start(self) + begin, NPY_ARRAY_WRITEABLE, NULL);
+                                  self->file.data + data_start(self) + begin, 0, NULL);
     if (result != NULL && PyArray_SetBaseObject((PyArrayObject *)result, Py_NewRef((PyObject *)self)) < 0)
         Py_CLEAR(result);
 done:
@@ -178,7 +178,7 @@ static PyMethodDef file_methods[] = {
      "check_offsets(names, begins, ends, nbytes): offsets inside the data area, sizes match, no overlap, no "
      "hole."},
     {"array", (PyCFunction)file_array, METH_VARARGS,
-     "array(begin, end, dtype, shape) -> ndarray viewing the mapped data (copy-on-write)."},
+     "array(begin, end, dtype, shape) -> read-only ndarray viewing the mapped data."},
     {NULL, NULL, 0, NULL},
 };
 
