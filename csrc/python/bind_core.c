@@ -38,6 +38,18 @@ static PyObject *py_cuda_load(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(Os)", Py_True, name);
 }
 
+const lf_cuda_api *lf_python_cuda(void) {
+    if (lf_cuda() != NULL) return lf_cuda();
+    PyObject *backend = PyImport_ImportModule("lorafast._backend");
+    PyObject *status = backend ? PyObject_CallMethod(backend, "cuda_status", NULL) : NULL;
+    Py_XDECREF(backend);
+    if (status == NULL) return NULL;
+    Py_DECREF(status);
+    if (lf_cuda() == NULL)
+        PyErr_Format(PyExc_RuntimeError, "CUDA unavailable: %s", lf_cuda_unavailable_reason());
+    return lf_cuda();
+}
+
 static PyMethodDef core_methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "Compiler and OpenMP facts of the C core."},
     {"set_num_threads", py_set_num_threads, METH_O, "Sets the OpenMP thread count."},

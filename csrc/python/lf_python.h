@@ -15,5 +15,17 @@
 // returns NULL.
 PyObject *lf_raise_core_error(void);
 
+// The CUDA backend, opened on first use through lorafast._backend.cuda_status() (which finds
+// the kernels library and cuBLAS); NULL with a RuntimeError saying why CUDA is unavailable.
+struct lf_cuda_api;
+const struct lf_cuda_api *lf_python_cuda(void);
+
+// A new lorafast._C.Tensor for t; owner (may be NULL) is kept alive while the tensor lives.
+struct lf_tensor;
+PyObject *lf_tensor_wrap(const struct lf_tensor *t, PyObject *owner);
+
 // Each binding file adds its functions and types to the module; module.c calls them all.
 int lf_bind_core(PyObject *module);
+int lf_bind_tensor(PyObject *module);
+int lf_bind_io(PyObject *module);
+int lf_bind_arena(PyObject *module);
