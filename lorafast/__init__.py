@@ -5,6 +5,9 @@ __version__ = "0.1.0"
 
 from . import _backend
 from ._backend import _C
+from .configuration import AutoConfig, BertConfig, PretrainedConfig, RobertaConfig
+from .modeling import AutoModelForSequenceClassification, SequenceClassifierOutput
+from .peft import LoraConfig, PeftModel, PeftModelForSequenceClassification, TaskType, get_peft_model
 
 
 def build_info():
@@ -23,4 +26,18 @@ def build_info():
     return info
 
 
-__all__ = ["build_info", "__version__"]
+__all__ = [
+    "build_info",
+    "__version__",
+    "AutoConfig",
+    "BertConfig",
+    "PretrainedConfig",
+    "RobertaConfig",
+    "AutoModelForSequenceClassification",
+    "SequenceClassifierOutput",
+    "LoraConfig",
+    "PeftModel",
+    "PeftModelForSequenceClassification",
+    "TaskType",
+    "get_peft_model",
+]

@@ -17,3 +17,8 @@ PyObject *lf_raise_core_error(void);
 
 // Each binding file adds its functions and types to the module; module.c calls them all.
 int lf_bind_core(PyObject *module);
+int lf_bind_model(PyObject *module);
+
+// The C model of a lorafast._C.Model (bind_model.c), or NULL with a TypeError.
+struct lf_model;
+struct lf_model *lf_model_from_python(PyObject *obj);
