@@ -83,9 +83,16 @@ class LoraConfig:
         known = {"task_type", "r", "lora_alpha", "lora_dropout", "bias", "target_modules", "use_rslora",
                  "modules_to_save", "fan_in_fan_out", "init_lora_weights", "layers_to_transform", "use_dora",
                  "inference_mode", "base_model_name_or_path"}
-        ignored = {"peft_type", "peft_version", "auto_mapping", "revision", "megatron_core", "alpha_pattern",
-                   "rank_pattern", "loftq_config", "lora_bias", "exclude_modules", "layer_replication",
-                   "layers_pattern", "megatron_config", "target_parameters", "trainable_token_indices"}
+        # keys peft writes that lorafast accepts at peft's default value only
+        defaults = {"peft_type": "LORA", "peft_version": None, "auto_mapping": None, "revision": None,
+                    "megatron_core": "megatron.core", "alpha_pattern": {}, "rank_pattern": {}, "loftq_config": {},
+                    "lora_bias": False, "exclude_modules": None, "layer_replication": None, "layers_pattern": None,
+                    "megatron_config": None, "target_parameters": None, "trainable_token_indices": None,
+                    "qalora_group_size": 16, "use_qalora": False, "ensure_weight_tying": False,
+                    "alora_invocation_tokens": None, "arrow_config": None, "corda_config": None,
+                    "eva_config": None, "kasa_config": None, "lora_ga_config": None, "monteclora_config": None,
+                    "use_bdlora": None, "velora_config": None}
+        ignored = {k for k, v in d.items() if k in defaults and (v == defaults[k] or k == "peft_version")}
         if d.get("peft_type", "LORA") != "LORA":
             raise NotImplementedError(f"peft_type {d.get('peft_type')!r} is not supported (LORA)")
         for key in ("alpha_pattern", "rank_pattern"):
