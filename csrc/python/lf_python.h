@@ -18,6 +18,7 @@ PyObject *lf_raise_core_error(void);
 // Each binding file adds its functions and types to the module; module.c calls them all.
 int lf_bind_core(PyObject *module);
 int lf_bind_model(PyObject *module);
+int lf_bind_ops(PyObject *module);
 
 // The C model of a lorafast._C.Model (bind_model.c), or NULL with a TypeError.
 struct lf_model;

@@ -40,6 +40,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     static const bind_fn binders[] = {
         lf_bind_core,
         lf_bind_model,
+        lf_bind_ops,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {
