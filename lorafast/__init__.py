@@ -6,6 +6,9 @@ __version__ = "0.1.0"
 from . import _backend
 from ._backend import _C
 from .tensor import Arena, Tensor
+from .configuration import AutoConfig, BertConfig, PretrainedConfig, RobertaConfig
+from .modeling import AutoModelForSequenceClassification, SequenceClassifierOutput
+from .peft import LoraConfig, PeftModel, PeftModelForSequenceClassification, TaskType, get_peft_model
 
 
 def build_info():
@@ -22,6 +25,3 @@ def build_info():
     if not cuda_available:
         info["cuda_unavailable_reason"] = detail
     return info
-
-
-__all__ = ["build_info", "__version__", "Tensor", "Arena"]

@@ -42,6 +42,8 @@ PyMODINIT_FUNC PyInit__C(void) {
         lf_bind_tensor,
         lf_bind_io,
         lf_bind_arena,
+        lf_bind_model,
+        lf_bind_ops,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {

@@ -1,0 +1,242 @@
+// Single ops of csrc/ops/ callable from Python, for the op-level parity tests (tests/test_ops.py)
+// and for checking CUDA kernels against the CPU reference. Arrays in, new arrays out.
+#include "python/lf_python.h"
+
+#include <omp.h>
+
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/dropout.h"
+#include "ops/layernorm.h"
+#include "ops/matmul.h"
+
+// a C-contiguous float32 array with ndim dims (cast from any real array), or NULL
+static PyArrayObject *f32(PyObject *obj, int ndim, const char *what) {
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(
+        obj, NPY_FLOAT32, ndim, ndim, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    if (a == NULL) PyErr_Format(PyExc_ValueError, "%s must be a %d-D float array", what, ndim);
+    return a;
+}
+
+static PyArrayObject *zeros_like(PyArrayObject *a) {
+    return (PyArrayObject *)PyArray_ZEROS(PyArray_NDIM(a), PyArray_DIMS(a), NPY_FLOAT32, 0);
+}
+
+static float *F(PyArrayObject *a) { return a ? (float *)PyArray_DATA(a) : NULL; }
+
+typedef struct {
+    PyArrayObject *q, *k, *v, *offsets;
+    attention_shape s;
+    int T;
+} attention_args;
+
+static void attention_release(attention_args *a) {
+    Py_XDECREF(a->q);
+    Py_XDECREF(a->k);
+    Py_XDECREF(a->v);
+    Py_XDECREF(a->offsets);
+}
+
+static int attention_parse(attention_args *a, PyObject *q, PyObject *k, PyObject *v, PyObject *offsets,
+                           int NH, int NKV, int causal, int window) {
+    *a = (attention_args){0};
+    a->q = f32(q, 2, "q"), a->k = f32(k, 2, "k"), a->v = f32(v, 2, "v");
+    a->offsets = (PyArrayObject *)PyArray_FROMANY(offsets, NPY_INT32, 1, 1,
+                                                  NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    if (!a->q || !a->k || !a->v || !a->offsets) return -1;
+    int B = (int)PyArray_DIM(a->offsets, 0) - 1, T = (int)PyArray_DIM(a->q, 0);
+    const int32_t *off = PyArray_DATA(a->offsets);
+    if (NH < 1 || NKV < 1 || NH % NKV || PyArray_DIM(a->q, 1) % NH)
+        return PyErr_SetString(PyExc_ValueError, "bad head counts"), -1;
+    int HD = (int)PyArray_DIM(a->q, 1) / NH;
+    if (B < 1 || off[0] != 0 || off[B] != T || PyArray_DIM(a->k, 0) != T || PyArray_DIM(a->v, 0) != T ||
+        PyArray_DIM(a->k, 1) != NKV * HD || PyArray_DIM(a->v, 1) != NKV * HD)
+        return PyErr_SetString(PyExc_ValueError, "q, k, v, offsets shapes disagree"), -1;
+    for (int b = 0; b < B; b++)
+        if (off[b + 1] <= off[b]) return PyErr_SetString(PyExc_ValueError, "offsets must increase"), -1;
+    a->s = (attention_shape){.B = B, .NH = NH, .NKV = NKV, .HD = HD, .causal = causal, .window = window};
+    a->T = T;
+    return 0;
+}
+
+// attention_forward(q, k, v, offsets, n_heads, n_kv_heads, causal, window) -> (out, lse)
+static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *q, *k, *v, *offsets;
+    int NH, NKV, causal, window;
+    if (!PyArg_ParseTuple(args, "OOOOiipi", &q, &k, &v, &offsets, &NH, &NKV, &causal, &window)) return NULL;
+    attention_args a;
+    PyObject *result = NULL;
+    if (attention_parse(&a, q, k, v, offsets, NH, NKV, causal, window) == 0) {
+        npy_intp ld[2] = {a.T, NH};
+        PyArrayObject *out = zeros_like(a.q), *lse = (PyArrayObject *)PyArray_ZEROS(2, ld, NPY_FLOAT32, 0);
+        float *scratch = malloc(attention_scratch_floats(a.T, omp_get_max_threads()) * sizeof(float));
+        attention_forward(F(out), F(lse), F(a.q), F(a.k), F(a.v), PyArray_DATA(a.offsets), a.s, scratch);
+        free(scratch);
+        result = Py_BuildValue("(NN)", out, lse);
+    }
+    attention_release(&a);
+    return result;
+}
+
+// attention_backward(dout, out, lse, q, k, v, offsets, n_heads, n_kv_heads, causal, window) -> (dq, dk, dv)
+static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *dout_o, *out_o, *lse_o, *q, *k, *v, *offsets;
+    int NH, NKV, causal, window;
+    if (!PyArg_ParseTuple(args, "OOOOOOOiipi", &dout_o, &out_o, &lse_o, &q, &k, &v, &offsets, &NH, &NKV,
+                          &causal, &window))
+        return NULL;
+    attention_args a;
+    PyObject *result = NULL;
+    PyArrayObject *dout = f32(dout_o, 2, "dout"), *out = f32(out_o, 2, "out"), *lse = f32(lse_o, 2, "lse");
+    if (dout && out && lse && attention_parse(&a, q, k, v, offsets, NH, NKV, causal, window) == 0) {
+        PyArrayObject *dq = zeros_like(a.q), *dk = zeros_like(a.k), *dv = zeros_like(a.v);
+        float *scratch = malloc(attention_scratch_floats(a.T, omp_get_max_threads()) * sizeof(float));
+        attention_backward(F(dq), F(dk), F(dv), F(dout), F(out), F(lse), F(a.q), F(a.k), F(a.v),
+                           PyArray_DATA(a.offsets), a.s, scratch);
+        free(scratch);
+        result = Py_BuildValue("(NNN)", dq, dk, dv);
+    }
+    attention_release(&a);
+    Py_XDECREF(dout);
+    Py_XDECREF(out);
+    Py_XDECREF(lse);
+    return result;
+}
+
+static int weight_of(PyObject *obj, const char *dtype_name, PyArrayObject **arr, lf_weight *w) {
+    int npy = strcmp(dtype_name, "float32") == 0   ? NPY_FLOAT32
+              : strcmp(dtype_name, "float16") == 0 ? NPY_FLOAT16
+                                                   : NPY_UINT16;
+    w->dtype = npy == NPY_FLOAT32 ? LF_WEIGHT_F32 : npy == NPY_FLOAT16 ? LF_WEIGHT_F16 : LF_WEIGHT_BF16;
+    if (npy == NPY_UINT16 && strcmp(dtype_name, "bfloat16") != 0)
+        return PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype_name), -1;
+    *arr = (PyArrayObject *)PyArray_FROMANY(obj, npy, 2, 2, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    if (*arr == NULL) return -1;
+    w->data = PyArray_DATA(*arr);
+    return 0;
+}
+
+// matmul_forward(x (T, C), w (OC, C), dtype_name, bias or None) -> out (T, OC)
+// matmul_backward(dout, x, w, dtype_name) -> (dx, dw, db)   [dw only computed for float32]
+static PyObject *py_matmul(PyObject *self, PyObject *args, int backward) {
+    (void)self;
+    PyObject *a0, *a1, *a2, *a3 = Py_None;
+    const char *dtype;
+    if (!PyArg_ParseTuple(args, backward ? "OOOs" : "OOs|O", &a0, &a1, backward ? &a2 : (PyObject **)&dtype,
+                          backward ? (PyObject **)&dtype : &a3))
+        return NULL;
+    PyArrayObject *x = f32(backward ? a1 : a0, 2, "x"), *dout = backward ? f32(a0, 2, "dout") : NULL,
+                  *w = NULL, *bias = NULL;
+    lf_weight lw;
+    PyObject *result = NULL;
+    if (x && (!backward || dout) && weight_of(backward ? a2 : a1, dtype, &w, &lw) == 0 &&
+        (a3 == Py_None || (bias = f32(a3, 1, "bias")))) {
+        int T = (int)PyArray_DIM(x, 0), C = (int)PyArray_DIM(x, 1), OC = (int)PyArray_DIM(w, 0);
+        float *scratch = malloc((matmul_scratch_floats(C, OC, lw.dtype) + 1) * sizeof(float));
+        if (PyArray_DIM(w, 1) != C || (dout && (PyArray_DIM(dout, 0) != T || PyArray_DIM(dout, 1) != OC))) {
+            PyErr_SetString(PyExc_ValueError, "matmul shapes disagree");
+        } else if (!backward) {
+            npy_intp d[2] = {T, OC};
+            PyArrayObject *out = (PyArrayObject *)PyArray_ZEROS(2, d, NPY_FLOAT32, 0);
+            matmul_forward(F(out), F(x), lw, F(bias), T, C, OC, 0, scratch);
+            result = (PyObject *)out;
+        } else {
+            npy_intp dwd[2] = {OC, C}, dbd[1] = {OC};
+            PyArrayObject *dx = zeros_like(x), *dw = (PyArrayObject *)PyArray_ZEROS(2, dwd, NPY_FLOAT32, 0),
+                          *db = (PyArrayObject *)PyArray_ZEROS(1, dbd, NPY_FLOAT32, 0);
+            matmul_backward(F(dx), lw.dtype == LF_WEIGHT_F32 ? F(dw) : NULL, F(db), F(dout), F(x), lw, T, C,
+                            OC, scratch);
+            result = Py_BuildValue("(NNN)", dx, dw, db);
+        }
+        free(scratch);
+    }
+    Py_XDECREF(x);
+    Py_XDECREF(dout);
+    Py_XDECREF(w);
+    Py_XDECREF(bias);
+    return result;
+}
+
+static PyObject *py_matmul_forward(PyObject *self, PyObject *args) { return py_matmul(self, args, 0); }
+static PyObject *py_matmul_backward(PyObject *self, PyObject *args) { return py_matmul(self, args, 1); }
+
+// layernorm(x (T, C), weight, bias, eps, dout or None) -> out, or (dx, dweight, dbias) with dout
+static PyObject *py_layernorm(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *wo, *bo, *douto = Py_None;
+    float eps;
+    if (!PyArg_ParseTuple(args, "OOOf|O", &xo, &wo, &bo, &eps, &douto)) return NULL;
+    PyArrayObject *x = f32(xo, 2, "x"), *w = f32(wo, 1, "weight"), *b = f32(bo, 1, "bias"), *dout = NULL;
+    PyObject *result = NULL;
+    if (x && w && b && (douto == Py_None || (dout = f32(douto, 2, "dout")))) {
+        int T = (int)PyArray_DIM(x, 0), C = (int)PyArray_DIM(x, 1);
+        PyArrayObject *out = zeros_like(x);
+        float *stats = malloc(2 * (size_t)T * sizeof(float));
+        layernorm_forward(F(out), stats, stats + T, F(x), F(w), F(b), T, C, eps);
+        if (dout == NULL) {
+            result = (PyObject *)out;
+        } else {
+            PyArrayObject *dx = zeros_like(x), *dw = zeros_like(w), *db = zeros_like(b);
+            layernorm_backward(F(dx), F(dw), F(db), F(dout), F(x), F(w), stats, stats + T, T, C);
+            Py_DECREF(out);
+            result = Py_BuildValue("(NNN)", dx, dw, db);
+        }
+        free(stats);
+    }
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(dout);
+    return result;
+}
+
+// gelu(x, dout or None) -> out, or dx
+static PyObject *py_gelu(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *douto = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &xo, &douto)) return NULL;
+    PyArrayObject *x = f32(xo, 1, "x"), *dout = douto == Py_None ? NULL : f32(douto, 1, "dout");
+    PyObject *result = NULL;
+    if (x && (douto == Py_None || dout)) {
+        PyArrayObject *out = zeros_like(x);
+        if (dout)
+            gelu_backward(F(out), F(x), F(dout), PyArray_DIM(x, 0));
+        else
+            gelu_forward(F(out), F(x), PyArray_DIM(x, 0));
+        result = (PyObject *)out;
+    }
+    Py_XDECREF(x);
+    Py_XDECREF(dout);
+    return result;
+}
+
+// dropout(x, p, key) -> out
+static PyObject *py_dropout(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo;
+    float p;
+    unsigned long long key;
+    if (!PyArg_ParseTuple(args, "OfK", &xo, &p, &key)) return NULL;
+    if (!(p >= 0.0f && p < 1.0f)) return PyErr_Format(PyExc_ValueError, "p must be in [0, 1), got %g", p);
+    PyArrayObject *x = f32(xo, 1, "x");
+    if (x == NULL) return NULL;
+    PyArrayObject *out = zeros_like(x);
+    dropout_forward(F(out), F(x), PyArray_DIM(x, 0), p, key);
+    Py_DECREF(x);
+    return (PyObject *)out;
+}
+
+static PyMethodDef ops_methods[] = {
+    {"op_attention_forward", py_attention_forward, METH_VARARGS, "packed attention: (out, lse)"},
+    {"op_attention_backward", py_attention_backward, METH_VARARGS, "packed attention grads: (dq, dk, dv)"},
+    {"op_matmul_forward", py_matmul_forward, METH_VARARGS, "x @ w.T + b with f32/f16/bf16 w"},
+    {"op_matmul_backward", py_matmul_backward, METH_VARARGS, "(dx, dw, db) of x @ w.T + b"},
+    {"op_layernorm", py_layernorm, METH_VARARGS, "layernorm forward, or its grads given dout"},
+    {"op_gelu", py_gelu, METH_VARARGS, "gelu forward, or its input grad given dout"},
+    {"op_dropout", py_dropout, METH_VARARGS, "inverted dropout with a counter-based mask"},
+    {NULL, NULL, 0, NULL},
+};
+
+int lf_bind_ops(PyObject *module) { return PyModule_AddFunctions(module, ops_methods); }

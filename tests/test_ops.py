@@ -1,0 +1,129 @@
+"""The shared CPU ops (csrc/ops/) against torch: attention over packed sequences (GQA, causal,
+sliding window), matmul with f32/f16/bf16 weights, LayerNorm, GELU, dropout statistics."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lorafast import _C  # noqa: E402
+
+
+def torch_attention(q, k, v, offsets, nh, nkv, causal, window):
+    """Reference: each sequence alone, masked softmax(q k^T / sqrt(d)) v with repeated kv heads."""
+    hd = q.shape[1] // nh
+    outs = []
+    for b in range(len(offsets) - 1):
+        s, e = offsets[b], offsets[b + 1]
+        n = e - s
+        qh = q[s:e].view(n, nh, hd).transpose(0, 1)
+        kh = k[s:e].view(n, nkv, hd).transpose(0, 1).repeat_interleave(nh // nkv, 0)
+        vh = v[s:e].view(n, nkv, hd).transpose(0, 1).repeat_interleave(nh // nkv, 0)
+        scores = qh @ kh.transpose(1, 2) / hd**0.5
+        i = torch.arange(n)[:, None]
+        j = torch.arange(n)[None, :]
+        allowed = torch.ones(n, n, dtype=torch.bool)
+        if causal:
+            allowed &= j <= i
+        if window > 0:
+            allowed &= j > i - window
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        outs.append((scores.softmax(-1) @ vh).transpose(0, 1).reshape(n, nh * hd))
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize(
+    "nh,nkv,hd,causal,window",
+    [(3, 3, 8, False, 0), (4, 2, 16, True, 0), (8, 1, 4, True, 3), (2, 2, 9, False, 0), (6, 3, 5, True, 5)],
+)
+def test_attention_matches_torch(nh, nkv, hd, causal, window):
+    rng = np.random.default_rng(nh * 100 + hd)
+    lengths = [1, 7, 19, 2, 33]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    T = int(offsets[-1])
+    q = rng.standard_normal((T, nh * hd)).astype(np.float32)
+    k = rng.standard_normal((T, nkv * hd)).astype(np.float32)
+    v = rng.standard_normal((T, nkv * hd)).astype(np.float32)
+    dout = rng.standard_normal((T, nh * hd)).astype(np.float32)
+    out, lse = _C.op_attention_forward(q, k, v, offsets, nh, nkv, causal, window)
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    ref = torch_attention(tq, tk, tv, offsets.tolist(), nh, nkv, causal, window)
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+    ref.backward(torch.tensor(dout))
+    dq, dk, dv = _C.op_attention_backward(dout, out, lse, q, k, v, offsets, nh, nkv, causal, window)
+    for ours, theirs in ((dq, tq.grad), (dk, tk.grad), (dv, tv.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_rejects_bad_offsets():
+    q = np.zeros((4, 8), np.float32)
+    with pytest.raises(ValueError):
+        _C.op_attention_forward(q, q, q, np.array([0, 3], np.int32), 2, 2, False, 0)
+    with pytest.raises(ValueError):
+        _C.op_attention_forward(q, q, q, np.array([0, 2, 2, 4], np.int32), 2, 2, False, 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_matmul_with_stored_dtypes(dtype):
+    rng = np.random.default_rng(1)
+    T, C, OC = 13, 70, 300  # OC > the conversion block: several blocks
+    x = rng.standard_normal((T, C)).astype(np.float32)
+    w32 = rng.standard_normal((OC, C)).astype(np.float32)
+    b = rng.standard_normal(OC).astype(np.float32)
+    tw = torch.tensor(w32).to(getattr(torch, dtype))
+    w = tw.view(torch.uint16).numpy() if dtype == "bfloat16" else tw.numpy()
+    wf = tw.float()
+    tx = torch.tensor(x, requires_grad=True)
+    ref = tx @ wf.T + torch.tensor(b)
+    out = _C.op_matmul_forward(x, w, dtype, b)
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-5, atol=1e-4)
+    dout = rng.standard_normal((T, OC)).astype(np.float32)
+    ref.backward(torch.tensor(dout))
+    dx, dw, db = _C.op_matmul_backward(dout, x, w, dtype)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(db, dout.sum(0), rtol=1e-5, atol=1e-4)
+    if dtype == "float32":
+        np.testing.assert_allclose(dw, dout.T @ x, rtol=1e-5, atol=1e-4)
+
+
+def test_layernorm_matches_torch():
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((9, 37)) * 3 + 1).astype(np.float32)
+    w = rng.standard_normal(37).astype(np.float32)
+    b = rng.standard_normal(37).astype(np.float32)
+    dout = rng.standard_normal((9, 37)).astype(np.float32)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ref = torch.nn.functional.layer_norm(tx, (37,), tw, tb, 1e-5)
+    np.testing.assert_allclose(_C.op_layernorm(x, w, b, 1e-5), ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+    ref.backward(torch.tensor(dout))
+    dx, dw, db = _C.op_layernorm(x, w, b, 1e-5, dout)
+    for ours, theirs in ((dx, tx.grad), (dw, tw.grad), (db, tb.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gelu_matches_torch():
+    x = np.linspace(-8, 8, 2001).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.gelu(tx)
+    np.testing.assert_allclose(_C.op_gelu(x), ref.detach().numpy(), rtol=1e-6, atol=1e-6)
+    dout = np.cos(x).astype(np.float32)
+    ref.backward(torch.tensor(dout))
+    np.testing.assert_allclose(_C.op_gelu(x, dout), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_keep_rate_and_scaling(p):
+    n = 400_000
+    x = np.linspace(1.0, 2.0, n).astype(np.float32)
+    out = _C.op_dropout(x, p, 1234)
+    kept = out != 0
+    # keep rate within 5 standard deviations of the binomial
+    assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
+    np.testing.assert_allclose(out[kept], x[kept] / (1 - p), rtol=1e-6)
+    # a different key gives a different mask; the same key the same mask
+    assert (_C.op_dropout(x, p, 1235) != 0).tolist() != kept.tolist()
+    np.testing.assert_array_equal(_C.op_dropout(x, p, 1234), out)
+    # no correlation between neighbouring elements' masks
+    a, b = kept[:-1].astype(float), kept[1:].astype(float)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
+    np.testing.assert_array_equal(_C.op_dropout(x, 0.0, 1), x)
