@@ -1,0 +1,482 @@
+// The model framework: tables, LoRA, unpadding, workspace, forward and training step.
+#include "models/model.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "ops/crossentropy.h"
+#include "ops/lora.h"
+#include "ops/matmul.h"
+#include "ops/random.h"
+
+extern const lf_arch lf_arch_encoder;
+
+static const lf_arch *arch_of(int id) {
+    switch (id) {
+    case LF_ARCH_BERT:
+    case LF_ARCH_ROBERTA:
+        return &lf_arch_encoder;
+    default:
+        return NULL;
+    }
+}
+
+static int check_config(const lf_model_config *c) {
+    const struct {
+        const char *name;
+        int value, min;
+    } sizes[] = {
+        {"vocab_size", c->vocab_size, 1},
+        {"hidden_size", c->hidden_size, 1},
+        {"num_hidden_layers", c->num_layers, 0},
+        {"num_attention_heads", c->num_heads, 1},
+        {"num_key_value_heads", c->num_kv_heads, 1},
+        {"head_dim", c->head_dim, 1},
+        {"intermediate_size", c->intermediate_size, 1},
+        {"max_position_embeddings", c->max_positions, 1},
+        {"num_labels", c->num_labels, 2},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i].value < sizes[i].min)
+            return lf_error(LF_EINVAL, "config: %s must be >= %d, got %d", sizes[i].name, sizes[i].min,
+                            sizes[i].value);
+    if (c->num_heads % c->num_kv_heads != 0)
+        return lf_error(LF_EINVAL,
+                        "config: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                        c->num_heads, c->num_kv_heads);
+    const float probs[] = {c->hidden_dropout, c->attention_dropout, c->classifier_dropout};
+    for (int i = 0; i < 3; i++)
+        if (!(probs[i] >= 0.0f && probs[i] < 1.0f))
+            return lf_error(LF_EINVAL, "config: dropout probabilities must be in [0, 1), got %g", probs[i]);
+    return LF_OK;
+}
+
+lf_model *lf_model_create(const lf_model_config *cfg) {
+    const lf_arch *arch = arch_of(cfg->arch);
+    if (arch == NULL) {
+        lf_error(LF_EINVAL, "unsupported architecture id %d", cfg->arch);
+        return NULL;
+    }
+    if (check_config(cfg) != LF_OK) return NULL;
+    lf_model *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        lf_error(LF_ENOMEM, "out of memory creating the model");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    m->arch = arch;
+    if (arch->build(m) != LF_OK || lf_model_plan_params(m) != LF_OK) {
+        lf_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void lf_model_free(lf_model *m) {
+    if (m == NULL) return;
+    for (int i = 0; i < m->n_frozen; i++) {
+        free(m->frozen[i].name);
+        if (m->frozen[i].owned) free((void *)m->frozen[i].w.data);
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        free(m->params[i].name);
+        free(m->params[i].data);
+        free(m->params[i].grad);
+    }
+    free(m->frozen);
+    free(m->params);
+    free(m->linears);
+    free(m->work);
+    free(m->batch_ints);
+    free(m->arch_state);
+    free(m);
+}
+
+// HF Trainer's no-decay rule (get_decay_parameter_names): LayerNorm layers, and names
+// matching bias | layernorm | rmsnorm | (^|.)norm($|.) | _norm($|.)
+static int hf_no_decay(const char *name) {
+    char low[512];
+    size_t n = strlen(name) < sizeof low - 1 ? strlen(name) : sizeof low - 1;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
+    low[n] = '\0';
+    if (strstr(low, "bias") || strstr(low, "layernorm") || strstr(low, "rmsnorm")) return 1;
+    for (const char *p = strstr(low, "norm"); p != NULL; p = strstr(p + 1, "norm")) {
+        int end = p[4] == '\0' || p[4] == '.';
+        if (end && (p == low || p[-1] == '.' || p[-1] == '_')) return 1;
+    }
+    return 0;
+}
+
+static char *prefixed(const char *prefix, const char *name, const char *suffix) {
+    size_t n = strlen(prefix) + strlen(name) + strlen(suffix) + 1;
+    char *s = malloc(n);
+    if (s != NULL) snprintf(s, n, "%s%s%s", prefix, name, suffix);
+    return s;
+}
+
+static int grow(void **items, int *cap, int n, size_t size) {
+    if (n < *cap) return LF_OK;
+    int next = *cap ? 2 * *cap : 64;
+    void *p = realloc(*items, (size_t)next * size);
+    if (p == NULL) return lf_error(LF_ENOMEM, "out of memory growing a model table");
+    *items = p;
+    *cap = next;
+    return LF_OK;
+}
+
+int lf_model_add_frozen(lf_model *m, const char *name, int ndim, int64_t d0, int64_t d1) {
+    if (grow((void **)&m->frozen, &m->cap_frozen, m->n_frozen, sizeof *m->frozen) != LF_OK) return -1;
+    lf_frozen *f = &m->frozen[m->n_frozen];
+    *f = (lf_frozen){.name = prefixed("", name, ""), .ndim = ndim, .shape = {d0, ndim > 1 ? d1 : 1}};
+    f->numel = d0 * (ndim > 1 ? d1 : 1);
+    return m->n_frozen++;
+}
+
+int lf_model_add_param(lf_model *m, const char *name, int ndim, int64_t d0, int64_t d1, int no_decay) {
+    if (grow((void **)&m->params, &m->cap_params, m->n_params, sizeof *m->params) != LF_OK) return -1;
+    lf_param *p = &m->params[m->n_params];
+    *p = (lf_param){.name = prefixed("", name, ""), .ndim = ndim, .shape = {d0, ndim > 1 ? d1 : 1}};
+    p->numel = d0 * (ndim > 1 ? d1 : 1);
+    p->no_decay = no_decay < 0 ? hf_no_decay(name) : no_decay;
+    return m->n_params++;
+}
+
+int lf_model_find_frozen(const lf_model *m, const char *name) {
+    for (int i = 0; i < m->n_frozen; i++)
+        if (strcmp(m->frozen[i].name, name) == 0) return i;
+    return -1;
+}
+
+int lf_model_find_param(const lf_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+int lf_model_add_linear(lf_model *m, const char *prefix, int in, int out, int with_bias, int trainable,
+                        int site) {
+    if (grow((void **)&m->linears, &m->cap_linears, m->n_linears, sizeof *m->linears) != LF_OK) return -1;
+    char name[512];
+    lf_linear l = {.weight = -1,
+                   .bias = -1,
+                   .lora_a = -1,
+                   .lora_b = -1,
+                   .weight_param = -1,
+                   .bias_param = -1,
+                   .in = in,
+                   .out = out,
+                   .site = site,
+                   .target = -1};
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if (trainable)
+        l.weight_param = lf_model_add_param(m, name, 2, out, in, -1);
+    else
+        l.weight = lf_model_add_frozen(m, name, 2, out, in);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    if (with_bias && trainable)
+        l.bias_param = lf_model_add_param(m, name, 1, out, 1, -1);
+    else if (with_bias)
+        l.bias = lf_model_add_frozen(m, name, 1, out, 1);
+    m->linears[m->n_linears] = l;
+    return m->n_linears++;
+}
+
+int lf_model_plan_params(lf_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        lf_param *p = &m->params[i];
+        if (p->data != NULL) continue;
+        p->data = calloc((size_t)p->numel, sizeof(float));
+        p->grad = calloc((size_t)p->numel, sizeof(float));
+        if (p->data == NULL || p->grad == NULL) return lf_error(LF_ENOMEM, "out of memory for %s", p->name);
+    }
+    return LF_OK;
+}
+
+static const char *dtype_name(int dtype) {
+    return dtype == LF_WEIGHT_F32 ? "float32" : dtype == LF_WEIGHT_F16 ? "float16" : "bfloat16";
+}
+
+int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype) {
+    if (index < 0 || index >= m->n_frozen)
+        return lf_error(LF_EINVAL, "frozen tensor index %d out of range", index);
+    if (dtype < LF_WEIGHT_F32 || dtype > LF_WEIGHT_BF16)
+        return lf_error(LF_EINVAL, "unknown dtype %d", dtype);
+    lf_frozen *f = &m->frozen[index];
+    lf_weight w = {data, dtype};
+    int64_t bad;
+    if (!weight_all_finite(w, f->numel, &bad))
+        return lf_error(LF_EINVAL, "weight %s (%s) holds a non-finite value (NaN or Inf) at flat index %lld",
+                        f->name, dtype_name(dtype), (long long)bad);
+    f->w = w;
+    return LF_OK;
+}
+
+int lf_model_check_ready(const lf_model *m) {
+    for (int i = 0; i < m->n_frozen; i++)
+        if (m->frozen[i].w.data == NULL)
+            return lf_error(LF_EINVAL, "weight %s is not loaded (model built with materialize=False?)",
+                            m->frozen[i].name);
+    return LF_OK;
+}
+
+// peft keeps the original of a module it trains in full (modules_to_save) as a frozen
+// "<module>.original_module.<rest>": counted in all params
+static int add_original_module(lf_model *m, const lf_param *p) {
+    const char *dot = strchr(p->name, '.');
+    char name[512];
+    int module_len = dot ? (int)(dot - p->name) : (int)strlen(p->name);
+    snprintf(name, sizeof name, "base_model.model.%.*s.original_module%s", module_len, p->name,
+             dot ? dot : "");
+    int i = lf_model_add_frozen(m, name, p->ndim, p->shape[0], p->shape[1]);
+    if (i < 0) return LF_ENOMEM;
+    float *copy = malloc((size_t)p->numel * sizeof(float));
+    if (copy == NULL) return lf_error(LF_ENOMEM, "out of memory copying %s", p->name);
+    memcpy(copy, p->data, (size_t)p->numel * sizeof(float));
+    m->frozen[i].w = lf_weight_f32(copy);
+    m->frozen[i].owned = 1;
+    return LF_OK;
+}
+
+static int module_name(char *out, size_t size, const lf_model *m, const lf_linear *l) {
+    const char *w = m->frozen[l->weight].name;
+    size_t n = strlen(w) - strlen(".weight");
+    if (n + 1 > size) return lf_error(LF_EINVAL, "module name too long: %s", w);
+    memcpy(out, w, n);
+    out[n] = '\0';
+    return LF_OK;
+}
+
+int lf_model_add_lora(lf_model *m, lf_lora_config lora, unsigned target_mask, uint64_t seed) {
+    if (m->lora.r != 0) return lf_error(LF_EINVAL, "the model already has LoRA adapters");
+    if (lora.r < 1) return lf_error(LF_EINVAL, "LoRA r must be >= 1, got %d", lora.r);
+    if (!(lora.dropout >= 0.0f && lora.dropout < 1.0f))
+        return lf_error(LF_EINVAL, "lora_dropout must be in [0, 1), got %g", lora.dropout);
+    int n_head = m->n_params;
+    for (int i = 0; i < n_head; i++) {
+        if (add_original_module(m, &m->params[i]) != LF_OK) return lf_error_code();
+        char *name = prefixed("base_model.model.", m->params[i].name, "");
+        if (name == NULL) return lf_error(LF_ENOMEM, "out of memory");
+        free(m->params[i].name);
+        m->params[i].name = name;
+    }
+    for (int i = 0; i < m->n_linears; i++) {
+        lf_linear *l = &m->linears[i];
+        if (l->target < 0 || !(target_mask >> l->target & 1u)) continue;
+        char module[448], name[512];
+        if (module_name(module, sizeof module, m, l) != LF_OK) return LF_EINVAL;
+        snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", module);
+        l->lora_a = lf_model_add_param(m, name, 2, lora.r, l->in, 0);
+        snprintf(name, sizeof name, "base_model.model.%s.lora_B.weight", module);
+        l->lora_b = lf_model_add_param(m, name, 2, l->out, lora.r, 0);
+        if (l->lora_a < 0 || l->lora_b < 0) return LF_ENOMEM;
+    }
+    if (lf_model_plan_params(m) != LF_OK) return LF_ENOMEM;
+    for (int i = 0; i < m->n_linears; i++) { // A: kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in))
+        const lf_linear *l = &m->linears[i];
+        if (l->lora_a < 0) continue;
+        float bound = 1.0f / sqrtf((float)l->in);
+        random_uniform_fill(m->params[l->lora_a].data, m->params[l->lora_a].numel, -bound, bound,
+                            lf_stream_key(seed, (uint64_t)i));
+    }
+    m->lora = lora;
+    m->lora_target_mask = target_mask;
+    return LF_OK;
+}
+
+static int reserve_batch(lf_model *m, int T, int B) {
+    size_t need = 3 * (size_t)T + 3 * (size_t)B + 1;
+    if (need > m->batch_ints_cap) {
+        int32_t *p = realloc(m->batch_ints, need * sizeof(int32_t));
+        if (p == NULL) return lf_error(LF_ENOMEM, "out of memory for a batch of %d tokens", T);
+        m->batch_ints = p;
+        m->batch_ints_cap = need;
+    }
+    lf_batch *b = &m->batch;
+    b->tokens = m->batch_ints;
+    b->positions = b->tokens + T;
+    b->token_types = b->positions + T;
+    b->offsets = b->token_types + T;
+    b->pool_index = b->offsets + B + 1;
+    b->labels = b->pool_index + B;
+    return LF_OK;
+}
+
+// every value of the padded batch in range; returns the number of unmasked tokens or -1
+static int64_t check_padded(const lf_model *m, const int64_t *ids, const int64_t *mask, const int64_t *types,
+                            const int64_t *labels, int B, int L) {
+    const lf_model_config *c = &m->cfg;
+    int64_t T = 0;
+    for (int64_t i = 0; i < (int64_t)B * L; i++) {
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return lf_error(LF_EINVAL, "input_ids[%lld][%lld] = %lld is outside the vocabulary [0, %d)",
+                            (long long)(i / L), (long long)(i % L), (long long)ids[i], c->vocab_size),
+                   -1;
+        if (mask[i] != 0 && mask[i] != 1)
+            return lf_error(LF_EINVAL, "attention_mask[%lld][%lld] = %lld: values must be 0 or 1",
+                            (long long)(i / L), (long long)(i % L), (long long)mask[i]),
+                   -1;
+        if (types != NULL && (types[i] < 0 || types[i] >= (c->type_vocab_size > 0 ? c->type_vocab_size : 1)))
+            return lf_error(LF_EINVAL, "token_type_ids[%lld][%lld] = %lld is outside [0, %d)",
+                            (long long)(i / L), (long long)(i % L), (long long)types[i], c->type_vocab_size),
+                   -1;
+        T += mask[i];
+    }
+    for (int b = 0; labels != NULL && b < B; b++)
+        if (labels[b] < 0 || labels[b] >= c->num_labels)
+            return lf_error(LF_EINVAL, "labels[%d] = %lld is outside [0, num_labels=%d)", b,
+                            (long long)labels[b], c->num_labels),
+                   -1;
+    if (T > INT32_MAX / 4) return lf_error(LF_EINVAL, "batch of %lld tokens is too large", (long long)T), -1;
+    return T;
+}
+
+// position id of column j of a row, per the architecture's rule; *count: running non-pad count
+static int64_t position_of(const lf_model *m, const int64_t *row, int j, int64_t *count) {
+    if (m->cfg.position_rule == LF_POS_ROBERTA) {
+        int pad = m->cfg.pad_token_id;
+        if (row[j] == pad) return pad;
+        return pad + ++*count;
+    }
+    return j;
+}
+
+static int pool_column(const lf_model *m, const int64_t *row, int L) {
+    if (m->cfg.pool_rule == LF_POOL_FIRST) return 0;
+    int last = 0;
+    for (int j = 0; j < L; j++)
+        if (row[j] != m->cfg.pad_token_id) last = j;
+    return last;
+}
+
+int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const int64_t *token_types,
+                   const int64_t *labels, int B, int L) {
+    if (B < 1 || L < 1) return lf_error(LF_EINVAL, "input_ids must have at least one row and one column");
+    int64_t T = check_padded(m, ids, mask, token_types, labels, B, L);
+    if (T < 0) return LF_EINVAL;
+    if (reserve_batch(m, (int)T, B) != LF_OK) return LF_ENOMEM;
+    lf_batch *bt = &m->batch;
+    int t = 0;
+    bt->max_len = 0;
+    for (int b = 0; b < B; b++) {
+        const int64_t *row = ids + (size_t)b * L, *mrow = mask + (size_t)b * L;
+        int pool = pool_column(m, row, L);
+        if (!mrow[pool])
+            return lf_error(
+                LF_EINVAL,
+                "row %d: the token the classifier reads (column %d) is masked out by "
+                "attention_mask (%s)",
+                b, pool, m->cfg.pool_rule == LF_POOL_FIRST ? "encoders need right padding" : "check padding");
+        bt->offsets[b] = t;
+        int64_t count = 0;
+        for (int j = 0; j < L; j++) {
+            int64_t pos = position_of(m, row, j, &count);
+            if (pos >= m->cfg.max_positions)
+                return lf_error(LF_EINVAL,
+                                "row %d: a sequence of %d tokens needs position id %lld, beyond "
+                                "max_position_embeddings=%d (index out of range)",
+                                b, L, (long long)pos, m->cfg.max_positions);
+            if (j == pool) bt->pool_index[b] = t;
+            if (!mrow[j]) continue;
+            bt->tokens[t] = (int32_t)row[j];
+            bt->positions[t] = (int32_t)pos;
+            bt->token_types[t] = token_types ? (int32_t)token_types[(size_t)b * L + j] : 0;
+            t++;
+        }
+        if (t - bt->offsets[b] > bt->max_len) bt->max_len = t - bt->offsets[b];
+        bt->labels[b] = labels ? (int32_t)labels[b] : 0;
+    }
+    bt->offsets[B] = t;
+    bt->T = t;
+    bt->B = B;
+    return LF_OK;
+}
+
+int lf_model_reserve(lf_model *m, size_t floats) {
+    if (floats <= m->work_floats) return LF_OK;
+    float *p = realloc(m->work, floats * sizeof(float));
+    if (p == NULL) return lf_error(LF_ENOMEM, "out of memory for %zu activation floats", floats);
+    m->work = p;
+    m->work_floats = floats;
+    return LF_OK;
+}
+
+uint64_t lf_model_dropout_key(const lf_model *m, int site) {
+    return lf_stream_key(m->seed ^ lf_mix64(m->step + 0x51ed270b27a0f3ULL), (uint64_t)site);
+}
+
+static int prepare(lf_model *m, float **dlogits) {
+    if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
+    const lf_batch *b = &m->batch;
+    size_t arch = m->arch->workspace_floats(m, b->T, b->B, b->max_len);
+    if (lf_model_reserve(m, arch + (size_t)b->B * m->cfg.num_labels) != LF_OK) return LF_ENOMEM;
+    *dlogits = m->work + arch;
+    return LF_OK;
+}
+
+int lf_model_forward(lf_model *m, float *logits) {
+    float *dlogits;
+    if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
+    int rc = m->arch->forward(m, &m->batch, logits);
+    if (m->training) m->step++;
+    return rc;
+}
+
+int lf_model_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss) {
+    float *dlogits;
+    if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
+    const lf_batch *b = &m->batch;
+    int rc = m->arch->forward(m, b, logits);
+    if (rc == LF_OK) {
+        *loss =
+            crossentropy_forward_backward(dlogits, logits, b->labels, class_weights, b->B, m->cfg.num_labels);
+        rc = m->arch->backward(m, b, dlogits);
+    }
+    if (m->training) m->step++;
+    return rc;
+}
+
+void lf_model_zero_grad(lf_model *m) {
+    for (int i = 0; i < m->n_params; i++)
+        memset(m->params[i].grad, 0, (size_t)m->params[i].numel * sizeof(float));
+}
+
+lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l) {
+    if (l->weight_param >= 0) return lf_weight_f32(m->params[l->weight_param].data);
+    return m->frozen[l->weight].w;
+}
+
+const float *lf_linear_bias(const lf_model *m, const lf_linear *l) {
+    if (l->bias_param >= 0) return m->params[l->bias_param].data;
+    return l->bias >= 0 ? (const float *)m->frozen[l->bias].w.data : NULL;
+}
+
+static float lora_dropout(const lf_model *m) { return m->training ? m->lora.dropout : 0.0f; }
+
+// LoRA dropout streams are apart from the hidden dropout sites
+static uint64_t lora_key(const lf_model *m, const lf_linear *l) {
+    return lf_model_dropout_key(m, l->site + (1 << 24));
+}
+
+void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
+                       int T, float *scratch) {
+    matmul_forward(out, x, lf_linear_weight(m, l), lf_linear_bias(m, l), T, l->in, l->out, 0, scratch);
+    if (l->lora_a < 0) return;
+    lora_forward(out, lora_u, xd, x, m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out,
+                 m->lora.r, m->lora.scaling, lora_dropout(m), lora_key(m, l));
+}
+
+void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, float *xd, const float *dout,
+                        const float *x, const float *lora_u, int T, float *scratch) {
+    float *dw = l->weight_param >= 0 ? m->params[l->weight_param].grad : NULL;
+    float *db = l->bias_param >= 0 ? m->params[l->bias_param].grad : NULL;
+    matmul_backward(dx, dw, db, dout, x, lf_linear_weight(m, l), T, l->in, l->out, scratch);
+    if (l->lora_a < 0) return;
+    lora_backward(dx, m->params[l->lora_a].grad, m->params[l->lora_b].grad, du, xd, dout, x, lora_u,
+                  m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out, m->lora.r,
+                  m->lora.scaling, lora_dropout(m), lora_key(m, l));
+}

@@ -1,0 +1,175 @@
+// The C interface of a sequence-classification model with LoRA, shared by every
+// architecture (encoder.c: BERT/RoBERTa; decoder.c: Llama/Mistral) and by the training loop.
+//
+// A model has
+// - a config (sizes, eps, dropout probabilities, pad id, number of labels);
+// - frozen weights: a table of named tensors (HF checkpoint names) whose data is borrowed
+//   (numpy arrays / mmap'd safetensors kept alive by the owner), f32, f16 or bf16, possibly
+//   not materialized (data NULL: enough to count parameters);
+// - trainable parameters: a table of named f32 tensors (names = the keys peft writes into
+//   adapter_model.safetensors) with data and grad in one arena owned by the model, and a
+//   no-weight-decay flag as HF's Trainer decides it (biases and LayerNorm weights);
+// - a workspace for activations, planned from the largest batch seen (grown, never
+//   shrunk, only when a larger batch arrives; nothing else is allocated in a step).
+//
+// A batch is packed: the tokens of B sequences back to back, no padding.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/weight.h"
+
+typedef enum { LF_ARCH_BERT = 0, LF_ARCH_ROBERTA = 1, LF_ARCH_LLAMA = 2, LF_ARCH_MISTRAL = 3 } lf_arch_id;
+
+// How position ids and the pooled token follow from a padded (B, L) batch (lf_unpad_batch)
+typedef enum {
+    LF_POS_COLUMN = 0,  // position = column index in the padded row (BERT, absolute positions)
+    LF_POS_ROBERTA = 1, // padding_idx + cumsum(ids != padding_idx), fairseq's rule
+} lf_position_rule;
+
+typedef enum {
+    LF_POOL_FIRST = 0,       // the row's column 0 (BERT [CLS], RoBERTa <s>); it must be unmasked
+    LF_POOL_LAST_NONPAD = 1, // the last token whose id != pad_token_id (HF's decoder classifiers)
+} lf_pool_rule;
+
+typedef struct {
+    int arch; // lf_arch_id
+    int vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, head_dim, intermediate_size;
+    int max_positions, type_vocab_size, pad_token_id, num_labels;
+    float norm_eps, hidden_dropout, attention_dropout, classifier_dropout;
+    int sliding_window; // decoder: 0 = none
+    float rope_theta;   // decoder
+    int position_rule, pool_rule;
+} lf_model_config;
+
+typedef struct {
+    char *name; // HF checkpoint name, e.g. "roberta.encoder.layer.0.attention.self.query.weight"
+    int ndim;
+    int64_t shape[2], numel;
+    lf_weight w; // w.data NULL until set (or never, for a model built to count parameters)
+    int owned;   // 1: w.data is the model's own copy (peft's original_module of a trained head)
+} lf_frozen;
+
+typedef struct {
+    char *name; // peft adapter key, e.g. "base_model.model.classifier.dense.weight"
+    int ndim;
+    int64_t shape[2], numel;
+    float *data, *grad;
+    int no_decay; // 1: HF's Trainer puts it in the no-weight-decay group
+} lf_param;
+
+// A linear layer y = x W^T + b (+ LoRA): indexes into the model's tables, -1 when absent.
+typedef struct {
+    int weight, bias;   // frozen table (weight required)
+    int lora_a, lora_b; // param table: A (r, in), B (out, r)
+    int weight_param;   // param table, for a trainable linear (a classifier head); -1 else
+    int bias_param;     // param table; -1 else
+    int in, out;        // sizes
+    int site;           // a small integer naming this linear for dropout streams
+    int target;         // index into arch->lora_targets, or -1: never gets LoRA
+} lf_linear;
+
+typedef struct {
+    int r;
+    float scaling; // alpha / r, or alpha / sqrt(r) with rslora
+    float dropout;
+} lf_lora_config;
+
+// A packed batch: T tokens of B sequences.
+typedef struct {
+    int T, B, max_len;
+    int32_t *tokens;      // (T,)
+    int32_t *positions;   // (T,)
+    int32_t *token_types; // (T,)
+    int32_t *offsets;     // (B+1,) sequence b = tokens offsets[b] .. offsets[b+1]-1
+    int32_t *pool_index;  // (B,) the packed index of the token each sequence is classified from
+    int32_t *labels;      // (B,) or unused
+} lf_batch;
+
+typedef struct lf_model lf_model;
+
+// What an architecture provides (encoder.c, decoder.c).
+typedef struct {
+    const char *name;
+    // fills the frozen and trainable tables for the config (no LoRA yet)
+    int (*build)(lf_model *m);
+    // floats of activation workspace for a batch of T tokens, B sequences, longest max_len
+    size_t (*workspace_floats)(const lf_model *m, int T, int B, int max_len);
+    // logits: (B, num_labels); keeps what backward needs in the workspace
+    int (*forward)(lf_model *m, const lf_batch *batch, float *logits);
+    // accumulates parameter grads from dlogits: (B, num_labels), after forward on the same batch
+    int (*backward)(lf_model *m, const lf_batch *batch, const float *dlogits);
+    // the LoRA-able linears: names (module suffix, e.g. "attention.self.query"), count per layer
+    const char *const *lora_targets;
+    int n_lora_targets;
+} lf_arch;
+
+struct lf_model {
+    lf_model_config cfg;
+    const lf_arch *arch;
+    lf_frozen *frozen;
+    int n_frozen, cap_frozen;
+    lf_param *params;
+    int n_params, cap_params;
+    float *param_arena; // data and grads of every param (re-planned when params are added)
+    lf_linear *linears; // the architecture's linears, in its own order
+    int n_linears, cap_linears;
+    lf_lora_config lora;       // r == 0: no LoRA
+    unsigned lora_target_mask; // bit i: arch->lora_targets[i] has LoRA
+    int training;              // dropout on
+    uint64_t seed, step;       // dropout streams: key(seed, step, site)
+    float *work;               // activations
+    size_t work_floats;
+    int32_t *batch_ints; // packed batch arrays
+    size_t batch_ints_cap;
+    lf_batch batch;
+    void *arch_state; // per-architecture pointers into work (set by forward)
+};
+
+// Creates a model of cfg.arch with its tables (frozen data unset). NULL + lf_error on failure.
+lf_model *lf_model_create(const lf_model_config *cfg);
+void lf_model_free(lf_model *m);
+
+// Table building (used by the architectures' build functions); return the new index or -1.
+int lf_model_add_frozen(lf_model *m, const char *name, int ndim, int64_t d0, int64_t d1);
+int lf_model_add_param(lf_model *m, const char *name, int ndim, int64_t d0, int64_t d1, int no_decay);
+int lf_model_find_frozen(const lf_model *m, const char *name);
+int lf_model_find_param(const lf_model *m, const char *name);
+// Adds a linear; with_bias: also its bias. trainable: weight and bias are params, else frozen.
+int lf_model_add_linear(lf_model *m, const char *prefix, int in, int out, int with_bias, int trainable,
+                        int site);
+// (Re)allocates the param arena after params were added; existing values are kept, new ones zeroed.
+int lf_model_plan_params(lf_model *m);
+
+// Points frozen tensor i at data (borrowed) after checking it is finite. LF_EINVAL names it.
+int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype);
+// LF_EINVAL naming the first frozen tensor whose data is unset
+int lf_model_check_ready(const lf_model *m);
+
+// Adds LoRA A/B params to the linears whose target bit is set (peft names with prefix
+// "base_model.model."); renames trainable params to peft keys. A: kaiming-uniform(a=sqrt 5)
+// from seed, B: zeros. Called once.
+int lf_model_add_lora(lf_model *m, lf_lora_config lora, unsigned target_mask, uint64_t seed);
+
+// Unpads a padded batch: ids, mask: (B, L) int64, token_types: (B, L) or NULL; labels (B,) or
+// NULL. Validates ranges and fills m->batch (grown when needed). LF_EINVAL names what is wrong.
+int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const int64_t *token_types,
+                   const int64_t *labels, int B, int L);
+
+// logits: (B, num_labels) for m->batch
+int lf_model_forward(lf_model *m, float *logits);
+// Training step on m->batch: logits (B, num_labels) out, class-weighted cross-entropy loss
+// (weights (num_labels,) or NULL), grads accumulated into the params' grad buffers.
+int lf_model_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
+void lf_model_zero_grad(lf_model *m);
+
+// Helpers for architectures
+int lf_model_reserve(lf_model *m, size_t floats);           // grows m->work
+uint64_t lf_model_dropout_key(const lf_model *m, int site); // stream key for this step and site
+void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
+                       int T, float *scratch);
+void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, float *xd, const float *dout,
+                        const float *x, const float *lora_u, int T, float *scratch);
+lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l);
+const float *lf_linear_bias(const lf_model *m, const lf_linear *l);
