@@ -39,6 +39,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (module == NULL) return NULL;
     static const bind_fn binders[] = {
         lf_bind_core,
+        lf_bind_tensor,
+        lf_bind_io,
         lf_bind_decoder,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
