@@ -70,3 +70,18 @@ def test_op_bad_input_is_a_value_error():
         _C.rope(f32(3, 1, 5), np.zeros(3, np.int32), 1e4, False)
     with pytest.raises(ValueError, match="one shape"):
         _C.silu_mul_forward(f32(2, 4), f32(2, 3))
+
+
+def test_random_normal_fill_bf16_f16_are_the_f32_stream_rounded():
+    a, b, h = np.empty(100_003, np.float32), np.empty(100_003, np.uint16), np.empty(100_003, np.float16)
+    for x in (a, b, h):
+        _C.random_normal_fill(x, 0.0, 0.02, 7, 3)
+    assert abs(a.mean()) < 3e-4 and abs(a.std() - 0.02) < 3e-4
+    bits = torch.from_numpy(a).bfloat16().view(torch.int16).numpy().view(np.uint16)
+    np.testing.assert_array_equal(b, bits)
+    np.testing.assert_array_equal(h, a.astype(np.float16))
+    other = np.empty_like(a)
+    _C.random_normal_fill(other, 0.0, 0.02, 7, 4)
+    assert not np.array_equal(a, other)
+    with pytest.raises(ValueError, match="dtype"):
+        _C.random_normal_fill(np.empty(3, np.float64), 0.0, 1.0, 0, 0)

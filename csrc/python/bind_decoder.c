@@ -2,6 +2,7 @@
 // and the decoder model entry points.
 #include "python/lf_python.h"
 
+#include "ops/random.h"
 #include "ops/rmsnorm.h"
 #include "ops/rope.h"
 #include "ops/silu_mul.h"
@@ -124,7 +125,44 @@ static PyObject *py_silu_mul_backward(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS return Py_BuildValue("(NN)", dg, du);
 }
 
+// random_normal_fill(array, mean, std, seed, stream): fills a C-contiguous float32, float16 or
+// uint16 (bfloat16 bits) array in place, in parallel; the values depend on (seed, stream) only
+static PyObject *py_random_normal_fill(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *obj;
+    float mean, std;
+    unsigned long long seed, stream;
+    if (!PyArg_ParseTuple(args, "OffKK", &obj, &mean, &std, &seed, &stream)) return NULL;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (!PyArray_Check(obj) || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISWRITEABLE(a))
+        return PyErr_Format(PyExc_ValueError,
+                            "random_normal_fill: array must be a writeable C-contiguous array");
+    lf_dtype dtype;
+    switch (PyArray_TYPE(a)) {
+    case NPY_FLOAT32:
+        dtype = LF_F32;
+        break;
+    case NPY_FLOAT16:
+        dtype = LF_F16;
+        break;
+    case NPY_UINT16:
+        dtype = LF_BF16;
+        break;
+    default:
+        return PyErr_Format(PyExc_ValueError,
+                            "random_normal_fill: dtype must be float32, float16 or uint16 (bfloat16 bits)");
+    }
+    if (!(std >= 0.0f))
+        return PyErr_Format(PyExc_ValueError, "random_normal_fill: std must be >= 0, got %g", std);
+    void *data = PyArray_DATA(a);
+    int64_t n = PyArray_SIZE(a);
+    Py_BEGIN_ALLOW_THREADS random_normal_fill_dtype(data, dtype, n, mean, std, lf_stream_key(seed, stream));
+    Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
 static PyMethodDef decoder_methods[] = {
+    {"random_normal_fill", py_random_normal_fill, METH_VARARGS,
+     "Fills a float32/float16/bfloat16-bits array with normal(mean, std) values from (seed, stream)."},
     {"rmsnorm_forward", py_rmsnorm_forward, METH_VARARGS, "RMSNorm: (x, weight, eps) -> (out, rstd)."},
     {"rmsnorm_backward", py_rmsnorm_backward, METH_VARARGS, "(dout, x, weight, rstd) -> (dx, dweight)."},
     {"rope", py_rope, METH_VARARGS, "RoPE: (x (T,H,D), positions, theta, backward) -> rotated x."},
