@@ -6,6 +6,9 @@ __version__ = "0.1.0"
 from . import _backend
 from ._backend import _C
 from .tensor import Tensor
+from .configuration import AutoConfig, BertConfig, PretrainedConfig, RobertaConfig
+from .modeling import AutoModelForSequenceClassification, SequenceClassifierOutput
+from .peft import LoraConfig, PeftModel, PeftModelForSequenceClassification, TaskType, get_peft_model
 
 
 def build_info():
@@ -24,4 +27,19 @@ def build_info():
     return info
 
 
-__all__ = ["build_info", "__version__", "Tensor"]
+__all__ = [
+    "build_info",
+    "__version__",
+    "Tensor",
+    "AutoConfig",
+    "BertConfig",
+    "PretrainedConfig",
+    "RobertaConfig",
+    "AutoModelForSequenceClassification",
+    "SequenceClassifierOutput",
+    "LoraConfig",
+    "PeftModel",
+    "PeftModelForSequenceClassification",
+    "TaskType",
+    "get_peft_model",
+]

@@ -20,3 +20,8 @@ int lf_bind_core(PyObject *module);
 int lf_bind_tensor(PyObject *module);
 int lf_bind_io(PyObject *module);
 int lf_bind_decoder(PyObject *module);
+int lf_bind_model(PyObject *module);
+
+// The C model of a lorafast._C.Model (bind_model.c), or NULL with a TypeError.
+struct lf_model;
+struct lf_model *lf_model_from_python(PyObject *obj);

@@ -42,6 +42,7 @@ PyMODINIT_FUNC PyInit__C(void) {
         lf_bind_tensor,
         lf_bind_io,
         lf_bind_decoder,
+        lf_bind_model,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {

@@ -1,0 +1,184 @@
+"""Model configs with Hugging Face's names: AutoConfig.from_pretrained reads config.json into a
+config object whose attributes are HF's (assignable), and each config class says how its model
+is built in C (lorafast._C.Model). A new model type is a new config class in CONFIG_CLASSES."""
+
+import copy
+import json
+import os
+
+CONFIG_NAME = "config.json"
+
+
+def resolve_model_folder(path_or_id):
+    """A local model folder for a path or a Hugging Face id (lorafast.hub when present)."""
+    try:
+        from .hub import resolve_model_folder as resolve
+    except ImportError:  # before the hub module lands: local folders only
+        if os.path.isdir(path_or_id):
+            return os.fspath(path_or_id)
+        raise OSError(f"model folder not found: {path_or_id!r} (looked for a local folder)") from None
+    return os.fspath(resolve(path_or_id))
+
+
+class PretrainedConfig:
+    """HF-shaped config: every key of config.json is an attribute; defaults are HF's."""
+
+    model_type = None
+    defaults = {}
+    # peft's default LoRA targets for this model type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING)
+    default_lora_targets = ()
+
+    def __init__(self, **kwargs):
+        values = dict(self.defaults)
+        values.update(kwargs)
+        values.pop("model_type", None)
+        num_labels = values.pop("num_labels", None)
+        for key, value in values.items():
+            setattr(self, key, value)
+        if num_labels is not None:
+            self.num_labels = num_labels
+        elif not hasattr(self, "id2label"):
+            self.num_labels = 2
+
+    @property
+    def num_labels(self):
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, n):
+        n = int(n)
+        if getattr(self, "id2label", None) is None or len(self.id2label) != n:
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+            self.label2id = {f"LABEL_{i}": i for i in range(n)}
+
+    def to_dict(self):
+        out = copy.deepcopy({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        out["model_type"] = self.model_type
+        return out
+
+    def __repr__(self):
+        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)}"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    @classmethod
+    def from_dict(cls, d, **kwargs):
+        d = dict(d)
+        if "id2label" in d and d["id2label"] is not None:
+            d["id2label"] = {int(k): v for k, v in d["id2label"].items()}
+        d.update(kwargs)
+        return cls(**d)
+
+    def save_pretrained(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, CONFIG_NAME), "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+    def c_config(self):
+        """The dict lorafast._C.Model is built from."""
+        raise NotImplementedError
+
+
+class _EncoderConfig(PretrainedConfig):
+    arch = None
+    base_model_prefix = None
+    position_rule = 0  # models/model.h lf_position_rule
+    default_lora_targets = ("query", "value")
+
+    def c_config(self):
+        if self.hidden_act != "gelu":
+            raise NotImplementedError(f"hidden_act {self.hidden_act!r} is not supported (supported: 'gelu')")
+        if getattr(self, "position_embedding_type", "absolute") != "absolute":
+            raise NotImplementedError("only position_embedding_type='absolute' is supported")
+        if getattr(self, "problem_type", None) not in (None, "single_label_classification"):
+            raise NotImplementedError(f"problem_type {self.problem_type!r} is not supported")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
+            )
+        classifier_dropout = getattr(self, "classifier_dropout", None)
+        return dict(
+            arch=self.arch,
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_hidden_layers,
+            num_heads=self.num_attention_heads,
+            num_kv_heads=self.num_attention_heads,
+            head_dim=self.hidden_size // self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            max_positions=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size,
+            pad_token_id=self.pad_token_id if self.pad_token_id is not None else -1,
+            num_labels=self.num_labels,
+            norm_eps=self.layer_norm_eps,
+            hidden_dropout=self.hidden_dropout_prob,
+            attention_dropout=self.attention_probs_dropout_prob,
+            classifier_dropout=self.hidden_dropout_prob if classifier_dropout is None else classifier_dropout,
+            position_rule=self.position_rule,
+            pool_rule=0,
+        )
+
+
+_ENCODER_DEFAULTS = dict(
+    vocab_size=30522,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    initializer_range=0.02,
+    layer_norm_eps=1e-12,
+    pad_token_id=0,
+    classifier_dropout=None,
+)
+
+
+class BertConfig(_EncoderConfig):
+    model_type = "bert"
+    arch = 0  # LF_ARCH_BERT
+    base_model_prefix = "bert"
+    position_rule = 0  # LF_POS_COLUMN
+    defaults = dict(_ENCODER_DEFAULTS)
+
+
+class RobertaConfig(_EncoderConfig):
+    model_type = "roberta"
+    arch = 1  # LF_ARCH_ROBERTA
+    base_model_prefix = "roberta"
+    position_rule = 1  # LF_POS_ROBERTA
+    defaults = dict(_ENCODER_DEFAULTS, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
+# model_type -> config class; the decoder adds llama / mistral here
+CONFIG_CLASSES = {"bert": BertConfig, "roberta": RobertaConfig}
+
+
+def config_class_for(model_type):
+    if model_type not in CONFIG_CLASSES:
+        raise ValueError(
+            f"model_type {model_type!r} is not supported; supported model types: {', '.join(sorted(CONFIG_CLASSES))}"
+        )
+    return CONFIG_CLASSES[model_type]
+
+
+class AutoConfig:
+    @staticmethod
+    def from_pretrained(path_or_id, **kwargs):
+        folder = resolve_model_folder(path_or_id)
+        path = os.path.join(folder, CONFIG_NAME)
+        if not os.path.isfile(path):
+            raise OSError(f"{path} not found: {path_or_id!r} has no config.json")
+        with open(path) as f:
+            d = json.load(f)
+        config = config_class_for(d.get("model_type")).from_dict(d, **kwargs)
+        config._name_or_path = os.fspath(path_or_id)
+        return config
+
+    @staticmethod
+    def for_model(model_type, **kwargs):
+        return config_class_for(model_type)(**kwargs)

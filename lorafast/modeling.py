@@ -1,0 +1,250 @@
+"""Sequence classifiers with HF's names. The model is lorafast._C.Model (C); this module
+builds it from a config, loads checkpoint weights into it (borrowed numpy memory maps), and
+turns numpy batches into calls to C."""
+
+import os
+import warnings
+
+import numpy as np
+
+from ._backend import _C
+from .configuration import AutoConfig, PretrainedConfig, resolve_model_folder
+from .modeling_weights import load_checkpoint, to_dtype
+
+_DTYPES = {None: None, "auto": None, "float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
+           np.float32: "float32", np.float16: "float16"}
+
+
+class SequenceClassifierOutput:
+    def __init__(self, logits, loss=None):
+        self.logits = logits
+        self.loss = loss
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def __repr__(self):
+        return f"SequenceClassifierOutput(loss={self.loss}, logits={self.logits!r})"
+
+
+def _dtype_name(dtype):
+    key = getattr(dtype, "name", dtype) if not isinstance(dtype, str) and dtype is not None else dtype
+    if isinstance(key, str) and key.startswith("torch."):
+        key = key[len("torch."):]
+    if key not in _DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported (None, 'float32', 'float16', 'bfloat16')")
+    return _DTYPES[key]
+
+
+def _hf_init(name, shape, std, rng, pad_row=None):
+    """A tensor initialized as HF's _init_weights: LayerNorm weight 1, biases 0, else normal(0, std)."""
+    if name.endswith("LayerNorm.weight"):
+        return np.ones(shape, np.float32)
+    if name.endswith(".bias"):
+        return np.zeros(shape, np.float32)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    x *= np.float32(std)
+    if pad_row is not None and 0 <= pad_row < shape[0]:
+        x[pad_row] = 0.0
+    return x
+
+
+def cross_entropy(logits, labels, class_weights=None):
+    """torch.nn.CrossEntropyLoss(weight=class_weights) on numpy logits (the weighted mean)."""
+    z = logits.astype(np.float64)
+    lse = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
+    nll = lse - z[np.arange(len(labels)), labels]
+    w = np.ones(len(labels)) if class_weights is None else np.asarray(class_weights, np.float64)[labels]
+    return float((w * nll).sum() / w.sum())
+
+
+def _as_batch(input_ids, attention_mask):
+    ids = np.asarray(input_ids)
+    if ids.ndim == 1:
+        ids = ids[None, :]
+    mask = np.ones(ids.shape, np.int64) if attention_mask is None else np.asarray(attention_mask)
+    if mask.ndim == 1:
+        mask = mask[None, :]
+    return ids, mask
+
+
+class PreTrainedModel:
+    """A C model with HF's surface: config, train()/eval(), __call__, parameter counting."""
+
+    def __init__(self, config, c_model, seed=0):
+        self.config = config
+        self._c = c_model
+        self.training = False
+        self._seed = int(seed)
+        self._c.set_mode(False, self._seed)
+        self.name_or_path = getattr(config, "_name_or_path", None)
+
+    # ---- modes
+    def train(self, mode=True):
+        self.training = bool(mode)
+        self._c.set_mode(self.training, self._seed)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def manual_seed(self, seed):
+        """Seeds the dropout streams (lorafast's RNG, not torch's)."""
+        self._seed = int(seed)
+        self._c.set_mode(self.training, self._seed)
+
+    # ---- compute
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
+        return self.forward(input_ids, attention_mask, token_type_ids, labels, class_weights)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
+        ids, mask = _as_batch(input_ids, attention_mask)
+        logits = self._c.forward(ids, mask, token_type_ids)
+        loss = None
+        if labels is not None:
+            labels = np.asarray(labels, np.int64).reshape(-1)
+            self._check_labels(labels, len(logits), class_weights)
+            loss = cross_entropy(logits, labels, class_weights)
+        return SequenceClassifierOutput(logits, loss)
+
+    def _check_labels(self, labels, batch, class_weights):
+        if len(labels) != batch:
+            raise ValueError(f"labels has {len(labels)} values for a batch of {batch} rows")
+        bad = (labels < 0) | (labels >= self.config.num_labels)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"labels[{i}] = {labels[i]} is outside [0, num_labels={self.config.num_labels})")
+        if class_weights is not None and len(np.asarray(class_weights).reshape(-1)) != self.config.num_labels:
+            raise ValueError(
+                f"class_weights has {len(np.asarray(class_weights).reshape(-1))} values, "
+                f"the model has num_labels={self.config.num_labels}"
+            )
+
+    def forward_backward(self, input_ids, attention_mask, labels, class_weights=None, token_type_ids=None):
+        """One training forward + backward with the class-weighted cross-entropy (torch's weighted
+        mean). Returns (loss, {peft adapter key: gradient}) for the trainable tensors."""
+        ids, mask = _as_batch(input_ids, attention_mask)
+        self._c.zero_grad()
+        loss, _ = self._c.forward_backward(ids, mask, labels, class_weights, token_type_ids)
+        return loss, {name: grad.copy() for name, _, grad, _ in self._c.params()}
+
+    # ---- parameters
+    def trainable_state_dict(self):
+        return {name: data.copy() for name, data, _, _ in self._c.params()}
+
+    def load_trainable_state_dict(self, tensors, strict=True):
+        """Copies {peft key: array} into the trainable tensors (shapes checked)."""
+        params = {name: data for name, data, _, _ in self._c.params()}
+        missing = sorted(set(params) - set(tensors))
+        unexpected = sorted(set(tensors) - set(params))
+        if strict and (missing or unexpected):
+            raise ValueError(f"adapter keys do not match the model: missing {missing}, unexpected {unexpected}")
+        for name, value in tensors.items():
+            if name not in params:
+                continue
+            value = np.asarray(value)
+            if value.shape != params[name].shape:
+                raise ValueError(f"{name}: shape {value.shape} does not match the model's {params[name].shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} holds a non-finite value (NaN or Inf)")
+            np.copyto(params[name], value, casting="same_kind")
+
+    def named_parameter_shapes(self):
+        """[(name, shape, trainable)] of every parameter, frozen ones included."""
+        frozen = [(name, shape, False) for name, shape, _ in self._c.frozen_specs()]
+        return frozen + [(name, data.shape, True) for name, data, _, _ in self._c.params()]
+
+    def get_nb_trainable_parameters(self):
+        trainable = all_params = 0
+        for _, shape, is_trainable in self.named_parameter_shapes():
+            n = int(np.prod(shape, dtype=np.int64))
+            all_params += n
+            trainable += n if is_trainable else 0
+        return trainable, all_params
+
+    def num_parameters(self, only_trainable=False):
+        trainable, all_params = self.get_nb_trainable_parameters()
+        return trainable if only_trainable else all_params
+
+    def no_decay_parameter_names(self):
+        """Trainable names that HF's Trainer keeps out of weight decay (biases, norms)."""
+        return [name for name, _, _, no_decay in self._c.params() if no_decay]
+
+    @property
+    def c_model(self):
+        """The lorafast._C.Model (for the C training loop)."""
+        return self._c
+
+
+class AutoModelForSequenceClassification:
+    @staticmethod
+    def from_config(config, num_labels=None, seed=0, materialize=True, dtype=None):
+        """A model with HF-style random weights (seeded); materialize=False allocates no frozen
+        weights (enough to count parameters)."""
+        if num_labels is not None:
+            config.num_labels = num_labels
+        c_model = _C.Model(config.c_config())
+        model = PreTrainedModel(config, c_model, seed)
+        rng = np.random.default_rng(seed)
+        if materialize:
+            _fill_frozen(model, {}, _dtype_name(dtype), rng, warn=False)
+        _fill_head(model, {}, rng)
+        return model
+
+    @staticmethod
+    def from_pretrained(path_or_id, num_labels=2, dtype=None, seed=0, **config_kwargs):
+        folder = resolve_model_folder(path_or_id)
+        config = AutoConfig.from_pretrained(folder, **config_kwargs)
+        config._name_or_path = os.fspath(path_or_id)
+        if num_labels is not None:
+            config.num_labels = num_labels
+        c_model = _C.Model(config.c_config())
+        model = PreTrainedModel(config, c_model, seed)
+        tensors = load_checkpoint(folder)
+        rng = np.random.default_rng(seed)
+        _fill_frozen(model, tensors, _dtype_name(dtype), rng, warn=True)
+        _fill_head(model, tensors, rng)
+        return model
+
+
+def _lookup(tensors, name, prefix):
+    """The checkpoint tensor for a model name, with or without the base model prefix."""
+    if name in tensors:
+        return tensors[name]
+    if prefix and name.startswith(prefix + "."):
+        return tensors.get(name[len(prefix) + 1:])
+    return None
+
+
+def _fill_frozen(model, tensors, dtype, rng, warn):
+    config = model.config
+    prefix = getattr(config, "base_model_prefix", None)
+    missing = []
+    for index, (name, shape, _) in enumerate(model._c.frozen_specs()):
+        found = _lookup(tensors, name, prefix)
+        if found is None:
+            missing.append(name)
+            pad = config.pad_token_id if name.endswith("word_embeddings.weight") else None
+            array, src = _hf_init(name, shape, config.initializer_range, rng, pad), "float32"
+        else:
+            array, src = found
+            if tuple(array.shape) != tuple(shape):
+                raise ValueError(f"checkpoint tensor {name} has shape {tuple(array.shape)}, the config needs {shape}")
+            if src not in ("float32", "float16", "bfloat16"):
+                raise ValueError(f"checkpoint tensor {name} has dtype {src}; weights must be float32/16 or bfloat16")
+        target = "float32" if len(shape) == 1 else (dtype or src)
+        array = to_dtype(array, src, target)
+        model._c.set_frozen(index, np.ascontiguousarray(array), target)
+    if warn and missing:
+        warnings.warn(f"weights not in the checkpoint, newly initialized: {missing}")
+
+
+def _fill_head(model, tensors, rng):
+    """Head tensors from the checkpoint, else HF's init: normal(0, initializer_range), zero bias."""
+    config = model.config
+    for name, data, _, _ in model._c.params():
+        found = tensors.get(name)
+        if found is not None and tuple(found[0].shape) == data.shape:
+            np.copyto(data, to_dtype(found[0], found[1], "float32"))
+        else:
+            np.copyto(data, _hf_init(name, data.shape, config.initializer_range, rng))
