@@ -19,13 +19,11 @@
 
 enum { DEC_Q, DEC_K, DEC_V, DEC_O, DEC_GATE, DEC_UP, DEC_DOWN, DEC_NPROJ };
 
+// module suffixes of the projections (peft matches LoRA targets against them), LoRA site order
 static const char *const proj_names[DEC_NPROJ] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
     "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
 };
-// peft's target names (the last part of the module name), in proj_names' order
-static const char *const lora_targets[DEC_NPROJ] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                    "gate_proj", "up_proj", "down_proj"};
 
 // Activations of one layer; x is its input (the residual stream).
 typedef struct {
@@ -357,6 +355,6 @@ const lf_arch lf_arch_decoder = {
     .workspace_floats = decoder_workspace_floats,
     .forward = decoder_forward,
     .backward = decoder_backward,
-    .lora_targets = lora_targets,
+    .lora_targets = proj_names,
     .n_lora_targets = DEC_NPROJ,
 };
