@@ -154,8 +154,104 @@ class RobertaConfig(_EncoderConfig):
     defaults = dict(_ENCODER_DEFAULTS, pad_token_id=1, bos_token_id=0, eos_token_id=2)
 
 
-# model_type -> config class; the decoder adds llama / mistral here
-CONFIG_CLASSES = {"bert": BertConfig, "roberta": RobertaConfig}
+class _DecoderConfig(PretrainedConfig):
+    """Llama / Mistral (models/decoder.c): RMSNorm, RoPE, grouped-query attention, SwiGLU."""
+
+    arch = None
+    base_model_prefix = "model"
+    layers_prefix = "model.layers"  # the transformer layers' module names: <layers_prefix>.<i>.<site>
+    default_lora_targets = ("q_proj", "v_proj")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if getattr(self, "head_dim", None) is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if getattr(self, "num_key_value_heads", None) is None:
+            self.num_key_value_heads = self.num_attention_heads
+
+    def rope_theta_value(self):
+        """rope_theta as transformers reads it (rope_parameters, else the legacy keys); a RoPE
+        scaling type other than the default one is not implemented."""
+        params = getattr(self, "rope_parameters", None) or getattr(self, "rope_scaling", None) or {}
+        kind = params.get("rope_type", params.get("type", "default"))
+        if kind != "default":
+            raise NotImplementedError(f"rope_scaling / rope_parameters type {kind!r} is not supported (only 'default')")
+        return float(params.get("rope_theta", getattr(self, "rope_theta", None) or 10000.0))
+
+    def c_config(self):
+        if self.hidden_act != "silu":
+            raise NotImplementedError(f"hidden_act {self.hidden_act!r} is not supported (supported: 'silu')")
+        for flag in ("attention_bias", "mlp_bias"):
+            if getattr(self, flag, False):
+                raise NotImplementedError(f"{flag}=True is not supported")
+        if getattr(self, "problem_type", None) not in (None, "single_label_classification"):
+            raise NotImplementedError(f"problem_type {self.problem_type!r} is not supported")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads {self.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads {self.num_key_value_heads}"
+            )
+        window = getattr(self, "sliding_window", None)
+        return dict(
+            arch=self.arch,
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_hidden_layers,
+            num_heads=self.num_attention_heads,
+            num_kv_heads=self.num_key_value_heads,
+            head_dim=self.head_dim,
+            intermediate_size=self.intermediate_size,
+            # RoPE has no position table: transformers runs past max_position_embeddings
+            max_positions=2**30,
+            pad_token_id=self.pad_token_id if self.pad_token_id is not None else -1,
+            num_labels=self.num_labels,
+            norm_eps=self.rms_norm_eps,
+            attention_dropout=float(getattr(self, "attention_dropout", 0.0) or 0.0),
+            rope_theta=self.rope_theta_value(),
+            sliding_window=int(window) if window else 0,
+            position_rule=0,  # LF_POS_COLUMN: transformers' arange when no position_ids are given
+            pool_rule=1,  # LF_POOL_LAST_NONPAD
+        )
+
+
+_DECODER_DEFAULTS = dict(
+    vocab_size=32000,
+    hidden_size=4096,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=None,
+    head_dim=None,
+    hidden_act="silu",
+    initializer_range=0.02,
+    rms_norm_eps=1e-6,
+    pad_token_id=None,
+    bos_token_id=1,
+    eos_token_id=2,
+    tie_word_embeddings=False,
+    rope_parameters=None,
+    attention_bias=False,
+    attention_dropout=0.0,
+    mlp_bias=False,
+)
+
+
+class LlamaConfig(_DecoderConfig):
+    model_type = "llama"
+    arch = 2  # LF_ARCH_LLAMA
+    defaults = dict(_DECODER_DEFAULTS, intermediate_size=11008, max_position_embeddings=2048)
+
+
+class MistralConfig(_DecoderConfig):
+    model_type = "mistral"
+    arch = 3  # LF_ARCH_MISTRAL
+    defaults = dict(
+        _DECODER_DEFAULTS, intermediate_size=14336, num_key_value_heads=8, max_position_embeddings=4096 * 32,
+        sliding_window=4096,
+    )
+
+
+# model_type -> config class
+CONFIG_CLASSES = {"bert": BertConfig, "roberta": RobertaConfig, "llama": LlamaConfig, "mistral": MistralConfig}
 
 
 def config_class_for(model_type):

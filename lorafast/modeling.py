@@ -36,19 +36,6 @@ def _dtype_name(dtype):
     return _DTYPES[key]
 
 
-def _hf_init(name, shape, std, rng, pad_row=None):
-    """A tensor initialized as HF's _init_weights: LayerNorm weight 1, biases 0, else normal(0, std)."""
-    if name.endswith("LayerNorm.weight"):
-        return np.ones(shape, np.float32)
-    if name.endswith(".bias"):
-        return np.zeros(shape, np.float32)
-    x = rng.standard_normal(shape, dtype=np.float32)
-    x *= np.float32(std)
-    if pad_row is not None and 0 <= pad_row < shape[0]:
-        x[pad_row] = 0.0
-    return x
-
-
 def cross_entropy(logits, labels, class_weights=None):
     """torch.nn.CrossEntropyLoss(weight=class_weights) on numpy logits (the weighted mean)."""
     z = logits.astype(np.float64)
@@ -77,6 +64,7 @@ class PreTrainedModel:
         self.training = False
         self._seed = int(seed)
         self._c.set_mode(False, self._seed)
+        self.is_gradient_checkpointing = False
         self.name_or_path = getattr(config, "_name_or_path", None)
 
     # ---- modes
@@ -87,6 +75,16 @@ class PreTrainedModel:
 
     def eval(self):
         return self.train(False)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+        """Keeps only each layer's input in forward and recomputes the layer in backward
+        (decoders; same gradients, less memory)."""
+        self._c.set_gradient_checkpointing(True)
+        self.is_gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self):
+        self._c.set_gradient_checkpointing(False)
+        self.is_gradient_checkpointing = False
 
     def manual_seed(self, seed):
         """Seeds the dropout streams (lorafast's RNG, not torch's)."""
@@ -185,10 +183,9 @@ class AutoModelForSequenceClassification:
             config.num_labels = num_labels
         c_model = _C.Model(config.c_config())
         model = PreTrainedModel(config, c_model, seed)
-        rng = np.random.default_rng(seed)
         if materialize:
-            _fill_frozen(model, {}, _dtype_name(dtype), rng, warn=False)
-        _fill_head(model, {}, rng)
+            _fill_frozen(model, {}, _dtype_name(dtype), warn=False)
+        _fill_head(model, {})
         return model
 
     @staticmethod
@@ -201,9 +198,8 @@ class AutoModelForSequenceClassification:
         c_model = _C.Model(config.c_config())
         model = PreTrainedModel(config, c_model, seed)
         tensors = load_checkpoint(folder)
-        rng = np.random.default_rng(seed)
-        _fill_frozen(model, tensors, _dtype_name(dtype), rng, warn=True)
-        _fill_head(model, tensors, rng)
+        _fill_frozen(model, tensors, _dtype_name(dtype), warn=True)
+        _fill_head(model, tensors)
         return model
 
 
@@ -216,7 +212,7 @@ def _lookup(tensors, name, prefix):
     return None
 
 
-def _fill_frozen(model, tensors, dtype, rng, warn):
+def _fill_frozen(model, tensors, dtype, warn):
     config = model.config
     prefix = getattr(config, "base_model_prefix", None)
     missing = []
@@ -224,27 +220,48 @@ def _fill_frozen(model, tensors, dtype, rng, warn):
         found = _lookup(tensors, name, prefix)
         if found is None:
             missing.append(name)
-            pad = config.pad_token_id if name.endswith("word_embeddings.weight") else None
-            array, src = _hf_init(name, shape, config.initializer_range, rng, pad), "float32"
+            target = "float32" if len(shape) == 1 else (dtype or "float32")
+            array = _random_frozen(name, shape, target, config, model._seed, index)
         else:
             array, src = found
             if tuple(array.shape) != tuple(shape):
                 raise ValueError(f"checkpoint tensor {name} has shape {tuple(array.shape)}, the config needs {shape}")
             if src not in ("float32", "float16", "bfloat16"):
                 raise ValueError(f"checkpoint tensor {name} has dtype {src}; weights must be float32/16 or bfloat16")
-        target = "float32" if len(shape) == 1 else (dtype or src)
-        array = to_dtype(array, src, target)
-        model._c.set_frozen(index, np.ascontiguousarray(array), target)
+            target = "float32" if len(shape) == 1 else (dtype or src)
+            array = np.ascontiguousarray(to_dtype(array, src, target))
+        model._c.set_frozen(index, array, target)
     if warn and missing:
         warnings.warn(f"weights not in the checkpoint, newly initialized: {missing}")
 
 
-def _fill_head(model, tensors, rng):
+_STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
+_ONE = {"float32": np.float32(1), "float16": np.float16(1), "bfloat16": np.uint16(0x3F80)}
+
+
+def _random_frozen(name, shape, dtype, config, seed, stream):
+    """A tensor as HF's _init_weights makes it, allocated in its storage dtype: norm
+    weights 1, biases 0, else normal(0, initializer_range) drawn in C (parallel, a function of
+    (seed, stream) only), the embedding's padding row 0."""
+    if name.endswith(("LayerNorm.weight", "norm.weight")):
+        return np.full(shape, _ONE[dtype], _STORAGE[dtype])
+    if name.endswith(".bias"):
+        return np.zeros(shape, _STORAGE[dtype])
+    x = np.empty(shape, _STORAGE[dtype])
+    _C.random_normal_fill(x, 0.0, config.initializer_range, seed, stream)
+    pad = config.pad_token_id
+    if name.endswith(("word_embeddings.weight", "embed_tokens.weight")) and pad is not None and 0 <= pad < shape[0]:
+        x[pad] = 0
+    return x
+
+
+def _fill_head(model, tensors):
     """Head tensors from the checkpoint, else HF's init: normal(0, initializer_range), zero bias."""
     config = model.config
-    for name, data, _, _ in model._c.params():
+    streams = len(model._c.frozen_specs())
+    for i, (name, data, _, _) in enumerate(model._c.params()):
         found = tensors.get(name)
         if found is not None and tuple(found[0].shape) == data.shape:
             np.copyto(data, to_dtype(found[0], found[1], "float32"))
         else:
-            np.copyto(data, _hf_init(name, data.shape, config.initializer_range, rng))
+            np.copyto(data, _random_frozen(name, data.shape, "float32", config, model._seed, streams + i))

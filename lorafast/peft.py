@@ -106,11 +106,11 @@ class LoraConfig:
 def _target_mask(model, targets):
     """peft's module matching (name == t or name ends with '.' + t) onto the C model's LoRA
     sites; a target that matches another module (pooler, head) is not supported."""
-    prefix = model.config.base_model_prefix
+    layers = getattr(model.config, "layers_prefix", None) or f"{model.config.base_model_prefix}.encoder.layer"
     sites = model._c.lora_targets()
-    layer_names = [f"{prefix}.encoder.layer.0.{s}" for s in sites]
+    layer_names = [f"{layers}.0.{s}" for s in sites]
     other_names = [name[: -len(".weight")] for name, _, _ in model.named_parameter_shapes()
-                   if name.endswith(".weight") and ".layer." not in name]
+                   if name.endswith(".weight") and not name.startswith(layers + ".")]
     mask = 0
     for t in targets:
         hits = [i for i, name in enumerate(layer_names) if name == t or name.endswith("." + t)]

@@ -14,12 +14,16 @@
 #include "ops/random.h"
 
 extern const lf_arch lf_arch_encoder;
+extern const lf_arch lf_arch_decoder;
 
 static const lf_arch *arch_of(int id) {
     switch (id) {
     case LF_ARCH_BERT:
     case LF_ARCH_ROBERTA:
         return &lf_arch_encoder;
+    case LF_ARCH_LLAMA:
+    case LF_ARCH_MISTRAL:
+        return &lf_arch_decoder;
     default:
         return NULL;
     }
@@ -353,9 +357,19 @@ static int pool_column(const lf_model *m, const int64_t *row, int L) {
     return last;
 }
 
+// 1 when the unmasked columns of a row are one block (left or right padding, or none)
+static int mask_is_one_block(const int64_t *mrow, int L) {
+    int blocks = 0;
+    for (int j = 0; j < L; j++)
+        blocks += mrow[j] && (j == 0 || !mrow[j - 1]);
+    return blocks <= 1;
+}
+
 int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const int64_t *token_types,
                    const int64_t *labels, int B, int L) {
     if (B < 1 || L < 1) return lf_error(LF_EINVAL, "input_ids must have at least one row and one column");
+    if (m->cfg.pool_rule == LF_POOL_LAST_NONPAD && m->cfg.pad_token_id < 0 && B > 1)
+        return lf_error(LF_EINVAL, "Cannot handle batch sizes > 1 if no padding token is defined.");
     int64_t T = check_padded(m, ids, mask, token_types, labels, B, L);
     if (T < 0) return LF_EINVAL;
     if (reserve_batch(m, (int)T, B) != LF_OK) return LF_ENOMEM;
@@ -371,6 +385,11 @@ int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const i
                 "row %d: the token the classifier reads (column %d) is masked out by "
                 "attention_mask (%s)",
                 b, pool, m->cfg.pool_rule == LF_POOL_FIRST ? "encoders need right padding" : "check padding");
+        if (m->cfg.sliding_window > 0 && !mask_is_one_block(mrow, L))
+            return lf_error(LF_EINVAL,
+                            "row %d: attention_mask has a gap; with sliding_window only left or right "
+                            "padding is supported",
+                            b);
         bt->offsets[b] = t;
         int64_t count = 0;
         for (int j = 0; j < L; j++) {

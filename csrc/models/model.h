@@ -125,6 +125,8 @@ struct lf_model {
     size_t batch_ints_cap;
     lf_batch batch;
     void *arch_state; // per-architecture pointers into work (set by forward)
+
+    int gradient_checkpointing; // decoder: keep each layer's input only; backward recomputes the layer
 };
 
 // Creates a model of cfg.arch with its tables (frozen data unset). NULL + lf_error on failure.

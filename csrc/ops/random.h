@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "core/tensor.h"
+
 static inline uint64_t lf_mix64(uint64_t x) { // splitmix64 finalizer
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ULL;
@@ -28,3 +30,6 @@ static inline uint64_t lf_stream_key(uint64_t seed, uint64_t stream) {
 void random_uniform_fill(float *x, int64_t n, float lo, float hi, uint64_t key);
 // x: (n,) filled with normal(mean, std) values (Box-Muller)
 void random_normal_fill(float *x, int64_t n, float mean, float std, uint64_t key);
+// x: (n,) of dtype F32, F16 or BF16 filled with normal(mean, std) values rounded to dtype;
+// the values equal random_normal_fill's for the same key (random weights of any size)
+void random_normal_fill_dtype(void *x, lf_dtype dtype, int64_t n, float mean, float std, uint64_t key);

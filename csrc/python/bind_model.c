@@ -214,6 +214,14 @@ static PyObject *Model_add_lora(ModelObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+// set_gradient_checkpointing(on): keep each layer's input only, recompute layers in backward
+static PyObject *Model_set_gradient_checkpointing(ModelObject *self, PyObject *arg) {
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    self->model->gradient_checkpointing = on;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Model_set_mode(ModelObject *self, PyObject *args) {
     int training;
     unsigned long long seed;
@@ -362,6 +370,8 @@ static PyMethodDef model_methods[] = {
     {"add_lora", (PyCFunction)Model_add_lora, METH_VARARGS,
      "add_lora(r, scaling, dropout, target_mask, seed)"},
     {"set_mode", (PyCFunction)Model_set_mode, METH_VARARGS, "set_mode(training, seed)"},
+    {"set_gradient_checkpointing", (PyCFunction)Model_set_gradient_checkpointing, METH_O,
+     "set_gradient_checkpointing(on): recompute each layer in backward"},
     {"forward", (PyCFunction)Model_forward, METH_VARARGS,
      "forward(ids, mask, token_type_ids=None) -> logits"},
     {"forward_backward", (PyCFunction)Model_forward_backward, METH_VARARGS,

@@ -29,6 +29,7 @@ int lf_bind_core(PyObject *module);
 int lf_bind_tensor(PyObject *module);
 int lf_bind_io(PyObject *module);
 int lf_bind_arena(PyObject *module);
+int lf_bind_decoder(PyObject *module);
 int lf_bind_model(PyObject *module);
 int lf_bind_ops(PyObject *module);
 

@@ -42,6 +42,7 @@ PyMODINIT_FUNC PyInit__C(void) {
         lf_bind_tensor,
         lf_bind_io,
         lf_bind_arena,
+        lf_bind_decoder,
         lf_bind_model,
         lf_bind_ops,
     };

@@ -1,0 +1,360 @@
+// Llama / Mistral classifiers: embed_tokens -> L x [RMSNorm, GQA attention with RoPE (causal,
+// optional sliding window), residual, RMSNorm, SwiGLU MLP, residual] -> final RMSNorm at the
+// pooled tokens -> score. Every projection may carry LoRA. Composes csrc/ops; no arithmetic.
+// With m->gradient_checkpointing only each layer's input is kept and backward recomputes it.
+#include "models/decoder.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "ops/attention.h"
+#include "ops/embedding.h"
+#include "ops/matmul.h"
+#include "ops/residual.h"
+#include "ops/rmsnorm.h"
+#include "ops/rope.h"
+#include "ops/silu_mul.h"
+
+enum { DEC_Q, DEC_K, DEC_V, DEC_O, DEC_GATE, DEC_UP, DEC_DOWN, DEC_NPROJ };
+
+// module suffixes of the projections (peft matches LoRA targets against them), LoRA site order
+static const char *const proj_names[DEC_NPROJ] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
+};
+
+// Activations of one layer; x is its input (the residual stream).
+typedef struct {
+    float *x, *rstd1, *ln1;       // (T, C), (T), (T, C)
+    float *q, *k, *v, *att, *lse; // (T, NH*D), (T, KV*D) x2, (T, NH*D), (T, NH)
+    float *u[DEC_NPROJ];          // (T, r) LoRA intermediates
+    float *x_mid, *rstd2, *ln2;   // (T, C), (T), (T, C)
+    float *gate, *up, *act;       // (T, I)
+} dec_acts;
+
+// The workspace of one step, carved from m->work.
+typedef struct {
+    float *acts; // L activation sets of acts_stride floats, or 1 with checkpointing
+    size_t acts_stride;
+    float *xs;                   // ((L + 1), T, C) layer inputs with checkpointing; else final x (T, C)
+    float *normw;                // ((2L + 1), C) norm weights as f32
+    float *cos, *sin;            // (T, D/2)
+    float *pooled, *rstdf, *lnf; // (B, C), (B), (B, C)
+    float *dlnf, *dpooled;       // (B, C)
+    float *mm_scratch, *att_scratch;
+    float *dx, *dln;            // (T, C)
+    float *dq, *dk, *dv, *datt; // (T, NH*D), (T, KV*D) x2, (T, NH*D)
+    float *dgate, *dup, *dact;  // (T, I)
+    float *du, *xd;             // (T, r), (T, max(C, I))
+} dec_work;
+
+typedef struct {
+    float *base; // NULL: counting
+    size_t used;
+} cursor;
+
+static float *take(cursor *c, size_t n) {
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += (n + 15) & ~(size_t)15; // 64-byte steps
+    return p;
+}
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+static int proj_out(const lf_model_config *c, int p) {
+    int QD = c->num_heads * c->head_dim, KVD = c->num_kv_heads * c->head_dim;
+    if (p == DEC_Q) return QD;
+    if (p == DEC_K || p == DEC_V) return KVD;
+    if (p == DEC_GATE || p == DEC_UP) return c->intermediate_size;
+    return c->hidden_size;
+}
+
+static int proj_in(const lf_model_config *c, int p) {
+    if (p == DEC_O) return c->num_heads * c->head_dim;
+    if (p == DEC_DOWN) return c->intermediate_size;
+    return c->hidden_size;
+}
+
+// ----------------------------------------------------------------------------
+// tables
+
+static int decoder_build(lf_model *m) {
+    const lf_model_config *c = &m->cfg;
+    int C = c->hidden_size;
+    char name[192];
+    if (lf_model_add_frozen(m, "model.embed_tokens.weight", 2, c->vocab_size, C) < 0) return LF_EINVAL;
+    for (int l = 0; l < c->num_layers; l++) {
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        if (lf_model_add_frozen(m, name, 1, C, 1) < 0) return LF_EINVAL;
+        for (int p = 0; p < DEC_NPROJ; p++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, proj_names[p]);
+            int i = lf_model_add_linear(m, name, proj_in(c, p), proj_out(c, p), 0, 0, l * DEC_NPROJ + p);
+            if (i < 0) return LF_ENOMEM;
+            m->linears[i].target = p;
+            if (p == DEC_O) {
+                snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+                if (lf_model_add_frozen(m, name, 1, C, 1) < 0) return LF_EINVAL;
+            }
+        }
+    }
+    if (lf_model_add_frozen(m, "model.norm.weight", 1, C, 1) < 0) return LF_EINVAL;
+    if (lf_model_add_linear(m, "score", C, c->num_labels, 0, 1, c->num_layers * DEC_NPROJ) < 0)
+        return LF_EINVAL;
+    return LF_OK;
+}
+
+// ----------------------------------------------------------------------------
+// workspace
+
+static void carve_acts(dec_acts *a, cursor *cur, const lf_model *m, size_t T, int with_x) {
+    const lf_model_config *c = &m->cfg;
+    size_t C = c->hidden_size, QD = (size_t)c->num_heads * c->head_dim,
+           KVD = (size_t)c->num_kv_heads * c->head_dim;
+    size_t I = c->intermediate_size;
+    a->x = with_x ? take(cur, T * C) : NULL;
+    a->rstd1 = take(cur, T);
+    a->ln1 = take(cur, T * C);
+    a->q = take(cur, T * QD);
+    a->k = take(cur, T * KVD);
+    a->v = take(cur, T * KVD);
+    a->att = take(cur, T * QD);
+    a->lse = take(cur, T * c->num_heads);
+    for (int p = 0; p < DEC_NPROJ; p++)
+        a->u[p] = take(cur, T * m->lora.r);
+    a->x_mid = take(cur, T * C);
+    a->rstd2 = take(cur, T);
+    a->ln2 = take(cur, T * C);
+    a->gate = take(cur, T * I);
+    a->up = take(cur, T * I);
+    a->act = take(cur, T * I);
+}
+
+// Lays out the workspace of a step of T tokens and B rows from base (NULL: count only);
+// returns its floats.
+static size_t carve(dec_work *w, const lf_model *m, float *base, size_t T, size_t B) {
+    const lf_model_config *c = &m->cfg;
+    int L = c->num_layers, ckpt = m->gradient_checkpointing;
+    size_t C = c->hidden_size, QD = (size_t)c->num_heads * c->head_dim,
+           KVD = (size_t)c->num_kv_heads * c->head_dim;
+    size_t I = c->intermediate_size, wide = max_size(C, I), r = m->lora.r > 0 ? m->lora.r : 1;
+    cursor cur = {base, 0}, one = {NULL, 0};
+    dec_acts unused;
+    carve_acts(&unused, &one, m, T, !ckpt);
+    w->acts_stride = one.used;
+    w->acts = take(&cur, (ckpt ? 1 : L) * w->acts_stride);
+    w->xs = take(&cur, (ckpt ? L + 1 : 1) * T * C);
+    w->normw = take(&cur, (size_t)(2 * L + 1) * C);
+    w->cos = take(&cur, T * (c->head_dim / 2));
+    w->sin = take(&cur, T * (c->head_dim / 2));
+    w->pooled = take(&cur, B * C);
+    w->rstdf = take(&cur, B);
+    w->lnf = take(&cur, B * C);
+    w->dlnf = take(&cur, B * C);
+    w->dpooled = take(&cur, B * C);
+    w->mm_scratch = take(&cur, MATMUL_BLOCK * wide);
+    w->att_scratch = take(&cur, attention_scratch_floats((int)T, omp_get_max_threads()));
+    w->dx = take(&cur, T * C);
+    w->dln = take(&cur, T * C);
+    w->dq = take(&cur, T * QD);
+    w->dk = take(&cur, T * KVD);
+    w->dv = take(&cur, T * KVD);
+    w->datt = take(&cur, T * QD);
+    w->dgate = take(&cur, T * I);
+    w->dup = take(&cur, T * I);
+    w->dact = take(&cur, T * I);
+    w->du = take(&cur, T * r);
+    w->xd = take(&cur, T * wide);
+    return cur.used;
+}
+
+static size_t decoder_workspace_floats(const lf_model *m, int T, int B, int max_len) {
+    (void)max_len;
+    dec_work w;
+    return carve(&w, m, NULL, (size_t)T, (size_t)B);
+}
+
+// The workspace of batch b in m->work (grown when needed; same pointers for backward).
+static int workspace(lf_model *m, const lf_batch *b, dec_work *w) {
+    int rc = lf_model_reserve(m, decoder_workspace_floats(m, b->T, b->B, b->max_len));
+    if (rc != LF_OK) return rc;
+    carve(w, m, m->work, (size_t)b->T, (size_t)b->B);
+    return LF_OK;
+}
+
+// The activations of layer l into *a; with checkpointing the one scratch set, reading xs[l]
+static dec_acts *layer_acts(dec_acts *a, const lf_model *m, const dec_work *w, int l, size_t T) {
+    int ckpt = m->gradient_checkpointing;
+    cursor cur = {w->acts + (ckpt ? 0 : (size_t)l * w->acts_stride), 0};
+    carve_acts(a, &cur, m, T, !ckpt);
+    if (ckpt) a->x = w->xs + (size_t)l * T * m->cfg.hidden_size;
+    return a;
+}
+
+// The residual stream after layer l (the next layer's input: the first buffer of its set)
+static float *layer_output(const lf_model *m, const dec_work *w, int l, size_t T) {
+    if (m->gradient_checkpointing) return w->xs + (size_t)(l + 1) * T * m->cfg.hidden_size;
+    return l + 1 < m->cfg.num_layers ? w->acts + (size_t)(l + 1) * w->acts_stride : w->xs;
+}
+
+// Norm weights (any stored dtype) as f32: 2l input, 2l+1 post-attention, 2L final
+static int load_norms(const lf_model *m, dec_work *w) {
+    int L = m->cfg.num_layers, C = m->cfg.hidden_size;
+    char name[192];
+    for (int i = 0; i <= 2 * L; i++) {
+        if (i == 2 * L)
+            snprintf(name, sizeof name, "model.norm.weight");
+        else
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", i / 2,
+                     i % 2 ? "post_attention_layernorm" : "input_layernorm");
+        int index = lf_model_find_frozen(m, name);
+        if (index < 0 || m->frozen[index].w.data == NULL)
+            return lf_error(LF_EINVAL, "decoder: weight %s is not loaded", name);
+        weight_to_f32(w->normw + (size_t)i * C, m->frozen[index].w, 0, C);
+    }
+    return LF_OK;
+}
+
+static const float *norm_weight(const lf_model *m, const dec_work *w, int i) {
+    return w->normw + (size_t)i * m->cfg.hidden_size;
+}
+
+static attention_shape attention_of(lf_model *m, const lf_batch *b, int l) {
+    const lf_model_config *c = &m->cfg;
+    float p = m->training ? c->attention_dropout : 0.0f;
+    int site = c->num_layers * DEC_NPROJ + 1 + l;
+    return (attention_shape){b->B,
+                             c->num_heads,
+                             c->num_kv_heads,
+                             c->head_dim,
+                             1,
+                             c->sliding_window,
+                             p,
+                             p > 0.0f ? lf_model_dropout_key(m, site) : 0};
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+// a->x: (T, C) -> x_out: (T, C)
+static void layer_forward(lf_model *m, int l, dec_acts *a, float *x_out, const lf_batch *b, dec_work *w) {
+    const lf_model_config *c = &m->cfg;
+    int T = b->T, C = c->hidden_size;
+    const lf_linear *lin = m->linears + (size_t)l * DEC_NPROJ;
+    float *out[DEC_NPROJ] = {a->q, a->k, a->v, a->x_mid, a->gate, a->up, x_out};
+    const float *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
+    rmsnorm_forward(a->ln1, a->rstd1, a->x, norm_weight(m, w, 2 * l), T, C, c->norm_eps);
+    for (int p = DEC_Q; p <= DEC_V; p++)
+        lf_linear_forward(m, &lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
+    rope_forward(a->q, w->cos, w->sin, T, c->num_heads, c->head_dim);
+    rope_forward(a->k, w->cos, w->sin, T, c->num_kv_heads, c->head_dim);
+    attention_forward(a->att, a->lse, a->q, a->k, a->v, b->offsets, attention_of(m, b, l), w->att_scratch);
+    lf_linear_forward(m, &lin[DEC_O], a->x_mid, a->u[DEC_O], w->xd, a->att, T, w->mm_scratch);
+    residual_forward(a->x_mid, a->x_mid, a->x, (int64_t)T * C);
+    rmsnorm_forward(a->ln2, a->rstd2, a->x_mid, norm_weight(m, w, 2 * l + 1), T, C, c->norm_eps);
+    for (int p = DEC_GATE; p <= DEC_UP; p++)
+        lf_linear_forward(m, &lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
+    silu_mul_forward(a->act, a->gate, a->up, (long)T * c->intermediate_size);
+    lf_linear_forward(m, &lin[DEC_DOWN], x_out, a->u[DEC_DOWN], w->xd, a->act, T, w->mm_scratch);
+    residual_forward(x_out, x_out, a->x_mid, (int64_t)T * C);
+}
+
+// x: (T, C) final residual stream -> logits: (B, num_labels)
+static void head_forward(lf_model *m, const lf_batch *b, dec_work *w, const float *x, float *logits) {
+    const lf_model_config *c = &m->cfg;
+    gather_rows_forward(w->pooled, x, b->pool_index, b->B, c->hidden_size);
+    rmsnorm_forward(w->lnf, w->rstdf, w->pooled, norm_weight(m, w, 2 * c->num_layers), b->B, c->hidden_size,
+                    c->norm_eps);
+    lf_linear_forward(m, &m->linears[c->num_layers * DEC_NPROJ], logits, NULL, w->xd, w->lnf, b->B,
+                      w->mm_scratch);
+}
+
+static int decoder_forward(lf_model *m, const lf_batch *b, float *logits) {
+    const lf_model_config *c = &m->cfg;
+    dec_work w;
+    int rc = workspace(m, b, &w);
+    if (rc == LF_OK) rc = load_norms(m, &w);
+    if (rc != LF_OK) return rc;
+    rope_tables(w.cos, w.sin, b->positions, b->T, c->head_dim, c->rope_theta);
+    dec_acts a;
+    embedding_forward(layer_acts(&a, m, &w, 0, b->T)->x, b->tokens, m->frozen[0].w, b->T, c->hidden_size, 0);
+    for (int l = 0; l < c->num_layers; l++)
+        layer_forward(m, l, layer_acts(&a, m, &w, l, b->T), layer_output(m, &w, l, b->T), b, &w);
+    head_forward(m, b, &w, layer_output(m, &w, c->num_layers - 1, b->T), logits);
+    return LF_OK;
+}
+
+// ----------------------------------------------------------------------------
+// backward
+
+static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
+
+// w->dx: (T, C) holds d(layer output) on entry and d(layer input) on return
+static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch *b, dec_work *w) {
+    const lf_model_config *c = &m->cfg;
+    size_t T = b->T, C = c->hidden_size, I = c->intermediate_size, QD = (size_t)c->num_heads * c->head_dim;
+    size_t KVD = (size_t)c->num_kv_heads * c->head_dim;
+    const lf_linear *lin = m->linears + (size_t)l * DEC_NPROJ;
+    float *sc = w->mm_scratch;
+    zero(w->dact, T * I);
+    lf_linear_backward(m, &lin[DEC_DOWN], w->dact, w->du, w->xd, w->dx, a->act, a->u[DEC_DOWN], (int)T, sc);
+    zero(w->dgate, T * I);
+    zero(w->dup, T * I);
+    silu_mul_backward(w->dgate, w->dup, w->dact, a->gate, a->up, (long)(T * I));
+    zero(w->dln, T * C);
+    lf_linear_backward(m, &lin[DEC_GATE], w->dln, w->du, w->xd, w->dgate, a->ln2, a->u[DEC_GATE], (int)T, sc);
+    lf_linear_backward(m, &lin[DEC_UP], w->dln, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
+    rmsnorm_backward(w->dx, NULL, w->dln, a->x_mid, norm_weight(m, w, 2 * l + 1), a->rstd2, (int)T, (int)C);
+    zero(w->datt, T * QD);
+    lf_linear_backward(m, &lin[DEC_O], w->datt, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
+    zero(w->dq, T * QD);
+    zero(w->dk, T * KVD);
+    zero(w->dv, T * KVD);
+    attention_backward(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v, b->offsets,
+                       attention_of(m, b, l), w->att_scratch);
+    rope_backward(w->dq, w->cos, w->sin, (int)T, c->num_heads, c->head_dim);
+    rope_backward(w->dk, w->cos, w->sin, (int)T, c->num_kv_heads, c->head_dim);
+    zero(w->dln, T * C);
+    const float *dproj[3] = {w->dq, w->dk, w->dv};
+    for (int p = DEC_Q; p <= DEC_V; p++)
+        lf_linear_backward(m, &lin[p], w->dln, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
+    rmsnorm_backward(w->dx, NULL, w->dln, a->x, norm_weight(m, w, 2 * l), a->rstd1, (int)T, (int)C);
+}
+
+// dlogits: (B, num_labels) -> w->dx: (T, C), non-zero at the pooled tokens
+static void head_backward(lf_model *m, const lf_batch *b, dec_work *w, const float *dlogits) {
+    const lf_model_config *c = &m->cfg;
+    size_t C = c->hidden_size;
+    zero(w->dlnf, b->B * C);
+    lf_linear_backward(m, &m->linears[c->num_layers * DEC_NPROJ], w->dlnf, w->du, w->xd, dlogits, w->lnf,
+                       NULL, b->B, w->mm_scratch);
+    zero(w->dpooled, b->B * C);
+    rmsnorm_backward(w->dpooled, NULL, w->dlnf, w->pooled, norm_weight(m, w, 2 * c->num_layers), w->rstdf,
+                     b->B, (int)C);
+    zero(w->dx, b->T * C);
+    gather_rows_backward(w->dx, w->dpooled, b->pool_index, b->B, (int)C);
+}
+
+static int decoder_backward(lf_model *m, const lf_batch *b, const float *dlogits) {
+    dec_work w;
+    int rc = workspace(m, b, &w);
+    if (rc != LF_OK) return rc;
+    head_backward(m, b, &w, dlogits);
+    for (int l = m->cfg.num_layers - 1; l >= 0; l--) {
+        dec_acts store, *a = layer_acts(&store, m, &w, l, b->T);
+        if (m->gradient_checkpointing) layer_forward(m, l, a, layer_output(m, &w, l, b->T), b, &w);
+        layer_backward(m, l, a, b, &w);
+    }
+    return LF_OK;
+}
+
+const lf_arch lf_arch_decoder = {
+    .name = "decoder",
+    .build = decoder_build,
+    .workspace_floats = decoder_workspace_floats,
+    .forward = decoder_forward,
+    .backward = decoder_backward,
+    .lora_targets = proj_names,
+    .n_lora_targets = DEC_NPROJ,
+};
