@@ -24,3 +24,7 @@ def build_info():
 
 
 __all__ = ["build_info", "__version__"]
+
+from .datasets import Dataset, DatasetDict, load_dataset  # noqa: E402
+
+__all__ += ["Dataset", "DatasetDict", "load_dataset"]
