@@ -28,3 +28,9 @@ __all__ = ["build_info", "__version__"]
 from .datasets import Dataset, DatasetDict, load_dataset  # noqa: E402
 
 __all__ += ["Dataset", "DatasetDict", "load_dataset"]
+
+from . import metrics  # noqa: E402
+from .data_collator import DataCollatorWithPadding  # noqa: E402
+from .training_args import TrainingArguments  # noqa: E402
+
+__all__ += ["metrics", "DataCollatorWithPadding", "TrainingArguments"]
