@@ -36,3 +36,4 @@ int lf_bind_ops(PyObject *module);
 // The C model of a lorafast._C.Model (bind_model.c), or NULL with a TypeError.
 struct lf_model;
 struct lf_model *lf_model_from_python(PyObject *obj);
+int lf_bind_train(PyObject *module);

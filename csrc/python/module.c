@@ -45,6 +45,7 @@ PyMODINIT_FUNC PyInit__C(void) {
         lf_bind_decoder,
         lf_bind_model,
         lf_bind_ops,
+        lf_bind_train,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {

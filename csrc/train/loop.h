@@ -1,0 +1,65 @@
+// The training loop: seeded shuffling, batching, forward/backward, gradient accumulation,
+// clipping, the learning-rate schedule and AdamW, with HF Trainer's step/epoch bookkeeping.
+// Python is called back (lf_train_callback) after every update and at every epoch end, to
+// report progress, log, evaluate and save; it can stop the loop there.
+#pragma once
+
+#include <stdint.h>
+
+#include "train/adamw.h"
+#include "train/trainable.h"
+
+// A tokenized dataset: n examples whose tokens lie back to back.
+typedef struct {
+    const int32_t *ids;     // (offsets[n],)
+    const int64_t *offsets; // (n+1,) example i = ids[offsets[i] .. offsets[i+1]-1]
+    const int32_t *labels;  // (n,) or NULL
+    int64_t n;
+} lf_dataset;
+
+enum { LF_EVERY_NO = 0, LF_EVERY_STEPS = 1, LF_EVERY_EPOCH = 2 }; // HF's IntervalStrategy
+
+typedef struct {
+    int batch_size, grad_accum, drop_last, schedule; // schedule: lf_schedule_kind
+    int64_t max_steps, warmup_steps;
+    lf_adamw_hparams adam; // adam.lr: the base learning rate; weight decay skips no_decay params
+    double max_grad_norm;  // <= 0: no clipping
+    uint64_t seed;         // the shuffling of epoch e is a function of (seed, e)
+    int log_every, eval_every, save_every, log_first_step;
+    int64_t log_steps, eval_steps, save_steps;
+    const float *class_weights; // (num_labels,) or NULL
+} lf_train_config;
+
+// Everything besides the parameters that a checkpoint needs to continue bit for bit.
+typedef struct {
+    int64_t global_step, epoch, batch_in_epoch, micro_steps, last_log_step;
+    double loss_total, loss_since_log;
+    float *m, *v; // (sum of the params' numel,) AdamW moments, params in table order
+} lf_train_state;
+
+typedef struct {
+    int epoch_end; // 0: after an update step, 1: at the end of an epoch
+    int should_log, should_evaluate, should_save, is_last;
+    int64_t global_step;
+    double epoch, loss, learning_rate, grad_norm; // loss: mean since the last log (when should_log)
+} lf_train_event;
+
+// returns 0 to go on, 1 to stop, < 0 on an error the caller has already recorded
+typedef int (*lf_train_callback)(void *ctx, const lf_train_event *event);
+
+// micro-batches and update steps per epoch, as HF's Trainer counts them
+int64_t lf_batches_per_epoch(int64_t n, int batch_size, int drop_last);
+int64_t lf_updates_per_epoch(int64_t n, int batch_size, int drop_last, int grad_accum);
+
+// Trains until cfg->max_steps updates are done or the callback stops it. LF_OK, or an error
+// code (a callback error: LF_EINTR).
+int lf_train_run(lf_trainable *model, const lf_dataset *train, const lf_train_config *cfg,
+                 lf_train_state *state, lf_train_callback callback, void *ctx);
+
+// logits: (n, num_labels) in dataset order; loss: HF's eval loss (the per-batch class-weighted
+// losses averaged over examples), or NULL; needs labels.
+int lf_predict(lf_trainable *model, const lf_dataset *data, int batch_size, const float *class_weights,
+               float *logits, double *loss);
+
+// LF_EINVAL naming the first bad example (empty, ids outside [0, vocab), label out of range)
+int lf_dataset_check(const lf_dataset *data, const char *what, int vocab_size, int num_labels);
