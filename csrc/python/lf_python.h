@@ -17,3 +17,4 @@ PyObject *lf_raise_core_error(void);
 
 // Each binding file adds its functions and types to the module; module.c calls them all.
 int lf_bind_core(PyObject *module);
+int lf_bind_tokenizers(PyObject *module);

@@ -39,6 +39,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     if (module == NULL) return NULL;
     static const bind_fn binders[] = {
         lf_bind_core,
+        lf_bind_tokenizers,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {
