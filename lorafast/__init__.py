@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 
 from . import _backend
 from ._backend import _C
+from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
 
 
 def build_info():
@@ -23,4 +24,4 @@ def build_info():
     return info
 
 
-__all__ = ["build_info", "__version__"]
+__all__ = ["build_info", "__version__", "AutoTokenizer", "BatchEncoding", "PreTrainedTokenizer"]

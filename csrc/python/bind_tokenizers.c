@@ -107,7 +107,13 @@ static int utf8_of(PyObject *s, const char **str, size_t *len, const char *what,
     }
     Py_ssize_t n;
     *str = PyUnicode_AsUTF8AndSize(s, &n);
-    if (*str == NULL) return -1;
+    if (*str == NULL) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError,
+                     "%s %zd is not valid Unicode (a lone surrogate cannot be encoded as UTF-8)", what,
+                     index);
+        return -1;
+    }
     *len = (size_t)n;
     return 0;
 }
@@ -190,7 +196,7 @@ static int read_added(PyObject *added, lf_added_token **out, int *n_out) {
         PyObject *content;
         int id;
         Py_ssize_t len;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Uipppppp:added token", &content, &id,
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Uippppp:added token", &content, &id,
                               &t->special, &t->lstrip, &t->rstrip, &t->single_word, &t->normalized)) {
             rc = -1;
             break;
@@ -342,103 +348,94 @@ static Py_ssize_t batch_encode(const lf_tokenizer *tok, batch *b, const lf_encod
 }
 
 typedef struct {
-    int64_t pad_to; // -1: no padding, 0: to the longest, else this length
+    int64_t pad_to; // -1: no padding, 0: to the longest row, else this length (or the longest when longer)
     int64_t multiple;
-    int32_t pad_id, pad_type;
-    int pad_left, as_numpy, want_types, want_mask;
+    int pad_left, as_numpy;
 } pad_options;
 
-static size_t padded_length(const batch *b, const pad_options *p) {
+static size_t padded_length(const lf_ivec *rows, Py_ssize_t n, const pad_options *p) {
     size_t longest = 0;
-    for (Py_ssize_t i = 0; i < b->n; i++)
-        longest = b->ids[i].len > longest ? b->ids[i].len : longest;
+    for (Py_ssize_t i = 0; i < n; i++)
+        longest = rows[i].len > longest ? rows[i].len : longest;
     if (p->pad_to < 0) return longest;
-    size_t target = p->pad_to == 0 ? longest : (size_t)p->pad_to;
-    if (target < longest && p->pad_to > 0) target = longest; // HF never truncates when padding
+    size_t target = p->pad_to == 0 || (size_t)p->pad_to < longest ? longest : (size_t)p->pad_to;
     if (p->multiple > 0 && target % (size_t)p->multiple)
         target += (size_t)p->multiple - target % (size_t)p->multiple;
     return target;
 }
 
-// row i of output kind k (0 ids, 1 mask, 2 types) at padded length L into dst (int64)
-static void fill_row(const batch *b, Py_ssize_t i, int kind, size_t L, const pad_options *p, int64_t *dst) {
-    size_t n = b->ids[i].len, pad = L > n ? L - n : 0, off = p->pad_left ? pad : 0;
-    int64_t fill = kind == 0 ? p->pad_id : kind == 1 ? 0 : p->pad_type;
+// dst: (L,) row padded with fill on one side; ones: 1 per real token instead of the row's values
+static void fill_row(const lf_ivec *row, size_t L, int64_t fill, int ones, int pad_left, int64_t *dst) {
+    size_t n = row->len, pad = L > n ? L - n : 0, off = pad_left ? pad : 0;
     for (size_t k = 0; k < pad; k++)
-        dst[(p->pad_left ? 0 : n) + k] = fill;
+        dst[(pad_left ? 0 : n) + k] = fill;
     for (size_t k = 0; k < n; k++)
-        dst[off + k] = kind == 0 ? b->ids[i].data[k] : kind == 1 ? 1 : b->types[i].data[k];
+        dst[off + k] = ones ? 1 : row->data[k];
 }
 
-static PyObject *row_list(const batch *b, Py_ssize_t i, int kind, size_t L, const pad_options *p,
-                          int64_t *tmp) {
-    size_t n = b->ids[i].len;
-    size_t len = p->pad_to < 0 ? n : (L > n ? L : n);
-    fill_row(b, i, kind, len, p, tmp);
-    PyObject *list = PyList_New((Py_ssize_t)len);
-    if (list == NULL) return NULL;
-    for (size_t k = 0; k < len; k++) {
+static PyObject *row_list(const lf_ivec *row, size_t L, int64_t fill, int ones, int pad_left, int64_t *tmp) {
+    fill_row(row, L, fill, ones, pad_left, tmp);
+    PyObject *list = PyList_New((Py_ssize_t)L);
+    for (size_t k = 0; list && k < L; k++) {
         PyObject *v = PyLong_FromLongLong(tmp[k]);
-        if (v == NULL) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, (Py_ssize_t)k, v);
+        if (v == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)k, v);
     }
     return list;
 }
 
-static PyObject *build_output(const batch *b, int kind, const pad_options *p) {
-    size_t L = padded_length(b, p);
+// rows: (n,) sequences -> list of lists, or an (n, L) int64 array, padded as p says
+static PyObject *build_output(const lf_ivec *rows, Py_ssize_t n, int64_t fill, int ones,
+                              const pad_options *p) {
+    size_t L = padded_length(rows, n, p);
     if (p->as_numpy) {
-        for (Py_ssize_t i = 0; i < b->n; i++)
-            if (b->ids[i].len != L)
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (rows[i].len != L)
                 return PyErr_Format(
                     PyExc_ValueError,
-                    "return_tensors='np' needs sequences of one length: row %zd has %zu tokens, "
-                    "row 0 has %zu; use padding=True or truncation=True",
-                    i, b->ids[i].len, b->ids[0].len);
-        npy_intp dims[2] = {b->n, (npy_intp)L};
+                    "cannot make a tensor of sequences of different lengths: row %zd has %zu tokens, "
+                    "the longest %zu; use padding=True or truncation=True",
+                    i, rows[i].len, L);
+        npy_intp dims[2] = {n, (npy_intp)L};
         PyObject *arr = PyArray_SimpleNew(2, dims, NPY_INT64);
         if (arr == NULL) return NULL;
         int64_t *data = PyArray_DATA((PyArrayObject *)arr);
-        for (Py_ssize_t i = 0; i < b->n; i++)
-            fill_row(b, i, kind, L, p, data + (size_t)i * L);
+        for (Py_ssize_t i = 0; i < n; i++)
+            fill_row(&rows[i], L, fill, ones, p->pad_left, data + (size_t)i * L);
         return arr;
     }
-    size_t longest = L;
-    for (Py_ssize_t i = 0; i < b->n; i++)
-        longest = b->ids[i].len > longest ? b->ids[i].len : longest;
-    int64_t *tmp = malloc((longest + 1) * sizeof *tmp);
+    int64_t *tmp = malloc((L + 1) * sizeof *tmp);
     if (tmp == NULL) return PyErr_NoMemory();
-    PyObject *rows = PyList_New(b->n);
-    for (Py_ssize_t i = 0; rows && i < b->n; i++) {
-        PyObject *row = row_list(b, i, kind, L, p, tmp);
+    PyObject *list = PyList_New(n);
+    for (Py_ssize_t i = 0; list && i < n; i++) {
+        size_t len = p->pad_to < 0 ? rows[i].len : L;
+        PyObject *row = row_list(&rows[i], len, fill, ones, p->pad_left, tmp);
         if (row == NULL)
-            Py_CLEAR(rows);
+            Py_CLEAR(list);
         else
-            PyList_SET_ITEM(rows, i, row);
+            PyList_SET_ITEM(list, i, row);
     }
     free(tmp);
-    return rows;
+    return list;
 }
 
 // encode_batch(tok, texts, pairs|None, add_special_tokens, max_length, strategy, truncate_left,
-//              pad_to, pad_multiple, pad_id, pad_type, pad_left, as_numpy, want_types, want_mask,
-//              num_threads) -> (ids, attention_mask|None, token_type_ids|None)
+//              pad_to, pad_multiple, pad_left, pad_id, pad_type_id, as_numpy, want_mask, want_types,
+//              num_threads) -> (input_ids, attention_mask|None, token_type_ids|None)
 static PyObject *py_encode_batch(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *capsule, *texts_obj, *pairs_obj;
     lf_encode_options opt = {0};
     pad_options pad = {0};
-    long long max_length, pad_to, multiple;
-    int threads;
-    if (!PyArg_ParseTuple(args, "OOOpLiiLLiipppi:encode_batch", &capsule, &texts_obj, &pairs_obj,
+    long long max_length, pad_to, multiple, pad_id, pad_type;
+    int threads, want_mask, want_types;
+    if (!PyArg_ParseTuple(args, "OOOpLiiLLpLLpppi:encode_batch", &capsule, &texts_obj, &pairs_obj,
                           &opt.add_special_tokens, &max_length, &opt.strategy, &opt.truncate_left, &pad_to,
-                          &multiple, &pad.pad_id, &pad.pad_type, &pad.pad_left, &pad.as_numpy,
-                          &pad.want_types, &pad.want_mask, &threads))
+                          &multiple, &pad.pad_left, &pad_id, &pad_type, &pad.as_numpy, &want_mask,
+                          &want_types, &threads))
         return NULL;
-    // pad.want_mask etc. were parsed in order: pad_left, as_numpy, want_types, want_mask
     opt.max_length = max_length;
     pad.pad_to = pad_to;
     pad.multiple = multiple;
@@ -472,10 +469,11 @@ static PyObject *py_encode_batch(PyObject *self, PyObject *args) {
             lf_raise_core_error();
         }
         else {
-            PyObject *ids = build_output(&b, 0, &pad);
-            PyObject *mask = ids && pad.want_mask ? build_output(&b, 1, &pad) : (Py_INCREF(Py_None), Py_None);
-            PyObject *types =
-                ids && mask && pad.want_types ? build_output(&b, 2, &pad) : (Py_INCREF(Py_None), Py_None);
+            PyObject *ids = build_output(b.ids, b.n, pad_id, 0, &pad);
+            PyObject *mask =
+                ids && want_mask ? build_output(b.ids, b.n, 0, 1, &pad) : (Py_INCREF(Py_None), Py_None);
+            PyObject *types = ids && mask && want_types ? build_output(b.types, b.n, pad_type, 0, &pad)
+                                                        : (Py_INCREF(Py_None), Py_None);
             if (ids && mask && types) result = PyTuple_Pack(3, ids, mask, types);
             Py_XDECREF(ids);
             Py_XDECREF(mask);
@@ -588,6 +586,49 @@ static PyObject *py_tokens_to_ids(PyObject *self, PyObject *args) {
     return list;
 }
 
+// pad(rows, fill, ones, pad_to, pad_multiple, pad_left, as_numpy): rows of ints padded with fill
+// (ones: an attention mask of the rows' lengths instead of their values)
+static PyObject *py_pad(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *rows_obj;
+    long long fill, pad_to, multiple;
+    int ones;
+    pad_options pad = {0};
+    if (!PyArg_ParseTuple(args, "OLpLLpp:pad", &rows_obj, &fill, &ones, &pad_to, &multiple, &pad.pad_left,
+                          &pad.as_numpy))
+        return NULL;
+    pad.pad_to = pad_to;
+    pad.multiple = multiple;
+    PyObject *seq = PySequence_Fast(rows_obj, "rows must be a list of sequences of int");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    lf_ivec *rows = calloc((size_t)n + 1, sizeof *rows);
+    PyObject *result = rows ? NULL : PyErr_NoMemory();
+    int ok = rows != NULL;
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        int64_t *vals = NULL;
+        size_t len;
+        ok = read_ids(PySequence_Fast_GET_ITEM(seq, i), &vals, &len) == 0 &&
+             lf_ivec_reserve(&rows[i], len + 1) == 0;
+        for (size_t k = 0; ok && k < len; k++) {
+            if (vals[k] < INT32_MIN || vals[k] > INT32_MAX) {
+                PyErr_Format(PyExc_ValueError, "row %zd: value %lld does not fit in int32", i,
+                             (long long)vals[k]);
+                ok = 0;
+            }
+            rows[i].data[rows[i].len++] = (int32_t)vals[k];
+        }
+        free(vals);
+        if (!ok && !PyErr_Occurred()) lf_raise_core_error();
+    }
+    if (ok) result = build_output(rows, n, fill, ones, &pad);
+    for (Py_ssize_t i = 0; rows && i < n; i++)
+        lf_ivec_free(&rows[i]);
+    free(rows);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyObject *py_tokenizer_info(PyObject *self, PyObject *capsule) {
     (void)self;
     lf_tokenizer *tok = get_tokenizer(capsule);
@@ -603,6 +644,7 @@ static PyMethodDef tokenizer_methods[] = {
     {"tokenizer_decode", py_decode, METH_VARARGS, "Decodes ids to UTF-8 bytes."},
     {"tokenizer_ids_to_tokens", py_ids_to_tokens, METH_VARARGS, "Token strings of ids."},
     {"tokenizer_tokens_to_ids", py_tokens_to_ids, METH_VARARGS, "Ids of token strings."},
+    {"tokenizer_pad", py_pad, METH_VARARGS, "Pads rows of ints to one length (lists or an int64 array)."},
     {"tokenizer_info", py_tokenizer_info, METH_O, "Vocabulary size and facts of a tokenizer."},
     {NULL, NULL, 0, NULL},
 };

@@ -340,14 +340,11 @@ int lf_tokenizer_encode(const lf_tokenizer *tok, const unsigned char *text, size
     size_t n_added = !special ? 0
                      : pair   ? (size_t)(t->pair_pre.n + t->mid.n + t->pair_post.n)
                               : (size_t)(t->pre.n + t->post.n);
-    if (opt->max_length >= 0) {
-        if ((size_t)opt->max_length < n_added)
-            return lf_error(LF_EINVAL,
-                            "max_length %lld is smaller than the %zu special tokens the tokenizer adds",
-                            (long long)opt->max_length, n_added);
-        if (truncate(&s->seq_a, pair ? &s->seq_b : NULL, (size_t)opt->max_length - n_added, opt))
-            return lf_error_code();
-    }
+    // tokenizers computes max_length - n_added in wrapping unsigned arithmetic: a max_length
+    // below the number of special tokens truncates nothing
+    if (opt->max_length >= 0 && (size_t)opt->max_length >= n_added &&
+        truncate(&s->seq_a, pair ? &s->seq_b : NULL, (size_t)opt->max_length - n_added, opt))
+        return lf_error_code();
     int code = LF_OK;
     if (special) code = append_part(ids, types, pair ? &t->pair_pre : &t->pre);
     if (!code) code = append_seq(ids, types, &s->seq_a, 0);
