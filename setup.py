@@ -16,6 +16,7 @@ from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
 import cuda_config  # noqa: E402
+import gen_unicode  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPENBLAS_REQUIREMENT = "scipy-openblas32==0.3.34.481.3"
@@ -57,6 +58,7 @@ class BuildExt(build_ext):
             self.parallel = os.cpu_count() or 1
 
     def run(self):
+        gen_unicode.main(os.path.join(HERE, "csrc", "generated"))  # Unicode tables for tokenizers
         super().run()
         out_dir = os.path.dirname(self.get_ext_fullpath("lorafast._C"))
         if cuda_config.cuda_requested() and cu_sources():

@@ -13,6 +13,7 @@ from .datasets import Dataset, DatasetDict, load_dataset
 from . import metrics
 from .data_collator import DataCollatorWithPadding
 from .training_args import TrainingArguments
+from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
 
 
 def build_info():

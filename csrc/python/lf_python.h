@@ -37,3 +37,4 @@ int lf_bind_ops(PyObject *module);
 struct lf_model;
 struct lf_model *lf_model_from_python(PyObject *obj);
 int lf_bind_train(PyObject *module);
+int lf_bind_tokenizers(PyObject *module);

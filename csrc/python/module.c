@@ -46,6 +46,7 @@ PyMODINIT_FUNC PyInit__C(void) {
         lf_bind_model,
         lf_bind_ops,
         lf_bind_train,
+        lf_bind_tokenizers,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {
