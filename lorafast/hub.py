@@ -20,9 +20,9 @@ def hub_cache_dir():
     return os.path.join(os.path.expanduser(home), "hub")
 
 
-def _cache_snapshot(repo_id, revision, looked):
-    """The snapshot folder of repo_id at revision in the cache, or None; appends what it tried."""
-    repo_dir = os.path.join(hub_cache_dir(), "models--" + repo_id.replace("/", "--"))
+def _cache_snapshot(cache, repo_id, revision, looked):
+    """The snapshot folder of repo_id at revision in cache, or None; appends what it tried."""
+    repo_dir = os.path.join(cache, "models--" + repo_id.replace("/", "--"))
     ref = os.path.join(repo_dir, "refs", revision)
     if os.path.isfile(ref):
         with open(ref, encoding="utf-8") as f:
@@ -41,11 +41,12 @@ def _is_repo_id(name):
     return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and ".." not in parts
 
 
-def resolve_model_folder(path_or_id, revision="main"):
+def resolve_model_folder(path_or_id, revision="main", cache_dir=None):
     """The folder of a model: path_or_id when it is an existing folder, else its snapshot
     in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub,
-    models--ORG--NAME/snapshots/<commit in refs/main>). A miss raises FileNotFoundError
-    naming every place looked in. Returns an absolute path (str)."""
+    models--ORG--NAME/snapshots/<commit in refs/main>; cache_dir, as from_pretrained's,
+    replaces that cache). A miss raises FileNotFoundError naming every place looked in.
+    Returns an absolute path (str)."""
     name = os.fspath(path_or_id)
     if not isinstance(name, str) or not name:
         raise ValueError(f"model path or id must be a non-empty string, got {path_or_id!r}")
@@ -56,7 +57,8 @@ def resolve_model_folder(path_or_id, revision="main"):
         raise NotADirectoryError(f"model path {local} is a file; expected a model folder")
     looked = [f"a local folder: {local} (does not exist)"]
     if _is_repo_id(name):
-        snapshot = _cache_snapshot(name, revision or "main", looked)
+        cache = os.path.expanduser(os.fspath(cache_dir)) if cache_dir is not None else hub_cache_dir()
+        snapshot = _cache_snapshot(cache, name, revision or "main", looked)
         if snapshot is not None:
             return snapshot
     places = "\n  - ".join(looked)

@@ -58,6 +58,13 @@ def test_cache_without_org_and_hf_hub_cache(tmp_path, monkeypatch):
     assert resolve_model_folder("roberta-large") == str(snapshot)
 
 
+def test_cache_dir_argument_replaces_the_cache(hf_home, tmp_path):
+    snapshot = make_cache(tmp_path / "mine", "org/c")
+    assert resolve_model_folder("org/c", cache_dir=tmp_path / "mine") == str(snapshot)
+    with pytest.raises(FileNotFoundError, match="models--org--c"):
+        resolve_model_folder("org/c")
+
+
 def test_revision_by_ref_or_commit(hf_home):
     snapshot = make_cache(hf_home / "hub", "org/m", ref="v1")
     assert resolve_model_folder("org/m", revision="v1") == str(snapshot)

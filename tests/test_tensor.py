@@ -180,3 +180,13 @@ def test_arena_rejects_bad_arguments():
     else:
         g = lorafast.Arena(1 << 20, "cuda").tensor((4,))
         assert g.device == "cuda" and g.to("cpu").numpy().shape == (4,)
+
+
+def test_astype_between_half_formats_goes_through_float32():
+    import torch
+
+    a = np.random.default_rng(0).standard_normal(100_000).astype(np.float16)
+    bf16 = Tensor.from_numpy(a).astype("bfloat16").numpy()
+    assert np.array_equal(bf16, torch.from_numpy(a).bfloat16().view(torch.int16).numpy().view(np.uint16))
+    back = Tensor.from_numpy(bf16, dtype="bfloat16").astype("float16").numpy()
+    assert np.array_equal(back, torch.from_numpy(bf16.view(np.int16)).view(torch.bfloat16).half().numpy())

@@ -180,6 +180,19 @@ static PyObject *tensor_to(Tensor *self, PyObject *device_name) {
     return device == LF_CUDA ? copy_to_cuda(self) : copy_to_cpu(self);
 }
 
+// dst = src converted (same numel), through float32 when neither is float32: scratch then
+// holds numel floats
+static int convert_tensor(const lf_tensor *src, lf_tensor *dst, float *scratch) {
+    if (dst->dtype == LF_F32) return lf_convert_to_f32(src->data, src->dtype, dst->data, src->numel);
+    const float *f32 = src->data;
+    if (src->dtype != LF_F32) {
+        int code = lf_convert_to_f32(src->data, src->dtype, scratch, src->numel);
+        if (code != LF_OK) return code;
+        f32 = scratch;
+    }
+    return lf_convert_from_f32(f32, dst->dtype, dst->data, src->numel);
+}
+
 // astype(dtype) -> a CPU tensor converted to float32, float16 or bfloat16 (RNE)
 static PyObject *tensor_astype(Tensor *self, PyObject *dtype_name) {
     lf_dtype dtype;
@@ -193,20 +206,15 @@ static PyObject *tensor_astype(Tensor *self, PyObject *dtype_name) {
                             lf_dtype_name(dtype));
     Tensor *result = cpu_tensor(Py_TYPE(self), dtype, self->t.ndim, self->t.shape);
     if (result == NULL) return NULL;
-    float *f32 = dtype == LF_F32 ? result->t.data : NULL;
-    if (f32 == NULL && self->t.dtype != LF_F32 &&
-        (f32 = PyMem_RawMalloc(self->t.numel * sizeof(float) + 1)) == NULL) {
+    float *scratch = NULL;
+    if (dtype != LF_F32 && self->t.dtype != LF_F32 &&
+        (scratch = PyMem_RawMalloc(self->t.numel * sizeof(float) + 1)) == NULL) {
         Py_DECREF(result);
         return PyErr_NoMemory();
     }
     int code;
-    Py_BEGIN_ALLOW_THREADS const float *src = self->t.data;
-    code = LF_OK;
-    if (self->t.dtype != LF_F32) code = lf_convert_to_f32(self->t.data, self->t.dtype, f32, self->t.numel);
-    if (self->t.dtype != LF_F32) src = f32;
-    if (code == LF_OK && dtype != LF_F32)
-        code = lf_convert_from_f32(src, dtype, result->t.data, self->t.numel);
-    Py_END_ALLOW_THREADS if (f32 != result->t.data) PyMem_RawFree(f32);
+    Py_BEGIN_ALLOW_THREADS code = convert_tensor(&self->t, &result->t, scratch);
+    Py_END_ALLOW_THREADS PyMem_RawFree(scratch);
     if (code != LF_OK) {
         Py_DECREF(result);
         return lf_raise_core_error();
