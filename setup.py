@@ -80,7 +80,7 @@ class BuildExt(build_ext):
         obj_dir = os.path.join(self.build_temp, "kernels")
         os.makedirs(obj_dir, exist_ok=True)
         gencode = []
-        for arch in cuda_config.CUDA_ARCHS:
+        for arch in cuda_config.cuda_archs():
             gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
         common = [nvcc, "-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wall", "-Werror", "all-warnings",
                   "-Icsrc", "-Ikernels", "-I" + inc] + gencode

@@ -7,6 +7,13 @@ CUBLAS_REQUIREMENT = "nvidia-cublas==13.0.2.14"
 CUDA_ARCHS = ("80", "86", "89", "90")
 
 
+def cuda_archs():
+    """The SM architectures to compile for. LORAFAST_CUDA_ARCHS="90" narrows a development
+    build; releases and CI build all of CUDA_ARCHS."""
+    override = os.environ.get("LORAFAST_CUDA_ARCHS")
+    return tuple(override.split(",")) if override else CUDA_ARCHS
+
+
 def cuda_home():
     """CUDA_HOME, else /usr/local/cuda, else the folder above nvcc on PATH; None if no nvcc."""
     candidates = [os.environ.get("CUDA_HOME"), "/usr/local/cuda"]
