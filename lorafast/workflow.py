@@ -84,10 +84,30 @@ def compute_metrics(eval_pred):
     }
 
 
-def _check_columns(dataset, path, columns):
-    missing = [c for c in columns if c not in dataset.column_names]
+def _check_columns(dataset, path, text_column, label_column=None, num_labels=2):
+    """Clear errors, naming the file, column and row, before anything is tokenized or trained."""
+    names = [text_column] + ([label_column] if label_column else [])
+    missing = [c for c in names if c not in dataset.column_names]
     if missing:
         raise ValueError(f"{path}: column(s) {missing} not found; the file has {dataset.column_names}")
+    if len(dataset) == 0:
+        raise ValueError(f"{path}: no data rows")
+    text = dataset.column(text_column)
+    if text.dtype != object:
+        raise ValueError(f"{path}: column {text_column!r} must hold text, it reads as {text.dtype}")
+    bad = np.flatnonzero(np.equal(text, None))
+    if bad.size:
+        raise ValueError(f"{path}: column {text_column!r} has no text in data row {bad[0] + 1} "
+                         f"(value {text[bad[0]]!r}); {bad.size} row(s) without text")
+    if label_column:
+        labels = dataset.column(label_column)
+        if labels.dtype.kind not in "iu":
+            raise ValueError(f"{path}: column {label_column!r} must hold integer class ids 0..{num_labels - 1} in "
+                             f"every row (it reads as {labels.dtype}: missing or non-integer values)")
+        out = np.flatnonzero((labels < 0) | (labels >= num_labels))
+        if out.size:
+            raise ValueError(f"{path}: column {label_column!r} has label {labels[out[0]]} in data row {out[0] + 1}, "
+                             f"outside 0..{num_labels - 1}")
 
 
 def _subset(dataset, n):
@@ -105,8 +125,10 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
     if test_file is not None:
         files["test"] = os.fspath(test_file)
     dataset = lf.load_dataset("csv", data_files=files)
-    for split, path in files.items():
-        _check_columns(dataset[split], path, [text_column, label_column] if split == "train" else [text_column])
+    _check_columns(dataset["train"], files["train"], text_column, label_column)
+    if test_file is not None:
+        test_labels = label_column if label_column in dataset["test"].column_names else None
+        _check_columns(dataset["test"], files["test"], text_column, test_labels)
     data = dataset["train"].train_test_split(train_size=train_size, seed=seed)
     data["val"] = data.pop("test")
     if test_file is not None:
