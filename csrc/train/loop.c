@@ -25,11 +25,13 @@ int lf_dataset_check(const lf_dataset *d, const char *what, int vocab_size, int 
         if (d->labels && (d->labels[i] < 0 || d->labels[i] >= num_labels))
             return lf_error(LF_EINVAL, "%s: example %lld has label %d, outside [0, %d) (num_labels=%d)", what,
                             (long long)i, d->labels[i], num_labels, num_labels);
+        for (int64_t t = d->offsets[i]; t < d->offsets[i + 1]; t++)
+            if (d->ids[t] < 0 || d->ids[t] >= vocab_size)
+                return lf_error(LF_EINVAL,
+                                "%s: example %lld has token id %d, outside the model's vocabulary [0, %d): "
+                                "the tokenizer and the model's vocab_size disagree",
+                                what, (long long)i, d->ids[t], vocab_size);
     }
-    for (int64_t t = 0; t < d->offsets[d->n]; t++)
-        if (d->ids[t] < 0 || d->ids[t] >= vocab_size)
-            return lf_error(LF_EINVAL, "%s: token id %d is outside the model's vocabulary [0, %d)", what,
-                            d->ids[t], vocab_size);
     return LF_OK;
 }
 
@@ -215,11 +217,13 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             ev.global_step = st->global_step;
             ev.epoch = (double)st->epoch + (double)st->batch_in_epoch / (double)batches;
             ev.is_last = st->global_step >= cfg->max_steps;
+            // HF's DefaultFlowCallback.on_step_end: at the last step, step strategies evaluate and save
             ev.should_log = due(cfg->log_every, cfg->log_steps, st->global_step) ||
                             (cfg->log_first_step && st->global_step == 1);
-            ev.should_evaluate = due(cfg->eval_every, cfg->eval_steps, st->global_step);
+            ev.should_evaluate = due(cfg->eval_every, cfg->eval_steps, st->global_step) ||
+                                 (ev.is_last && cfg->eval_every == LF_EVERY_STEPS);
             ev.should_save = due(cfg->save_every, cfg->save_steps, st->global_step) ||
-                             (ev.is_last && cfg->save_every != LF_EVERY_NO);
+                             (ev.is_last && cfg->save_every == LF_EVERY_STEPS);
             if (ev.should_log) take_log_loss(st, &ev);
             int r = callback(ctx, &ev);
             if (r < 0) rc = LF_EINTR;
@@ -230,7 +234,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
         ev.epoch = (double)st->epoch + (double)st->batch_in_epoch / (double)batches;
         ev.global_step = st->global_step;
         ev.is_last = st->global_step >= cfg->max_steps;
-        ev.should_log = cfg->log_every == LF_EVERY_EPOCH;
+        ev.should_log = cfg->log_every == LF_EVERY_EPOCH && st->global_step > st->last_log_step;
         ev.should_evaluate = cfg->eval_every == LF_EVERY_EPOCH;
         ev.should_save = cfg->save_every == LF_EVERY_EPOCH;
         if (ev.should_log) take_log_loss(st, &ev);
