@@ -83,8 +83,8 @@ def test_short_run_writes_an_adapter_peft_loads(shared, tmp_path):
     folder = minilm()
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "lorafast", "train", "--train_file", tweets(shared), "--test_file",
-           tweets(shared, "test.csv"), "--output_dir", str(out), "--max_train_samples", "48",
-           "--max_eval_samples", "24", "--max_predict_samples", "24", "--num_train_epochs", "2",
+           tweets(shared, "test.csv"), "--output_dir", str(out), "--max_train_samples", "24",
+           "--max_eval_samples", "16", "--max_predict_samples", "16", "--num_train_epochs", "2",
            "--learning_rate", "1e-3", "--disable_tqdm"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -92,29 +92,29 @@ def test_short_run_writes_an_adapter_peft_loads(shared, tmp_path):
     assert "trainable params: 19,202 || all params: 22,733,188" in proc.stdout  # r=2 on query,value: peft's count
     assert "Validation Loss" in proc.stdout and "Accuracy" in proc.stdout  # the epoch table
     results = json.loads((out / "all_results.json").read_text())
-    assert results["rows"] == {"train": 48, "val": 24, "test": 24}
+    assert results["rows"] == {"train": 24, "val": 16, "test": 16}
     assert results["train"]["train_samples_per_second"] > 0
     for split, prefix in (("eval", "eval_"), ("predict", "test_")):
         for name in ("precision", "recall", "f1-score", "accuracy"):
             assert 0.0 <= results[split][prefix + name] <= 1.0
         assert np.isfinite(results[split][prefix + "loss"])
-    # the class weights of the 48-row train split, by the reference notebook's formula
+    # the class weights of the 24-row train split, by the reference notebook's formula
     import lorafast
 
     split = lorafast.load_dataset("csv", data_files=tweets(shared), split="train").train_test_split(
-        train_size=0.8, seed=42)["train"].select(range(48))
+        train_size=0.8, seed=42)["train"].select(range(24))
     labels = np.asarray(split["target"])
     assert results["class_weights"] == [len(labels) / (2 * (labels == 0).sum()), len(labels) / (2 * (labels == 1).sum())]
 
     # peft loads the adapter onto the HF model and predicts what the CLI predicted
     base = transformers.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
     model = peft.PeftModel.from_pretrained(base, str(out)).eval()
-    test = lorafast.load_dataset("csv", data_files=tweets(shared, "test.csv"), split="train").select(range(24))
+    test = lorafast.load_dataset("csv", data_files=tweets(shared, "test.csv"), split="train").select(range(16))
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     enc = tok(test["text"], padding=True, truncation=True, max_length=512, return_tensors="pt")
     with torch.no_grad():
         predicted = model(**enc).logits.argmax(-1).numpy()
     written = np.loadtxt(out / "predict_results.txt", dtype=np.int64, skiprows=1)
-    np.testing.assert_array_equal(written[:, 0], np.arange(24))
+    np.testing.assert_array_equal(written[:, 0], np.arange(16))
     np.testing.assert_array_equal(written[:, 1], predicted)
     assert results["predict"]["test_f1-score"] == pytest.approx(sk.f1_score(test["target"], predicted), abs=1e-12)
