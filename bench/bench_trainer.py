@@ -10,7 +10,8 @@ validation and test F1, its samples/s (train rows x epochs / train_runtime, the 
 timer of train(), evaluation included) and its peak RSS (getrusage ru_maxrss). The goals:
 validation F1 within 0.01 of HF's, >= 4x HF's samples/s, <= 0.5x HF's peak RSS.
 
-    python bench/bench_trainer.py [--limit N] [--epochs 3] [--threads T] [--sides hf,lorafast] [--out FILE]
+    python bench/bench_trainer.py [--limit N] [--epochs 3] [--threads T] [--parallel] [--sides hf,lorafast]
+                                  [--out FILE]
 
 --threads T sets OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (and torch.set_num_threads) of both
 sides; on a machine shared with other jobs, 1 thread each avoids OpenMP spin-waiting against
@@ -147,18 +148,10 @@ def run_lorafast(settings, limit, output_dir):
     from lorafast import workflow
 
     n_train, n_eval, n_test = limits(limit)
-    seen = {}
-    original = lorafast.Trainer.train
-
-    def train(self, *args, **kwargs):  # keep the trainer to read its log history
-        seen["trainer"] = self
-        return original(self, *args, **kwargs)
-
-    lorafast.Trainer.train = train
     results = workflow.run(DATA / "train.csv", output_dir, test_file=DATA / "test.csv", lora=settings["lora"],
                            training=settings["training"], max_length=settings["max_length"], seed=settings["seed"],
                            max_train_samples=n_train, max_eval_samples=n_eval, max_predict_samples=n_test)
-    results["epoch_f1"] = epoch_f1(seen["trainer"].state.log_history)
+    results["epoch_f1"] = epoch_f1(results.pop("log_history"))
     results["threads"] = lorafast.build_info().get("openmp_threads")
     return results
 
@@ -189,11 +182,26 @@ def summary(side, r):
     )
 
 
+def collect(side, proc, log):
+    stdout, _ = proc.communicate()
+    log.seek(0)
+    stderr = log.read()
+    line = next((l for l in stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(stdout[-4000:], stderr[-4000:], sep="\n")
+        return {"error": (stderr.strip().splitlines() or ["no output"])[-1]}
+    result = summary(side, json.loads(line[len("RESULT "):]))
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="train rows (eval / test: limit // 4); default: the full split")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of each side")
+    parser.add_argument("--parallel", action="store_true", help="run the sides at the same time (each on its own "
+                        "threads; halves the wall time, shares the machine's load between them)")
     parser.add_argument("--sides", default="hf,lorafast")
     parser.add_argument("--out", help="JSON result file (default bench/results/bench_trainer[_limitN].json)")
     parser.add_argument("--worker", choices=["hf", "lorafast"], help=argparse.SUPPRESS)
@@ -202,22 +210,21 @@ def main():
     if args.worker:
         return worker(args.worker, args.limit)
 
-    results = {}
+    results, running = {}, []
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     for side in args.sides.split(","):
         cmd = [sys.executable, __file__, "--worker", side, "--epochs", str(args.epochs)]
         cmd += ["--limit", str(args.limit)] if args.limit else []
         print(f"== {side}: {' '.join(cmd)}", flush=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n")
-            results[side] = {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
-            continue
-        results[side] = summary(side, json.loads(line[len("RESULT "):]))
-        print(json.dumps(results[side], indent=2), flush=True)
+        log = tempfile.TemporaryFile("w+")
+        running.append((side, subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env),
+                        log))
+        if not args.parallel:
+            results[side] = collect(*running.pop())
+    for item in running:
+        results[item[0]] = collect(*item)
 
-    record = {"settings": SETTINGS, "limit": args.limit, "threads": args.threads, "machine": os.uname().nodename, "cpus": os.cpu_count(),
+    record = {"settings": SETTINGS, "limit": args.limit, "threads": args.threads, "parallel": args.parallel, "machine": os.uname().nodename, "cpus": os.cpu_count(),
               "results": results}
     if "error" not in results.get("hf", {"error": 1}) and "error" not in results.get("lorafast", {"error": 1}):
         hf, lf = results["hf"], results["lorafast"]

@@ -169,7 +169,7 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
     train_output = trainer.train()
     results = {"train": dict(train_output.metrics), "eval": trainer.evaluate(),
                "class_weights": weights, "lora": lora_args, "model": folder,
-               "rows": {k: len(v) for k, v in tokenized.items()}}
+               "rows": {k: len(v) for k, v in tokenized.items()}, "log_history": trainer.state.log_history}
     model.save_pretrained(output_dir)
     if "test" in tokenized:
         prediction = trainer.predict(tokenized["test"])
