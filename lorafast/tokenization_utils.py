@@ -32,10 +32,13 @@ def _is_text_list(x):
 
 
 def _check_text(x, what):
-    if isinstance(x, str) or (isinstance(x, (list, tuple)) and all(isinstance(t, str) for t in x)):
+    if isinstance(x, str) or _is_text_list(x):
         return
-    raise ValueError(f"{what} must be of type `str` (single example) or `list[str]` (batch), got "
-                     f"{type(x).__name__}" + (" holding non-str items" if isinstance(x, (list, tuple)) else ""))
+    got = type(x).__name__
+    if isinstance(x, (list, tuple)):  # name the first item at fault (a None text from a csv gap, ...)
+        i = next(i for i, t in enumerate(x) if not isinstance(t, str))
+        got += f" whose item {i} is {x[i]!r}, not a str"
+    raise ValueError(f"{what} must be of type `str` (single example) or `list[str]` (batch), got {got}")
 
 
 class PreTrainedTokenizer:

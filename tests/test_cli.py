@@ -118,3 +118,14 @@ def test_short_run_writes_an_adapter_peft_loads(shared, tmp_path):
     np.testing.assert_array_equal(written[:, 0], np.arange(16))
     np.testing.assert_array_equal(written[:, 1], predicted)
     assert results["predict"]["test_f1-score"] == pytest.approx(sk.f1_score(test["target"], predicted), abs=1e-12)
+
+
+def test_none_text_in_the_notebooks_map_names_the_row():
+    """The notebook tokenizes with data.map(batched=True): a missing text (a csv gap reads as None,
+    as in datasets) is a clear error naming the item, as the CLI's check names the csv row."""
+    import lorafast
+
+    tok = lorafast.AutoTokenizer.from_pretrained(minilm())
+    data = lorafast.Dataset.from_dict({"text": ["a tweet", "another", None, "last"], "target": [0, 1, 0, 1]})
+    with pytest.raises(ValueError, match=r"got list whose item 2 is None, not a str"):
+        data.map(lambda e: tok(e["text"], truncation=True, max_length=512), batched=True)
