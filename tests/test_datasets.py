@@ -139,3 +139,28 @@ def test_bad_input(tmp_path, lf_train):
     bad.write_text("a,b\n1,2\n3\n")
     with pytest.raises(ValueError, match="row 2"):
         lds.load_dataset("csv", data_files=str(bad))
+
+
+def test_notebook_steps_on_a_dataset_dict_match_datasets(shared):
+    """data_files as a dict of splits, then the notebook's DatasetDict steps: split, pop/assign a
+    split, batched map with remove_columns over every split, rename_column, set_format."""
+    files = {"train": tweets(shared), "test": tweets(shared, "test.csv")}
+    results = []
+    for lib in (lds, hf):
+        dataset = lib.load_dataset("csv", data_files=files)
+        data = dataset["train"].train_test_split(train_size=0.8, seed=42)
+        data["val"] = data.pop("test")
+        data["test"] = dataset["test"].select(range(100))
+        data = lib.DatasetDict({k: v.select(range(100)) for k, v in data.items()})
+        out = data.map(lambda e: {"input_ids": [[len(w) for w in t.split()] for t in e["text"]]}, batched=True,
+                       remove_columns=["id", "keyword", "location", "text"]).rename_column("target", "label")
+        out.set_format("numpy")
+        results.append(out)
+    ours, ref = results
+    assert dict(ours.num_rows) == dict(ref.num_rows) == {"train": 100, "val": 100, "test": 100}
+    assert list(ours) == list(ref) == ["train", "val", "test"]
+    for split in ours:
+        assert ours[split].column_names == ref[split].column_names == ["label", "input_ids"]
+        assert ours[split]["label"].tolist() == np.asarray(ref[split]["label"]).tolist()
+        assert [x.tolist() for x in ours[split]["input_ids"]] == [np.asarray(x).tolist() for x in ref[split]["input_ids"]]
+    assert dict(lds.load_dataset("csv", data_files=files).num_rows) == {"train": 7613, "test": 3263}
