@@ -129,3 +129,67 @@ def test_none_text_in_the_notebooks_map_names_the_row():
     data = lorafast.Dataset.from_dict({"text": ["a tweet", "another", None, "last"], "target": [0, 1, 0, 1]})
     with pytest.raises(ValueError, match=r"got list whose item 2 is None, not a str"):
         data.map(lambda e: tok(e["text"], truncation=True, max_length=512), batched=True)
+
+
+TINY = {  # hub id: (shared tokenizer folder, transformers config class name, config)
+    "tiny/roberta": ("roberta-large", "RobertaConfig", dict(
+        vocab_size=50265, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)),
+    "tiny/llama": ("meta-llama--Llama-2-7b-hf", "LlamaConfig", dict(
+        vocab_size=32000, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=32, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=None)),
+}
+
+
+@pytest.mark.parametrize("hub_id", sorted(TINY))
+def test_other_architectures_from_the_hub_cache(shared, tmp_path, monkeypatch, hub_id):
+    """The notebook's other models by hub id from the Hugging Face cache, as tiny random
+    checkpoints with the real tokenizers: RoBERTa (add_prefix_space, query/value) and Llama (pad =
+    eos, r=16 / dropout 0.05 on q_proj/v_proj). peft loads the adapter and predicts the same."""
+    import shutil
+
+    transformers = pytest.importorskip("transformers")
+    peft = pytest.importorskip("peft")
+    torch = pytest.importorskip("torch")
+    import lorafast
+
+    tokenizer_folder, config_class, config = TINY[hub_id]
+    repo = tmp_path / "hub" / ("models--" + hub_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123abc"
+    shutil.copytree(shared / "models" / tokenizer_folder, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    torch.manual_seed(0)
+    cfg = getattr(transformers, config_class)(num_labels=2, **config)
+    transformers.AutoModelForSequenceClassification.from_config(cfg).save_pretrained(snapshot)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    out = tmp_path / "out"
+    assert main(["train", "--train_file", tweets(shared), "--test_file", tweets(shared, "test.csv"), "--output_dir",
+                 str(out), "--model_name_or_path", hub_id, "--max_train_samples", "16", "--max_eval_samples", "8",
+                 "--max_predict_samples", "8", "--num_train_epochs", "1", "--max_length", "120",
+                 "--learning_rate", "1e-2", "--disable_tqdm"]) == 0
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    decoder = config_class == "LlamaConfig"
+    assert (adapter["r"], adapter["lora_dropout"], adapter["target_modules"]) == (
+        (16, 0.05, ["q_proj", "v_proj"]) if decoder else (2, 0.1, ["query", "value"]))
+
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(snapshot, num_labels=2)
+    model = peft.PeftModel.from_pretrained(base, str(out)).eval()
+    test = lorafast.load_dataset("csv", data_files=tweets(shared, "test.csv"), split="train").select(range(8))
+    if decoder:  # pad = eos; the tokenizers library on tokenizer.json (transformers converts the slow Llama
+        # tokenizer for 18 s here)
+        tokenizers = pytest.importorskip("tokenizers")
+        base.config.pad_token_id = config["eos_token_id"]
+        tok = tokenizers.Tokenizer.from_file(str(snapshot / "tokenizer.json"))
+        tok.enable_truncation(120)
+        tok.enable_padding(pad_id=config["eos_token_id"], pad_token="</s>")
+        rows = tok.encode_batch(test["text"])
+        enc = {"input_ids": torch.tensor([r.ids for r in rows]),
+               "attention_mask": torch.tensor([r.attention_mask for r in rows])}
+    else:
+        tok = transformers.AutoTokenizer.from_pretrained(snapshot, add_prefix_space=True)
+        enc = tok(test["text"], padding=True, truncation=True, max_length=120, return_tensors="pt")
+    with torch.no_grad():
+        predicted = model(**enc).logits.argmax(-1).numpy()
+    written = np.loadtxt(out / "predict_results.txt", dtype=np.int64, skiprows=1)
+    np.testing.assert_array_equal(written[:, 1], predicted)
