@@ -10,15 +10,16 @@ validation and test F1, its samples/s (train rows x epochs / train_runtime, the 
 timer of train(), evaluation included) and its peak RSS (getrusage ru_maxrss). The goals:
 validation F1 within 0.01 of HF's, >= 4x HF's samples/s, <= 0.5x HF's peak RSS.
 
-    python bench/bench_trainer.py [--limit N] [--epochs 3] [--threads T] [--parallel] [--sides hf,lorafast]
-                                  [--out FILE]
+    python bench/bench_trainer.py [--limit N | --train_rows N] [--epochs 3] [--threads T] [--parallel]
+                                  [--sides hf,lorafast] [--out FILE]
 
 --threads T sets OMP_NUM_THREADS / OPENBLAS_NUM_THREADS (and torch.set_num_threads) of both
 sides; on a machine shared with other jobs, 1 thread each avoids OpenMP spin-waiting against
 them (torch with 2 threads on a loaded 2-core machine ran 20x slower than with 1).
 
 --limit N trains on the first N rows of the train split and evaluates / predicts on N // 4
-(for debugging the script; the recorded run uses the full split).
+(for debugging the script); --train_rows N trains on the first N rows of the train split and
+evaluates / predicts on the whole validation split and test.csv.
 """
 
 import argparse
@@ -67,15 +68,19 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def limits(limit):
-    return (None, None, None) if limit is None else (limit, max(limit // 4, 1), max(limit // 4, 1))
+def limits(limit, train_rows=None):
+    """Rows kept of (train, val, test): --limit N keeps N, N // 4, N // 4; --train_rows N only
+    shortens the train split (validation and test stay whole)."""
+    if limit is not None:
+        return limit, max(limit // 4, 1), max(limit // 4, 1)
+    return train_rows, None, None
 
 
 def epoch_f1(log_history):
     return [round(e["eval_f1-score"], 4) for e in log_history if "eval_f1-score" in e and "epoch" in e]
 
 
-def run_hf(settings, limit, output_dir):
+def run_hf(settings, rows, output_dir):
     """transformers + peft + datasets, as the reference notebook (metrics from scikit-learn,
     which the notebook's evaluate metrics wrap)."""
     import datasets
@@ -95,7 +100,7 @@ def run_hf(settings, limit, output_dir):
     data = dataset["train"].train_test_split(train_size=0.8, seed=settings["seed"])
     data["val"] = data.pop("test")
     data["test"] = dataset["test"]
-    for split, n in zip(("train", "val", "test"), limits(limit)):
+    for split, n in zip(("train", "val", "test"), rows):
         if n is not None:
             data[split] = data[split].select(range(n))
     df = data["train"].to_pandas()
@@ -142,12 +147,12 @@ def run_hf(settings, limit, output_dir):
                 class_weights=[neg_weights, pos_weights], threads=torch.get_num_threads())
 
 
-def run_lorafast(settings, limit, output_dir):
+def run_lorafast(settings, rows, output_dir):
     sys.path.insert(0, str(REPO))
     import lorafast
     from lorafast import workflow
 
-    n_train, n_eval, n_test = limits(limit)
+    n_train, n_eval, n_test = rows
     results = workflow.run(DATA / "train.csv", output_dir, test_file=DATA / "test.csv", lora=settings["lora"],
                            training=settings["training"], max_length=settings["max_length"], seed=settings["seed"],
                            max_train_samples=n_train, max_eval_samples=n_eval, max_predict_samples=n_test)
@@ -156,10 +161,10 @@ def run_lorafast(settings, limit, output_dir):
     return results
 
 
-def worker(side, limit):
+def worker(side, rows):
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = (run_hf if side == "hf" else run_lorafast)(SETTINGS, limit, tmp)
+        result = (run_hf if side == "hf" else run_lorafast)(SETTINGS, rows, tmp)
         result["process_wall_s"] = time.perf_counter() - start
     result["peak_rss_mib"] = peak_rss_mib()
     print("RESULT " + json.dumps(result, default=float))
@@ -198,6 +203,8 @@ def collect(side, proc, log):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="train rows (eval / test: limit // 4); default: the full split")
+    parser.add_argument("--train_rows", type=int, help="train on the first N rows of the train split only "
+                        "(validation and test stay whole)")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of each side")
     parser.add_argument("--parallel", action="store_true", help="run the sides at the same time (each on its own "
@@ -208,13 +215,14 @@ def main():
     args = parser.parse_args()
     SETTINGS["training"]["num_train_epochs"] = args.epochs
     if args.worker:
-        return worker(args.worker, args.limit)
+        return worker(args.worker, limits(args.limit, args.train_rows))
 
     results, running = {}, []
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
     for side in args.sides.split(","):
         cmd = [sys.executable, __file__, "--worker", side, "--epochs", str(args.epochs)]
         cmd += ["--limit", str(args.limit)] if args.limit else []
+        cmd += ["--train_rows", str(args.train_rows)] if args.train_rows else []
         print(f"== {side}: {' '.join(cmd)}", flush=True)
         log = tempfile.TemporaryFile("w+")
         running.append((side, subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env),
@@ -224,7 +232,7 @@ def main():
     for item in running:
         results[item[0]] = collect(*item)
 
-    record = {"settings": SETTINGS, "limit": args.limit, "threads": args.threads, "parallel": args.parallel, "machine": os.uname().nodename, "cpus": os.cpu_count(),
+    record = {"settings": SETTINGS, "limit": args.limit, "train_rows": args.train_rows, "threads": args.threads, "parallel": args.parallel, "machine": os.uname().nodename, "cpus": os.cpu_count(),
               "results": results}
     if "error" not in results.get("hf", {"error": 1}) and "error" not in results.get("lorafast", {"error": 1}):
         hf, lf = results["hf"], results["lorafast"]
@@ -242,7 +250,8 @@ def main():
         print(f"lorafast / HF: samples/s {ratios['samples_per_s']:.2f}x, peak RSS {ratios['peak_rss']:.2f}x, "
               f"val F1 difference {ratios['val_f1_difference']:+.4f}")
     out = pathlib.Path(args.out or REPO / "bench" / "results" /
-                       ("bench_trainer.json" if args.limit is None else f"bench_trainer_limit{args.limit}.json"))
+                       ("bench_trainer" + (f"_limit{args.limit}" if args.limit else "") +
+                        (f"_train{args.train_rows}" if args.train_rows else "") + ".json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=float) + "\n")
     print(f"wrote {out}")
