@@ -213,7 +213,7 @@ def _column(data, name):
 
 def _ragged(values, what):
     """(flat int64 values, int64 offsets (n+1,)) of a column of int sequences."""
-    if hasattr(values, "combine_chunks"):  # pyarrow ChunkedArray / ListArray
+    if hasattr(values, "chunks") or hasattr(values, "offsets"):  # pyarrow ChunkedArray / ListArray
         values = values.combine_chunks() if hasattr(values, "chunks") else values
         offsets = np.asarray(values.offsets, np.int64)
         flat = np.asarray(values.flatten(), np.int64)
