@@ -7,6 +7,7 @@ after every update and at every epoch end, only to report progress, log, evaluat
 class_weights): pass `class_weights=` where an HF script overrides `compute_loss`.
 """
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -36,34 +37,16 @@ SCHEDULER_NAME = "scheduler.json"
 LOOP_STATE_NAME = "loop_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 _CHECKPOINT_RE = re.compile(r"^" + PREFIX_CHECKPOINT_DIR + r"-(\d+)$")
+_TEMP_RE = re.compile(r"^\.(" + PREFIX_CHECKPOINT_DIR + r"-\d+)\.(tmp|old)-\d+$")
+LOG_FILE = "trainer_log.jsonl"  # report_to="tensorboard_json": one JSON line per log entry in logging_dir
 _EVERY = {"no": 0, "steps": 1, "epoch": 2}  # lf_train_config's LF_EVERY_*
 _LABEL_COLUMNS = ("labels", "label", "label_ids")
 _COUNTERS = ("global_step", "epoch", "batch_in_epoch", "micro_steps", "last_log_step")
 
 
-class TrainOutput(tuple):
-    """(global_step, training_loss, metrics), as transformers.trainer_utils.TrainOutput."""
-
-    def __new__(cls, global_step, training_loss, metrics):
-        return super().__new__(cls, (global_step, training_loss, metrics))
-
-    global_step = property(lambda self: self[0])
-    training_loss = property(lambda self: self[1])
-    metrics = property(lambda self: self[2])
-
-    def __repr__(self):
-        return f"TrainOutput(global_step={self[0]}, training_loss={self[1]}, metrics={self[2]})"
-
-
-class PredictionOutput(tuple):
-    """(predictions, label_ids, metrics), as transformers.trainer_utils.PredictionOutput."""
-
-    def __new__(cls, predictions, label_ids, metrics):
-        return super().__new__(cls, (predictions, label_ids, metrics))
-
-    predictions = property(lambda self: self[0])
-    label_ids = property(lambda self: self[1])
-    metrics = property(lambda self: self[2])
+# transformers.trainer_utils' NamedTuples
+TrainOutput = collections.namedtuple("TrainOutput", ["global_step", "training_loss", "metrics"])
+PredictionOutput = collections.namedtuple("PredictionOutput", ["predictions", "label_ids", "metrics"])
 
 
 class EvalPrediction:
@@ -200,12 +183,15 @@ def _column_names(data):
     return list(getattr(data, "column_names", []))
 
 
-def _column(data, name):
+def _column(data, name, what):
     """The column's values: a pyarrow array for a datasets.Dataset, else a sequence of rows."""
     if _is_hf_dataset(data):
         return data.with_format("arrow")[name]
     if isinstance(data, (list, tuple)):
-        return [row[name] for row in data]
+        values = [row.get(name) for row in data]
+        if any(v is None for v in values):
+            raise ValueError(f"{what}: example {values.index(None)} has no {name!r}")
+        return values
     if hasattr(data, "column") and not isinstance(data, dict):
         return data.column(name)
     return data[name]
@@ -234,7 +220,7 @@ def _ragged(values, what):
 
 
 def _labels_of(data, name, what):
-    values = _column(data, name)
+    values = _column(data, name, what)
     if hasattr(values, "to_pylist"):  # pyarrow
         values = values.to_pylist()
     elif hasattr(values, "numpy"):  # a torch tensor
@@ -265,9 +251,9 @@ class _Encoded:
         if "input_ids" not in names:
             raise ValueError(f"{what} has no 'input_ids' column (columns: {names}): tokenize it first, e.g. "
                              f"dataset.map(lambda ex: tokenizer(ex['text'], truncation=True), batched=True)")
-        ids, offsets = _ragged(_column(data, "input_ids"), f"{what}['input_ids']")
+        ids, offsets = _ragged(_column(data, "input_ids", what), f"{what}['input_ids']")
         if "attention_mask" in names:
-            mask, mask_offsets = _ragged(_column(data, "attention_mask"), f"{what}['attention_mask']")
+            mask, mask_offsets = _ragged(_column(data, "attention_mask", what), f"{what}['attention_mask']")
             if not np.array_equal(mask_offsets, offsets):
                 raise ValueError(f"{what}: attention_mask and input_ids differ in length")
             keep = mask != 0
@@ -275,7 +261,7 @@ class _Encoded:
                 kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
                 ids, offsets = ids[keep], kept[offsets]
         if "token_type_ids" in names:
-            types, _ = _ragged(_column(data, "token_type_ids"), f"{what}['token_type_ids']")
+            types, _ = _ragged(_column(data, "token_type_ids", what), f"{what}['token_type_ids']")
             if types.any():
                 raise NotImplementedError(f"{what}: non-zero token_type_ids (sentence pairs) are not supported by "
                                           f"lorafast's training loop")
@@ -462,11 +448,23 @@ class Trainer:
             enc = _Encoded(data, what, need_labels)
             labels = enc.labels if need_labels or enc.labels is not None else None
             _C.dataset_check(self.model.c_model, enc.ids, enc.offsets, labels, what)
+            self._check_lengths(enc, what)
             self._encoded[key] = (data, enc)
         enc = self._encoded[key][1]
         if need_labels and enc.labels is None:
             raise ValueError(f"{what} has no label column (one of {list(_LABEL_COLUMNS)})")
         return enc
+
+    def _check_lengths(self, enc, what):
+        """Every example fits the model's position embeddings (RoBERTa's start after padding_idx)."""
+        c = self.model.config.c_config()
+        limit = c["max_positions"] - (c["pad_token_id"] + 1 if c.get("position_rule") == 1 else 0)
+        lengths = np.diff(enc.offsets)
+        if lengths.max() > limit:
+            i = int(np.argmax(lengths > limit))
+            raise ValueError(f"{what}: example {i} has {lengths[i]} tokens, more than the model's {limit} positions "
+                             f"(max_position_embeddings={c['max_positions']}): tokenize with truncation=True, "
+                             f"max_length={limit}")
 
     def _check_output_dir(self):
         out = self.args.output_dir
@@ -478,6 +476,15 @@ class Trainer:
             os.remove(probe)
         except OSError as e:
             raise OSError(f"output_dir {out!r} cannot be written: {e}") from e
+        for name in os.listdir(out):  # what a save that was killed left behind
+            m = _TEMP_RE.match(name)
+            if not m:
+                continue
+            final = os.path.join(out, m.group(1))
+            if m.group(2) == "old" and not os.path.exists(final):  # killed between the two renames
+                os.rename(os.path.join(out, name), final)
+            else:
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
     def _callback(self, event, **kwargs):
         for cb in self.callbacks:
@@ -634,7 +641,12 @@ class Trainer:
     def log(self, logs, start_time=None):
         if self.state.epoch is not None:
             logs["epoch"] = self.state.epoch
-        self.state.log_history.append({**logs, "step": self.state.global_step})
+        entry = {**logs, "step": self.state.global_step}
+        self.state.log_history.append(entry)
+        if "tensorboard_json" in self.args.report_to:
+            os.makedirs(self.args.logging_dir, exist_ok=True)
+            with open(os.path.join(self.args.logging_dir, LOG_FILE), "a") as f:
+                f.write(json.dumps(entry) + "\n")
         self._callback("on_log", logs=logs)
 
     def _update_best(self, metrics):

@@ -280,10 +280,12 @@ def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path, uninterrupted)
     assert proc.returncode == -signal.SIGKILL, err
     names = sorted(os.listdir(out))
     assert "checkpoint-2" in names and "checkpoint-4" not in names, names
+    assert [n for n in names if n.startswith(".checkpoint-4.tmp-")], names  # the save was cut short
     assert lf.trainer.get_last_checkpoint(str(out)) == str(out / "checkpoint-2")
     trainer = resume_trainer(out, lora_seed=99)
     trainer.train(resume_from_checkpoint=True)
     assert_same_run(trainer, uninterrupted)
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # the partial save is cleaned up
 
 
 def test_ctrl_c_stops_at_a_step_boundary_and_keeps_the_checkpoint(tmp_path):
@@ -315,7 +317,8 @@ def test_load_best_model_at_end_and_save_total_limit(tmp_path, capsys):
     args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=4,
                                 learning_rate=2e-2, eval_strategy="epoch", save_strategy="epoch",
                                 load_best_model_at_end=True, metric_for_best_model="accuracy", save_total_limit=1,
-                                disable_tqdm=True, logging_strategy="epoch")
+                                disable_tqdm=True, logging_strategy="epoch", report_to="tensorboard_json",
+                                logging_dir=str(tmp_path / "logs"))
     train, val = token_rows(16, 97, seed=8, bos=0), token_rows(12, 97, seed=9, bos=0)
     trainer = lf.Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, compute_metrics=accuracy)
     trainer.train()
@@ -324,7 +327,9 @@ def test_load_best_model_at_end_and_save_total_limit(tmp_path, capsys):
     best = max(evals, key=lambda e: (e["eval_accuracy"], -e["step"]))  # the first of the best (np.greater)
     assert trainer.state.best_metric == best["eval_accuracy"]
     assert trainer.state.best_model_checkpoint == str(tmp_path / f"checkpoint-{best['step']}")
-    kept = sorted(os.listdir(tmp_path))
+    with open(tmp_path / "logs" / "trainer_log.jsonl") as f:
+        assert [json.loads(line) for line in f] == trainer.state.log_history
+    kept = sorted(n for n in os.listdir(tmp_path) if n.startswith("checkpoint-"))
     assert f"checkpoint-{best['step']}" in kept and "checkpoint-16" in kept and len(kept) <= 2
     saved = lf.PeftModel.from_pretrained(tiny_base(), trainer.state.best_model_checkpoint)
     for name, value in saved.trainable_state_dict().items():
@@ -408,13 +413,19 @@ def bad_input_cases(tmp_path):
                                     dict(eval_strategy="epoch"), ValueError, "eval_dataset: example 0 has label -1"),
         "output_dir not writable": (dict(train_dataset=good), dict(output_dir=str(blocked / "out")), OSError,
                                     "cannot be written"),
+        "too long for the positions": (dict(train_dataset=good + [{"input_ids": [0] + [5] * 40, "attention_mask": [1] * 41,
+                                                                          "label": 1}]), {},
+                                       ValueError, "example 6 has 41 tokens, more than the model's 38 positions"),
         "no input_ids": (dict(train_dataset=[{"text": "a", "label": 0}]), {}, ValueError, "no 'input_ids' column"),
+        "a row without its label": (dict(train_dataset=good[:2] + [{"input_ids": [0, 5], "attention_mask": [1, 1]}]
+                                         + good[2:]), {}, ValueError, "example 2 has no 'label'"),
     }
 
 
 @pytest.mark.parametrize("case", ["empty dataset", "missing label column", "label out of range",
                                   "vocabularies disagree", "eval label out of range", "output_dir not writable",
-                                  "no input_ids"])
+                                  "too long for the positions", "no input_ids",
+                                  "a row without its label"])
 def test_bad_input_is_a_clear_error_before_training(tmp_path, case):
     kwargs, arg_overrides, error, message = bad_input_cases(tmp_path)[case]
     model = tiny_roberta()
