@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -26,6 +27,8 @@ from .data_collator import DataCollatorWithPadding
 from .modeling_weights import read_safetensors, write_safetensors
 from .peft import PeftModel
 from .training_args import TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "TrainerState", "TrainerControl", "TrainerCallback", "TrainOutput", "PredictionOutput",
            "EvalPrediction", "get_last_checkpoint"]
@@ -153,11 +156,9 @@ def _fsync(path):
         os.close(fd)
 
 
-def _write_text(path, text):
+def _write_text(path, text):  # fsync'd with the rest of its checkpoint
     with open(path, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _write_json(path, obj):
@@ -570,7 +571,7 @@ class Trainer:
             self.state.best_metric = self.state.best_global_step = self.state.best_model_checkpoint = None
             self.state.total_flos = 0
         self.model.c_model.set_mode(True, self._dropout_seed)
-        self._train_tokens = train.num_tokens
+        self._train_tokens, self._train_n = train.num_tokens, train.n
         self._flops_per_token = 6 * self._non_embedding_params()
         self._table = _EvalTable("Epoch" if args.eval_strategy == "epoch" else "Step", self._write)
         self._last = {"grad_norm": None, "learning_rate": None}
@@ -626,7 +627,7 @@ class Trainer:
     def _finish(self, train):
         args, state = self.args, self.state
         if args.load_best_model_at_end and state.best_model_checkpoint is not None:
-            print(f"Loading best model from {state.best_model_checkpoint} (score: {state.best_metric}).")
+            logger.info(f"Loading best model from {state.best_model_checkpoint} (score: {state.best_metric}).")
             self.model.load_adapter_weights(state.best_model_checkpoint)
         num_samples = state.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps \
             if args.max_steps > 0 else train.n * args.num_train_epochs
@@ -683,21 +684,8 @@ class Trainer:
                 state.best_model_checkpoint = best
         try:
             self.model.save_pretrained(tmp)
-            moments, offset = {}, 0
-            for pname, data in self._params():
-                moments[f"{pname}.exp_avg"] = self._m[offset:offset + data.size].reshape(data.shape)
-                moments[f"{pname}.exp_avg_sq"] = self._v[offset:offset + data.size].reshape(data.shape)
-                offset += data.size
-            write_safetensors(moments, os.path.join(tmp, OPTIMIZER_NAME), metadata={"step": str(state.global_step)})
-            c = self._config
-            _write_json(os.path.join(tmp, SCHEDULER_NAME), {
-                "lr_scheduler_type": c["schedule"], "base_lr": c["lr"], "warmup_steps": c["warmup_steps"],
-                "max_steps": c["max_steps"], "last_epoch": state.global_step})
-            _write_json(os.path.join(tmp, LOOP_STATE_NAME), {
-                **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
-                "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
-                "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._encoded_n(),
-                "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
+            if not args.save_only_model:
+                self._save_optimizer_and_loop(tmp)
             state.stateful_callbacks = {"TrainerControl": {"args": dataclasses.asdict(self.control), "attributes": {}}}
             state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
             _write_text(os.path.join(tmp, TRAINING_ARGS_NAME), args.to_json_string() + "\n")
@@ -716,8 +704,23 @@ class Trainer:
             raise
         self._rotate_checkpoints()
 
-    def _encoded_n(self):
-        return int(len(self._encode(self.train_dataset, "train_dataset", True).offsets) - 1)
+    def _save_optimizer_and_loop(self, folder):
+        """AdamW moments, the schedule, and the loop's counters, loss sums and RNG seeds."""
+        step, c = self.state.global_step, self._config
+        moments, offset = {}, 0
+        for pname, data in self._params():
+            moments[f"{pname}.exp_avg"] = self._m[offset:offset + data.size].reshape(data.shape)
+            moments[f"{pname}.exp_avg_sq"] = self._v[offset:offset + data.size].reshape(data.shape)
+            offset += data.size
+        write_safetensors(moments, os.path.join(folder, OPTIMIZER_NAME), metadata={"step": str(step)})
+        _write_json(os.path.join(folder, SCHEDULER_NAME), {
+            "lr_scheduler_type": c["schedule"], "base_lr": c["lr"], "warmup_steps": c["warmup_steps"],
+            "max_steps": c["max_steps"], "last_epoch": step})
+        _write_json(os.path.join(folder, LOOP_STATE_NAME), {
+            **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
+            "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
+            "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._train_n,
+            "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
 
     def _sorted_checkpoints(self):
         out = self.args.output_dir
