@@ -459,3 +459,31 @@ def test_bad_trainer_arguments(tmp_path):
         lf.Trainer(model=model, args=lf.TrainingArguments(output_dir=str(tmp_path)), class_weights=[1, 2, 3])
     with pytest.raises(TypeError, match="needs a lorafast PeftModel"):
         lf.Trainer(model=model.base_model, args=lf.TrainingArguments(output_dir=str(tmp_path)))
+
+
+def test_epoch_table_in_a_notebook_is_one_html_table_updated_in_place(tmp_path, monkeypatch):
+    display_mod = pytest.importorskip("IPython.display")
+    shown = []
+
+    class Handle:
+        def update(self, html):
+            shown.append(("update", html.data))
+
+    def display(html, display_id=False):
+        shown.append(("display", html.data))
+        return Handle()
+
+    monkeypatch.setattr(lf.trainer, "_in_notebook", lambda: True)
+    monkeypatch.setattr(display_mod, "display", display)
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=2,
+                                eval_strategy="epoch", save_strategy="no", logging_strategy="epoch", disable_tqdm=True)
+    trainer = lf.Trainer(model=tiny_roberta(seed=6), args=args, train_dataset=token_rows(8, 97, seed=14, bos=0),
+                         eval_dataset=token_rows(4, 97, seed=15, bos=0), compute_metrics=accuracy)
+    trainer.train()
+    assert [kind for kind, _ in shown] == ["display", "update"]
+    html = shown[-1][1]
+    assert html.count("<tr>") == 3  # the header and one row per epoch
+    for column in ("Epoch", "Training Loss", "Validation Loss", "Accuracy"):
+        assert f"<th>{column}</th>" in html
+    losses = [e for e in trainer.state.log_history if "loss" in e]
+    assert f"<td>{losses[-1]['loss']:.6f}</td>" in html
