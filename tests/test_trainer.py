@@ -487,3 +487,25 @@ def test_epoch_table_in_a_notebook_is_one_html_table_updated_in_place(tmp_path, 
         assert f"<th>{column}</th>" in html
     losses = [e for e in trainer.state.log_history if "loss" in e]
     assert f"<td>{losses[-1]['loss']:.6f}</td>" in html
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("batch_size", 0, "batch_size"), ("max_steps", -1, "max_steps"), ("lr", float("nan"), "AdamW"),
+    ("beta2", 1.0, "AdamW"), ("eval_every", 1, "eval every 0 steps"), ("save_every", 7, "save strategy 7"),
+    ("schedule", "polynomial", "lr_scheduler_type polynomial"),
+])
+def test_c_train_run_validates_its_config(key, value, message):
+    model = tiny_roberta()
+    rows = token_rows(4, 97, seed=16, bos=0)
+    trainer = lf.Trainer(model=model, args=lf.TrainingArguments(output_dir="unused"), train_dataset=rows)
+    enc = trainer._encode(rows, "train_dataset", True)
+    config = {**trainer._plan(enc), "eval_steps": 0, key: value}
+    numel = sum(d.size for _, d in trainer._params())
+    state = (np.zeros(numel, np.float32), np.zeros(numel, np.float32), np.zeros(5, np.int64), np.zeros(2))
+    before = model.trainable_state_dict()
+    with pytest.raises(ValueError, match=message):
+        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, *state, config, lambda ev: False)
+    assert all(np.array_equal(v, model.trainable_state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="m and v need"):
+        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, np.zeros(3, np.float32),
+                        *state[1:], trainer._plan(enc), lambda ev: False)
