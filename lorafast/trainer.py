@@ -9,6 +9,7 @@ class_weights): pass `class_weights=` where an HF script overrides `compute_loss
 
 import collections
 import dataclasses
+import datetime
 import itertools
 import json
 import logging
@@ -809,6 +810,49 @@ class Trainer:
         out = self._prediction_loop(test_dataset, "test_dataset", metric_key_prefix)
         self._callback("on_predict", metrics=out.metrics)
         return out
+
+    def add_callback(self, callback):
+        self.callbacks.append(callback() if isinstance(callback, type) else callback)
+
+    def is_world_process_zero(self):
+        return True
+
+    @staticmethod
+    def metrics_format(metrics):
+        """Metrics made readable as transformers does: runtimes as h:mm:ss.cc, total_flos in GF, floats rounded."""
+        out = dict(metrics)
+        for k, v in out.items():
+            if "_runtime" in k:
+                out[k] = f"{datetime.timedelta(seconds=int(v))}.{int(abs(v - int(v)) * 100):02d}"
+            elif k == "total_flos":
+                out[k] = f"{int(v) >> 30}GF"
+            elif isinstance(v, float):
+                out[k] = round(v, 4)
+        return out
+
+    def log_metrics(self, split, metrics):
+        print(f"***** {split} metrics *****")
+        formatted = self.metrics_format(metrics)
+        k_width = max(len(str(k)) for k in formatted)
+        v_width = max(len(str(v)) for v in formatted.values())
+        for key in sorted(formatted):
+            print(f"  {key: <{k_width}} = {formatted[key]:>{v_width}}")
+
+    def save_metrics(self, split, metrics, combined=True):
+        """output_dir/{split}_results.json (and all_results.json, merged)."""
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        with open(os.path.join(self.args.output_dir, f"{split}_results.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=4, sort_keys=True)
+        if combined:
+            path = os.path.join(self.args.output_dir, "all_results.json")
+            merged = _read_json(path) if os.path.exists(path) else {}
+            merged.update(metrics)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(merged, f, indent=4, sort_keys=True)
+
+    def save_state(self):
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        self.state.save_to_json(os.path.join(self.args.output_dir, TRAINER_STATE_NAME))
 
     def save_model(self, output_dir=None):
         """The adapter in peft format (adapter_config.json + adapter_model.safetensors)."""

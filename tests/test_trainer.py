@@ -509,3 +509,25 @@ def test_c_train_run_validates_its_config(key, value, message):
     with pytest.raises(ValueError, match="m and v need"):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, np.zeros(3, np.float32),
                         *state[1:], trainer._plan(enc), lambda ev: False)
+
+
+def test_log_metrics_save_metrics_save_state_as_hf(tmp_path, capsys):
+    import types
+    from transformers import trainer_pt_utils
+
+    metrics = {"train_runtime": 12.3456, "train_samples_per_second": 9.87654, "total_flos": 3.5 * 2**30,
+               "train_loss": 0.123456789, "epoch": 3.0, "eval_accuracy": 1}
+    hf_self = types.SimpleNamespace(is_world_process_zero=lambda: True, args=types.SimpleNamespace(output_dir=str(tmp_path / "hf")))
+    trainer_pt_utils.log_metrics(hf_self, "train", metrics)
+    expected = capsys.readouterr().out
+    trainer = lf.Trainer(model=tiny_roberta(), args=lf.TrainingArguments(output_dir=str(tmp_path / "lf")))
+    trainer.log_metrics("train", metrics)
+    assert capsys.readouterr().out == expected
+    os.makedirs(tmp_path / "hf")
+    for split in ("train", "eval"):
+        trainer_pt_utils.save_metrics(hf_self, split, {f"{split}_x": 1.5})
+        trainer.save_metrics(split, {f"{split}_x": 1.5})
+    for name in ("train_results.json", "eval_results.json", "all_results.json"):
+        assert (tmp_path / "lf" / name).read_text() == (tmp_path / "hf" / name).read_text()
+    trainer.save_state()
+    assert json.loads((tmp_path / "lf" / "trainer_state.json").read_text())["global_step"] == 0
