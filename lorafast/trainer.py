@@ -756,6 +756,10 @@ class Trainer:
                          ("grad_accum", c["grad_accum"]), ("drop_last", c["drop_last"])):
             if loop[key] != now:
                 raise ValueError(f"cannot resume from {folder}: it was trained with {key}={loop[key]}, now {now}")
+        if loop["data_seed"] != c["seed"]:
+            warnings.warn(f"resuming from {folder} with data seed {c['seed']}, it was trained with "
+                          f"{loop['data_seed']}: the remaining epochs are shuffled differently", UserWarning,
+                          stacklevel=3)
         self.model.load_adapter_weights(folder)
         moments = {k: a for k, (a, _) in read_safetensors(os.path.join(folder, OPTIMIZER_NAME)).items()}
         offset = 0

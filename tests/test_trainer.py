@@ -141,8 +141,10 @@ def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
     model = lf.PeftModel.from_pretrained(base, tmp_path / "adapter", is_trainable=True)
     start = model.trainable_state_dict()
+    # the notebook's gradient_checkpointing=True on lorafast's side only (exact recomputation in the
+    # decoder; HF + peft would need enable_input_require_grads for it)
     args = lf.TrainingArguments(output_dir=str(tmp_path / "lf_out"), per_device_train_batch_size=len(rows),
-                                **NOTEBOOK_ARGS)
+                                gradient_checkpointing=True, **NOTEBOOK_ARGS)
     trainer = lf.Trainer(model=model, args=args, train_dataset=rows, class_weights=CLASS_WEIGHTS)
     out = trainer.train()
     ours = model.trainable_state_dict()
