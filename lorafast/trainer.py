@@ -10,6 +10,7 @@ class_weights): pass `class_weights=` where an HF script overrides `compute_loss
 import collections
 import dataclasses
 import datetime
+import html
 import itertools
 import json
 import logging
@@ -214,7 +215,8 @@ def _ragged(values, what):
     try:
         lengths = np.fromiter(map(len, values), np.int64, count=len(values))
     except TypeError as e:
-        raise ValueError(f"{what} must hold a sequence of token ids per example") from e
+        bad = next(i for i, v in enumerate(values) if not hasattr(v, "__len__"))
+        raise ValueError(f"{what}: example {bad} is {values[bad]!r}, not a sequence of token ids") from e
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = np.fromiter(itertools.chain.from_iterable(values), np.int64, count=int(offsets[-1]))
@@ -330,13 +332,14 @@ class _EvalTable:
         if _in_notebook():
             from IPython.display import HTML, display
 
-            head = "".join(f"<th>{c}</th>" for c in self.columns)
-            body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in self.rows)
-            html = HTML(f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in self.rows)
+            table = HTML(f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                         "</table>")
             if self.handle is None:
-                self.handle = display(html, display_id=True)
+                self.handle = display(table, display_id=True)
             else:
-                self.handle.update(html)
+                self.handle.update(table)
             return
         widths = [max(len(c), 12) for c in self.columns]
         if len(self.rows) == 1:
