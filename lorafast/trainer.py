@@ -7,9 +7,13 @@ after every update and at every epoch end, only to report progress, log, evaluat
 class_weights): pass `class_weights=` where an HF script overrides `compute_loss`.
 """
 
+import collections
 import dataclasses
+import datetime
+import html
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -26,6 +30,8 @@ from .modeling_weights import read_safetensors, write_safetensors
 from .peft import PeftModel
 from .training_args import TrainingArguments
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["Trainer", "TrainerState", "TrainerControl", "TrainerCallback", "TrainOutput", "PredictionOutput",
            "EvalPrediction", "get_last_checkpoint"]
 
@@ -36,34 +42,16 @@ SCHEDULER_NAME = "scheduler.json"
 LOOP_STATE_NAME = "loop_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 _CHECKPOINT_RE = re.compile(r"^" + PREFIX_CHECKPOINT_DIR + r"-(\d+)$")
+_TEMP_RE = re.compile(r"^\.(" + PREFIX_CHECKPOINT_DIR + r"-\d+)\.(tmp|old)-\d+$")
+LOG_FILE = "trainer_log.jsonl"  # report_to="tensorboard_json": one JSON line per log entry in logging_dir
 _EVERY = {"no": 0, "steps": 1, "epoch": 2}  # lf_train_config's LF_EVERY_*
 _LABEL_COLUMNS = ("labels", "label", "label_ids")
 _COUNTERS = ("global_step", "epoch", "batch_in_epoch", "micro_steps", "last_log_step")
 
 
-class TrainOutput(tuple):
-    """(global_step, training_loss, metrics), as transformers.trainer_utils.TrainOutput."""
-
-    def __new__(cls, global_step, training_loss, metrics):
-        return super().__new__(cls, (global_step, training_loss, metrics))
-
-    global_step = property(lambda self: self[0])
-    training_loss = property(lambda self: self[1])
-    metrics = property(lambda self: self[2])
-
-    def __repr__(self):
-        return f"TrainOutput(global_step={self[0]}, training_loss={self[1]}, metrics={self[2]})"
-
-
-class PredictionOutput(tuple):
-    """(predictions, label_ids, metrics), as transformers.trainer_utils.PredictionOutput."""
-
-    def __new__(cls, predictions, label_ids, metrics):
-        return super().__new__(cls, (predictions, label_ids, metrics))
-
-    predictions = property(lambda self: self[0])
-    label_ids = property(lambda self: self[1])
-    metrics = property(lambda self: self[2])
+# transformers.trainer_utils' NamedTuples
+TrainOutput = collections.namedtuple("TrainOutput", ["global_step", "training_loss", "metrics"])
+PredictionOutput = collections.namedtuple("PredictionOutput", ["predictions", "label_ids", "metrics"])
 
 
 class EvalPrediction:
@@ -170,11 +158,9 @@ def _fsync(path):
         os.close(fd)
 
 
-def _write_text(path, text):
+def _write_text(path, text):  # fsync'd with the rest of its checkpoint
     with open(path, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _write_json(path, obj):
@@ -200,12 +186,15 @@ def _column_names(data):
     return list(getattr(data, "column_names", []))
 
 
-def _column(data, name):
+def _column(data, name, what):
     """The column's values: a pyarrow array for a datasets.Dataset, else a sequence of rows."""
     if _is_hf_dataset(data):
         return data.with_format("arrow")[name]
     if isinstance(data, (list, tuple)):
-        return [row[name] for row in data]
+        values = [row.get(name) for row in data]
+        if any(v is None for v in values):
+            raise ValueError(f"{what}: example {values.index(None)} has no {name!r}")
+        return values
     if hasattr(data, "column") and not isinstance(data, dict):
         return data.column(name)
     return data[name]
@@ -213,7 +202,7 @@ def _column(data, name):
 
 def _ragged(values, what):
     """(flat int64 values, int64 offsets (n+1,)) of a column of int sequences."""
-    if hasattr(values, "combine_chunks"):  # pyarrow ChunkedArray / ListArray
+    if hasattr(values, "chunks") or hasattr(values, "offsets"):  # pyarrow ChunkedArray / ListArray
         values = values.combine_chunks() if hasattr(values, "chunks") else values
         offsets = np.asarray(values.offsets, np.int64)
         flat = np.asarray(values.flatten(), np.int64)
@@ -226,7 +215,8 @@ def _ragged(values, what):
     try:
         lengths = np.fromiter(map(len, values), np.int64, count=len(values))
     except TypeError as e:
-        raise ValueError(f"{what} must hold a sequence of token ids per example") from e
+        bad = next(i for i, v in enumerate(values) if not hasattr(v, "__len__"))
+        raise ValueError(f"{what}: example {bad} is {values[bad]!r}, not a sequence of token ids") from e
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     flat = np.fromiter(itertools.chain.from_iterable(values), np.int64, count=int(offsets[-1]))
@@ -234,7 +224,7 @@ def _ragged(values, what):
 
 
 def _labels_of(data, name, what):
-    values = _column(data, name)
+    values = _column(data, name, what)
     if hasattr(values, "to_pylist"):  # pyarrow
         values = values.to_pylist()
     elif hasattr(values, "numpy"):  # a torch tensor
@@ -265,9 +255,9 @@ class _Encoded:
         if "input_ids" not in names:
             raise ValueError(f"{what} has no 'input_ids' column (columns: {names}): tokenize it first, e.g. "
                              f"dataset.map(lambda ex: tokenizer(ex['text'], truncation=True), batched=True)")
-        ids, offsets = _ragged(_column(data, "input_ids"), f"{what}['input_ids']")
+        ids, offsets = _ragged(_column(data, "input_ids", what), f"{what}['input_ids']")
         if "attention_mask" in names:
-            mask, mask_offsets = _ragged(_column(data, "attention_mask"), f"{what}['attention_mask']")
+            mask, mask_offsets = _ragged(_column(data, "attention_mask", what), f"{what}['attention_mask']")
             if not np.array_equal(mask_offsets, offsets):
                 raise ValueError(f"{what}: attention_mask and input_ids differ in length")
             keep = mask != 0
@@ -275,7 +265,7 @@ class _Encoded:
                 kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
                 ids, offsets = ids[keep], kept[offsets]
         if "token_type_ids" in names:
-            types, _ = _ragged(_column(data, "token_type_ids"), f"{what}['token_type_ids']")
+            types, _ = _ragged(_column(data, "token_type_ids", what), f"{what}['token_type_ids']")
             if types.any():
                 raise NotImplementedError(f"{what}: non-zero token_type_ids (sentence pairs) are not supported by "
                                           f"lorafast's training loop")
@@ -342,13 +332,14 @@ class _EvalTable:
         if _in_notebook():
             from IPython.display import HTML, display
 
-            head = "".join(f"<th>{c}</th>" for c in self.columns)
-            body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in self.rows)
-            html = HTML(f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in self.rows)
+            table = HTML(f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                         "</table>")
             if self.handle is None:
-                self.handle = display(html, display_id=True)
+                self.handle = display(table, display_id=True)
             else:
-                self.handle.update(html)
+                self.handle.update(table)
             return
         widths = [max(len(c), 12) for c in self.columns]
         if len(self.rows) == 1:
@@ -462,11 +453,23 @@ class Trainer:
             enc = _Encoded(data, what, need_labels)
             labels = enc.labels if need_labels or enc.labels is not None else None
             _C.dataset_check(self.model.c_model, enc.ids, enc.offsets, labels, what)
+            self._check_lengths(enc, what)
             self._encoded[key] = (data, enc)
         enc = self._encoded[key][1]
         if need_labels and enc.labels is None:
             raise ValueError(f"{what} has no label column (one of {list(_LABEL_COLUMNS)})")
         return enc
+
+    def _check_lengths(self, enc, what):
+        """Every example fits the model's position embeddings (RoBERTa's start after padding_idx)."""
+        c = self.model.config.c_config()
+        limit = c["max_positions"] - (c["pad_token_id"] + 1 if c.get("position_rule") == 1 else 0)
+        lengths = np.diff(enc.offsets)
+        if lengths.max() > limit:
+            i = int(np.argmax(lengths > limit))
+            raise ValueError(f"{what}: example {i} has {lengths[i]} tokens, more than the model's {limit} positions "
+                             f"(max_position_embeddings={c['max_positions']}): tokenize with truncation=True, "
+                             f"max_length={limit}")
 
     def _check_output_dir(self):
         out = self.args.output_dir
@@ -478,6 +481,15 @@ class Trainer:
             os.remove(probe)
         except OSError as e:
             raise OSError(f"output_dir {out!r} cannot be written: {e}") from e
+        for name in os.listdir(out):  # what a save that was killed left behind
+            m = _TEMP_RE.match(name)
+            if not m:
+                continue
+            final = os.path.join(out, m.group(1))
+            if m.group(2) == "old" and not os.path.exists(final):  # killed between the two renames
+                os.rename(os.path.join(out, name), final)
+            else:
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
     def _callback(self, event, **kwargs):
         for cb in self.callbacks:
@@ -563,7 +575,7 @@ class Trainer:
             self.state.best_metric = self.state.best_global_step = self.state.best_model_checkpoint = None
             self.state.total_flos = 0
         self.model.c_model.set_mode(True, self._dropout_seed)
-        self._train_tokens = train.num_tokens
+        self._train_tokens, self._train_n = train.num_tokens, train.n
         self._flops_per_token = 6 * self._non_embedding_params()
         self._table = _EvalTable("Epoch" if args.eval_strategy == "epoch" else "Step", self._write)
         self._last = {"grad_norm": None, "learning_rate": None}
@@ -619,7 +631,7 @@ class Trainer:
     def _finish(self, train):
         args, state = self.args, self.state
         if args.load_best_model_at_end and state.best_model_checkpoint is not None:
-            print(f"Loading best model from {state.best_model_checkpoint} (score: {state.best_metric}).")
+            logger.info(f"Loading best model from {state.best_model_checkpoint} (score: {state.best_metric}).")
             self.model.load_adapter_weights(state.best_model_checkpoint)
         num_samples = state.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps \
             if args.max_steps > 0 else train.n * args.num_train_epochs
@@ -634,7 +646,12 @@ class Trainer:
     def log(self, logs, start_time=None):
         if self.state.epoch is not None:
             logs["epoch"] = self.state.epoch
-        self.state.log_history.append({**logs, "step": self.state.global_step})
+        entry = {**logs, "step": self.state.global_step}
+        self.state.log_history.append(entry)
+        if "tensorboard_json" in self.args.report_to:
+            os.makedirs(self.args.logging_dir, exist_ok=True)
+            with open(os.path.join(self.args.logging_dir, LOG_FILE), "a") as f:
+                f.write(json.dumps(entry) + "\n")
         self._callback("on_log", logs=logs)
 
     def _update_best(self, metrics):
@@ -671,21 +688,8 @@ class Trainer:
                 state.best_model_checkpoint = best
         try:
             self.model.save_pretrained(tmp)
-            moments, offset = {}, 0
-            for pname, data in self._params():
-                moments[f"{pname}.exp_avg"] = self._m[offset:offset + data.size].reshape(data.shape)
-                moments[f"{pname}.exp_avg_sq"] = self._v[offset:offset + data.size].reshape(data.shape)
-                offset += data.size
-            write_safetensors(moments, os.path.join(tmp, OPTIMIZER_NAME), metadata={"step": str(state.global_step)})
-            c = self._config
-            _write_json(os.path.join(tmp, SCHEDULER_NAME), {
-                "lr_scheduler_type": c["schedule"], "base_lr": c["lr"], "warmup_steps": c["warmup_steps"],
-                "max_steps": c["max_steps"], "last_epoch": state.global_step})
-            _write_json(os.path.join(tmp, LOOP_STATE_NAME), {
-                **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
-                "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
-                "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._encoded_n(),
-                "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
+            if not args.save_only_model:
+                self._save_optimizer_and_loop(tmp)
             state.stateful_callbacks = {"TrainerControl": {"args": dataclasses.asdict(self.control), "attributes": {}}}
             state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
             _write_text(os.path.join(tmp, TRAINING_ARGS_NAME), args.to_json_string() + "\n")
@@ -704,8 +708,23 @@ class Trainer:
             raise
         self._rotate_checkpoints()
 
-    def _encoded_n(self):
-        return int(len(self._encode(self.train_dataset, "train_dataset", True).offsets) - 1)
+    def _save_optimizer_and_loop(self, folder):
+        """AdamW moments, the schedule, and the loop's counters, loss sums and RNG seeds."""
+        step, c = self.state.global_step, self._config
+        moments, offset = {}, 0
+        for pname, data in self._params():
+            moments[f"{pname}.exp_avg"] = self._m[offset:offset + data.size].reshape(data.shape)
+            moments[f"{pname}.exp_avg_sq"] = self._v[offset:offset + data.size].reshape(data.shape)
+            offset += data.size
+        write_safetensors(moments, os.path.join(folder, OPTIMIZER_NAME), metadata={"step": str(step)})
+        _write_json(os.path.join(folder, SCHEDULER_NAME), {
+            "lr_scheduler_type": c["schedule"], "base_lr": c["lr"], "warmup_steps": c["warmup_steps"],
+            "max_steps": c["max_steps"], "last_epoch": step})
+        _write_json(os.path.join(folder, LOOP_STATE_NAME), {
+            **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
+            "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
+            "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._train_n,
+            "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
 
     def _sorted_checkpoints(self):
         out = self.args.output_dir
@@ -740,6 +759,10 @@ class Trainer:
                          ("grad_accum", c["grad_accum"]), ("drop_last", c["drop_last"])):
             if loop[key] != now:
                 raise ValueError(f"cannot resume from {folder}: it was trained with {key}={loop[key]}, now {now}")
+        if loop["data_seed"] != c["seed"]:
+            warnings.warn(f"resuming from {folder} with data seed {c['seed']}, it was trained with "
+                          f"{loop['data_seed']}: the remaining epochs are shuffled differently", UserWarning,
+                          stacklevel=3)
         self.model.load_adapter_weights(folder)
         moments = {k: a for k, (a, _) in read_safetensors(os.path.join(folder, OPTIMIZER_NAME)).items()}
         offset = 0
@@ -794,6 +817,49 @@ class Trainer:
         out = self._prediction_loop(test_dataset, "test_dataset", metric_key_prefix)
         self._callback("on_predict", metrics=out.metrics)
         return out
+
+    def add_callback(self, callback):
+        self.callbacks.append(callback() if isinstance(callback, type) else callback)
+
+    def is_world_process_zero(self):
+        return True
+
+    @staticmethod
+    def metrics_format(metrics):
+        """Metrics made readable as transformers does: runtimes as h:mm:ss.cc, total_flos in GF, floats rounded."""
+        out = dict(metrics)
+        for k, v in out.items():
+            if "_runtime" in k:
+                out[k] = f"{datetime.timedelta(seconds=int(v))}.{int(abs(v - int(v)) * 100):02d}"
+            elif k == "total_flos":
+                out[k] = f"{int(v) >> 30}GF"
+            elif isinstance(v, float):
+                out[k] = round(v, 4)
+        return out
+
+    def log_metrics(self, split, metrics):
+        print(f"***** {split} metrics *****")
+        formatted = self.metrics_format(metrics)
+        k_width = max(len(str(k)) for k in formatted)
+        v_width = max(len(str(v)) for v in formatted.values())
+        for key in sorted(formatted):
+            print(f"  {key: <{k_width}} = {formatted[key]:>{v_width}}")
+
+    def save_metrics(self, split, metrics, combined=True):
+        """output_dir/{split}_results.json (and all_results.json, merged)."""
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        with open(os.path.join(self.args.output_dir, f"{split}_results.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=4, sort_keys=True)
+        if combined:
+            path = os.path.join(self.args.output_dir, "all_results.json")
+            merged = _read_json(path) if os.path.exists(path) else {}
+            merged.update(metrics)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(merged, f, indent=4, sort_keys=True)
+
+    def save_state(self):
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        self.state.save_to_json(os.path.join(self.args.output_dir, TRAINER_STATE_NAME))
 
     def save_model(self, output_dir=None):
         """The adapter in peft format (adapter_config.json + adapter_model.safetensors)."""

@@ -183,10 +183,33 @@ static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train
     return LF_OK;
 }
 
+static int check_interval(const char *name, int every, int64_t steps) {
+    if (every < LF_EVERY_NO || every > LF_EVERY_EPOCH)
+        return lf_error(LF_EINVAL, "%s strategy %d is not no (0), steps (1) or epoch (2)", name, every);
+    if (every == LF_EVERY_STEPS && steps < 1)
+        return lf_error(LF_EINVAL, "%s every %lld steps: the interval must be >= 1", name, (long long)steps);
+    return LF_OK;
+}
+
 static int check_config(const lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg) {
     if (cfg->batch_size < 1 || cfg->grad_accum < 1)
         return lf_error(LF_EINVAL, "batch_size (%d) and grad_accum (%d) must be >= 1", cfg->batch_size,
                         cfg->grad_accum);
+    if (cfg->max_steps < 0 || cfg->warmup_steps < 0)
+        return lf_error(LF_EINVAL, "max_steps (%lld) and warmup_steps (%lld) must be >= 0",
+                        (long long)cfg->max_steps, (long long)cfg->warmup_steps);
+    const lf_adamw_hparams *h = &cfg->adam;
+    if (!(h->lr >= 0) || !(h->eps >= 0) || !(h->weight_decay >= 0) || !(h->beta1 >= 0 && h->beta1 < 1) ||
+        !(h->beta2 >= 0 && h->beta2 < 1))
+        return lf_error(
+            LF_EINVAL,
+            "AdamW: lr (%g), eps (%g), weight_decay (%g) must be >= 0 and betas (%g, %g) in [0, 1)", h->lr,
+            h->eps, h->weight_decay, h->beta1, h->beta2);
+    int rc;
+    if ((rc = check_interval("logging", cfg->log_every, cfg->log_steps)) != LF_OK ||
+        (rc = check_interval("eval", cfg->eval_every, cfg->eval_steps)) != LF_OK ||
+        (rc = check_interval("save", cfg->save_every, cfg->save_steps)) != LF_OK)
+        return rc;
     if (cfg->drop_last && d->n < cfg->batch_size)
         return lf_error(LF_EINVAL,
                         "dataloader_drop_last with %lld examples and batch size %d leaves no batch",
