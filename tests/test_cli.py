@@ -86,7 +86,9 @@ def test_short_run_writes_an_adapter_peft_loads(shared, tmp_path):
            tweets(shared, "test.csv"), "--output_dir", str(out), "--max_train_samples", "24",
            "--max_eval_samples", "16", "--max_predict_samples", "16", "--num_train_epochs", "2",
            "--learning_rate", "1e-3", "--disable_tqdm"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # 1 thread: on a loaded machine, OpenMP threads spin-waiting against other jobs made this short run
+    # take minutes instead of seconds (see README, Benchmarks); the results do not depend on it
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "trainable params: 19,202 || all params: 22,733,188" in proc.stdout  # r=2 on query,value: peft's count

@@ -30,6 +30,8 @@ def test_notebook_short_run(shared, tmp_path, monkeypatch):
         pytest.skip(str(e))
     out = tmp_path / "out"
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout's lorafast
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # as in test_cli's short run
+        monkeypatch.setenv(name, "1")
     monkeypatch.setenv("LORAFAST_SHARED", str(shared))
     monkeypatch.setenv("LORAFAST_NOTEBOOK_OUTPUT", str(out))
     monkeypatch.setenv("LORAFAST_NOTEBOOK_MAX_SAMPLES", str(ROWS))
