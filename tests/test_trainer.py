@@ -533,3 +533,26 @@ def test_log_metrics_save_metrics_save_state_as_hf(tmp_path, capsys):
         assert (tmp_path / "lf" / name).read_text() == (tmp_path / "hf" / name).read_text()
     trainer.save_state()
     assert json.loads((tmp_path / "lf" / "trainer_state.json").read_text())["global_step"] == 0
+
+
+def test_transformers_callbacks_drive_the_c_loop(tmp_path):
+    import transformers
+
+    seen = []
+
+    class Recorder(lf.TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append(dict(logs))
+
+    # learning_rate=0: the metric never improves, so EarlyStoppingCallback(patience=2) stops after epoch 3
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=30,
+                                learning_rate=0.0, eval_strategy="epoch", save_strategy="epoch",
+                                load_best_model_at_end=True, disable_tqdm=True)
+    trainer = lf.Trainer(model=tiny_roberta(), args=args, train_dataset=token_rows(8, 97, 1, bos=0),
+                         eval_dataset=token_rows(8, 97, 2, bos=0), compute_metrics=accuracy,
+                         callbacks=[transformers.EarlyStoppingCallback(early_stopping_patience=2), Recorder])
+    out = trainer.train()
+    assert out.global_step == 6 and trainer.state.epoch == 3.0
+    assert [e["epoch"] for e in trainer.state.log_history if "eval_loss" in e] == [1.0, 2.0, 3.0]
+    assert seen == [{k: v for k, v in e.items() if k != "step"} for e in trainer.state.log_history]
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-2")
