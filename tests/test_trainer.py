@@ -556,3 +556,26 @@ def test_transformers_callbacks_drive_the_c_loop(tmp_path):
     assert [e["epoch"] for e in trainer.state.log_history if "eval_loss" in e] == [1.0, 2.0, 3.0]
     assert seen == [{k: v for k, v in e.items() if k != "step"} for e in trainer.state.log_history]
     assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-2")
+
+
+def test_gradient_accumulation_is_the_mean_over_micro_batches(tmp_path):
+    """batch 3 x accumulation 2 = batch 6 (the same examples: the shuffle depends on seed and epoch
+    only). transformers 5.24 + peft instead sums the micro-batch losses for these models when
+    compute_loss ignores num_items_in_batch (the notebook's WeightedCELossTrainer): see README."""
+    rows = token_rows(24, 97, seed=17, bos=0)
+    results = []
+    for bs, ga in ((3, 2), (6, 1)):
+        model = tiny_roberta(seed=7)
+        args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=bs,
+                                    gradient_accumulation_steps=ga, num_train_epochs=1, learning_rate=1e-2,
+                                    max_grad_norm=0.3, logging_steps=1, save_strategy="no", disable_tqdm=True)
+        trainer = lf.Trainer(model=model, args=args, train_dataset=rows)  # unweighted: the mean of means is the mean
+        trainer.train()
+        results.append((model.trainable_state_dict(), [e for e in trainer.state.log_history if "loss" in e]))
+    (w_acc, log_acc), (w_big, log_big) = results
+    assert [e["step"] for e in log_acc] == [e["step"] for e in log_big] == [1, 2, 3, 4]
+    for a, b in zip(log_acc, log_big):
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    for name in w_big:
+        rel = np.linalg.norm(w_acc[name] - w_big[name]) / np.linalg.norm(w_big[name])
+        assert rel < 1e-4, name
