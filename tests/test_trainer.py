@@ -579,3 +579,42 @@ def test_gradient_accumulation_is_the_mean_over_micro_batches(tmp_path):
     for name in w_big:
         rel = np.linalg.norm(w_acc[name] - w_big[name]) / np.linalg.norm(w_big[name])
         assert rel < 1e-4, name
+
+
+def test_where_transformers_sums_micro_batches_lorafast_averages(tmp_path):
+    """The README's note: one update of batch 3 x accumulation 2 against batch 6, HF Trainer and lorafast,
+    on the same 6 examples (a single update: the order within it does not matter for the sum)."""
+    import torch
+    import transformers
+    import peft
+
+    hf_tiny("roberta", tmp_path)
+    rows = token_rows(6, 97, seed=18, bos=0)
+
+    def collate(features):
+        length = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), length), 1, dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        return {"input_ids": ids, "attention_mask": (ids != 1).long(),
+                "labels": torch.tensor([f["label"] for f in features])}
+
+    norms = {}
+    for bs, ga in ((3, 2), (6, 1)):
+        common = dict(per_device_train_batch_size=bs, gradient_accumulation_steps=ga, max_steps=1, logging_steps=1,
+                      save_strategy="no", disable_tqdm=True, report_to="none")
+        model = peft.PeftModel.from_pretrained(
+            transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "adapter",
+            is_trainable=True)
+        hf = transformers.Trainer(model=model, args=transformers.TrainingArguments(
+            output_dir=str(tmp_path / "hf"), use_cpu=True, **common), train_dataset=rows, data_collator=collate)
+        hf.train()
+        ours = lf.PeftModel.from_pretrained(lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"),
+                                            tmp_path / "adapter", is_trainable=True)
+        trainer = lf.Trainer(model=ours, args=lf.TrainingArguments(output_dir=str(tmp_path / "lf"), **common),
+                             train_dataset=rows)
+        trainer.train()
+        norms[ga] = (hf.state.log_history[0]["grad_norm"], trainer.state.log_history[0]["grad_norm"])
+    assert norms[1][1] == pytest.approx(norms[1][0], rel=1e-4)  # one batch of 6: the same
+    assert norms[2][0] == pytest.approx(2 * norms[1][0], rel=1e-4)  # HF: the sum of the two micro-batch means
+    assert norms[2][1] == pytest.approx(norms[1][1], rel=1e-4)  # lorafast: their mean
