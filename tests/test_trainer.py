@@ -25,6 +25,25 @@ NOTEBOOK_ARGS = dict(learning_rate=1e-4, lr_scheduler_type="constant", warmup_ra
                      seed=42, disable_tqdm=True, report_to="none")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one OpenMP (and torch) thread avoids barrier waits on a loaded 2-core machine, which
+    made these tests several times slower. Nothing here depends on the thread count."""
+    threads = lf.build_info()["openmp_threads"]
+    lf._C.set_num_threads(1)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    torch_threads = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    yield
+    lf._C.set_num_threads(threads)
+    if torch:
+        torch.set_num_threads(torch_threads)
+
+
 def token_rows(n, vocab, seed, bos=None, min_len=4, max_len=12, num_labels=2):
     """n tokenized examples of varying length (ids in [3, vocab)), labels from the tokens."""
     rng = np.random.default_rng(seed)
@@ -270,7 +289,7 @@ SCRIPT = textwrap.dedent("""
 def run_script(tmp_path, mode, out):
     path = tmp_path / "script.py"
     path.write_text(SCRIPT.format(tests=os.path.join(REPO, "tests")))
-    env = {**os.environ, "PYTHONPATH": REPO}
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(path), mode, str(out)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
