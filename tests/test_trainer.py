@@ -598,6 +598,16 @@ def test_gradient_accumulation_is_the_mean_over_micro_batches(tmp_path):
     for name in w_big:
         rel = np.linalg.norm(w_acc[name] - w_big[name]) / np.linalg.norm(w_big[name])
         assert rel < 1e-4, name
+    # an epoch's last update with fewer micro-batches is their mean too (HF divides by len(batch_samples)):
+    # 9 equal examples, batch 3 x 2, lr 0: updates of 2 and 1 micro-batches have the same gradient
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=3, gradient_accumulation_steps=2,
+                                num_train_epochs=1, learning_rate=0.0, logging_steps=1, save_strategy="no",
+                                disable_tqdm=True)
+    trainer = lf.Trainer(model=tiny_roberta(seed=7), args=args, train_dataset=[rows[0]] * 9)
+    trainer.train()
+    (first, last) = [e for e in trainer.state.log_history if "loss" in e]
+    assert last["grad_norm"] == pytest.approx(first["grad_norm"], rel=1e-6) and first["grad_norm"] > 0
+    assert last["loss"] == pytest.approx(first["loss"], rel=1e-6)
 
 
 def test_where_transformers_sums_micro_batches_lorafast_averages(tmp_path):
