@@ -647,3 +647,47 @@ def test_where_transformers_sums_micro_batches_lorafast_averages(tmp_path):
     assert norms[1][1] == pytest.approx(norms[1][0], rel=1e-4)  # one batch of 6: the same
     assert norms[2][0] == pytest.approx(2 * norms[1][0], rel=1e-4)  # HF: the sum of the two micro-batch means
     assert norms[2][1] == pytest.approx(norms[1][1], rel=1e-4)  # lorafast: their mean
+
+
+def test_step_epoch_log_and_checkpoint_bookkeeping_match_hf_trainer(tmp_path):
+    """20 examples, batch 3 x accumulation 2 (7 micro-batches: updates of 2, 2, 2, 1), 2.5 epochs, logging,
+    evaluation and saving by steps, the final step's extra evaluation and save, save_total_limit: the same
+    log entries (step, epoch, keys, learning rate) and the same checkpoint folders as transformers.Trainer."""
+    import torch
+    import transformers
+    import peft
+
+    hf_tiny("roberta", tmp_path)
+    train, val = token_rows(20, 97, seed=19, bos=0), token_rows(7, 97, seed=20, bos=0)
+    common = dict(per_device_train_batch_size=3, gradient_accumulation_steps=2, num_train_epochs=2.5,
+                  eval_strategy="steps", eval_steps=3, logging_steps=2, save_strategy="steps", save_steps=6,
+                  save_total_limit=2, load_best_model_at_end=True, learning_rate=1e-3, lr_scheduler_type="linear",
+                  warmup_steps=2, seed=3, disable_tqdm=True, report_to="none", per_device_eval_batch_size=4)
+
+    def collate(features):
+        length = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), length), 1, dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        return {"input_ids": ids, "attention_mask": (ids != 1).long(),
+                "labels": torch.tensor([f["label"] for f in features])}
+
+    model = peft.PeftModel.from_pretrained(
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "adapter",
+        is_trainable=True)
+    hf = transformers.Trainer(model=model, args=transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), use_cpu=True, **common), train_dataset=train, eval_dataset=val,
+        data_collator=collate, compute_metrics=accuracy)
+    hf.train()
+    ours = lf.PeftModel.from_pretrained(lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"),
+                                        tmp_path / "adapter", is_trainable=True)
+    trainer = lf.Trainer(model=ours, args=lf.TrainingArguments(output_dir=str(tmp_path / "lf"), **common),
+                         train_dataset=train, eval_dataset=val, compute_metrics=accuracy)
+    trainer.train()
+
+    def shape(history):
+        return [(e["step"], round(e["epoch"], 9), sorted(e), e.get("learning_rate")) for e in history]
+
+    assert shape(trainer.state.log_history) == shape(hf.state.log_history)
+    assert sorted(os.listdir(tmp_path / "lf")) == sorted(os.listdir(tmp_path / "hf"))
+    assert trainer.state.max_steps == hf.state.max_steps == 10
