@@ -527,6 +527,10 @@ def test_c_train_run_validates_its_config(key, value, message):
     with pytest.raises(ValueError, match=message):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, *state, config, lambda ev: False)
     assert all(np.array_equal(v, model.trainable_state_dict()[k]) for k, v in before.items())
+    bad_counters = np.array([0, 0, 3, 0, 0], np.int64)  # batch 3 of 1 in the epoch
+    with pytest.raises(ValueError, match="loop state does not fit"):
+        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, state[0], state[1], bad_counters,
+                        state[3], trainer._plan(enc), lambda ev: False)
     with pytest.raises(ValueError, match="m and v need"):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, np.zeros(3, np.float32),
                         *state[1:], trainer._plan(enc), lambda ev: False)
