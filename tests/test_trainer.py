@@ -22,6 +22,7 @@ CLASS_WEIGHTS = [0.877521613832853, 1.1622137404580153]  # the notebook's (neg, 
 # The notebook's TrainingArguments, with one batch holding the whole dataset and 30 steps.
 NOTEBOOK_ARGS = dict(learning_rate=1e-4, lr_scheduler_type="constant", warmup_ratio=0.1, max_grad_norm=0.3,
                      weight_decay=0.001, max_steps=30, logging_steps=1, eval_strategy="no", save_strategy="no",
+                     per_device_eval_batch_size=5,
                      seed=42, disable_tqdm=True, report_to="none")
 
 
@@ -144,18 +145,19 @@ def hf_train(folder, rows, pad_id, class_weights):
     kw["warmup_steps"] = kw.pop("warmup_ratio")  # transformers 5: warmup_steps < 1 is the ratio
     args = transformers.TrainingArguments(output_dir=str(folder / "hf_out"), per_device_train_batch_size=len(rows),
                                           use_cpu=True, **kw)
-    trainer = WeightedCELossTrainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+    trainer = WeightedCELossTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
+                                    compute_metrics=accuracy)
     trainer.train()
     tensors = {n.replace(".modules_to_save.default", "").replace(".default.weight", ".weight"): p.detach().numpy()
                for n, p in model.named_parameters() if p.requires_grad}
-    return tensors, trainer.state.log_history
+    return tensors, trainer.state.log_history, trainer.evaluate(eval_dataset=rows)
 
 
 @pytest.mark.parametrize("kind", ["roberta", "llama"])
 def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     cfg = hf_tiny(kind, tmp_path)
     rows = token_rows(24, cfg.vocab_size, seed=3, bos=0 if kind == "roberta" else None)
-    ref, ref_log = hf_train(tmp_path, rows, cfg.pad_token_id, CLASS_WEIGHTS)
+    ref, ref_log, ref_eval = hf_train(tmp_path, rows, cfg.pad_token_id, CLASS_WEIGHTS)
 
     base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
     model = lf.PeftModel.from_pretrained(base, tmp_path / "adapter", is_trainable=True)
@@ -164,7 +166,8 @@ def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     # decoder; HF + peft would need enable_input_require_grads for it)
     args = lf.TrainingArguments(output_dir=str(tmp_path / "lf_out"), per_device_train_batch_size=len(rows),
                                 gradient_checkpointing=True, **NOTEBOOK_ARGS)
-    trainer = lf.Trainer(model=model, args=args, train_dataset=rows, class_weights=CLASS_WEIGHTS)
+    trainer = lf.Trainer(model=model, args=args, train_dataset=rows, class_weights=CLASS_WEIGHTS,
+                         compute_metrics=accuracy)
     out = trainer.train()
     ours = model.trainable_state_dict()
 
@@ -183,7 +186,13 @@ def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
         assert e["epoch"] == pytest.approx(r["epoch"])
         assert e["loss"] == pytest.approx(r["loss"], rel=1e-4)
         assert e["grad_norm"] == pytest.approx(r["grad_norm"], rel=1e-3)
-    assert out.metrics["train_loss"] == pytest.approx(ref_log[-1]["train_loss"], rel=1e-4)
+    ref_train = next(e for e in ref_log if "train_loss" in e)
+    assert out.metrics["train_loss"] == pytest.approx(ref_train["train_loss"], rel=1e-4)
+    # evaluation in batches of 5 (the last one short) with the class-weighted loss, as HF's prediction_step
+    ours_eval = trainer.evaluate(eval_dataset=rows)
+    assert ours_eval["eval_loss"] == pytest.approx(ref_eval["eval_loss"], rel=1e-4)
+    assert ours_eval["eval_accuracy"] == ref_eval["eval_accuracy"]
+    assert sorted(ours_eval) == sorted(ref_eval)
     assert set(out.metrics) >= {"train_runtime", "train_samples_per_second", "train_steps_per_second",
                                 "total_flos", "train_loss", "epoch"}
 
