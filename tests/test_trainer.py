@@ -704,3 +704,12 @@ def test_step_epoch_log_and_checkpoint_bookkeeping_match_hf_trainer(tmp_path):
     assert shape(trainer.state.log_history) == shape(hf.state.log_history)
     assert sorted(os.listdir(tmp_path / "lf")) == sorted(os.listdir(tmp_path / "hf"))
     assert trainer.state.max_steps == hf.state.max_steps == 10
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_progress_bar_follows_disable_tqdm(tmp_path, capsys, disable):
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3,
+                                save_strategy="no", disable_tqdm=disable)
+    lf.Trainer(model=tiny_roberta(), args=args, train_dataset=token_rows(8, 97, 21, bos=0)).train()
+    err = capsys.readouterr().err
+    assert ("3/3" in err) != disable
