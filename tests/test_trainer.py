@@ -576,6 +576,9 @@ def test_transformers_callbacks_drive_the_c_loop(tmp_path):
         def on_log(self, args, state, control, logs=None, **kwargs):
             seen.append(dict(logs))
 
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_save = state.global_step == 1  # a save the strategy would not make
+
     # learning_rate=0: the metric never improves, so EarlyStoppingCallback(patience=2) stops after epoch 3
     args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=30,
                                 learning_rate=0.0, eval_strategy="epoch", save_strategy="epoch",
@@ -588,6 +591,7 @@ def test_transformers_callbacks_drive_the_c_loop(tmp_path):
     assert [e["epoch"] for e in trainer.state.log_history if "eval_loss" in e] == [1.0, 2.0, 3.0]
     assert seen == [{k: v for k, v in e.items() if k != "step"} for e in trainer.state.log_history]
     assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-2")
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-1", "checkpoint-2", "checkpoint-4", "checkpoint-6"]
 
 
 def test_gradient_accumulation_is_the_mean_over_micro_batches(tmp_path):
