@@ -607,9 +607,8 @@ class Trainer:
 
     def _on_event(self, ev):
         """Called by the C loop (with the GIL) after each update and at each epoch end; True stops it."""
-        state = self.state
+        self.state.epoch = ev["epoch"]
         self._sync_state()
-        state.epoch = ev["epoch"]
         self.control = TrainerControl()
         if ev["epoch_end"]:
             self._callback("on_epoch_end")
@@ -620,10 +619,10 @@ class Trainer:
             self._callback("on_step_end")
         if ev["should_log"]:
             self.log({"loss": ev["loss"], **self._last})
-        if ev["should_evaluate"]:
+        if ev["should_evaluate"] or self.control.should_evaluate:  # a callback may ask for either
             metrics = self._evaluate_in_training()
             self._update_best(metrics)
-        if ev["should_save"]:
+        if ev["should_save"] or self.control.should_save:
             self._save_checkpoint()
             self._callback("on_save")
         return bool(self.control.should_training_stop)

@@ -22,7 +22,27 @@ CLASS_WEIGHTS = [0.877521613832853, 1.1622137404580153]  # the notebook's (neg, 
 # The notebook's TrainingArguments, with one batch holding the whole dataset and 30 steps.
 NOTEBOOK_ARGS = dict(learning_rate=1e-4, lr_scheduler_type="constant", warmup_ratio=0.1, max_grad_norm=0.3,
                      weight_decay=0.001, max_steps=30, logging_steps=1, eval_strategy="no", save_strategy="no",
+                     per_device_eval_batch_size=5,
                      seed=42, disable_tqdm=True, report_to="none")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one OpenMP (and torch) thread avoids barrier waits on a loaded 2-core machine, which
+    made these tests several times slower. Nothing here depends on the thread count."""
+    threads = lf.build_info()["openmp_threads"]
+    lf._C.set_num_threads(1)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    torch_threads = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    yield
+    lf._C.set_num_threads(threads)
+    if torch:
+        torch.set_num_threads(torch_threads)
 
 
 def token_rows(n, vocab, seed, bos=None, min_len=4, max_len=12, num_labels=2):
@@ -125,18 +145,19 @@ def hf_train(folder, rows, pad_id, class_weights):
     kw["warmup_steps"] = kw.pop("warmup_ratio")  # transformers 5: warmup_steps < 1 is the ratio
     args = transformers.TrainingArguments(output_dir=str(folder / "hf_out"), per_device_train_batch_size=len(rows),
                                           use_cpu=True, **kw)
-    trainer = WeightedCELossTrainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+    trainer = WeightedCELossTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
+                                    compute_metrics=accuracy)
     trainer.train()
     tensors = {n.replace(".modules_to_save.default", "").replace(".default.weight", ".weight"): p.detach().numpy()
                for n, p in model.named_parameters() if p.requires_grad}
-    return tensors, trainer.state.log_history
+    return tensors, trainer.state.log_history, trainer.evaluate(eval_dataset=rows)
 
 
 @pytest.mark.parametrize("kind", ["roberta", "llama"])
 def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     cfg = hf_tiny(kind, tmp_path)
     rows = token_rows(24, cfg.vocab_size, seed=3, bos=0 if kind == "roberta" else None)
-    ref, ref_log = hf_train(tmp_path, rows, cfg.pad_token_id, CLASS_WEIGHTS)
+    ref, ref_log, ref_eval = hf_train(tmp_path, rows, cfg.pad_token_id, CLASS_WEIGHTS)
 
     base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
     model = lf.PeftModel.from_pretrained(base, tmp_path / "adapter", is_trainable=True)
@@ -145,7 +166,8 @@ def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     # decoder; HF + peft would need enable_input_require_grads for it)
     args = lf.TrainingArguments(output_dir=str(tmp_path / "lf_out"), per_device_train_batch_size=len(rows),
                                 gradient_checkpointing=True, **NOTEBOOK_ARGS)
-    trainer = lf.Trainer(model=model, args=args, train_dataset=rows, class_weights=CLASS_WEIGHTS)
+    trainer = lf.Trainer(model=model, args=args, train_dataset=rows, class_weights=CLASS_WEIGHTS,
+                         compute_metrics=accuracy)
     out = trainer.train()
     ours = model.trainable_state_dict()
 
@@ -164,7 +186,13 @@ def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
         assert e["epoch"] == pytest.approx(r["epoch"])
         assert e["loss"] == pytest.approx(r["loss"], rel=1e-4)
         assert e["grad_norm"] == pytest.approx(r["grad_norm"], rel=1e-3)
-    assert out.metrics["train_loss"] == pytest.approx(ref_log[-1]["train_loss"], rel=1e-4)
+    ref_train = next(e for e in ref_log if "train_loss" in e)
+    assert out.metrics["train_loss"] == pytest.approx(ref_train["train_loss"], rel=1e-4)
+    # evaluation in batches of 5 (the last one short) with the class-weighted loss, as HF's prediction_step
+    ours_eval = trainer.evaluate(eval_dataset=rows)
+    assert ours_eval["eval_loss"] == pytest.approx(ref_eval["eval_loss"], rel=1e-4)
+    assert ours_eval["eval_accuracy"] == ref_eval["eval_accuracy"]
+    assert sorted(ours_eval) == sorted(ref_eval)
     assert set(out.metrics) >= {"train_runtime", "train_samples_per_second", "train_steps_per_second",
                                 "total_flos", "train_loss", "epoch"}
 
@@ -270,7 +298,7 @@ SCRIPT = textwrap.dedent("""
 def run_script(tmp_path, mode, out):
     path = tmp_path / "script.py"
     path.write_text(SCRIPT.format(tests=os.path.join(REPO, "tests")))
-    env = {**os.environ, "PYTHONPATH": REPO}
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(path), mode, str(out)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -508,6 +536,10 @@ def test_c_train_run_validates_its_config(key, value, message):
     with pytest.raises(ValueError, match=message):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, *state, config, lambda ev: False)
     assert all(np.array_equal(v, model.trainable_state_dict()[k]) for k, v in before.items())
+    bad_counters = np.array([0, 0, 3, 0, 0], np.int64)  # batch 3 of 1 in the epoch
+    with pytest.raises(ValueError, match="loop state does not fit"):
+        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, state[0], state[1], bad_counters,
+                        state[3], trainer._plan(enc), lambda ev: False)
     with pytest.raises(ValueError, match="m and v need"):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, np.zeros(3, np.float32),
                         *state[1:], trainer._plan(enc), lambda ev: False)
@@ -533,3 +565,155 @@ def test_log_metrics_save_metrics_save_state_as_hf(tmp_path, capsys):
         assert (tmp_path / "lf" / name).read_text() == (tmp_path / "hf" / name).read_text()
     trainer.save_state()
     assert json.loads((tmp_path / "lf" / "trainer_state.json").read_text())["global_step"] == 0
+
+
+def test_transformers_callbacks_drive_the_c_loop(tmp_path):
+    import transformers
+
+    seen = []
+
+    class Recorder(lf.TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append(dict(logs))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_save = state.global_step == 1  # a save the strategy would not make
+
+    # learning_rate=0: the metric never improves, so EarlyStoppingCallback(patience=2) stops after epoch 3
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=30,
+                                learning_rate=0.0, eval_strategy="epoch", save_strategy="epoch",
+                                load_best_model_at_end=True, disable_tqdm=True)
+    trainer = lf.Trainer(model=tiny_roberta(), args=args, train_dataset=token_rows(8, 97, 1, bos=0),
+                         eval_dataset=token_rows(8, 97, 2, bos=0), compute_metrics=accuracy,
+                         callbacks=[transformers.EarlyStoppingCallback(early_stopping_patience=2), Recorder])
+    out = trainer.train()
+    assert out.global_step == 6 and trainer.state.epoch == 3.0
+    assert [e["epoch"] for e in trainer.state.log_history if "eval_loss" in e] == [1.0, 2.0, 3.0]
+    assert seen == [{k: v for k, v in e.items() if k != "step"} for e in trainer.state.log_history]
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "checkpoint-2")
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-1", "checkpoint-2", "checkpoint-4", "checkpoint-6"]
+
+
+def test_gradient_accumulation_is_the_mean_over_micro_batches(tmp_path):
+    """batch 3 x accumulation 2 = batch 6 (the same examples: the shuffle depends on seed and epoch
+    only). transformers 5.24 + peft instead sums the micro-batch losses for these models when
+    compute_loss ignores num_items_in_batch (the notebook's WeightedCELossTrainer): see README."""
+    rows = token_rows(24, 97, seed=17, bos=0)
+    results = []
+    for bs, ga in ((3, 2), (6, 1)):
+        model = tiny_roberta(seed=7)
+        args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=bs,
+                                    gradient_accumulation_steps=ga, num_train_epochs=1, learning_rate=1e-2,
+                                    max_grad_norm=0.3, logging_steps=1, save_strategy="no", disable_tqdm=True)
+        trainer = lf.Trainer(model=model, args=args, train_dataset=rows)  # unweighted: the mean of means is the mean
+        trainer.train()
+        results.append((model.trainable_state_dict(), [e for e in trainer.state.log_history if "loss" in e]))
+    (w_acc, log_acc), (w_big, log_big) = results
+    assert [e["step"] for e in log_acc] == [e["step"] for e in log_big] == [1, 2, 3, 4]
+    for a, b in zip(log_acc, log_big):
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    for name in w_big:
+        rel = np.linalg.norm(w_acc[name] - w_big[name]) / np.linalg.norm(w_big[name])
+        assert rel < 1e-4, name
+    # an epoch's last update with fewer micro-batches is their mean too (HF divides by len(batch_samples)):
+    # 9 equal examples, batch 3 x 2, lr 0: updates of 2 and 1 micro-batches have the same gradient
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=3, gradient_accumulation_steps=2,
+                                num_train_epochs=1, learning_rate=0.0, logging_steps=1, save_strategy="no",
+                                disable_tqdm=True)
+    trainer = lf.Trainer(model=tiny_roberta(seed=7), args=args, train_dataset=[rows[0]] * 9)
+    trainer.train()
+    (first, last) = [e for e in trainer.state.log_history if "loss" in e]
+    assert last["grad_norm"] == pytest.approx(first["grad_norm"], rel=1e-6) and first["grad_norm"] > 0
+    assert last["loss"] == pytest.approx(first["loss"], rel=1e-6)
+
+
+def test_where_transformers_sums_micro_batches_lorafast_averages(tmp_path):
+    """The README's note: one update of batch 3 x accumulation 2 against batch 6, HF Trainer and lorafast,
+    on the same 6 examples (a single update: the order within it does not matter for the sum)."""
+    import torch
+    import transformers
+    import peft
+
+    hf_tiny("roberta", tmp_path)
+    rows = token_rows(6, 97, seed=18, bos=0)
+
+    def collate(features):
+        length = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), length), 1, dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        return {"input_ids": ids, "attention_mask": (ids != 1).long(),
+                "labels": torch.tensor([f["label"] for f in features])}
+
+    norms = {}
+    for bs, ga in ((3, 2), (6, 1)):
+        common = dict(per_device_train_batch_size=bs, gradient_accumulation_steps=ga, max_steps=1, logging_steps=1,
+                      save_strategy="no", disable_tqdm=True, report_to="none")
+        model = peft.PeftModel.from_pretrained(
+            transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "adapter",
+            is_trainable=True)
+        hf = transformers.Trainer(model=model, args=transformers.TrainingArguments(
+            output_dir=str(tmp_path / "hf"), use_cpu=True, **common), train_dataset=rows, data_collator=collate)
+        hf.train()
+        ours = lf.PeftModel.from_pretrained(lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"),
+                                            tmp_path / "adapter", is_trainable=True)
+        trainer = lf.Trainer(model=ours, args=lf.TrainingArguments(output_dir=str(tmp_path / "lf"), **common),
+                             train_dataset=rows)
+        trainer.train()
+        norms[ga] = (hf.state.log_history[0]["grad_norm"], trainer.state.log_history[0]["grad_norm"])
+    assert norms[1][1] == pytest.approx(norms[1][0], rel=1e-4)  # one batch of 6: the same
+    assert norms[2][0] == pytest.approx(2 * norms[1][0], rel=1e-4)  # HF: the sum of the two micro-batch means
+    assert norms[2][1] == pytest.approx(norms[1][1], rel=1e-4)  # lorafast: their mean
+
+
+def test_step_epoch_log_and_checkpoint_bookkeeping_match_hf_trainer(tmp_path):
+    """20 examples, batch 3 x accumulation 2 (7 micro-batches: updates of 2, 2, 2, 1), 2.5 epochs, logging,
+    evaluation and saving by steps, the final step's extra evaluation and save, save_total_limit: the same
+    log entries (step, epoch, keys, learning rate) and the same checkpoint folders as transformers.Trainer."""
+    import torch
+    import transformers
+    import peft
+
+    hf_tiny("roberta", tmp_path)
+    train, val = token_rows(20, 97, seed=19, bos=0), token_rows(7, 97, seed=20, bos=0)
+    common = dict(per_device_train_batch_size=3, gradient_accumulation_steps=2, num_train_epochs=2.5,
+                  eval_strategy="steps", eval_steps=3, logging_steps=2, save_strategy="steps", save_steps=6,
+                  save_total_limit=2, load_best_model_at_end=True, learning_rate=1e-3, lr_scheduler_type="linear",
+                  warmup_steps=2, seed=3, disable_tqdm=True, report_to="none", per_device_eval_batch_size=4)
+
+    def collate(features):
+        length = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), length), 1, dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        return {"input_ids": ids, "attention_mask": (ids != 1).long(),
+                "labels": torch.tensor([f["label"] for f in features])}
+
+    model = peft.PeftModel.from_pretrained(
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "adapter",
+        is_trainable=True)
+    hf = transformers.Trainer(model=model, args=transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), use_cpu=True, **common), train_dataset=train, eval_dataset=val,
+        data_collator=collate, compute_metrics=accuracy)
+    hf.train()
+    ours = lf.PeftModel.from_pretrained(lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"),
+                                        tmp_path / "adapter", is_trainable=True)
+    trainer = lf.Trainer(model=ours, args=lf.TrainingArguments(output_dir=str(tmp_path / "lf"), **common),
+                         train_dataset=train, eval_dataset=val, compute_metrics=accuracy)
+    trainer.train()
+
+    def shape(history):
+        return [(e["step"], round(e["epoch"], 9), sorted(e), e.get("learning_rate")) for e in history]
+
+    assert shape(trainer.state.log_history) == shape(hf.state.log_history)
+    assert sorted(os.listdir(tmp_path / "lf")) == sorted(os.listdir(tmp_path / "hf"))
+    assert trainer.state.max_steps == hf.state.max_steps == 10
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_progress_bar_follows_disable_tqdm(tmp_path, capsys, disable):
+    args = lf.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=3,
+                                save_strategy="no", disable_tqdm=disable)
+    lf.Trainer(model=tiny_roberta(), args=args, train_dataset=token_rows(8, 97, 21, bos=0)).train()
+    err = capsys.readouterr().err
+    assert ("3/3" in err) != disable

@@ -160,11 +160,13 @@ static void take_log_loss(lf_train_state *st, lf_train_event *ev) {
     st->last_log_step = st->global_step;
 }
 
-// One update: grad_accum micro-batches (fewer at the end of an epoch). Returns the loss.
+// One update: grad_accum micro-batches (fewer at the end of an epoch). Its loss and gradient are the
+// mean over the micro-batches it has, as HF's Trainer divides by len(batch_samples).
 static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg,
                         lf_train_state *st, batch_buffers *b, int64_t batches, double *loss_out) {
     int64_t end = (st->batch_in_epoch / cfg->grad_accum + 1) * cfg->grad_accum;
     if (end > batches) end = batches;
+    const int64_t micro = end - st->batch_in_epoch;
     double step_loss = 0.0;
     zero_grads(model);
     for (; st->batch_in_epoch < end; st->batch_in_epoch++) {
@@ -176,9 +178,9 @@ static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train
         float loss = 0.0f;
         rc = model->forward_backward(model->self, cfg->class_weights, b->logits, &loss);
         if (rc != LF_OK) return rc;
-        step_loss += (double)loss / cfg->grad_accum;
+        step_loss += (double)loss / (double)micro;
     }
-    if (cfg->grad_accum > 1) scale_grads(model, 1.0f / (float)cfg->grad_accum);
+    if (micro > 1) scale_grads(model, 1.0f / (float)micro);
     *loss_out = step_loss;
     return LF_OK;
 }
@@ -222,9 +224,19 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
                  lf_train_callback callback, void *ctx) {
     int rc = check_config(model, d, cfg);
     if (rc != LF_OK) return rc;
+    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
+    // a resumed state: at an update boundary inside an epoch, counters consistent
+    if (st->global_step < 0 || st->epoch < 0 || st->micro_steps < 0 || st->batch_in_epoch < 0 ||
+        st->batch_in_epoch > batches ||
+        (st->batch_in_epoch % cfg->grad_accum != 0 && st->batch_in_epoch != batches) ||
+        st->last_log_step < 0 || st->last_log_step > st->global_step)
+        return lf_error(LF_EINVAL,
+                        "loop state does not fit this dataset and batching: global_step %lld, epoch %lld, "
+                        "batch_in_epoch %lld of %lld, micro_steps %lld, last_log_step %lld",
+                        (long long)st->global_step, (long long)st->epoch, (long long)st->batch_in_epoch,
+                        (long long)batches, (long long)st->micro_steps, (long long)st->last_log_step);
     batch_buffers b = {0};
     if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->num_labels)) != LF_OK) return rc;
-    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
     int stop = 0;
     while (!stop && st->global_step < cfg->max_steps) {
         shuffle_order(b.order, d->n, cfg->seed, st->epoch);
