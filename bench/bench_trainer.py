@@ -115,6 +115,7 @@ def run_hf(settings, rows, output_dir):
     tokenized = tokenized.rename_column("target", "label")
     tokenized.set_format("torch")
 
+    transformers.set_seed(settings["seed"])  # the head's and LoRA's random init, as the seeded lorafast side
     model = transformers.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
     model = peft.get_peft_model(model, peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, bias="none",
                                                        **settings["lora"]))
