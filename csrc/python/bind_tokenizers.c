@@ -391,7 +391,7 @@ static PyObject *build_output(const lf_ivec *rows, Py_ssize_t n, int64_t fill, i
                               const pad_options *p) {
     size_t L = padded_length(rows, n, p);
     if (p->as_numpy) {
-        for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t i = 0; p->pad_to < 0 && i < n; i++)
             if (rows[i].len != L)
                 return PyErr_Format(
                     PyExc_ValueError,
