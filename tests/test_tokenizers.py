@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import transformers
 from tokenizer_parity import (adversarial_corpus, assert_same_encoding, assigned_code_points,
-                              random_texts)
+                              check_call_options, check_decode_and_vocabulary, random_texts)
 
 import lorafast as lf
 
@@ -137,66 +137,18 @@ def test_pad_token_is_eos(shared, name):
     assert_same_encoding(hf(texts, padding=True), tok(texts, padding=True), texts, f"{name} pad_token_id=0")
 
 
-CALLS = [
-    {"padding": True},
-    {"padding": "longest", "return_tensors": "np"},
-    {"padding": "max_length", "max_length": 64, "truncation": True, "return_tensors": "np"},
-    {"padding": True, "pad_to_multiple_of": 8},
-    {"padding": True, "padding_side": "left"},
-    {"return_attention_mask": False},
-    {"return_token_type_ids": True},
-    {"add_special_tokens": False, "truncation": True, "max_length": 8},
-    {"truncation": "longest_first", "max_length": 24, "padding": True, "return_tensors": "np"},
-    {"truncation": "only_second", "max_length": 200},
-    {"truncation": True, "max_length": 3},  # below the number of special tokens of a pair
-]
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_call_options(shared, name):
     hf, tok = load_pair(shared, name, add_prefix_space=True)
     if hf.pad_token is None:
         hf, tok = load_pair(shared, name, add_prefix_space=True, pad_token="</s>")
-    texts = adversarial_corpus()
-    a, b = texts[:60], texts[60:120]
-    keys = ("input_ids", "attention_mask", "token_type_ids")
-    for call in CALLS:
-        assert_same_encoding(hf(a, b, **call), tok(a, b, **call), a, f"{name} pairs {call}", keys=keys)
-        assert_same_encoding(hf(a, **call), tok(a, **call), a, f"{name} {call}", keys=keys)
-        assert_same_encoding(hf(a[5], b[5], **call), tok(a[5], b[5], **call), None, f"{name} one pair {call}",
-                             keys=keys)
-    # a truncation that cannot be met is an error in both
-    with pytest.raises(Exception, match="too short"):
-        hf(a, b, truncation="only_first", max_length=5)
-    with pytest.raises(ValueError, match="too short"):
-        tok(a, b, truncation="only_first", max_length=5)
+    check_call_options(hf, tok, adversarial_corpus(), name)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_decode_and_vocabulary(shared, name):
     hf, tok = load_pair(shared, name, add_prefix_space=True)
-    texts = adversarial_corpus()
-    ids = hf(texts)["input_ids"]
-    for skip in (False, True):
-        assert tok.batch_decode(ids, skip_special_tokens=skip) == hf.batch_decode(ids, skip_special_tokens=skip)
-        assert tok.decode(ids[3], skip_special_tokens=skip) == hf.decode(ids[3], skip_special_tokens=skip)
-        assert tok.decode(np.array(ids[4]), skip_special_tokens=skip) == hf.decode(ids[4], skip_special_tokens=skip)
-    tokens = [hf.convert_ids_to_tokens(row) for row in ids]
-    assert [tok.convert_ids_to_tokens(row) for row in ids] == tokens
-    assert tok.convert_ids_to_tokens(ids[0][1]) == hf.convert_ids_to_tokens(ids[0][1])
-    assert [tok.convert_tokens_to_ids(t) for t in tokens] == ids
-    assert tok.convert_tokens_to_ids("no-such-token-\u2603") == hf.convert_tokens_to_ids("no-such-token-\u2603")
-    assert tok.convert_tokens_to_ids(tokens[0][1]) == hf.convert_tokens_to_ids(tokens[0][1])
-    assert tok.tokenize("Hello world, it's 2015!") == hf.tokenize("Hello world, it's 2015!")
-    assert tok.encode("Hello world") == hf.encode("Hello world")
-    assert (len(tok), tok.vocab_size) == (len(hf), hf.vocab_size)
-    assert tok.get_vocab() == hf.get_vocab()
-    assert tok.all_special_tokens == hf.all_special_tokens
-    assert tok.all_special_ids == hf.all_special_ids
-    for attr in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
-                 "bos_token_id", "eos_token_id", "unk_token_id", "pad_token_id", "cls_token_id", "sep_token_id",
-                 "model_max_length", "padding_side", "model_input_names"):
-        assert getattr(tok, attr) == getattr(hf, attr), attr
+    check_decode_and_vocabulary(hf, tok, adversarial_corpus(), name)
 
 
 @pytest.mark.parametrize("name", MODELS)

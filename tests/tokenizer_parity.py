@@ -8,6 +8,7 @@ import random
 import unicodedata
 
 import numpy as np
+import pytest
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 
@@ -103,3 +104,59 @@ def assert_same_encoding(expected, got, texts, what, keys=("input_ids", "attenti
             i = bad[0]
             raise AssertionError(f"{what}: {key} differs in {len(bad)} of {len(a)} texts, first {i} {texts[i]!r}:\n"
                                  f"  transformers {a[i]}\n  lorafast     {b[i]}")
+
+
+CALLS = [
+    {"padding": True},
+    {"padding": "longest", "return_tensors": "np"},
+    {"padding": "max_length", "max_length": 64, "truncation": True, "return_tensors": "np"},
+    {"padding": True, "pad_to_multiple_of": 8},
+    {"padding": True, "padding_side": "left"},
+    {"return_attention_mask": False},
+    {"return_token_type_ids": True},
+    {"add_special_tokens": False, "truncation": True, "max_length": 8},
+    {"truncation": "longest_first", "max_length": 24, "padding": True, "return_tensors": "np"},
+    {"truncation": "only_second", "max_length": 200},
+    {"truncation": True, "max_length": 3},  # below the number of special tokens of a pair
+]
+
+
+def check_call_options(hf, tok, texts, what):
+    """Every call option of CALLS on pairs, batches and one pair, against transformers."""
+    a, b = texts[:60], texts[60:120]
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    for call in CALLS:
+        assert_same_encoding(hf(a, b, **call), tok(a, b, **call), a, f"{what} pairs {call}", keys=keys)
+        assert_same_encoding(hf(a, **call), tok(a, **call), a, f"{what} {call}", keys=keys)
+        assert_same_encoding(hf(a[5], b[5], **call), tok(a[5], b[5], **call), None, f"{what} one pair {call}",
+                             keys=keys)
+    # a truncation that cannot be met is an error in both
+    with pytest.raises(Exception, match="too short"):
+        hf(a, b, truncation="only_first", max_length=5)
+    with pytest.raises(ValueError, match="too short"):
+        tok(a, b, truncation="only_first", max_length=5)
+
+
+def check_decode_and_vocabulary(hf, tok, texts, what):
+    """decode / batch_decode / convert_* / tokenize / len / vocab_size / special tokens."""
+    ids = hf(texts)["input_ids"]
+    for skip in (False, True):
+        assert tok.batch_decode(ids, skip_special_tokens=skip) == hf.batch_decode(ids, skip_special_tokens=skip)
+        assert tok.decode(ids[3], skip_special_tokens=skip) == hf.decode(ids[3], skip_special_tokens=skip)
+        assert tok.decode(np.array(ids[4]), skip_special_tokens=skip) == hf.decode(ids[4], skip_special_tokens=skip)
+    tokens = [hf.convert_ids_to_tokens(row) for row in ids]
+    assert [tok.convert_ids_to_tokens(row) for row in ids] == tokens
+    assert tok.convert_ids_to_tokens(ids[0][1]) == hf.convert_ids_to_tokens(ids[0][1])
+    assert [tok.convert_tokens_to_ids(t) for t in tokens] == ids
+    assert tok.convert_tokens_to_ids("no-such-token-\u2603") == hf.convert_tokens_to_ids("no-such-token-\u2603")
+    assert tok.convert_tokens_to_ids(tokens[0][1]) == hf.convert_tokens_to_ids(tokens[0][1])
+    assert tok.tokenize("Hello world, it's 2015!") == hf.tokenize("Hello world, it's 2015!")
+    assert tok.encode("Hello world") == hf.encode("Hello world")
+    assert (len(tok), tok.vocab_size) == (len(hf), hf.vocab_size), what
+    assert tok.get_vocab() == hf.get_vocab(), what
+    assert tok.all_special_tokens == hf.all_special_tokens, what
+    assert tok.all_special_ids == hf.all_special_ids, what
+    for attr in ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+                 "bos_token_id", "eos_token_id", "unk_token_id", "pad_token_id", "cls_token_id", "sep_token_id",
+                 "model_max_length", "padding_side", "model_input_names"):
+        assert getattr(tok, attr) == getattr(hf, attr), (what, attr)
