@@ -221,8 +221,8 @@ void lf_tokenizer_free(lf_tokenizer *tok) {
 void lf_tok_scratch_free(lf_tok_scratch *s) {
     lf_bbuf_free(&s->norm);
     lf_bbuf_free(&s->word);
-    lf_ivec *v[] = {&s->spans_raw, &s->spans_norm, &s->seq_a, &s->seq_b, &s->offs,
-                    &s->cls,       &s->syms,       &s->prev,  &s->next};
+    lf_ivec *v[] = {&s->spans_raw, &s->spans_norm, &s->seq_a, &s->seq_b, &s->offs,  &s->cls,
+                    &s->syms,      &s->prev,       &s->next,  &s->ranks, &s->merged};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         lf_ivec_free(v[i]);
     free(s->heap);

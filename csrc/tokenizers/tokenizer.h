@@ -75,7 +75,7 @@ typedef struct {
 // Per-thread working memory of the encoder.
 typedef struct {
     lf_bbuf norm, word;
-    lf_ivec spans_raw, spans_norm, seq_a, seq_b, offs, cls, syms, prev, next;
+    lf_ivec spans_raw, spans_norm, seq_a, seq_b, offs, cls, syms, prev, next, ranks, merged;
     int64_t *heap;
     size_t heap_cap;
 } lf_tok_scratch;

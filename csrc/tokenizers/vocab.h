@@ -24,9 +24,12 @@ int32_t lf_vocab_find(const lf_vocab *v, const unsigned char *s, size_t n);
 const unsigned char *lf_vocab_token(const lf_vocab *v, int32_t id, size_t *len);
 
 typedef struct {
-    uint64_t *keys; // (left << 32 | right) + 1, 0 = empty
-    int32_t *ranks;
-    int32_t *merged;
+    uint64_t key; // (left << 32 | right) + 1, 0 = empty
+    int32_t rank, merged;
+} lf_merge_slot;
+
+typedef struct {
+    lf_merge_slot *slots; // one cache line holds a key with its rank and merged id
     size_t mask;
 } lf_merges;
 
