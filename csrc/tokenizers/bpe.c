@@ -94,6 +94,8 @@ static size_t utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c
 // word: UTF-8; starts from one symbol per character (byte fallback / unknown as tokenizers).
 int lf_bpe_chars(const lf_tokenizer *tok, const unsigned char *word, size_t len, lf_tok_scratch *s,
                  lf_ivec *ids) {
+    if (lf_word_cache_get(&s->cache, word, len, ids)) return LF_OK;
+    size_t mark = ids->len;
     s->cls.len = 0; // the initial symbols
     int32_t unk = -1;
     for (size_t i = 0; i < len;) {
@@ -119,5 +121,6 @@ int lf_bpe_chars(const lf_tokenizer *tok, const unsigned char *word, size_t len,
         i += n;
     }
     if (unk >= 0 && lf_ivec_push(&s->cls, unk)) return LF_ENOMEM;
-    return lf_bpe_word(tok, s->cls.data, s->cls.len, s, ids);
+    if (lf_bpe_word(tok, s->cls.data, s->cls.len, s, ids)) return lf_error_code();
+    return lf_word_cache_put(&s->cache, word, len, ids->data + mark, ids->len - mark);
 }

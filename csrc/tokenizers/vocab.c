@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 
-static uint64_t hash_bytes(const unsigned char *s, size_t n) {
+uint64_t lf_hash_bytes(const unsigned char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ s[i]) * 1099511628211ull;
@@ -56,7 +56,7 @@ int lf_vocab_init(lf_vocab *v, const char *const *tokens, const size_t *lens, co
     v->offsets[n_ids] = pos;
     for (size_t i = 0; i < n; i++) {
         const unsigned char *s = (const unsigned char *)tokens[i];
-        uint64_t h = hash_bytes(s, lens[i]);
+        uint64_t h = lf_hash_bytes(s, lens[i]);
         size_t slot = h & v->mask;
         int duplicate = 0;
         while (v->hashes[slot]) {
@@ -84,7 +84,7 @@ void lf_vocab_free(lf_vocab *v) {
 }
 
 int32_t lf_vocab_find(const lf_vocab *v, const unsigned char *s, size_t n) {
-    uint64_t h = hash_bytes(s, n);
+    uint64_t h = lf_hash_bytes(s, n);
     for (size_t slot = h & v->mask; v->hashes[slot]; slot = (slot + 1) & v->mask) {
         if (v->hashes[slot] != h) continue;
         int32_t id = v->ids[slot];

@@ -13,6 +13,9 @@ typedef struct {
     int32_t n_ids;
 } lf_vocab;
 
+// FNV-1a of s[0:n], never 0.
+uint64_t lf_hash_bytes(const unsigned char *s, size_t n);
+
 // Builds the table from n (string, id) entries; ids must lie in [0, n_ids). A duplicate
 // string keeps its first id. Returns LF_OK or an error code.
 int lf_vocab_init(lf_vocab *v, const char *const *tokens, const size_t *lens, const int32_t *ids, size_t n,
