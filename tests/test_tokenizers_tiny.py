@@ -5,6 +5,7 @@ compared; plus the errors that bad files, bad arguments and bad ids raise."""
 
 import json
 import random
+import shutil
 import threading
 
 import numpy as np
@@ -213,8 +214,15 @@ def test_threads_agree(tiny):
 # bad files, arguments and ids ------------------------------------------------------------------
 
 def test_missing_and_broken_files(tmp_path, tiny):
-    with pytest.raises(OSError, match="nothing is downloaded"):
+    with pytest.raises(OSError, match="downloads nothing"):
         lf.AutoTokenizer.from_pretrained(str(tmp_path / "no-such-folder"))
+    cache = tmp_path / "hub" / "models--org--tiny"
+    (cache / "refs").mkdir(parents=True)
+    (cache / "refs" / "main").write_text("abc123")
+    (cache / "snapshots").mkdir()
+    shutil.copytree(tiny("roberta-json")[0], cache / "snapshots" / "abc123")
+    from_cache = lf.AutoTokenizer.from_pretrained("org/tiny", cache_dir=tmp_path / "hub")
+    assert from_cache("a fire")["input_ids"] == lf.AutoTokenizer.from_pretrained(tiny("roberta-json")[0])("a fire")["input_ids"]
     with pytest.raises(OSError, match="no tokenizer files"):
         lf.AutoTokenizer.from_pretrained(tmp_path)
     (tmp_path / "tokenizer.json").write_text("{not json")
