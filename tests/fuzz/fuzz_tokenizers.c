@@ -6,7 +6,8 @@
 //   - encoding fails only with LF_EINVAL, and then only for invalid UTF-8 or a truncation
 //     strategy that cannot be met;
 //   - every id lies in [0, max_id]; with truncation the length respects max_length;
-//   - encoding is deterministic (a second encode with fresh scratch gives the same ids);
+//   - encoding is deterministic: scratch kept across inputs (its word cache warm) and fresh
+//     scratch give the same ids;
 //   - decoding the ids with every decoder succeeds; decoding out-of-range ids fails cleanly.
 // Build with clang -fsanitize=fuzzer,address, or with gcc and fuzz_main.c (a bounded driver).
 #include <stdint.h>
@@ -67,6 +68,7 @@ static void add_merges(vocab_builder *v, const char *const *merges, size_t n, co
 }
 
 static lf_tokenizer *tokenizers[N_FAMILIES];
+static lf_tok_scratch warm_scratch[N_FAMILIES]; // kept across inputs, as a batch keeps it across texts
 static lf_decode_options decoders[N_FAMILIES];
 
 static lf_added_token added(const char *s, int32_t id, int special, int lstrip, int rstrip, int single) {
@@ -206,6 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     init();
     if (size < 3) return 0;
     const lf_tokenizer *tok = tokenizers[data[0] % N_FAMILIES];
+    lf_tok_scratch *warm = &warm_scratch[data[0] % N_FAMILIES];
     static const int64_t lengths[] = {-1, 0, 1, 2, 3, 5, 16, 512};
     lf_encode_options opt = {.add_special_tokens = (data[0] >> 2) & 1,
                              .max_length = lengths[(data[0] >> 3) & 7],
@@ -220,9 +223,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pair_len = len - cut;
         len = cut;
     }
-    lf_tok_scratch scratch = {0}, scratch2 = {0};
+    lf_tok_scratch fresh = {0};
     lf_ivec ids = {0}, types = {0}, ids2 = {0}, types2 = {0};
-    int rc = lf_tokenizer_encode(tok, text, len, pair, pair_len, &opt, &scratch, &ids, &types);
+    int rc = lf_tokenizer_encode(tok, text, len, pair, pair_len, &opt, warm, &ids, &types);
     int valid =
         lf_utf8_valid_prefix(text, len) == len && (!pair || lf_utf8_valid_prefix(pair, pair_len) == pair_len);
     if (rc != LF_OK) {
@@ -236,13 +239,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CHECK(ids.data[i] >= 0 && ids.data[i] <= tok->max_id);
         int32_t n_special = 2 + (pair ? 2 : 0); // the largest template of the four families
         if (opt.max_length >= n_special) CHECK((int64_t)ids.len <= opt.max_length);
-        CHECK(lf_tokenizer_encode(tok, text, len, pair, pair_len, &opt, &scratch2, &ids2, &types2) == LF_OK);
+        // the warm scratch carries the word cache of earlier inputs: a fresh one must agree
+        CHECK(lf_tokenizer_encode(tok, text, len, pair, pair_len, &opt, &fresh, &ids2, &types2) == LF_OK);
         CHECK(ids2.len == ids.len &&
               (ids.len == 0 || memcmp(ids2.data, ids.data, ids.len * sizeof *ids.data) == 0));
         check_decode(tok, &ids, data[2] & 1);
     }
-    lf_tok_scratch_free(&scratch);
-    lf_tok_scratch_free(&scratch2);
+    lf_tok_scratch_free(&fresh);
     lf_ivec_free(&ids);
     lf_ivec_free(&types);
     lf_ivec_free(&ids2);
@@ -253,6 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 // Frees the tokenizers (called by the bounded driver so LeakSanitizer sees a clean exit).
 void fuzz_tokenizers_cleanup(void) {
     for (int i = 0; i < N_FAMILIES; i++) {
+        lf_tok_scratch_free(&warm_scratch[i]);
         lf_tokenizer_free(tokenizers[i]);
         tokenizers[i] = NULL;
     }
