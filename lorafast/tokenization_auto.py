@@ -9,7 +9,8 @@ import os
 from .hub import resolve_model_folder
 from .tokenization_spm import generate_merges, read_model
 
-LARGE_INTEGER = int(1e30)  # transformers' VERY_LARGE_INTEGER: "no model_max_length"
+VERY_LARGE_INTEGER = int(1e30)  # transformers' default model_max_length: "no limit"
+LARGE_INTEGER = int(1e20)  # a model_max_length above this is no limit for padding and truncation
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # model types whose hub tokenizer_class transformers ignores, loading tokenizer.json as it is
 # (transformers.models.auto.tokenization_auto.MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS, the
@@ -301,7 +302,7 @@ def load(path_or_id, add_prefix_space=None, **kwargs):
         config=cfg, vocab=vocab, merges=merges, added=resolved, template=template, decoder=decoder,
         specials={k: (None if v is None else str(_token_content(v))) for k, v in specials.items()},
         additional_special_tokens=[str(_token_content(t)) for t in extra],
-        model_max_length=int(_find(opts, "model_max_length", LARGE_INTEGER)),
+        model_max_length=int(_find(opts, "model_max_length", VERY_LARGE_INTEGER)),
         padding_side=_find(opts, "padding_side", "left" if kind == "llama" else "right"),
         truncation_side=_find(opts, "truncation_side", "right"),
         clean_up_tokenization_spaces=bool(_find(opts, "clean_up_tokenization_spaces", False)),

@@ -118,6 +118,10 @@ CALLS = [
     {"truncation": "longest_first", "max_length": 24, "padding": True, "return_tensors": "np"},
     {"truncation": "only_second", "max_length": 200},
     {"truncation": True, "max_length": 3},  # below the number of special tokens of a pair
+    {"max_length": 12},  # truncates, as transformers does when only max_length is given
+    {"padding": "max_length"},  # to model_max_length, or no padding when there is none
+    {"padding": "max_length", "truncation": True, "pad_to_multiple_of": 4},
+    {"padding": "do_not_pad", "max_length": 12},
 ]
 
 
@@ -130,6 +134,12 @@ def check_call_options(hf, tok, texts, what):
         assert_same_encoding(hf(a, **call), tok(a, **call), a, f"{what} {call}", keys=keys)
         assert_same_encoding(hf(a[5], b[5], **call), tok(a[5], b[5], **call), None, f"{what} one pair {call}",
                              keys=keys)
+    # truncation to a length that is not a multiple of pad_to_multiple_of is an error in both
+    bad = {"padding": True, "truncation": True, "max_length": 10, "pad_to_multiple_of": 4}
+    with pytest.raises(ValueError, match="not a multiple of pad_to_multiple_of"):
+        hf(a, **bad)
+    with pytest.raises(ValueError, match="not a multiple of pad_to_multiple_of"):
+        tok(a, **bad)
     # a truncation that cannot be met is an error in both
     with pytest.raises(Exception, match="too short"):
         hf(a, b, truncation="only_first", max_length=5)
