@@ -119,7 +119,7 @@ class PreTrainedTokenizer:
         return len(self._vocab)
 
     def __len__(self):
-        return len(self._vocab) + sum(1 for t in self._added if t not in self._vocab)
+        return len(self._vocab) + len(self._added.keys() - self._vocab.keys())
 
     def get_vocab(self):
         vocab = dict(self._vocab)
@@ -132,10 +132,11 @@ class PreTrainedTokenizer:
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
         single = isinstance(ids, (int, np.integer))
-        tokens = _C.tokenizer_ids_to_tokens(self._capsule, [int(ids)] if single else np.asarray(ids, np.int64).tolist())
-        if skip_special_tokens:
-            special = set(self.all_special_tokens) | self._special_added
-            tokens = [t for t in tokens if t not in special]
+        ids = np.asarray([ids] if single else ids, np.int64).reshape(-1)
+        if skip_special_tokens and not single:
+            special = [i for i in self.all_special_ids if i is not None]
+            ids = ids[~np.isin(ids, special + [self._added[t] for t in self._special_added])]
+        tokens = _C.tokenizer_ids_to_tokens(self._capsule, ids.tolist())
         return tokens[0] if single else tokens
 
     def convert_tokens_to_ids(self, tokens):

@@ -156,6 +156,8 @@ def check_decode_and_vocabulary(hf, tok, texts, what):
         assert tok.decode(np.array(ids[4]), skip_special_tokens=skip) == hf.decode(ids[4], skip_special_tokens=skip)
     tokens = [hf.convert_ids_to_tokens(row) for row in ids]
     assert [tok.convert_ids_to_tokens(row) for row in ids] == tokens
+    assert [tok.convert_ids_to_tokens(row, skip_special_tokens=True) for row in ids] == \
+        [hf.convert_ids_to_tokens(row, skip_special_tokens=True) for row in ids]
     assert tok.convert_ids_to_tokens(ids[0][1]) == hf.convert_ids_to_tokens(ids[0][1])
     assert [tok.convert_tokens_to_ids(t) for t in tokens] == ids
     assert tok.convert_tokens_to_ids("no-such-token-\u2603") == hf.convert_tokens_to_ids("no-such-token-\u2603")
