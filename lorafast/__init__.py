@@ -13,6 +13,8 @@ from .datasets import Dataset, DatasetDict, load_dataset
 from . import metrics
 from .data_collator import DataCollatorWithPadding
 from .training_args import TrainingArguments
+from .trainer import (EvalPrediction, PredictionOutput, Trainer, TrainerCallback, TrainerControl, TrainerState,
+                      TrainOutput)
 from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
 
 

@@ -192,6 +192,15 @@ class PeftModel:
         write_safetensors(self.base_model.trainable_state_dict(), os.path.join(save_directory, ADAPTER_WEIGHTS),
                           metadata={"format": "pt"})
 
+    def load_adapter_weights(self, folder):
+        """Copies the tensors of a peft adapter folder's adapter_model.safetensors into the
+        model's LoRA and head tensors (keys and shapes checked)."""
+        weights = os.path.join(os.fspath(folder), ADAPTER_WEIGHTS)
+        if not os.path.isfile(weights):
+            raise OSError(f"{weights} not found (adapter_model.bin is not supported: save as safetensors)")
+        tensors = {k: to_dtype(a, src, "float32") for k, (a, src) in read_safetensors(weights).items()}
+        self.base_model.load_trainable_state_dict(_strip_adapter_name(tensors, self.active_adapter))
+
     @classmethod
     def from_pretrained(cls, model, model_id, is_trainable=False, adapter_name="default"):
         """Loads a peft adapter folder (written by peft or lorafast) onto a base model."""
@@ -203,11 +212,7 @@ class PeftModel:
             config = LoraConfig.from_dict(json.load(f))
         config.inference_mode = not is_trainable
         peft = cls(model, config, adapter_name=adapter_name)
-        weights = os.path.join(folder, ADAPTER_WEIGHTS)
-        if not os.path.isfile(weights):
-            raise OSError(f"{weights} not found (adapter_model.bin is not supported: save as safetensors)")
-        tensors = {k: to_dtype(a, src, "float32") for k, (a, src) in read_safetensors(weights).items()}
-        peft.base_model.load_trainable_state_dict(_strip_adapter_name(tensors, adapter_name))
+        peft.load_adapter_weights(folder)
         peft._inference = not is_trainable
         if not is_trainable:
             peft.eval()

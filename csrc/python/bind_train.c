@@ -1,6 +1,6 @@
 // Training: AdamW, clipping and schedules (for parity tests), the training loop and
-// prediction over an lf_trainable model (a PyCapsule "lorafast.trainable"), and the test
-// model bow_model.
+// prediction over an lf_trainable model (a lorafast._C.Model, through train/model_trainable.h,
+// or a PyCapsule "lorafast.trainable"), and the test model bow_model.
 #include "python/lf_python.h"
 
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "train/bow_model.h"
 #include "train/clip.h"
 #include "train/loop.h"
+#include "train/model_trainable.h"
 #include "train/schedule.h"
 
 static const char *CAPSULE = "lorafast.trainable";
@@ -30,8 +31,22 @@ static PyArrayObject *array_arg(PyObject *obj, int type, int ndim, const char *n
     return a;
 }
 
-static lf_trainable *trainable_arg(PyObject *capsule) {
-    return PyCapsule_GetPointer(capsule, CAPSULE); // sets an error on a wrong object
+// The lf_trainable behind obj: a "lorafast.trainable" capsule, or a lorafast._C.Model seen
+// through a table made for this call (*made: free it with model_trainable_free).
+static lf_trainable *trainable_arg(PyObject *obj, lf_trainable **made) {
+    *made = NULL;
+    if (PyCapsule_CheckExact(obj)) return PyCapsule_GetPointer(obj, CAPSULE); // checks the name
+    lf_model *m = lf_model_from_python(obj);
+    if (m == NULL)
+        return PyErr_Format(PyExc_TypeError,
+                            "model must be a lorafast._C.Model (or a trainable capsule), got %s",
+                            Py_TYPE(obj)->tp_name),
+               NULL;
+    if (m->n_params == 0)
+        return PyErr_Format(PyExc_ValueError, "the model has no trainable parameters"), NULL;
+    if (lf_model_check_ready(m) != LF_OK) return lf_raise_core_error(), NULL;
+    if ((*made = model_trainable_create(m)) == NULL) return lf_raise_core_error(), NULL;
+    return *made;
 }
 
 // adamw_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay): one AdamW update in place
@@ -143,7 +158,7 @@ static PyObject *float_view(PyObject *owner, float *data, int64_t n) {
 // trainable_info(capsule) -> {num_labels, pad_token_id, vocab_size, params: [(name, data, grad, no_decay)]}
 static PyObject *py_trainable_info(PyObject *self, PyObject *capsule) {
     (void)self;
-    lf_trainable *t = trainable_arg(capsule);
+    lf_trainable *t = PyCapsule_GetPointer(capsule, CAPSULE);
     if (!t) return NULL;
     PyObject *params = PyList_New(t->n_params);
     if (!params) return NULL;
@@ -204,31 +219,50 @@ static const float *class_weights_arg(PyObject *obj, const lf_trainable *t) {
     return PyArray_DATA(w);
 }
 
-// predict(capsule, ids, offsets, labels | None, batch_size, class_weights | None) -> (logits, loss | None)
+// predict(model, ids, offsets, labels | None, batch_size, class_weights | None) -> (logits, loss | None)
 static PyObject *py_predict(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *capsule, *ids, *offsets, *labels, *weights;
+    PyObject *model, *ids, *offsets, *labels, *weights;
     int batch_size;
-    if (!PyArg_ParseTuple(args, "OOOOiO", &capsule, &ids, &offsets, &labels, &batch_size, &weights))
+    if (!PyArg_ParseTuple(args, "OOOOiO", &model, &ids, &offsets, &labels, &batch_size, &weights))
         return NULL;
-    lf_trainable *t = trainable_arg(capsule);
     lf_dataset d;
-    if (!t || dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
+    if (dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
+    lf_trainable *made, *t = trainable_arg(model, &made);
+    if (!t) return NULL;
+    PyObject *logits = NULL, *out = NULL;
     const float *w = class_weights_arg(weights, t);
-    if (weights != Py_None && !w) return NULL;
     npy_intp dims[2] = {(npy_intp)(d.n > 0 ? d.n : 0), t->num_labels};
-    PyObject *logits = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0);
-    if (!logits) return NULL;
-    double loss = 0.0;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc =
-        lf_predict(t, &d, batch_size, w, PyArray_DATA((PyArrayObject *)logits), d.labels ? &loss : NULL);
-    Py_END_ALLOW_THREADS if (rc != LF_OK) {
-        Py_DECREF(logits);
-        return lf_raise_core_error();
+    if ((weights == Py_None || w) && (logits = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0))) {
+        double loss = 0.0;
+        int rc;
+        Py_BEGIN_ALLOW_THREADS rc =
+            lf_predict(t, &d, batch_size, w, PyArray_DATA((PyArrayObject *)logits), d.labels ? &loss : NULL);
+        Py_END_ALLOW_THREADS if (rc != LF_OK) lf_raise_core_error();
+        else if (d.labels) out = Py_BuildValue("(Od)", logits, loss);
+        else out = Py_BuildValue("(OO)", logits, Py_None);
     }
-    if (!d.labels) return Py_BuildValue("(NO)", logits, Py_None);
-    return Py_BuildValue("(Nd)", logits, loss);
+    Py_XDECREF(logits);
+    model_trainable_free(made);
+    return out;
+}
+
+// dataset_check(model, ids, offsets, labels | None, what): LF_EINVAL as ValueError naming the
+// first bad example of the dataset called `what` (empty, ids outside the vocabulary, bad label)
+static PyObject *py_dataset_check(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *model, *ids, *offsets, *labels;
+    const char *what;
+    if (!PyArg_ParseTuple(args, "OOOOs", &model, &ids, &offsets, &labels, &what)) return NULL;
+    lf_dataset d;
+    if (dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
+    lf_trainable *made, *t = trainable_arg(model, &made);
+    if (!t) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = lf_dataset_check(&d, what, t->vocab_size, t->num_labels);
+    Py_END_ALLOW_THREADS model_trainable_free(made);
+    if (rc != LF_OK) return lf_raise_core_error();
+    Py_RETURN_NONE;
 }
 
 typedef struct {
@@ -321,33 +355,36 @@ static int config_arg(PyObject *config, lf_train_config *cfg) {
     return 0;
 }
 
-// train_run(capsule, ids, offsets, labels, class_weights | None, m, v, counters, losses, config, callback)
+// train_run(model, ids, offsets, labels, class_weights | None, m, v, counters, losses, config, callback)
 static PyObject *py_train_run(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *capsule, *ids, *offsets, *labels, *weights, *m, *v, *counters, *losses, *config, *callback;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &capsule, &ids, &offsets, &labels, &weights, &m, &v, &counters,
+    PyObject *model, *ids, *offsets, *labels, *weights, *m, *v, *counters, *losses, *config, *callback;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &model, &ids, &offsets, &labels, &weights, &m, &v, &counters,
                           &losses, &config, &callback))
         return NULL;
-    lf_trainable *t = trainable_arg(capsule);
     lf_dataset d;
     lf_train_config cfg = {0};
-    if (!t || dataset_arg(ids, offsets, labels, &d) < 0 || config_arg(config, &cfg) < 0) return NULL;
+    if (dataset_arg(ids, offsets, labels, &d) < 0 || config_arg(config, &cfg) < 0) return NULL;
     if (!PyCallable_Check(callback)) return PyErr_Format(PyExc_TypeError, "callback must be callable");
-    if (weights != Py_None && !(cfg.class_weights = class_weights_arg(weights, t))) return NULL;
-    int64_t numel = 0;
-    for (int i = 0; i < t->n_params; i++)
-        numel += t->params[i].numel;
     PyArrayObject *am = array_arg(m, NPY_FLOAT32, 1, "m", 1),
                   *av = am ? array_arg(v, NPY_FLOAT32, 1, "v", 1) : NULL;
     PyArrayObject *ac = av ? array_arg(counters, NPY_INT64, 1, "counters", 1) : NULL;
     PyArrayObject *al = ac ? array_arg(losses, NPY_FLOAT64, 1, "losses", 1) : NULL;
     if (!al) return NULL;
+    lf_trainable *made, *t = trainable_arg(model, &made);
+    if (!t) return NULL;
+    PyObject *out = NULL;
+    int64_t numel = 0;
+    for (int i = 0; i < t->n_params; i++)
+        numel += t->params[i].numel;
+    if (weights != Py_None && !(cfg.class_weights = class_weights_arg(weights, t))) goto done;
     if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel || PyArray_SIZE(ac) != 5 ||
-        PyArray_SIZE(al) != 2)
-        return PyErr_Format(PyExc_ValueError,
-                            "m and v need %lld elements (the trainable parameters), counters 5, "
-                            "losses 2",
-                            (long long)numel);
+        PyArray_SIZE(al) != 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "m and v need %lld elements (the trainable parameters), counters 5, losses 2",
+                     (long long)numel);
+        goto done;
+    }
     int64_t *c = PyArray_DATA(ac);
     double *l = PyArray_DATA(al);
     lf_train_state st = {c[0], c[1], c[2], c[3], c[4], l[0], l[1], PyArray_DATA(am), PyArray_DATA(av)};
@@ -355,12 +392,15 @@ static PyObject *py_train_run(PyObject *self, PyObject *args) {
     int rc;
     Py_BEGIN_ALLOW_THREADS rc = lf_train_run(t, &d, &cfg, &st, run_callback, &ctx);
     Py_END_ALLOW_THREADS state_store(&ctx);
-    if (rc == LF_EINTR && PyErr_Occurred()) {
+    if (rc == LF_EINTR && PyErr_Occurred())
         lf_error_clear();
-        return NULL;
-    }
-    if (rc != LF_OK) return lf_raise_core_error();
-    Py_RETURN_NONE;
+    else if (rc != LF_OK)
+        lf_raise_core_error();
+    else
+        out = Py_NewRef(Py_None);
+done:
+    model_trainable_free(made);
+    return out;
 }
 
 static PyMethodDef train_methods[] = {
@@ -371,6 +411,7 @@ static PyMethodDef train_methods[] = {
     {"bow_model", py_bow_model, METH_VARARGS, "A bag-of-words test model (a trainable capsule)."},
     {"trainable_info", py_trainable_info, METH_O, "Sizes and parameter views of a trainable capsule."},
     {"predict", py_predict, METH_VARARGS, "Logits (and eval loss) of a dataset."},
+    {"dataset_check", py_dataset_check, METH_VARARGS, "Validates a tokenized dataset against a model."},
     {"train_run", py_train_run, METH_VARARGS, "Runs the training loop."},
     {NULL, NULL, 0, NULL},
 };

@@ -25,11 +25,13 @@ int lf_dataset_check(const lf_dataset *d, const char *what, int vocab_size, int 
         if (d->labels && (d->labels[i] < 0 || d->labels[i] >= num_labels))
             return lf_error(LF_EINVAL, "%s: example %lld has label %d, outside [0, %d) (num_labels=%d)", what,
                             (long long)i, d->labels[i], num_labels, num_labels);
+        for (int64_t t = d->offsets[i]; t < d->offsets[i + 1]; t++)
+            if (d->ids[t] < 0 || d->ids[t] >= vocab_size)
+                return lf_error(LF_EINVAL,
+                                "%s: example %lld has token id %d, outside the model's vocabulary [0, %d): "
+                                "the tokenizer and the model's vocab_size disagree",
+                                what, (long long)i, d->ids[t], vocab_size);
     }
-    for (int64_t t = 0; t < d->offsets[d->n]; t++)
-        if (d->ids[t] < 0 || d->ids[t] >= vocab_size)
-            return lf_error(LF_EINVAL, "%s: token id %d is outside the model's vocabulary [0, %d)", what,
-                            d->ids[t], vocab_size);
     return LF_OK;
 }
 
@@ -158,11 +160,13 @@ static void take_log_loss(lf_train_state *st, lf_train_event *ev) {
     st->last_log_step = st->global_step;
 }
 
-// One update: grad_accum micro-batches (fewer at the end of an epoch). Returns the loss.
+// One update: grad_accum micro-batches (fewer at the end of an epoch). Its loss and gradient are the
+// mean over the micro-batches it has, as HF's Trainer divides by len(batch_samples).
 static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg,
                         lf_train_state *st, batch_buffers *b, int64_t batches, double *loss_out) {
     int64_t end = (st->batch_in_epoch / cfg->grad_accum + 1) * cfg->grad_accum;
     if (end > batches) end = batches;
+    const int64_t micro = end - st->batch_in_epoch;
     double step_loss = 0.0;
     zero_grads(model);
     for (; st->batch_in_epoch < end; st->batch_in_epoch++) {
@@ -174,10 +178,18 @@ static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train
         float loss = 0.0f;
         rc = model->forward_backward(model->self, cfg->class_weights, b->logits, &loss);
         if (rc != LF_OK) return rc;
-        step_loss += (double)loss / cfg->grad_accum;
+        step_loss += (double)loss / (double)micro;
     }
-    if (cfg->grad_accum > 1) scale_grads(model, 1.0f / (float)cfg->grad_accum);
+    if (micro > 1) scale_grads(model, 1.0f / (float)micro);
     *loss_out = step_loss;
+    return LF_OK;
+}
+
+static int check_interval(const char *name, int every, int64_t steps) {
+    if (every < LF_EVERY_NO || every > LF_EVERY_EPOCH)
+        return lf_error(LF_EINVAL, "%s strategy %d is not no (0), steps (1) or epoch (2)", name, every);
+    if (every == LF_EVERY_STEPS && steps < 1)
+        return lf_error(LF_EINVAL, "%s every %lld steps: the interval must be >= 1", name, (long long)steps);
     return LF_OK;
 }
 
@@ -185,6 +197,21 @@ static int check_config(const lf_trainable *model, const lf_dataset *d, const lf
     if (cfg->batch_size < 1 || cfg->grad_accum < 1)
         return lf_error(LF_EINVAL, "batch_size (%d) and grad_accum (%d) must be >= 1", cfg->batch_size,
                         cfg->grad_accum);
+    if (cfg->max_steps < 0 || cfg->warmup_steps < 0)
+        return lf_error(LF_EINVAL, "max_steps (%lld) and warmup_steps (%lld) must be >= 0",
+                        (long long)cfg->max_steps, (long long)cfg->warmup_steps);
+    const lf_adamw_hparams *h = &cfg->adam;
+    if (!(h->lr >= 0) || !(h->eps >= 0) || !(h->weight_decay >= 0) || !(h->beta1 >= 0 && h->beta1 < 1) ||
+        !(h->beta2 >= 0 && h->beta2 < 1))
+        return lf_error(
+            LF_EINVAL,
+            "AdamW: lr (%g), eps (%g), weight_decay (%g) must be >= 0 and betas (%g, %g) in [0, 1)", h->lr,
+            h->eps, h->weight_decay, h->beta1, h->beta2);
+    int rc;
+    if ((rc = check_interval("logging", cfg->log_every, cfg->log_steps)) != LF_OK ||
+        (rc = check_interval("eval", cfg->eval_every, cfg->eval_steps)) != LF_OK ||
+        (rc = check_interval("save", cfg->save_every, cfg->save_steps)) != LF_OK)
+        return rc;
     if (cfg->drop_last && d->n < cfg->batch_size)
         return lf_error(LF_EINVAL,
                         "dataloader_drop_last with %lld examples and batch size %d leaves no batch",
@@ -197,9 +224,19 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
                  lf_train_callback callback, void *ctx) {
     int rc = check_config(model, d, cfg);
     if (rc != LF_OK) return rc;
+    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
+    // a resumed state: at an update boundary inside an epoch, counters consistent
+    if (st->global_step < 0 || st->epoch < 0 || st->micro_steps < 0 || st->batch_in_epoch < 0 ||
+        st->batch_in_epoch > batches ||
+        (st->batch_in_epoch % cfg->grad_accum != 0 && st->batch_in_epoch != batches) ||
+        st->last_log_step < 0 || st->last_log_step > st->global_step)
+        return lf_error(LF_EINVAL,
+                        "loop state does not fit this dataset and batching: global_step %lld, epoch %lld, "
+                        "batch_in_epoch %lld of %lld, micro_steps %lld, last_log_step %lld",
+                        (long long)st->global_step, (long long)st->epoch, (long long)st->batch_in_epoch,
+                        (long long)batches, (long long)st->micro_steps, (long long)st->last_log_step);
     batch_buffers b = {0};
     if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->num_labels)) != LF_OK) return rc;
-    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
     int stop = 0;
     while (!stop && st->global_step < cfg->max_steps) {
         shuffle_order(b.order, d->n, cfg->seed, st->epoch);
@@ -215,11 +252,13 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             ev.global_step = st->global_step;
             ev.epoch = (double)st->epoch + (double)st->batch_in_epoch / (double)batches;
             ev.is_last = st->global_step >= cfg->max_steps;
+            // HF's DefaultFlowCallback.on_step_end: at the last step, step strategies evaluate and save
             ev.should_log = due(cfg->log_every, cfg->log_steps, st->global_step) ||
                             (cfg->log_first_step && st->global_step == 1);
-            ev.should_evaluate = due(cfg->eval_every, cfg->eval_steps, st->global_step);
+            ev.should_evaluate = due(cfg->eval_every, cfg->eval_steps, st->global_step) ||
+                                 (ev.is_last && cfg->eval_every == LF_EVERY_STEPS);
             ev.should_save = due(cfg->save_every, cfg->save_steps, st->global_step) ||
-                             (ev.is_last && cfg->save_every != LF_EVERY_NO);
+                             (ev.is_last && cfg->save_every == LF_EVERY_STEPS);
             if (ev.should_log) take_log_loss(st, &ev);
             int r = callback(ctx, &ev);
             if (r < 0) rc = LF_EINTR;
@@ -230,7 +269,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
         ev.epoch = (double)st->epoch + (double)st->batch_in_epoch / (double)batches;
         ev.global_step = st->global_step;
         ev.is_last = st->global_step >= cfg->max_steps;
-        ev.should_log = cfg->log_every == LF_EVERY_EPOCH;
+        ev.should_log = cfg->log_every == LF_EVERY_EPOCH && st->global_step > st->last_log_step;
         ev.should_evaluate = cfg->eval_every == LF_EVERY_EPOCH;
         ev.should_save = cfg->save_every == LF_EVERY_EPOCH;
         if (ev.should_log) take_log_loss(st, &ev);

@@ -1,0 +1,865 @@
+"""`Trainer` with the API of transformers.Trainer, its loop in C (csrc/train/loop.c).
+
+`train()` hands the tokenized dataset to C once (flat int32 ids, int64 offsets, int32 labels);
+C shuffles, batches, steps (forward/backward, clipping, schedule, AdamW) and calls back here
+after every update and at every epoch end, only to report progress, log, evaluate (through
+`compute_metrics`) and save checkpoints. The loss is torch.nn.CrossEntropyLoss(weight=
+class_weights): pass `class_weights=` where an HF script overrides `compute_loss`.
+"""
+
+import collections
+import dataclasses
+import datetime
+import html
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from ._backend import _C
+from .data_collator import DataCollatorWithPadding
+from .modeling_weights import read_safetensors, write_safetensors
+from .peft import PeftModel
+from .training_args import TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Trainer", "TrainerState", "TrainerControl", "TrainerCallback", "TrainOutput", "PredictionOutput",
+           "EvalPrediction", "get_last_checkpoint"]
+
+PREFIX_CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+SCHEDULER_NAME = "scheduler.json"
+LOOP_STATE_NAME = "loop_state.json"
+TRAINING_ARGS_NAME = "training_args.json"
+_CHECKPOINT_RE = re.compile(r"^" + PREFIX_CHECKPOINT_DIR + r"-(\d+)$")
+_TEMP_RE = re.compile(r"^\.(" + PREFIX_CHECKPOINT_DIR + r"-\d+)\.(tmp|old)-\d+$")
+LOG_FILE = "trainer_log.jsonl"  # report_to="tensorboard_json": one JSON line per log entry in logging_dir
+_EVERY = {"no": 0, "steps": 1, "epoch": 2}  # lf_train_config's LF_EVERY_*
+_LABEL_COLUMNS = ("labels", "label", "label_ids")
+_COUNTERS = ("global_step", "epoch", "batch_in_epoch", "micro_steps", "last_log_step")
+
+
+# transformers.trainer_utils' NamedTuples
+TrainOutput = collections.namedtuple("TrainOutput", ["global_step", "training_loss", "metrics"])
+PredictionOutput = collections.namedtuple("PredictionOutput", ["predictions", "label_ids", "metrics"])
+
+
+class EvalPrediction:
+    """What compute_metrics receives: `.predictions` (logits, (n, num_labels)) and `.label_ids`;
+    `predictions, labels = eval_pred` unpacks it, as transformers.EvalPrediction."""
+
+    def __init__(self, predictions, label_ids, inputs=None):
+        self.predictions = predictions
+        self.label_ids = label_ids
+        self.inputs = inputs
+
+    def __iter__(self):
+        return iter((self.predictions, self.label_ids) if self.inputs is None else
+                    (self.predictions, self.label_ids, self.inputs))
+
+    def __getitem__(self, i):
+        return tuple(self)[i]
+
+    def __len__(self):
+        return len(tuple(self))
+
+
+@dataclasses.dataclass
+class TrainerState:
+    """transformers.TrainerState's fields; saved as trainer_state.json in each checkpoint."""
+
+    epoch: float = 0
+    global_step: int = 0
+    max_steps: int = 0
+    logging_steps: int = 500
+    eval_steps: int = 500
+    save_steps: int = 500
+    train_batch_size: int = None
+    num_train_epochs: int = 0
+    num_input_tokens_seen: int = 0
+    total_flos: float = 0
+    log_history: list = None
+    best_metric: float = None
+    best_global_step: int = None
+    best_model_checkpoint: str = None
+    is_local_process_zero: bool = True
+    is_world_process_zero: bool = True
+    is_hyper_param_search: bool = False
+    trial_name: str = None
+    trial_params: dict = None
+    stateful_callbacks: dict = None
+
+    def __post_init__(self):
+        if self.log_history is None:
+            self.log_history = []
+        if self.stateful_callbacks is None:
+            self.stateful_callbacks = {}
+
+    def save_to_json(self, path):
+        _write_text(path, json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load_from_json(cls, path):
+        with open(path) as f:
+            data = json.load(f)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclasses.dataclass
+class TrainerControl:
+    """Flags a callback may set; should_training_stop stops the C loop after this step."""
+
+    should_training_stop: bool = False
+    should_epoch_stop: bool = False
+    should_save: bool = False
+    should_evaluate: bool = False
+    should_log: bool = False
+
+
+class TrainerCallback:
+    """transformers.TrainerCallback's events that lorafast raises: each gets (args, state,
+    control, **kwargs) and may return a TrainerControl."""
+
+    def on_train_begin(self, args, state, control, **kwargs): pass
+    def on_train_end(self, args, state, control, **kwargs): pass
+    def on_epoch_end(self, args, state, control, **kwargs): pass
+    def on_step_end(self, args, state, control, **kwargs): pass
+    def on_evaluate(self, args, state, control, **kwargs): pass
+    def on_predict(self, args, state, control, **kwargs): pass
+    def on_save(self, args, state, control, **kwargs): pass
+    def on_log(self, args, state, control, **kwargs): pass
+
+
+def get_last_checkpoint(folder):
+    """The checkpoint-N folder of output_dir with the largest N, or None (transformers' rule)."""
+    if not os.path.isdir(folder):
+        return None
+    found = [(int(m.group(1)), name) for name in os.listdir(folder)
+             if (m := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(folder, name))]
+    return os.path.join(folder, max(found)[1]) if found else None
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text(path, text):  # fsync'd with the rest of its checkpoint
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _write_json(path, obj):
+    _write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---- datasets -> (ids, offsets, labels) ------------------------------------------------------
+
+def _is_hf_dataset(data):
+    return type(data).__module__.startswith("datasets.") and hasattr(data, "with_format")
+
+
+def _column_names(data):
+    if isinstance(data, dict):
+        return list(data)
+    if isinstance(data, (list, tuple)):
+        return list(data[0]) if data and isinstance(data[0], dict) else []
+    return list(getattr(data, "column_names", []))
+
+
+def _column(data, name, what):
+    """The column's values: a pyarrow array for a datasets.Dataset, else a sequence of rows."""
+    if _is_hf_dataset(data):
+        return data.with_format("arrow")[name]
+    if isinstance(data, (list, tuple)):
+        values = [row.get(name) for row in data]
+        if any(v is None for v in values):
+            raise ValueError(f"{what}: example {values.index(None)} has no {name!r}")
+        return values
+    if hasattr(data, "column") and not isinstance(data, dict):
+        return data.column(name)
+    return data[name]
+
+
+def _ragged(values, what):
+    """(flat int64 values, int64 offsets (n+1,)) of a column of int sequences."""
+    if hasattr(values, "chunks") or hasattr(values, "offsets"):  # pyarrow ChunkedArray / ListArray
+        values = values.combine_chunks() if hasattr(values, "chunks") else values
+        offsets = np.asarray(values.offsets, np.int64)
+        flat = np.asarray(values.flatten(), np.int64)
+        return flat, offsets - offsets[0]
+    if isinstance(values, np.ndarray) and values.ndim == 2:
+        n, width = values.shape
+        return values.reshape(-1).astype(np.int64), np.arange(n + 1, dtype=np.int64) * width
+    if hasattr(values, "numpy") and getattr(values, "ndim", 0) == 2:  # a torch tensor
+        return _ragged(values.numpy(), what)
+    try:
+        lengths = np.fromiter(map(len, values), np.int64, count=len(values))
+    except TypeError as e:
+        bad = next(i for i, v in enumerate(values) if not hasattr(v, "__len__"))
+        raise ValueError(f"{what}: example {bad} is {values[bad]!r}, not a sequence of token ids") from e
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(values), np.int64, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def _labels_of(data, name, what):
+    values = _column(data, name, what)
+    if hasattr(values, "to_pylist"):  # pyarrow
+        values = values.to_pylist()
+    elif hasattr(values, "numpy"):  # a torch tensor
+        values = values.numpy()
+    labels = np.asarray(values)
+    if labels.dtype == object and any(v is None for v in labels):
+        i = next(i for i, v in enumerate(labels) if v is None)
+        raise ValueError(f"{what}: example {i} has no label ({name} is None)")
+    if labels.ndim != 1 or labels.dtype.kind not in "iub":
+        raise ValueError(f"{what}: column {name!r} must hold one integer class id per example, got {labels.dtype} "
+                         f"with shape {labels.shape}")
+    return labels.astype(np.int32)
+
+
+class _Encoded:
+    """A tokenized dataset as the C loop takes it: ids (int32), offsets (int64), labels (int32 | None)."""
+
+    def __init__(self, data, what, need_labels):
+        if data is None:
+            raise ValueError(f"{what} is None")
+        names = _column_names(data)
+        if not names and not isinstance(data, (list, tuple, dict)) and not hasattr(data, "column_names"):
+            raise TypeError(f"{what} must be a lorafast or datasets Dataset, a list of dicts or a dict of columns, "
+                            f"got {type(data).__name__}")
+        n = len(next(iter(data.values()), [])) if isinstance(data, dict) else len(data)
+        if n == 0:
+            raise ValueError(f"{what} is empty")
+        if "input_ids" not in names:
+            raise ValueError(f"{what} has no 'input_ids' column (columns: {names}): tokenize it first, e.g. "
+                             f"dataset.map(lambda ex: tokenizer(ex['text'], truncation=True), batched=True)")
+        ids, offsets = _ragged(_column(data, "input_ids", what), f"{what}['input_ids']")
+        if "attention_mask" in names:
+            mask, mask_offsets = _ragged(_column(data, "attention_mask", what), f"{what}['attention_mask']")
+            if not np.array_equal(mask_offsets, offsets):
+                raise ValueError(f"{what}: attention_mask and input_ids differ in length")
+            keep = mask != 0
+            if not keep.all():  # drop masked tokens: the C loop pads each batch itself
+                kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+                ids, offsets = ids[keep], kept[offsets]
+        if "token_type_ids" in names:
+            types, _ = _ragged(_column(data, "token_type_ids", what), f"{what}['token_type_ids']")
+            if types.any():
+                raise NotImplementedError(f"{what}: non-zero token_type_ids (sentence pairs) are not supported by "
+                                          f"lorafast's training loop")
+        if ids.size and (ids.min() < np.iinfo(np.int32).min or ids.max() > np.iinfo(np.int32).max):
+            raise ValueError(f"{what}: token ids do not fit in int32")
+        self.ids = ids.astype(np.int32)
+        self.offsets = offsets
+        label_name = next((n for n in _LABEL_COLUMNS if n in names), None)
+        if label_name is None and need_labels:
+            raise ValueError(f"{what} has no label column (one of {list(_LABEL_COLUMNS)}; columns: {names}): "
+                             f"rename it, e.g. dataset.rename_column('target', 'label')")
+        self.labels = None if label_name is None else _labels_of(data, label_name, what)
+        self.n = len(offsets) - 1
+
+    @property
+    def num_tokens(self):
+        return int(self.offsets[-1])
+
+
+# ---- progress and the epoch table -------------------------------------------------------------
+
+def _in_notebook():
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None and hasattr(shell, "get_ipython") else None
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def _format_value(v):
+    if isinstance(v, float):
+        return f"{v:.6f}"
+    return str(v)
+
+
+class _EvalTable:
+    """The table HF's notebook callback shows at each evaluation: Epoch (or Step), Training Loss,
+    Validation Loss, then each metric. Text in a terminal, an HTML table updated in place in Jupyter."""
+
+    def __init__(self, first_column, write):
+        self.first_column = first_column
+        self.write = write
+        self.columns = None
+        self.rows = []
+        self.handle = None
+
+    def add(self, state, metrics):
+        row = {self.first_column: int(state.epoch) if self.first_column == "Epoch" else state.global_step,
+               "Training Loss": "No log", "Validation Loss": metrics.get("eval_loss", "No log")}
+        for log in reversed(state.log_history):
+            if "loss" in log:
+                row["Training Loss"] = log["loss"]
+                break
+        for key, value in metrics.items():
+            if key == "eval_loss" or key.endswith(("_runtime", "_samples_per_second", "_steps_per_second")) \
+                    or key in ("epoch", "step"):
+                continue
+            parts = key.split("_")[1:] if key.startswith("eval_") else key.split("_")
+            row[" ".join(p.capitalize() for p in parts)] = value
+        if self.columns is None:
+            self.columns = list(row)
+        self.rows.append([_format_value(row.get(c, "")) for c in self.columns])
+        self._show()
+
+    def _show(self):
+        if _in_notebook():
+            from IPython.display import HTML, display
+
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in self.rows)
+            table = HTML(f"<table border='1' class='dataframe'><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+                         "</table>")
+            if self.handle is None:
+                self.handle = display(table, display_id=True)
+            else:
+                self.handle.update(table)
+            return
+        widths = [max(len(c), 12) for c in self.columns]
+        if len(self.rows) == 1:
+            self.write(" | ".join(c.ljust(w) for c, w in zip(self.columns, widths)))
+        self.write(" | ".join(v.ljust(w) for v, w in zip(self.rows[-1], widths)))
+
+
+def _progress_bar(total, initial, disable):
+    if disable:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True)
+
+
+def _speed_metrics(prefix, start, num_samples=None, num_steps=None):
+    runtime = time.time() - start
+    out = {f"{prefix}_runtime": round(runtime, 4)}
+    if num_samples is not None:
+        out[f"{prefix}_samples_per_second"] = round(num_samples / runtime, 3)
+    if num_steps is not None:
+        out[f"{prefix}_steps_per_second"] = round(num_steps / runtime, 3)
+    return out
+
+
+def _steps_arg(value, max_steps):
+    """HF: a *_steps below 1 is a fraction of max_steps."""
+    if value is None:
+        return None
+    return math.ceil(max_steps * value) if value < 1 else int(value)
+
+
+# ---- the Trainer -------------------------------------------------------------------------------
+
+class Trainer:
+    """transformers.Trainer for lorafast PeftModels, with the training loop in C.
+
+    The loss is torch.nn.CrossEntropyLoss(weight=class_weights) (class_weights: one weight per
+    label, or None for the plain mean); evaluation uses the same loss.
+    """
+
+    def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, data_collator=None,
+                 compute_metrics=None, class_weights=None, callbacks=None, processing_class=None, tokenizer=None):
+        if type(self).compute_loss is not Trainer.compute_loss:
+            raise TypeError(
+                f"{type(self).__name__} overrides compute_loss, which lorafast cannot call: its training loop runs "
+                "in C. For a class-weighted cross-entropy (torch.nn.CrossEntropyLoss(weight=w)), drop the override "
+                "and pass class_weights=[w_0, w_1, ...] to the Trainer.")
+        if not isinstance(model, PeftModel):
+            raise TypeError("Trainer needs a lorafast PeftModel (lf.get_peft_model(model, LoraConfig(...)) or "
+                            f"lf.PeftModel.from_pretrained(..., is_trainable=True)), got {type(model).__name__}")
+        if args is None:
+            args = TrainingArguments(output_dir="trainer_output")
+        self.model = model
+        self.args = args
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.processing_class = processing_class if processing_class is not None else tokenizer
+        self.data_collator = self._check_collator(data_collator)
+        self.compute_metrics = compute_metrics
+        self.class_weights = self._check_class_weights(class_weights)
+        self.callbacks = [cb() if isinstance(cb, type) else cb for cb in (callbacks or [])]
+        self.state = TrainerState()
+        self.control = TrainerControl()
+        self._encoded = {}
+        if args.eval_strategy != "no" and eval_dataset is None:
+            raise ValueError(f"You have set args.eval_strategy to {args.eval_strategy} but you didn't pass an "
+                             "`eval_dataset` to `Trainer`. Either set `args.eval_strategy` to `no` or pass an "
+                             "`eval_dataset`.")
+        if args.fp16 or args.bf16:
+            warnings.warn("fp16/bf16: lorafast's CPU training loop computes in float32; the flag is ignored",
+                          UserWarning, stacklevel=2)
+        if args.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+
+    # ---- arguments
+    def _check_collator(self, collator):
+        if collator is None or isinstance(collator, DataCollatorWithPadding):
+            return collator
+        name = getattr(collator, "__name__", None) or type(collator).__name__
+        if name in ("DataCollatorWithPadding", "default_data_collator"):
+            return collator  # transformers' own: the C loop pads the same way
+        raise ValueError(f"data_collator {name} cannot be honoured: lorafast's training loop batches and pads the "
+                         "tokenized dataset itself in C (as DataCollatorWithPadding does). Pass data_collator=None "
+                         "or DataCollatorWithPadding(tokenizer), and do any other preprocessing in dataset.map().")
+
+    def _check_class_weights(self, class_weights):
+        if class_weights is None:
+            return None
+        w = np.asarray(class_weights, np.float32).reshape(-1)
+        n = self.model.config.num_labels
+        if w.size != n:
+            raise ValueError(f"class_weights has {w.size} values, the model has num_labels={n}")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"class_weights must be finite and >= 0, got {w.tolist()}")
+        return w
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The loss of a padded batch (numpy), as the C loop computes it: the class-weighted
+        cross-entropy. Overriding this method is not supported (use class_weights=)."""
+        labels = inputs.get("labels", inputs.get("label"))
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                        labels=labels, class_weights=self.class_weights)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _encode(self, data, what, need_labels):
+        key = id(data)
+        if key not in self._encoded or self._encoded[key][0] is not data:
+            enc = _Encoded(data, what, need_labels)
+            labels = enc.labels if need_labels or enc.labels is not None else None
+            _C.dataset_check(self.model.c_model, enc.ids, enc.offsets, labels, what)
+            self._check_lengths(enc, what)
+            self._encoded[key] = (data, enc)
+        enc = self._encoded[key][1]
+        if need_labels and enc.labels is None:
+            raise ValueError(f"{what} has no label column (one of {list(_LABEL_COLUMNS)})")
+        return enc
+
+    def _check_lengths(self, enc, what):
+        """Every example fits the model's position embeddings (RoBERTa's start after padding_idx)."""
+        c = self.model.config.c_config()
+        limit = c["max_positions"] - (c["pad_token_id"] + 1 if c.get("position_rule") == 1 else 0)
+        lengths = np.diff(enc.offsets)
+        if lengths.max() > limit:
+            i = int(np.argmax(lengths > limit))
+            raise ValueError(f"{what}: example {i} has {lengths[i]} tokens, more than the model's {limit} positions "
+                             f"(max_position_embeddings={c['max_positions']}): tokenize with truncation=True, "
+                             f"max_length={limit}")
+
+    def _check_output_dir(self):
+        out = self.args.output_dir
+        try:
+            os.makedirs(out, exist_ok=True)
+            probe = os.path.join(out, f".lorafast-write-test-{os.getpid()}")
+            with open(probe, "w") as f:
+                f.write("")
+            os.remove(probe)
+        except OSError as e:
+            raise OSError(f"output_dir {out!r} cannot be written: {e}") from e
+        for name in os.listdir(out):  # what a save that was killed left behind
+            m = _TEMP_RE.match(name)
+            if not m:
+                continue
+            final = os.path.join(out, m.group(1))
+            if m.group(2) == "old" and not os.path.exists(final):  # killed between the two renames
+                os.rename(os.path.join(out, name), final)
+            else:
+                shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+
+    def _callback(self, event, **kwargs):
+        for cb in self.callbacks:
+            result = getattr(cb, event, None)
+            if result is None:
+                continue
+            control = result(self.args, self.state, self.control, model=self.model, **kwargs)
+            if isinstance(control, TrainerControl):
+                self.control = control
+
+    # ---- training
+    def _plan(self, train):
+        args = self.args
+        batches, updates = _C.updates_per_epoch(train.n, args.per_device_train_batch_size,
+                                                bool(args.dataloader_drop_last), args.gradient_accumulation_steps)
+        if args.max_steps > 0:
+            max_steps = int(args.max_steps)
+            epochs = max_steps // updates + int(max_steps % updates > 0)
+        else:
+            max_steps = math.ceil(args.num_train_epochs * updates)
+            epochs = math.ceil(args.num_train_epochs)
+        if max_steps < 1:
+            raise ValueError(f"num_train_epochs={args.num_train_epochs} and max_steps={args.max_steps} leave no "
+                             "training step")
+        s = self.state
+        s.max_steps, s.num_train_epochs = max_steps, epochs
+        s.train_batch_size = args.per_device_train_batch_size
+        s.logging_steps = _steps_arg(args.logging_steps, max_steps)
+        s.eval_steps = _steps_arg(args.eval_steps, max_steps) or s.logging_steps
+        s.save_steps = _steps_arg(args.save_steps, max_steps)
+        return dict(
+            schedule=args.lr_scheduler_type, batch_size=args.per_device_train_batch_size,
+            grad_accum=args.gradient_accumulation_steps, drop_last=int(bool(args.dataloader_drop_last)),
+            max_steps=max_steps, warmup_steps=args.get_warmup_steps(max_steps), lr=float(args.learning_rate),
+            beta1=float(args.adam_beta1), beta2=float(args.adam_beta2), eps=float(args.adam_epsilon),
+            weight_decay=float(args.weight_decay), max_grad_norm=float(args.max_grad_norm or 0.0),
+            seed=int(args.data_seed if args.data_seed is not None else args.seed),
+            log_every=_EVERY[args.logging_strategy], eval_every=_EVERY[args.eval_strategy],
+            save_every=_EVERY[args.save_strategy], log_first_step=int(bool(args.logging_first_step)),
+            log_steps=s.logging_steps, eval_steps=s.eval_steps, save_steps=s.save_steps or 0,
+        )
+
+    def _params(self):
+        return [(name, data) for name, data, _, _ in self.model.c_model.params()]
+
+    def _non_embedding_params(self):
+        shapes = self.model.named_parameter_shapes()
+        return sum(int(np.prod(s)) for name, s, _ in shapes
+                   if "embeddings." not in name and "embed_tokens" not in name)
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """Trains with the C loop; returns TrainOutput(global_step, training_loss, metrics)."""
+        if kwargs:
+            raise TypeError(f"train() got unexpected keyword arguments: {sorted(kwargs)}")
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        if getattr(self.model, "_inference", False):
+            raise ValueError("the model's adapter was loaded with is_trainable=False: it has no trainable "
+                             "parameters (use PeftModel.from_pretrained(..., is_trainable=True))")
+        args = self.args
+        train = self._encode(self.train_dataset, "train_dataset", True)
+        evaluating = args.eval_strategy != "no"
+        if evaluating:
+            self._encode(self.eval_dataset, "eval_dataset", True)
+        self._check_output_dir()
+        config = self._plan(train)
+        numel = sum(d.size for _, d in self._params())
+        self._m = np.zeros(numel, np.float32)
+        self._v = np.zeros(numel, np.float32)
+        self._counters = np.zeros(len(_COUNTERS), np.int64)
+        self._losses = np.zeros(2, np.float64)
+        self._config = config
+        self._dropout_seed = int(args.seed)
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"No valid checkpoint found in output directory ({args.output_dir})")
+        if resume_from_checkpoint:
+            self._load_checkpoint(os.fspath(resume_from_checkpoint), train)
+        else:
+            self.state.log_history = []
+            self.state.epoch, self.state.global_step = 0, 0
+            self.state.best_metric = self.state.best_global_step = self.state.best_model_checkpoint = None
+            self.state.total_flos = 0
+        self.model.c_model.set_mode(True, self._dropout_seed)
+        self._train_tokens, self._train_n = train.num_tokens, train.n
+        self._flops_per_token = 6 * self._non_embedding_params()
+        self._table = _EvalTable("Epoch" if args.eval_strategy == "epoch" else "Step", self._write)
+        self._last = {"grad_norm": None, "learning_rate": None}
+        was_training = self.model.training
+        self._bar = _progress_bar(config["max_steps"], int(self._counters[0]), args.disable_tqdm)
+        self._start = time.time()
+        self.control = TrainerControl()
+        self._callback("on_train_begin")
+        try:
+            _C.train_run(self.model.c_model, train.ids, train.offsets, train.labels, self.class_weights, self._m,
+                         self._v, self._counters, self._losses, config, self._on_event)
+        finally:
+            self._sync_state()
+            if self._bar is not None:
+                self._bar.close()
+            self.model.c_model.set_mode(was_training, self.model._seed)
+        return self._finish(train)
+
+    def _write(self, line):
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line)
+
+    def _sync_state(self):
+        self.state.global_step = int(self._counters[0])
+        self.state.total_flos = float(self._flops_per_token * self._train_tokens *
+                                      (self.state.epoch or 0.0))
+
+    def _on_event(self, ev):
+        """Called by the C loop (with the GIL) after each update and at each epoch end; True stops it."""
+        self.state.epoch = ev["epoch"]
+        self._sync_state()
+        self.control = TrainerControl()
+        if ev["epoch_end"]:
+            self._callback("on_epoch_end")
+        else:
+            self._last = {"grad_norm": ev["grad_norm"], "learning_rate": ev["learning_rate"]}
+            if self._bar is not None:
+                self._bar.update(1)
+            self._callback("on_step_end")
+        if ev["should_log"]:
+            self.log({"loss": ev["loss"], **self._last})
+        if ev["should_evaluate"] or self.control.should_evaluate:  # a callback may ask for either
+            metrics = self._evaluate_in_training()
+            self._update_best(metrics)
+        if ev["should_save"] or self.control.should_save:
+            self._save_checkpoint()
+            self._callback("on_save")
+        return bool(self.control.should_training_stop)
+
+    def _finish(self, train):
+        args, state = self.args, self.state
+        if args.load_best_model_at_end and state.best_model_checkpoint is not None:
+            logger.info(f"Loading best model from {state.best_model_checkpoint} (score: {state.best_metric}).")
+            self.model.load_adapter_weights(state.best_model_checkpoint)
+        num_samples = state.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps \
+            if args.max_steps > 0 else train.n * args.num_train_epochs
+        metrics = _speed_metrics("train", self._start, num_samples=num_samples, num_steps=state.max_steps)
+        train_loss = float(self._losses[0]) / max(state.global_step, 1)
+        metrics["total_flos"] = state.total_flos
+        metrics["train_loss"] = train_loss
+        self.log(metrics)
+        self._callback("on_train_end")
+        return TrainOutput(state.global_step, train_loss, metrics)
+
+    def log(self, logs, start_time=None):
+        if self.state.epoch is not None:
+            logs["epoch"] = self.state.epoch
+        entry = {**logs, "step": self.state.global_step}
+        self.state.log_history.append(entry)
+        if "tensorboard_json" in self.args.report_to:
+            os.makedirs(self.args.logging_dir, exist_ok=True)
+            with open(os.path.join(self.args.logging_dir, LOG_FILE), "a") as f:
+                f.write(json.dumps(entry) + "\n")
+        self._callback("on_log", logs=logs)
+
+    def _update_best(self, metrics):
+        args, state = self.args, self.state
+        if args.metric_for_best_model is None:
+            return
+        key = args.metric_for_best_model
+        key = key if key.startswith("eval_") else f"eval_{key}"
+        if key not in metrics:
+            raise KeyError(f"The `metric_for_best_model` training argument is set to '{key}', which is not found in "
+                           f"the evaluation metrics. The available evaluation metrics are: {list(metrics)}. Consider "
+                           "changing the `metric_for_best_model` via the TrainingArguments.")
+        better = np.greater if args.greater_is_better else np.less
+        if state.best_metric is None:
+            state.best_metric = float("-inf") if args.greater_is_better else float("inf")
+        if better(metrics[key], state.best_metric):
+            state.best_metric = float(metrics[key])
+            if args.save_strategy != "no":
+                state.best_global_step = state.global_step
+
+    # ---- checkpoints
+    def _save_checkpoint(self):
+        """output_dir/checkpoint-N: the adapter (peft format), optimizer moments, scheduler, loop and RNG
+        state, trainer_state.json. Written into a temporary folder renamed into place."""
+        args, state = self.args, self.state
+        out = args.output_dir
+        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        final = os.path.join(out, name)
+        tmp = os.path.join(out, f".{name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if state.best_global_step:
+            best = os.path.join(out, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
+            if state.best_global_step == state.global_step or os.path.exists(best):
+                state.best_model_checkpoint = best
+        try:
+            self.model.save_pretrained(tmp)
+            if not args.save_only_model:
+                self._save_optimizer_and_loop(tmp)
+            state.stateful_callbacks = {"TrainerControl": {"args": dataclasses.asdict(self.control), "attributes": {}}}
+            state.save_to_json(os.path.join(tmp, TRAINER_STATE_NAME))
+            _write_text(os.path.join(tmp, TRAINING_ARGS_NAME), args.to_json_string() + "\n")
+            for f in os.listdir(tmp):
+                _fsync(os.path.join(tmp, f))
+            if os.path.exists(final):  # saved again at the same step: swap it out
+                old = os.path.join(out, f".{name}.old-{os.getpid()}")
+                os.rename(final, old)
+                os.rename(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
+            _fsync(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._rotate_checkpoints()
+
+    def _save_optimizer_and_loop(self, folder):
+        """AdamW moments, the schedule, and the loop's counters, loss sums and RNG seeds."""
+        step, c = self.state.global_step, self._config
+        moments, offset = {}, 0
+        for pname, data in self._params():
+            moments[f"{pname}.exp_avg"] = self._m[offset:offset + data.size].reshape(data.shape)
+            moments[f"{pname}.exp_avg_sq"] = self._v[offset:offset + data.size].reshape(data.shape)
+            offset += data.size
+        write_safetensors(moments, os.path.join(folder, OPTIMIZER_NAME), metadata={"step": str(step)})
+        _write_json(os.path.join(folder, SCHEDULER_NAME), {
+            "lr_scheduler_type": c["schedule"], "base_lr": c["lr"], "warmup_steps": c["warmup_steps"],
+            "max_steps": c["max_steps"], "last_epoch": step})
+        _write_json(os.path.join(folder, LOOP_STATE_NAME), {
+            **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
+            "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
+            "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._train_n,
+            "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
+
+    def _sorted_checkpoints(self):
+        out = self.args.output_dir
+        found = sorted((int(m.group(1)), os.path.join(out, n)) for n in os.listdir(out)
+                       if (m := _CHECKPOINT_RE.match(n)) and os.path.isdir(os.path.join(out, n)))
+        return [p for _, p in found]
+
+    def _rotate_checkpoints(self):
+        """save_total_limit as transformers: delete the oldest, never the best (nor the last when the
+        limit is 1 and the best is older)."""
+        limit = self.args.save_total_limit
+        if limit is None or limit <= 0:
+            return
+        ckpts = self._sorted_checkpoints()
+        best = self.state.best_model_checkpoint
+        if best is not None and best in ckpts:
+            i = ckpts.index(best)
+            for j in range(i, len(ckpts) - 2):
+                ckpts[j], ckpts[j + 1] = ckpts[j + 1], ckpts[j]
+        if limit == 1 and best is not None and ckpts and ckpts[-1] != best:
+            limit = 2
+        for path in ckpts[:max(0, len(ckpts) - limit)]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _load_checkpoint(self, folder, train):
+        for f in (TRAINER_STATE_NAME, OPTIMIZER_NAME, LOOP_STATE_NAME):
+            if not os.path.isfile(os.path.join(folder, f)):
+                raise OSError(f"{folder} is not a lorafast checkpoint: {f} is missing")
+        loop = _read_json(os.path.join(folder, LOOP_STATE_NAME))
+        c = self._config
+        for key, now in (("num_examples", train.n), ("batch_size", c["batch_size"]),
+                         ("grad_accum", c["grad_accum"]), ("drop_last", c["drop_last"])):
+            if loop[key] != now:
+                raise ValueError(f"cannot resume from {folder}: it was trained with {key}={loop[key]}, now {now}")
+        if loop["data_seed"] != c["seed"]:
+            warnings.warn(f"resuming from {folder} with data seed {c['seed']}, it was trained with "
+                          f"{loop['data_seed']}: the remaining epochs are shuffled differently", UserWarning,
+                          stacklevel=3)
+        self.model.load_adapter_weights(folder)
+        moments = {k: a for k, (a, _) in read_safetensors(os.path.join(folder, OPTIMIZER_NAME)).items()}
+        offset = 0
+        for pname, data in self._params():
+            for key, dst in ((f"{pname}.exp_avg", self._m), (f"{pname}.exp_avg_sq", self._v)):
+                if key not in moments or moments[key].size != data.size:
+                    raise ValueError(f"{folder}/{OPTIMIZER_NAME} has no {key} of {data.size} values")
+                dst[offset:offset + data.size] = np.asarray(moments[key], np.float32).reshape(-1)
+            offset += data.size
+        self._counters[:] = [loop[k] for k in _COUNTERS]
+        self._losses[:] = [loop["loss_total"], loop["loss_since_log"]]
+        self._dropout_seed = int(loop["dropout_seed"])
+        saved = TrainerState.load_from_json(os.path.join(folder, TRAINER_STATE_NAME))
+        for f in ("log_history", "best_metric", "best_global_step", "best_model_checkpoint", "total_flos",
+                  "epoch", "global_step"):
+            setattr(self.state, f, getattr(saved, f))
+
+    # ---- evaluation and prediction
+    def _prediction_loop(self, data, what, prefix):
+        enc = self._encode(data, what, False)
+        start = time.time()
+        bs = self.args.per_device_eval_batch_size
+        logits, loss = _C.predict(self.model.c_model, enc.ids, enc.offsets, enc.labels, bs, self.class_weights)
+        metrics = {}
+        if enc.labels is not None and self.compute_metrics is not None:
+            metrics = dict(self.compute_metrics(EvalPrediction(predictions=logits, label_ids=enc.labels)))
+        if loss is not None:
+            metrics[f"{prefix}_loss"] = loss
+        for key in list(metrics):
+            if not key.startswith(f"{prefix}_"):
+                metrics[f"{prefix}_{key}"] = metrics.pop(key)
+        metrics.update(_speed_metrics(prefix, start, num_samples=enc.n, num_steps=math.ceil(enc.n / bs)))
+        return PredictionOutput(logits, enc.labels, metrics)
+
+    def _evaluate_in_training(self):
+        metrics = self.evaluate()
+        self._table.add(self.state, metrics)
+        return metrics
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        """Metrics of eval_dataset (default: the Trainer's) with the prefix; logged to state.log_history."""
+        data = self.eval_dataset if eval_dataset is None else eval_dataset
+        if data is None:
+            raise ValueError("Trainer: evaluation requires an eval_dataset.")
+        out = self._prediction_loop(data, "eval_dataset", metric_key_prefix)
+        self.log(out.metrics)  # adds "epoch", as HF's
+        self._callback("on_evaluate", metrics=out.metrics)
+        return out.metrics
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+        """PredictionOutput(predictions=logits, label_ids, metrics) of test_dataset."""
+        out = self._prediction_loop(test_dataset, "test_dataset", metric_key_prefix)
+        self._callback("on_predict", metrics=out.metrics)
+        return out
+
+    def add_callback(self, callback):
+        self.callbacks.append(callback() if isinstance(callback, type) else callback)
+
+    def is_world_process_zero(self):
+        return True
+
+    @staticmethod
+    def metrics_format(metrics):
+        """Metrics made readable as transformers does: runtimes as h:mm:ss.cc, total_flos in GF, floats rounded."""
+        out = dict(metrics)
+        for k, v in out.items():
+            if "_runtime" in k:
+                out[k] = f"{datetime.timedelta(seconds=int(v))}.{int(abs(v - int(v)) * 100):02d}"
+            elif k == "total_flos":
+                out[k] = f"{int(v) >> 30}GF"
+            elif isinstance(v, float):
+                out[k] = round(v, 4)
+        return out
+
+    def log_metrics(self, split, metrics):
+        print(f"***** {split} metrics *****")
+        formatted = self.metrics_format(metrics)
+        k_width = max(len(str(k)) for k in formatted)
+        v_width = max(len(str(v)) for v in formatted.values())
+        for key in sorted(formatted):
+            print(f"  {key: <{k_width}} = {formatted[key]:>{v_width}}")
+
+    def save_metrics(self, split, metrics, combined=True):
+        """output_dir/{split}_results.json (and all_results.json, merged)."""
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        with open(os.path.join(self.args.output_dir, f"{split}_results.json"), "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=4, sort_keys=True)
+        if combined:
+            path = os.path.join(self.args.output_dir, "all_results.json")
+            merged = _read_json(path) if os.path.exists(path) else {}
+            merged.update(metrics)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(merged, f, indent=4, sort_keys=True)
+
+    def save_state(self):
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        self.state.save_to_json(os.path.join(self.args.output_dir, TRAINER_STATE_NAME))
+
+    def save_model(self, output_dir=None):
+        """The adapter in peft format (adapter_config.json + adapter_model.safetensors)."""
+        self.model.save_pretrained(output_dir or self.args.output_dir)
