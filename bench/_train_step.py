@@ -87,6 +87,10 @@ def hf_step_fn(spec):
     return step
 
 
+def module_file(impl):
+    return sys.modules["lorafast" if impl == "lorafast" else "transformers"].__file__
+
+
 def main():
     with open(sys.argv[1]) as f:
         spec = json.load(f)
@@ -109,7 +113,7 @@ def main():
     print(json.dumps({
         "impl": spec["impl"], "build_s": build_s, "steps": steps, "step_s_median": float(np.median(times)),
         "samples_per_s": samples / total, "tokens_per_s": tokens / total, "peak_rss_mib": peak_rss_mib(),
-        "mean_loss": float(np.mean(losses)),
+        "mean_loss": float(np.mean(losses)), "module": module_file(spec["impl"]),
     }))
 
 

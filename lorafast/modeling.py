@@ -87,9 +87,10 @@ class PreTrainedModel:
         self.is_gradient_checkpointing = False
 
     def manual_seed(self, seed):
-        """Seeds the dropout streams (lorafast's RNG, not torch's)."""
+        """Seeds the dropout streams (lorafast's RNG, not torch's) and restarts them, as
+        torch.manual_seed restarts torch's: the same seed gives the same masks again."""
         self._seed = int(seed)
-        self._c.set_mode(self.training, self._seed)
+        self._c.set_mode(self.training, self._seed, True)
 
     # ---- compute
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
@@ -184,7 +185,7 @@ class AutoModelForSequenceClassification:
         c_model = _C.Model(config.c_config())
         model = PreTrainedModel(config, c_model, seed)
         if materialize:
-            _fill_frozen(model, {}, _dtype_name(dtype), warn=False)
+            _fill_frozen(model, {}, _dtype_name(dtype))
         _fill_head(model, {})
         return model
 
@@ -198,8 +199,13 @@ class AutoModelForSequenceClassification:
         c_model = _C.Model(config.c_config())
         model = PreTrainedModel(config, c_model, seed)
         tensors = load_checkpoint(folder)
-        _fill_frozen(model, tensors, _dtype_name(dtype), warn=True)
-        _fill_head(model, tensors)
+        try:
+            missing = _fill_frozen(model, tensors, _dtype_name(dtype)) + _fill_head(model, tensors)
+        except ValueError as e:  # a bad tensor: name the checkpoint it came from
+            raise ValueError(f"checkpoint {folder}: {e}") from None
+        if missing:
+            warnings.warn(f"Some weights of the model were not initialized from the checkpoint at {folder} and are "
+                          f"newly initialized: {missing}")
         return model
 
 
@@ -212,7 +218,9 @@ def _lookup(tensors, name, prefix):
     return None
 
 
-def _fill_frozen(model, tensors, dtype, warn):
+def _fill_frozen(model, tensors, dtype):
+    """Frozen weights from the checkpoint (the C side checks each is finite), else HF's init.
+    Returns the names that were not in the checkpoint."""
     config = model.config
     prefix = getattr(config, "base_model_prefix", None)
     missing = []
@@ -231,8 +239,7 @@ def _fill_frozen(model, tensors, dtype, warn):
             target = "float32" if len(shape) == 1 else (dtype or src)
             array = np.ascontiguousarray(to_dtype(array, src, target))
         model._c.set_frozen(index, array, target)
-    if warn and missing:
-        warnings.warn(f"weights not in the checkpoint, newly initialized: {missing}")
+    return missing
 
 
 _STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
@@ -256,12 +263,19 @@ def _random_frozen(name, shape, dtype, config, seed, stream):
 
 
 def _fill_head(model, tensors):
-    """Head tensors from the checkpoint, else HF's init: normal(0, initializer_range), zero bias."""
+    """Head tensors from the checkpoint (finite), else HF's init: normal(0, initializer_range),
+    zero bias. Returns the names that were not in the checkpoint (or had another shape)."""
     config = model.config
     streams = len(model._c.frozen_specs())
+    missing = []
     for i, (name, data, _, _) in enumerate(model._c.params()):
         found = tensors.get(name)
         if found is not None and tuple(found[0].shape) == data.shape:
-            np.copyto(data, to_dtype(found[0], found[1], "float32"))
+            value = to_dtype(found[0], found[1], "float32")
+            if not np.isfinite(value).all():
+                raise ValueError(f"weight {name} ({found[1]}) holds a non-finite value (NaN or Inf)")
+            np.copyto(data, value)
         else:
+            missing.append(name)
             np.copyto(data, _random_frozen(name, data.shape, "float32", config, model._seed, streams + i))
+    return missing
