@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # measure this checkout's lorafast, not an installed one
 SHARED = pathlib.Path(os.environ.get("LORAFAST_SHARED", HERE.parent.parent / "shared"))
 TWEETS = SHARED / "data" / "disaster_tweets" / "train.csv"
 # the notebook's class weights (80/20 split, seed 42): [neg, pos]
