@@ -96,7 +96,15 @@ class PreTrainedModel:
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
         return self.forward(input_ids, attention_mask, token_type_ids, labels, class_weights)
 
+    def _sync_config(self):
+        """Decoders read config.pad_token_id at each call, as transformers does (the notebook sets
+        model.config.pad_token_id after loading); encoders fix their padding_idx at build, as HF."""
+        if self.config.model_type in ("llama", "mistral"):
+            pad = self.config.pad_token_id
+            self._c.set_pad_token_id(-1 if pad is None else int(pad))
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
+        self._sync_config()
         ids, mask = _as_batch(input_ids, attention_mask)
         logits = self._c.forward(ids, mask, token_type_ids)
         loss = None
@@ -122,6 +130,7 @@ class PreTrainedModel:
     def forward_backward(self, input_ids, attention_mask, labels, class_weights=None, token_type_ids=None):
         """One training forward + backward with the class-weighted cross-entropy (torch's weighted
         mean). Returns (loss, {peft adapter key: gradient}) for the trainable tensors."""
+        self._sync_config()
         ids, mask = _as_batch(input_ids, attention_mask)
         self._c.zero_grad()
         loss, _ = self._c.forward_backward(ids, mask, labels, class_weights, token_type_ids)
@@ -172,6 +181,7 @@ class PreTrainedModel:
     @property
     def c_model(self):
         """The lorafast._C.Model (for the C training loop)."""
+        self._sync_config()
         return self._c
 
 

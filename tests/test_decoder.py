@@ -176,6 +176,10 @@ def test_no_pad_token_is_hf_error_for_batches_and_last_token_for_one_row(tmp_pat
     assert str(our_error.value) == str(ref_error.value)
     ref = hf(input_ids=torch.tensor(ids[:1])).logits.detach().numpy()
     assert_logits_close(ours(input_ids=ids[:1]).logits, ref)
+    # the notebook sets the pad id on the loaded model: both read it at the next call
+    hf.config.pad_token_id = ours.config.pad_token_id = EOS
+    ref = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.detach().numpy()
+    assert_logits_close(ours(input_ids=ids, attention_mask=mask).logits, ref)
 
 
 def peft_line(model):

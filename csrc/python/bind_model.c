@@ -233,6 +233,16 @@ static PyObject *Model_set_mode(ModelObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+// set_pad_token_id(id or -1): decoders read config.pad_token_id at every call, as transformers
+static PyObject *Model_set_pad_token_id(ModelObject *self, PyObject *arg) {
+    long pad = PyLong_AsLong(arg);
+    if (pad == -1 && PyErr_Occurred()) return NULL;
+    if (pad < -1 || pad > INT32_MAX)
+        return PyErr_Format(PyExc_ValueError, "pad_token_id %ld is out of range", pad);
+    self->model->cfg.pad_token_id = (int)pad;
+    Py_RETURN_NONE;
+}
+
 // a (B, L) int64 array from obj, or NULL with an exception naming what
 static PyArrayObject *int_matrix(PyObject *obj, const char *what) {
     PyArrayObject *a =
@@ -372,6 +382,7 @@ static PyMethodDef model_methods[] = {
     {"add_lora", (PyCFunction)Model_add_lora, METH_VARARGS,
      "add_lora(r, scaling, dropout, target_mask, seed)"},
     {"set_mode", (PyCFunction)Model_set_mode, METH_VARARGS, "set_mode(training, seed, restart=False)"},
+    {"set_pad_token_id", (PyCFunction)Model_set_pad_token_id, METH_O, "set_pad_token_id(id or -1)"},
     {"set_gradient_checkpointing", (PyCFunction)Model_set_gradient_checkpointing, METH_O,
      "set_gradient_checkpointing(on): recompute each layer in backward"},
     {"forward", (PyCFunction)Model_forward, METH_VARARGS,
