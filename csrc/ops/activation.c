@@ -1,7 +1,6 @@
 #include "ops/activation.h"
 
 #include <math.h>
-#include <string.h>
 
 #include "core/simd.h"
 
@@ -11,7 +10,7 @@
 // erf(x) as Eigen's rational approximation (odd degree 13 / even degree 8) on [-4, 4], where
 // f32 erf reaches +-1; no libm call, so loops over it vectorize
 static inline float erf_f32(float x) {
-    x = fminf(fmaxf(x, -4.0f), 4.0f);
+    x = x < -4.0f ? -4.0f : x > 4.0f ? 4.0f : x; // not fminf / fmaxf: libm calls
     float x2 = x * x;
     float p = -2.72614225801306e-10f;
     p = p * x2 + 2.77068142495902e-08f;
@@ -28,11 +27,15 @@ static inline float erf_f32(float x) {
     return x * p / q;
 }
 
-// exp(y) for y in [-88, 0]: y = n ln2 + r, |r| <= ln2 / 2, degree-7 Taylor polynomial of e^r
-// times 2^n built in the exponent bits (no libm call)
+// exp(y) for y in [-87, 0]: y = n ln2 + r, |r| <= ln2 / 2, degree-7 Taylor polynomial of e^r
+// times 2^n built in the exponent bits (no libm call); n rounds through the 1.5 * 2^23 shift
 static inline float exp_nonpositive_f32(float y) {
-    y = fmaxf(y, -87.0f);
-    float n = floorf(y * 1.44269504088896341f + 0.5f);
+    y = y < -87.0f ? -87.0f : y;
+    union {
+        float f;
+        int32_t i;
+    } shifted = {y * 1.44269504088896341f + 12582912.0f}, scale;
+    float n = shifted.f - 12582912.0f;
     float r = (y - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
     float e = 1.0f / 5040.0f;
     e = e * r + 1.0f / 720.0f;
@@ -42,10 +45,8 @@ static inline float exp_nonpositive_f32(float y) {
     e = e * r + 0.5f;
     e = e * r + 1.0f;
     e = e * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return e * scale;
+    scale.i = (shifted.i - 0x4B400000 + 127) << 23;
+    return e * scale.f;
 }
 
 LF_VECTOR_CLONES static void gelu_forward_run(float *out, const float *inp, int64_t n) {
