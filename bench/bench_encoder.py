@@ -8,7 +8,7 @@ LoRA as the notebook: r=2, alpha 16, dropout 0.1, peft's default targets (query,
 head trained in full, train mode (dropout on), the notebook's class-weighted loss. Each
 implementation runs in a fresh interpreter, which reports its peak RSS.
 
-    python bench/bench_encoder.py [--models minilm,roberta-large] [--steps N] [--rounds 3] [--json out.json]
+    python bench/bench_encoder.py [--models minilm,roberta-large] [--steps N] [--rounds N] [--json out.json]
 """
 
 import argparse
@@ -29,21 +29,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="minilm,roberta-large")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 40 MiniLM, 6 roberta-large)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per implementation")
+    parser.add_argument("--rounds", type=int, default=0, help="alternating runs per implementation (default: 3 MiniLM, 2 roberta-large)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     models = {
-        "minilm": (minilm_folder(), True, 40),
-        "roberta-large": (str(SHARED / "models" / "roberta-large"), False, 6),
+        "minilm": (minilm_folder(), True, 40, 3),
+        "roberta-large": (str(SHARED / "models" / "roberta-large"), False, 6, 2),
     }
     results = {}
     for name in args.models.split(","):
-        folder, pretrained, steps = models[name]
-        steps = args.steps or steps
+        folder, pretrained, steps, rounds = models[name]
+        steps, rounds = args.steps or steps, args.rounds or rounds
         batches = tweet_batches(folder, n_batches=steps + 1)
         spec = dict(model=dict(path=folder, pretrained=pretrained), lora=dict(NOTEBOOK_LORA), warmup=1,
                     steps=steps, class_weights=CLASS_WEIGHTS, seed=0)
-        results[name] = compare(f"{name} (batch 8, LoRA r=2 query,value, train mode)", spec, batches, args.rounds)
+        results[name] = compare(f"{name} (batch 8, LoRA r=2 query,value, train mode)", spec, batches, rounds)
     write_json(args.json, results)
 
 
