@@ -45,11 +45,13 @@ def tweet_batches(tokenizer_folder, n_batches, batch_size=8, seed=42, max_length
 def run_worker(spec, folder):
     """Runs one implementation in a fresh interpreter, each library with its own defaults
     (threads, OpenMP wait policy: lorafast sets PASSIVE unless the environment says otherwise;
-    torch keeps its own); returns its JSON result."""
+    torch keeps its own, unless spec["hf_passive"] asks for PASSIVE); returns its JSON result."""
     path = os.path.join(folder, f"spec_{spec['impl']}.json")
     with open(path, "w") as f:
         json.dump(spec, f)
     env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if spec["impl"] == "hf" and spec.get("hf_passive"):
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     proc = subprocess.run([sys.executable, str(HERE / "_train_step.py"), path], capture_output=True, text=True,
                           env=env, cwd=str(HERE.parent))
     if proc.returncode != 0:

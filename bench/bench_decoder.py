@@ -7,7 +7,7 @@ LoRA as the notebook's Llama-2 run: r=16, alpha 16, dropout 0.05 on q_proj, v_pr
 head trained in full; train mode; the notebook's class-weighted loss. Each implementation runs
 in a fresh interpreter, which reports its peak RSS (each holds the 4.1 GB of f32 weights).
 
-    python bench/bench_decoder.py [--steps 2] [--rounds 1] [--gradient-checkpointing] [--json out.json]
+    python bench/bench_decoder.py [--steps 2] [--rounds 1] [--gradient-checkpointing] [--hf-passive] [--json out.json]
 """
 
 import argparse
@@ -24,15 +24,17 @@ def main():
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run")
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs per implementation")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--hf-passive", action="store_true",
+                        help="run torch with OMP_WAIT_POLICY=PASSIVE too (lorafast's default; fairer on a loaded CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     batches = tweet_batches(str(LLAMA_2), n_batches=args.steps + 1)
     spec = dict(model=dict(path=str(LLAMA_2), pretrained=False, config=ONE_B),
                 lora=dict(r=16, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"]),
-                warmup=1, steps=args.steps, class_weights=CLASS_WEIGHTS, seed=0,
+                warmup=1, steps=args.steps, class_weights=CLASS_WEIGHTS, seed=0, hf_passive=args.hf_passive,
                 gradient_checkpointing=args.gradient_checkpointing)
     ckpt = ", gradient checkpointing" if args.gradient_checkpointing else ""
-    results = compare(f"Llama 1.1B (batch 8, LoRA r=16 q_proj,v_proj, f32{ckpt})", spec, batches, args.rounds)
+    results = compare(f"Llama 1.1B (batch 8, LoRA r=16 q_proj,v_proj, f32{ckpt}, torch wait policy {'PASSIVE' if args.hf_passive else 'default'})", spec, batches, args.rounds)
     print("(tokens/s counts the real, unpadded tokens of each batch for both implementations)")
     write_json(args.json, results)
 

@@ -8,7 +8,7 @@ LoRA as the notebook: r=2, alpha 16, dropout 0.1, peft's default targets (query,
 head trained in full, train mode (dropout on), the notebook's class-weighted loss. Each
 implementation runs in a fresh interpreter, which reports its peak RSS.
 
-    python bench/bench_encoder.py [--models minilm,roberta-large] [--steps N] [--rounds N] [--json out.json]
+    python bench/bench_encoder.py [--models minilm,roberta-large] [--steps N] [--rounds N] [--hf-passive] [--json out.json]
 """
 
 import argparse
@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--models", default="minilm,roberta-large")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 40 MiniLM, 6 roberta-large)")
     parser.add_argument("--rounds", type=int, default=0, help="alternating runs per implementation (default: 3 MiniLM, 2 roberta-large)")
+    parser.add_argument("--hf-passive", action="store_true",
+                        help="run torch with OMP_WAIT_POLICY=PASSIVE too (lorafast's default; fairer on a loaded CPU)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     models = {
@@ -42,8 +44,8 @@ def main():
         steps, rounds = args.steps or steps, args.rounds or rounds
         batches = tweet_batches(folder, n_batches=steps + 1)
         spec = dict(model=dict(path=folder, pretrained=pretrained), lora=dict(NOTEBOOK_LORA), warmup=1,
-                    steps=steps, class_weights=CLASS_WEIGHTS, seed=0)
-        results[name] = compare(f"{name} (batch 8, LoRA r=2 query,value, train mode)", spec, batches, rounds)
+                    steps=steps, class_weights=CLASS_WEIGHTS, seed=0, hf_passive=args.hf_passive)
+        results[name] = compare(f"{name} (batch 8, LoRA r=2 query,value, train mode, torch wait policy {'PASSIVE' if args.hf_passive else 'default'})", spec, batches, rounds)
     write_json(args.json, results)
 
 

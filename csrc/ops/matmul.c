@@ -2,16 +2,17 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdatomic.h>
 
 // OpenBLAS runs single-threaded inside lorafast: the products are split over the OpenMP
 // threads here, so the two thread pools never spin against each other on the same cores.
 static void blas_single_threaded(void) {
-    static int done;
-    if (done) return;
+    static atomic_int done;
+    if (atomic_load(&done)) return;
 #pragma omp critical(lf_blas_init)
-    if (!done) {
+    if (!atomic_load(&done)) {
         scipy_openblas_set_num_threads(1);
-        done = 1;
+        atomic_store(&done, 1);
     }
 }
 
