@@ -34,7 +34,9 @@ def main():
                 warmup=1, steps=args.steps, class_weights=CLASS_WEIGHTS, seed=0, hf_passive=args.hf_passive,
                 gradient_checkpointing=args.gradient_checkpointing)
     ckpt = ", gradient checkpointing" if args.gradient_checkpointing else ""
-    results = compare(f"Llama 1.1B (batch 8, LoRA r=16 q_proj,v_proj, f32{ckpt}, torch wait policy {'PASSIVE' if args.hf_passive else 'default'})", spec, batches, args.rounds)
+    policy = "PASSIVE" if args.hf_passive else "default"
+    title = f"Llama 1.1B (batch 8, LoRA r=16 q_proj,v_proj, f32{ckpt}, torch wait policy {policy})"
+    results = compare(title, spec, batches, args.rounds)
     print("(tokens/s counts the real, unpadded tokens of each batch for both implementations)")
     write_json(args.json, results)
 

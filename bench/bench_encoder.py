@@ -45,7 +45,9 @@ def main():
         batches = tweet_batches(folder, n_batches=steps + 1)
         spec = dict(model=dict(path=folder, pretrained=pretrained), lora=dict(NOTEBOOK_LORA), warmup=1,
                     steps=steps, class_weights=CLASS_WEIGHTS, seed=0, hf_passive=args.hf_passive)
-        results[name] = compare(f"{name} (batch 8, LoRA r=2 query,value, train mode, torch wait policy {'PASSIVE' if args.hf_passive else 'default'})", spec, batches, rounds)
+        policy = "PASSIVE" if args.hf_passive else "default"
+        title = f"{name} (batch 8, LoRA r=2 query,value, train mode, torch wait policy {policy})"
+        results[name] = compare(title, spec, batches, rounds)
     write_json(args.json, results)
 
 
