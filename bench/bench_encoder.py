@@ -8,7 +8,8 @@ LoRA as the notebook: r=2, alpha 16, dropout 0.1, peft's default targets (query,
 head trained in full, train mode (dropout on), the notebook's class-weighted loss. Each
 implementation runs in a fresh interpreter, which reports its peak RSS.
 
-    python bench/bench_encoder.py [--models minilm,roberta-large] [--steps N] [--rounds N] [--hf-passive] [--json out.json]
+    python bench/bench_encoder.py [--models minilm,roberta-large] [--steps N] [--rounds N] [--hf-passive]
+                                  [--json out.json]
 """
 
 import argparse
@@ -29,7 +30,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="minilm,roberta-large")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: 40 MiniLM, 6 roberta-large)")
-    parser.add_argument("--rounds", type=int, default=0, help="alternating runs per implementation (default: 3 MiniLM, 2 roberta-large)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="alternating runs per implementation (default: 3 MiniLM, 2 roberta-large)")
     parser.add_argument("--hf-passive", action="store_true",
                         help="run torch with OMP_WAIT_POLICY=PASSIVE too (lorafast's default; fairer on a loaded CPU)")
     parser.add_argument("--json", default=None)

@@ -67,7 +67,8 @@ def test_ids_at_or_above_vocab_size(model, checkpoint):
     kind = checkpoint[0]
     ids, mask, labels = good_batch(kind)
     ids[1, 3] = VOCAB
-    both_entry_points(model, ids, mask, labels, rf"input_ids\[1\]\[3\] = {VOCAB} is outside the vocabulary \[0, {VOCAB}\)")
+    both_entry_points(model, ids, mask, labels,
+                      rf"input_ids\[1\]\[3\] = {VOCAB} is outside the vocabulary \[0, {VOCAB}\)")
     ids[1, 3] = 10**12
     both_entry_points(model, ids, mask, labels, "outside the vocabulary")
     still_works(model, kind)
@@ -117,7 +118,8 @@ def test_sequence_longer_than_max_position_embeddings(model, checkpoint):
 def test_labels_outside_num_labels(model, checkpoint):
     kind = checkpoint[0]
     ids, mask, _ = good_batch(kind)
-    both_entry_points(model, ids, mask, np.array([0, LABELS]), rf"labels\[1\] = {LABELS} is outside \[0, num_labels={LABELS}\)")
+    both_entry_points(model, ids, mask, np.array([0, LABELS]),
+                      rf"labels\[1\] = {LABELS} is outside \[0, num_labels={LABELS}\)")
     both_entry_points(model, ids, mask, np.array([-1, 0]), r"labels\[0\] = -1 is outside")
     both_entry_points(model, ids, mask, np.array([0, 1, 2]), "labels has 3 values for a batch of 2 rows")
     still_works(model, kind)
