@@ -10,6 +10,12 @@ import scipy_openblas32 as _openblas
 # here first makes in-tree (editable) builds find it too.
 ctypes.CDLL(os.path.join(_openblas.get_lib_dir(), f"lib{_openblas.get_library()}.so"), mode=ctypes.RTLD_GLOBAL)
 
+# OpenMP threads that wait at the end of a parallel region sleep instead of spinning: on a
+# shared or oversubscribed CPU a spinning waiter takes the core from the thread it waits for
+# (a lorafast training step is several times slower that way). Set before libgomp loads
+# with _C; an explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import _C  # noqa: E402
 
 CUDA_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cuda_kernels.so")

@@ -87,15 +87,24 @@ class PreTrainedModel:
         self.is_gradient_checkpointing = False
 
     def manual_seed(self, seed):
-        """Seeds the dropout streams (lorafast's RNG, not torch's)."""
+        """Seeds the dropout streams (lorafast's RNG, not torch's) and restarts them, as
+        torch.manual_seed restarts torch's: the same seed gives the same masks again."""
         self._seed = int(seed)
-        self._c.set_mode(self.training, self._seed)
+        self._c.set_mode(self.training, self._seed, True)
 
     # ---- compute
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
         return self.forward(input_ids, attention_mask, token_type_ids, labels, class_weights)
 
+    def _sync_config(self):
+        """Decoders read config.pad_token_id at each call, as transformers does (the notebook sets
+        model.config.pad_token_id after loading); encoders fix their padding_idx at build, as HF."""
+        if self.config.model_type in ("llama", "mistral"):
+            pad = self.config.pad_token_id
+            self._c.set_pad_token_id(-1 if pad is None else int(pad))
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
+        self._sync_config()
         ids, mask = _as_batch(input_ids, attention_mask)
         logits = self._c.forward(ids, mask, token_type_ids)
         loss = None
@@ -121,6 +130,7 @@ class PreTrainedModel:
     def forward_backward(self, input_ids, attention_mask, labels, class_weights=None, token_type_ids=None):
         """One training forward + backward with the class-weighted cross-entropy (torch's weighted
         mean). Returns (loss, {peft adapter key: gradient}) for the trainable tensors."""
+        self._sync_config()
         ids, mask = _as_batch(input_ids, attention_mask)
         self._c.zero_grad()
         loss, _ = self._c.forward_backward(ids, mask, labels, class_weights, token_type_ids)
@@ -171,6 +181,7 @@ class PreTrainedModel:
     @property
     def c_model(self):
         """The lorafast._C.Model (for the C training loop)."""
+        self._sync_config()
         return self._c
 
 
@@ -184,7 +195,7 @@ class AutoModelForSequenceClassification:
         c_model = _C.Model(config.c_config())
         model = PreTrainedModel(config, c_model, seed)
         if materialize:
-            _fill_frozen(model, {}, _dtype_name(dtype), warn=False)
+            _fill_frozen(model, {}, _dtype_name(dtype))
         _fill_head(model, {})
         return model
 
@@ -198,8 +209,13 @@ class AutoModelForSequenceClassification:
         c_model = _C.Model(config.c_config())
         model = PreTrainedModel(config, c_model, seed)
         tensors = load_checkpoint(folder)
-        _fill_frozen(model, tensors, _dtype_name(dtype), warn=True)
-        _fill_head(model, tensors)
+        try:
+            missing = _fill_frozen(model, tensors, _dtype_name(dtype)) + _fill_head(model, tensors)
+        except ValueError as e:  # a bad tensor: name the checkpoint it came from
+            raise ValueError(f"checkpoint {folder}: {e}") from None
+        if missing:
+            warnings.warn(f"Some weights of the model were not initialized from the checkpoint at {folder} and are "
+                          f"newly initialized: {missing}")
         return model
 
 
@@ -212,7 +228,9 @@ def _lookup(tensors, name, prefix):
     return None
 
 
-def _fill_frozen(model, tensors, dtype, warn):
+def _fill_frozen(model, tensors, dtype):
+    """Frozen weights from the checkpoint (the C side checks each is finite), else HF's init.
+    Returns the names that were not in the checkpoint."""
     config = model.config
     prefix = getattr(config, "base_model_prefix", None)
     missing = []
@@ -231,8 +249,7 @@ def _fill_frozen(model, tensors, dtype, warn):
             target = "float32" if len(shape) == 1 else (dtype or src)
             array = np.ascontiguousarray(to_dtype(array, src, target))
         model._c.set_frozen(index, array, target)
-    if warn and missing:
-        warnings.warn(f"weights not in the checkpoint, newly initialized: {missing}")
+    return missing
 
 
 _STORAGE = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16}
@@ -256,12 +273,19 @@ def _random_frozen(name, shape, dtype, config, seed, stream):
 
 
 def _fill_head(model, tensors):
-    """Head tensors from the checkpoint, else HF's init: normal(0, initializer_range), zero bias."""
+    """Head tensors from the checkpoint (finite), else HF's init: normal(0, initializer_range),
+    zero bias. Returns the names that were not in the checkpoint (or had another shape)."""
     config = model.config
     streams = len(model._c.frozen_specs())
+    missing = []
     for i, (name, data, _, _) in enumerate(model._c.params()):
         found = tensors.get(name)
         if found is not None and tuple(found[0].shape) == data.shape:
-            np.copyto(data, to_dtype(found[0], found[1], "float32"))
+            value = to_dtype(found[0], found[1], "float32")
+            if not np.isfinite(value).all():
+                raise ValueError(f"weight {name} ({found[1]}) holds a non-finite value (NaN or Inf)")
+            np.copyto(data, value)
         else:
+            missing.append(name)
             np.copyto(data, _random_frozen(name, data.shape, "float32", config, model._seed, streams + i))
+    return missing

@@ -6,9 +6,11 @@ vocab.txt). Python parses; lorafast._C tokenizes."""
 import json
 import os
 
+from .hub import resolve_model_folder
 from .tokenization_spm import generate_merges, read_model
 
-LARGE_INTEGER = int(1e30)  # transformers' VERY_LARGE_INTEGER: "no model_max_length"
+VERY_LARGE_INTEGER = int(1e30)  # transformers' default model_max_length: "no limit"
+LARGE_INTEGER = int(1e20)  # a model_max_length above this is no limit for padding and truncation
 SPECIAL_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 # model types whose hub tokenizer_class transformers ignores, loading tokenizer.json as it is
 # (transformers.models.auto.tokenization_auto.MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS, the
@@ -43,21 +45,6 @@ def _read_json(folder, name):
             return json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
-def resolve_folder(path_or_id):
-    """An existing folder, else the Hugging Face cache snapshot of a model id."""
-    if os.path.isdir(path_or_id):
-        return path_or_id
-    home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
-    hub = os.environ.get("HF_HUB_CACHE", os.path.join(home, "hub"))
-    snapshots = os.path.join(hub, "models--" + path_or_id.replace("/", "--"), "snapshots")
-    if os.path.isdir(snapshots):
-        revs = sorted(os.listdir(snapshots), key=lambda r: os.path.getmtime(os.path.join(snapshots, r)))
-        if revs:
-            return os.path.join(snapshots, revs[-1])
-    raise OSError(f"tokenizer {path_or_id!r} not found: it is not a folder and not in the Hugging Face cache "
-                  f"({snapshots}); nothing is downloaded")
 
 
 def _token_content(value):
@@ -162,7 +149,8 @@ def _find(d, key, default=None):
 def load(path_or_id, add_prefix_space=None, **kwargs):
     """Returns the description of a tokenizer: config for C, vocab, merges, added tokens, template,
     decoder options and the HF attributes (special tokens, padding side, model_max_length ...)."""
-    folder = resolve_folder(path_or_id)
+    folder = resolve_model_folder(path_or_id, revision=kwargs.pop("revision", None) or "main",
+                                  cache_dir=kwargs.pop("cache_dir", None))
     tc = dict(_read_json(folder, "tokenizer_config.json") or {})
     stm = _read_json(folder, "special_tokens_map.json") or {}
     config = _read_json(folder, "config.json") or {}
@@ -314,7 +302,7 @@ def load(path_or_id, add_prefix_space=None, **kwargs):
         config=cfg, vocab=vocab, merges=merges, added=resolved, template=template, decoder=decoder,
         specials={k: (None if v is None else str(_token_content(v))) for k, v in specials.items()},
         additional_special_tokens=[str(_token_content(t)) for t in extra],
-        model_max_length=int(_find(opts, "model_max_length", LARGE_INTEGER)),
+        model_max_length=int(_find(opts, "model_max_length", VERY_LARGE_INTEGER)),
         padding_side=_find(opts, "padding_side", "left" if kind == "llama" else "right"),
         truncation_side=_find(opts, "truncation_side", "right"),
         clean_up_tokenization_spaces=bool(_find(opts, "clean_up_tokenization_spaces", False)),

@@ -122,7 +122,7 @@ class PreTrainedTokenizer:
         return len(self._vocab)
 
     def __len__(self):
-        return len(self._vocab) + sum(1 for t in self._added if t not in self._vocab)
+        return len(self._vocab) + len(self._added.keys() - self._vocab.keys())
 
     def get_vocab(self):
         vocab = dict(self._vocab)
@@ -135,10 +135,11 @@ class PreTrainedTokenizer:
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens=False):
         single = isinstance(ids, (int, np.integer))
-        tokens = _C.tokenizer_ids_to_tokens(self._capsule, [int(ids)] if single else np.asarray(ids, np.int64).tolist())
-        if skip_special_tokens:
-            special = set(self.all_special_tokens) | self._special_added
-            tokens = [t for t in tokens if t not in special]
+        ids = np.asarray([ids] if single else ids, np.int64).reshape(-1)
+        if skip_special_tokens and not single:
+            special = [i for i in self.all_special_ids if i is not None]
+            ids = ids[~np.isin(ids, special + [self._added[t] for t in self._special_added])]
+        tokens = _C.tokenizer_ids_to_tokens(self._capsule, ids.tolist())
         return tokens[0] if single else tokens
 
     def convert_tokens_to_ids(self, tokens):
@@ -156,11 +157,11 @@ class PreTrainedTokenizer:
             pad_to = -1
         elif padding == "max_length":
             pad_to = max_length if max_length is not None else self.model_max_length
-            if pad_to >= LARGE_INTEGER:
-                pad_to = 0
+            if pad_to > LARGE_INTEGER:  # transformers then does not pad
+                pad_to = -1
         else:
             raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-        if truncation is None and max_length is not None and pad_to == -1:
+        if truncation is None and max_length is not None and (padding is False or padding is None):
             truncation = True
         if truncation is True:
             truncation = "longest_first"
@@ -168,7 +169,7 @@ class PreTrainedTokenizer:
             limit = -1
         elif truncation in TRUNCATION:
             limit = max_length if max_length is not None else self.model_max_length
-            if limit >= LARGE_INTEGER:
+            if limit > LARGE_INTEGER:
                 limit = -1
         else:
             raise ValueError(f"truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
@@ -180,6 +181,9 @@ class PreTrainedTokenizer:
             raise ValueError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         if limit != -1 and limit < 0:
             raise ValueError(f"max_length must be >= 0, got {limit}")
+        if limit != -1 and pad_to != -1 and pad_to_multiple_of is not None and limit % pad_to_multiple_of:
+            raise ValueError(f"Truncation and padding are both activated but truncation length ({limit}) is not a "
+                             f"multiple of pad_to_multiple_of ({pad_to_multiple_of}).")
         return pad_to, TRUNCATION.get(truncation, 0), limit
 
     def __call__(self, text=None, text_pair=None, add_special_tokens=True, padding=False, truncation=None,

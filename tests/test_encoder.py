@@ -197,3 +197,39 @@ def test_minilm_real_weights_on_64_tweets(tmp_path, shared):
     loss, grads = ours.forward_backward(ids, mask, labels, class_weights=weights, token_type_ids=types)
     assert abs(loss - ref_loss) <= 1e-6 * abs(ref_loss)
     assert_grads_close(grads, ref_grads)
+
+
+def test_dropout_modes(tmp_path):
+    """eval(): no dropout, deterministic, equal to the same model with every dropout at 0;
+    train(): hidden, attention, classifier and LoRA dropout draw a new mask each step from the
+    seeded stream (keep rate and scaling: tests/test_ops.py), reproducible with manual_seed."""
+    make_checkpoint(tmp_path / "ckpt", *TINY["roberta-h24-2l-3h"], dropout=0.1)
+    ids, mask, _ = random_batch(np.random.default_rng(2), "roberta", [7, 12, 3])
+    y = np.array([0, 1, 1])
+
+    def build(p):
+        base = lf.AutoModelForSequenceClassification.from_pretrained(
+            tmp_path / "ckpt", num_labels=2, hidden_dropout_prob=p, attention_probs_dropout_prob=p)
+        return lf.get_peft_model(base, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, r=2, lora_alpha=4, lora_dropout=p))
+
+    model, plain = build(0.1), build(0.0)
+    model.eval()
+    a = model(input_ids=ids, attention_mask=mask).logits
+    np.testing.assert_array_equal(a, model(input_ids=ids, attention_mask=mask).logits)
+    np.testing.assert_array_equal(a, plain.eval()(input_ids=ids, attention_mask=mask).logits)
+    model.train()
+    model.manual_seed(5)
+    t1 = model(input_ids=ids, attention_mask=mask).logits
+    t2 = model(input_ids=ids, attention_mask=mask).logits
+    assert not np.allclose(t1, a) and not np.allclose(t1, t2)
+    model.manual_seed(5)
+    np.testing.assert_array_equal(model(input_ids=ids, attention_mask=mask).logits, t1)
+    np.testing.assert_array_equal(model(input_ids=ids, attention_mask=mask).logits, t2)
+    # the same step twice from the same seed: the same loss and gradients
+    model.manual_seed(9)
+    loss1, g1 = model.forward_backward(ids, mask, y)
+    model.manual_seed(9)
+    loss2, g2 = model.forward_backward(ids, mask, y)
+    assert loss1 == loss2 and all(np.array_equal(g1[k], g2[k]) for k in g1)
+    plain.train()  # every dropout at 0: training mode computes what eval computes
+    np.testing.assert_array_equal(plain(input_ids=ids, attention_mask=mask).logits, a)

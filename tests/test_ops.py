@@ -127,3 +127,41 @@ def test_dropout_keep_rate_and_scaling(p):
     a, b = kept[:-1].astype(float), kept[1:].astype(float)
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.01
     np.testing.assert_array_equal(_C.op_dropout(x, 0.0, 1), x)
+
+
+def test_attention_probability_dropout_keep_rate_scaling_and_gradients():
+    """Dropout on the attention probabilities (BERT/RoBERTa attention_probs_dropout_prob): the
+    mask is a function of (key, head, query, key position) only, so q = 0 (uniform
+    probabilities) and v = identity read it off; then forward and backward on random q, k, v
+    equal torch's softmax(q k^T / sqrt(d)) * mask @ v with that mask."""
+    p, nh, n = 0.25, 2, 48
+    offsets = np.array([0, n], np.int32)
+    eye = np.tile(np.eye(n, dtype=np.float32), (1, nh))  # head h of token j: one-hot j
+    zeros = np.zeros((n, nh * n), np.float32)
+    out, _ = _C.op_attention_forward(zeros, zeros, eye, offsets, nh, nh, False, 0, p, 99)
+    mask = out.reshape(n, nh, n).transpose(1, 0, 2) * n  # (h, i, j): 0 or 1 / (1 - p)
+    kept = mask != 0
+    assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / kept.size)
+    np.testing.assert_allclose(mask[kept], 1 / (1 - p), rtol=1e-5)
+    same, _ = _C.op_attention_forward(zeros, zeros, eye, offsets, nh, nh, False, 0, p, 99)
+    other, _ = _C.op_attention_forward(zeros, zeros, eye, offsets, nh, nh, False, 0, p, 100)
+    np.testing.assert_array_equal(same, out)
+    assert ((other != 0) != (out != 0)).any()
+
+    rng = np.random.default_rng(3)
+    hd = 8
+    q, k, v, dout = (rng.standard_normal((n, nh * hd)).astype(np.float32) for _ in range(4))
+    out, lse = _C.op_attention_forward(q, k, v, offsets, nh, nh, False, 0, p, 99)
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    qh, kh, vh = (t.view(n, nh, hd).transpose(0, 1) for t in (tq, tk, tv))
+    ref = ((qh @ kh.transpose(1, 2) / hd**0.5).softmax(-1) * torch.tensor(mask)) @ vh
+    ref = ref.transpose(0, 1).reshape(n, nh * hd)
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+    ref.backward(torch.tensor(dout))
+    grads = _C.op_attention_backward(dout, out, lse, q, k, v, offsets, nh, nh, False, 0, p, 99)
+    for ours, theirs in zip(grads, (tq.grad, tk.grad, tv.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="dropout"):
+        _C.op_attention_forward(q, k, v, offsets, nh, nh, False, 0, 1.0, 0)
+    with pytest.raises(ValueError, match="lse"):
+        _C.op_attention_backward(dout, out, lse[:-1], q, k, v, offsets, nh, nh, False, 0)

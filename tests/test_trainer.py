@@ -4,6 +4,7 @@ tiny Llama), bitwise resume, Ctrl-C, a kill during a save, checkpoint layout, th
 the end, save_total_limit, and bad input caught before training starts."""
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -82,6 +83,19 @@ def without_runtime(history):
 
 # ---- trajectory parity with transformers.Trainer + peft ----------------------------------------
 
+
+def torch_collate(features, pad_id):
+    """The HF side's collator: right-padded torch batches of token rows with their labels."""
+    import torch
+
+    length = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(features), length), dtype=torch.long)
+    for i, f in enumerate(features):
+        ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        mask[i, :len(f["input_ids"])] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["label"] for f in features])}
+
 def hf_tiny(kind, folder):
     """A tiny random checkpoint saved by transformers and a peft adapter (random A and B) for it."""
     import torch
@@ -129,14 +143,7 @@ def hf_train(folder, rows, pad_id, class_weights):
             loss = loss_fct(logits.view(-1, self.model.config.num_labels), labels.view(-1))
             return (loss, outputs) if return_outputs else loss
 
-    def collate(features):
-        length = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(features), length), dtype=torch.long)
-        for i, f in enumerate(features):
-            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
-            mask[i, :len(f["input_ids"])] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([f["label"] for f in features])}
+    collate = functools.partial(torch_collate, pad_id=pad_id)
 
     base = transformers.AutoModelForSequenceClassification.from_pretrained(folder / "base",
                                                                            attn_implementation="eager")
@@ -637,13 +644,7 @@ def test_where_transformers_sums_micro_batches_lorafast_averages(tmp_path):
     hf_tiny("roberta", tmp_path)
     rows = token_rows(6, 97, seed=18, bos=0)
 
-    def collate(features):
-        length = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), length), 1, dtype=torch.long)
-        for i, f in enumerate(features):
-            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
-        return {"input_ids": ids, "attention_mask": (ids != 1).long(),
-                "labels": torch.tensor([f["label"] for f in features])}
+    collate = functools.partial(torch_collate, pad_id=1)
 
     norms = {}
     for bs, ga in ((3, 2), (6, 1)):
@@ -681,13 +682,7 @@ def test_step_epoch_log_and_checkpoint_bookkeeping_match_hf_trainer(tmp_path):
                   save_total_limit=2, load_best_model_at_end=True, learning_rate=1e-3, lr_scheduler_type="linear",
                   warmup_steps=2, seed=3, disable_tqdm=True, report_to="none", per_device_eval_batch_size=4)
 
-    def collate(features):
-        length = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), length), 1, dtype=torch.long)
-        for i, f in enumerate(features):
-            ids[i, :len(f["input_ids"])] = torch.tensor(f["input_ids"])
-        return {"input_ids": ids, "attention_mask": (ids != 1).long(),
-                "labels": torch.tensor([f["label"] for f in features])}
+    collate = functools.partial(torch_collate, pad_id=1)
 
     model = peft.PeftModel.from_pretrained(
         transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base"), tmp_path / "adapter",

@@ -4,7 +4,8 @@ Run by setup.py before compiling (and by hand: python tools/gen_unicode.py [out_
 The tables are two-stage lookups (256 code points per block, identical blocks shared):
 
 - lf_uni_flags: per code point, bit flags for the classes the tokenizers need:
-  letter (L*), number (N*), White_Space, punctuation (P*), other (C*: Cc Cf Cs Co Cn),
+  letter (L*), number (N*), White_Space, punctuation (P*), other (Cc Cf Cs Co: what the BERT
+  normalizer's clean_text drops; tokenizers' is_other leaves unassigned Cn code points in),
   nonspacing mark (Mn).
 - lf_uni_lower / lf_uni_strip: per code point, an index into a table of replacement strings
   (0 = the code point maps to itself): the full lowercase mapping (str.lower of the single
@@ -36,7 +37,7 @@ def flags_of(cp):
         f |= FLAG_SPACE
     if cat[0] == "P":
         f |= FLAG_PUNCT
-    if cat[0] == "C":
+    if cat in ("Cc", "Cf", "Cs", "Co"):
         f |= FLAG_OTHER
     if cat == "Mn":
         f |= FLAG_MN

@@ -3,9 +3,15 @@
 #include <math.h>
 #include <omp.h>
 
+#include "ops/matmul.h"
 #include "ops/random.h"
 
-size_t attention_scratch_floats(int max_len, int nthreads) { return (size_t)max_len * (size_t)nthreads; }
+enum { ATT_QB = 64 }; // query rows per block: scores are (ATT_QB, keys) BLAS products
+
+// per thread: the probabilities and their gradients of one block of queries
+size_t attention_scratch_floats(int max_len, int nthreads) {
+    return 2 * (size_t)ATT_QB * (size_t)max_len * (size_t)nthreads;
+}
 
 // the keys [*lo, *hi) that query i of a sequence [start, end) attends to
 static void key_range(attention_shape s, int start, int end, int i, int *lo, int *hi) {
@@ -21,104 +27,111 @@ static float prob_keep(attention_shape s, int T, int h, int i, int j) {
     return lf_uniform(s.key, idx) >= s.dropout ? 1.0f / (1.0f - s.dropout) : 0.0f;
 }
 
-static float dot(const float *a, const float *b, int n) {
-    float acc = 0.0f;
-    for (int d = 0; d < n; d++)
-        acc += a[d] * b[d];
-    return acc;
+// A block of queries [i0, i1) of one head in a sequence [start, end), against the keys [lo, lo + nk)
+// that any of them sees.
+typedef struct {
+    int start, end, i0, i1, lo, nk, h;
+} att_block;
+
+static att_block block_at(attention_shape s, int start, int end, int i0, int h) {
+    att_block k = {start, end, i0, i0 + ATT_QB < end ? i0 + ATT_QB : end, 0, 0, h};
+    int lo, hi, unused;
+    key_range(s, start, end, i0, &lo, &unused);
+    key_range(s, start, end, k.i1 - 1, &unused, &hi);
+    k.lo = lo;
+    k.nk = hi - lo;
+    return k;
 }
 
-// one query row i, head h: scores into p, returns the log-sum-exp
-static float attention_row_scores(float *p, const float *qi, const float *k, int lo, int hi, int kv_stride,
-                                  int HD, float scale) {
-    float mx = -INFINITY;
-    for (int j = lo; j < hi; j++) {
-        p[j - lo] = dot(qi, k + (size_t)j * kv_stride, HD) * scale;
-        mx = p[j - lo] > mx ? p[j - lo] : mx;
+// p: (i1 - i0, nk) = softmax rows of q k^T / sqrt(HD), 0 outside each row's keys; the rows'
+// log-sum-exp is written to lse_out (forward), or read from lse_in when lse_out is NULL (backward)
+static void block_probs(float *p, float *lse_out, const float *lse_in, const float *q, const float *kh,
+                        att_block k, attention_shape s) {
+    int C = s.NH * s.HD, KC = s.NKV * s.HD, rows = k.i1 - k.i0;
+    sgemm_nt(rows, k.nk, s.HD, 1.0f / sqrtf((float)s.HD), q + (size_t)k.i0 * C + (size_t)k.h * s.HD, C,
+             kh + (size_t)k.lo * KC, KC, 0.0f, p, k.nk);
+    for (int r = 0; r < rows; r++) {
+        int i = k.i0 + r, lo, hi;
+        key_range(s, k.start, k.end, i, &lo, &hi);
+        float *pr = p + (size_t)r * k.nk, l;
+        size_t at = (size_t)i * s.NH + k.h;
+        if (lse_out != NULL) {
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = lo; j < hi; j++)
+                mx = pr[j - k.lo] > mx ? pr[j - k.lo] : mx;
+            for (int j = lo; j < hi; j++)
+                sum += expf(pr[j - k.lo] - mx);
+            lse_out[at] = l = mx + logf(sum);
+        } else {
+            l = lse_in[at];
+        }
+        for (int c = 0; c < k.nk; c++) {
+            int j = k.lo + c;
+            pr[c] = j >= lo && j < hi ? expf(pr[c] - l) : 0.0f;
+        }
     }
-    float sum = 0.0f;
-    for (int j = lo; j < hi; j++)
-        sum += expf(p[j - lo] - mx);
-    return mx + logf(sum);
-}
-
-static int sequence_of(const int32_t *offsets, int B, int t) {
-    int lo = 0, hi = B;
-    while (hi - lo > 1) {
-        int mid = (lo + hi) / 2;
-        if (offsets[mid] <= t)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const int32_t *offsets, attention_shape s, float *scratch) {
     int T = offsets[s.B], C = s.NH * s.HD, KC = s.NKV * s.HD, group = s.NH / s.NKV;
-    float scale = 1.0f / sqrtf((float)s.HD);
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t row = 0; row < (int64_t)T * s.NH; row++) {
-        int i = (int)(row / s.NH), h = (int)(row % s.NH), b = sequence_of(offsets, s.B, i), lo, hi;
-        key_range(s, offsets[b], offsets[b + 1], i, &lo, &hi);
-        float *p = scratch + (size_t)omp_get_thread_num() * (size_t)(offsets[s.B]);
+    size_t per_thread = attention_scratch_floats(T, 1);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t task = 0; task < (int64_t)s.B * s.NH; task++) {
+        int b = (int)(task / s.NH), h = (int)(task % s.NH);
+        float *p = scratch + (size_t)omp_get_thread_num() * per_thread;
         const float *kh = k + (size_t)(h / group) * s.HD, *vh = v + (size_t)(h / group) * s.HD;
-        float l = attention_row_scores(p, q + (size_t)i * C + (size_t)h * s.HD, kh, lo, hi, KC, s.HD, scale);
-        lse[(size_t)i * s.NH + h] = l;
-        float *o = out + (size_t)i * C + (size_t)h * s.HD;
-        for (int d = 0; d < s.HD; d++)
-            o[d] = 0.0f;
-        for (int j = lo; j < hi; j++) {
-            float pj = expf(p[j - lo] - l) * prob_keep(s, T, h, i, j);
-            const float *vj = vh + (size_t)j * KC;
-            for (int d = 0; d < s.HD; d++)
-                o[d] += pj * vj[d];
+        for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB) {
+            att_block blk = block_at(s, offsets[b], offsets[b + 1], i0, h);
+            block_probs(p, lse, NULL, q, kh, blk, s);
+            for (int r = 0; s.dropout > 0.0f && r < blk.i1 - blk.i0; r++)
+                for (int c = 0; c < blk.nk; c++)
+                    p[(size_t)r * blk.nk + c] *= prob_keep(s, T, h, blk.i0 + r, blk.lo + c);
+            sgemm_nn(blk.i1 - blk.i0, s.HD, blk.nk, 1.0f, p, blk.nk, vh + (size_t)blk.lo * KC, KC, 0.0f,
+                     out + (size_t)blk.i0 * C + (size_t)h * s.HD, C);
         }
     }
 }
 
-// one (sequence, key/value head) pair: all its query heads and rows, so dk/dv need no atomics
-static void attention_backward_group(float *dq, float *dk, float *dv, const float *dout, const float *out,
+// one block of query head h: dq rows += , dk, dv rows of its key head += ; p, dp: scratch
+static void attention_backward_block(float *dq, float *dk, float *dv, const float *dout, const float *out,
                                      const float *lse, const float *q, const float *k, const float *v,
-                                     int start, int end, int kvh, int T, attention_shape s, float *p) {
-    int C = s.NH * s.HD, KC = s.NKV * s.HD, group = s.NH / s.NKV;
+                                     att_block blk, int T, attention_shape s, float *p, float *dp) {
+    int C = s.NH * s.HD, KC = s.NKV * s.HD, kvh = blk.h / (s.NH / s.NKV), rows = blk.i1 - blk.i0;
     float scale = 1.0f / sqrtf((float)s.HD);
-    const float *kh = k + (size_t)kvh * s.HD, *vh = v + (size_t)kvh * s.HD;
-    float *dkh = dk + (size_t)kvh * s.HD, *dvh = dv + (size_t)kvh * s.HD;
-    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-        for (int i = start; i < end; i++) {
-            int lo, hi;
-            key_range(s, start, end, i, &lo, &hi);
-            size_t qo = (size_t)i * C + (size_t)h * s.HD;
-            const float *qi = q + qo, *doi = dout + qo;
-            float l = lse[(size_t)i * s.NH + h], D = dot(doi, out + qo, s.HD);
-            for (int j = lo; j < hi; j++)
-                p[j - lo] = expf(dot(qi, kh + (size_t)j * KC, s.HD) * scale - l);
-            for (int j = lo; j < hi; j++) {
-                float keep = prob_keep(s, T, h, i, j), pj = p[j - lo];
-                float dp = dot(doi, vh + (size_t)j * KC, s.HD) * keep, ds = pj * (dp - D) * scale;
-                float *dvj = dvh + (size_t)j * KC, *dkj = dkh + (size_t)j * KC;
-                const float *kj = kh + (size_t)j * KC;
-                for (int d = 0; d < s.HD; d++) {
-                    dvj[d] += pj * keep * doi[d];
-                    dkj[d] += ds * qi[d];
-                    dq[qo + d] += ds * kj[d];
-                }
-            }
+    size_t qo = (size_t)blk.i0 * C + (size_t)blk.h * s.HD, ko = (size_t)blk.lo * KC + (size_t)kvh * s.HD;
+    block_probs(p, NULL, lse, q, k + (size_t)kvh * s.HD, blk, s);
+    sgemm_nt(rows, blk.nk, s.HD, 1.0f, dout + qo, C, v + ko, KC, 0.0f, dp, blk.nk); // d(dropped probs)
+    for (int r = 0; r < rows; r++) {
+        const float *o = out + qo + (size_t)r * C, *g = dout + qo + (size_t)r * C;
+        float D = 0.0f; // sum_j dP_ij P_ij = dout_i . out_i
+        for (int d = 0; d < s.HD; d++)
+            D += g[d] * o[d];
+        for (int c = 0; c < blk.nk; c++) {
+            size_t rc = (size_t)r * blk.nk + c;
+            float keep = prob_keep(s, T, blk.h, blk.i0 + r, blk.lo + c);
+            dp[rc] = p[rc] * (dp[rc] * keep - D) * scale; // d scores
+            p[rc] *= keep;                                // dropped probs
         }
     }
+    sgemm_tn(blk.nk, s.HD, rows, 1.0f, p, blk.nk, dout + qo, C, 1.0f, dv + ko, KC);
+    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, 1.0f, dq + qo, C);
+    sgemm_tn(blk.nk, s.HD, rows, 1.0f, dp, blk.nk, q + qo, C, 1.0f, dk + ko, KC);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v,
                         const int32_t *offsets, attention_shape s, float *scratch) {
-    int T = offsets[s.B];
+    int T = offsets[s.B], group = s.NH / s.NKV;
+    size_t per_thread = attention_scratch_floats(T, 1);
+    // one task per (sequence, key/value head): all its query heads, so dk / dv need no atomics
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t task = 0; task < (int64_t)s.B * s.NKV; task++) {
         int b = (int)(task / s.NKV), kvh = (int)(task % s.NKV);
-        float *p = scratch + (size_t)omp_get_thread_num() * (size_t)T;
-        attention_backward_group(dq, dk, dv, dout, out, lse, q, k, v, offsets[b], offsets[b + 1], kvh, T, s,
-                                 p);
+        float *p = scratch + (size_t)omp_get_thread_num() * per_thread, *dp = p + per_thread / 2;
+        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+            for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB)
+                attention_backward_block(dq, dk, dv, dout, out, lse, q, k, v,
+                                         block_at(s, offsets[b], offsets[b + 1], i0, h), T, s, p, dp);
     }
 }

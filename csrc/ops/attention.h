@@ -16,7 +16,8 @@ typedef struct {
     uint64_t key;       // dropout stream key
 } attention_shape;
 
-// floats of scratch for attention_forward/backward: per thread, a row of max_len scores
+// floats of scratch for attention_forward/backward: per thread, two blocks of (64, max_len)
+// probabilities and their gradients (the scores are BLAS products, a block of queries at a time)
 size_t attention_scratch_floats(int max_len, int nthreads);
 
 // out: (T, NH*HD), lse: (T, NH) saved; q: (T, NH*HD), k, v: (T, NKV*HD), offsets: (B+1,)

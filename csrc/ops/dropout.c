@@ -2,10 +2,31 @@
 
 #include <string.h>
 
+#include "core/simd.h"
 #include "ops/random.h"
 
 static inline float keep_scale(uint64_t key, int64_t i, float p, float scale) {
     return lf_uniform(key, (uint64_t)i) >= p ? scale : 0.0f;
+}
+
+// elements first .. first + n - 1: out = in * mask (accumulate: out += )
+LF_VECTOR_CLONES static void dropout_run(float *out, const float *in, int64_t first, int64_t n, float p,
+                                         uint64_t key, int accumulate) {
+    float scale = 1.0f / (1.0f - p);
+    if (accumulate) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] += in[i] * keep_scale(key, first + i, p, scale);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = in[i] * keep_scale(key, first + i, p, scale);
+    }
+}
+
+static void dropout_apply(float *out, const float *in, int64_t n, float p, uint64_t key, int accumulate) {
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < n; c0 += LF_VECTOR_CHUNK)
+        dropout_run(out + c0, in + c0, c0, n - c0 < LF_VECTOR_CHUNK ? n - c0 : LF_VECTOR_CHUNK, p, key,
+                    accumulate);
 }
 
 void dropout_forward(float *out, const float *in, int64_t n, float p, uint64_t key) {
@@ -13,17 +34,17 @@ void dropout_forward(float *out, const float *in, int64_t n, float p, uint64_t k
         if (out != in) memcpy(out, in, (size_t)n * sizeof(float));
         return;
     }
-    float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++)
-        out[i] = in[i] * keep_scale(key, i, p, scale);
+    dropout_apply(out, in, n, p, key, 0);
 }
 
 void dropout_backward(float *din, const float *dout, int64_t n, float p, uint64_t key) {
-    float scale = p <= 0.0f ? 1.0f : 1.0f / (1.0f - p);
+    if (p > 0.0f) {
+        dropout_apply(din, dout, n, p, key, 1);
+        return;
+    }
 #pragma omp parallel for
     for (int64_t i = 0; i < n; i++)
-        din[i] += dout[i] * (p <= 0.0f ? 1.0f : keep_scale(key, i, p, scale));
+        din[i] += dout[i];
 }
 
 void dropout_backward_inplace(float *d, int64_t n, float p, uint64_t key) {

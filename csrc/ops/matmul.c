@@ -1,21 +1,71 @@
 #include "ops/matmul.h"
 
 #include <cblas.h>
+#include <omp.h>
+#include <stdatomic.h>
+
+// OpenBLAS runs single-threaded inside lorafast: the products are split over the OpenMP
+// threads here, so the two thread pools never spin against each other on the same cores.
+static void blas_single_threaded(void) {
+    static atomic_int done;
+    if (atomic_load(&done)) return;
+#pragma omp critical(lf_blas_init)
+    if (!atomic_load(&done)) {
+        scipy_openblas_set_num_threads(1);
+        atomic_store(&done, 1);
+    }
+}
+
+enum { GEMM_SPLIT_ALIGN = 16 };
+#define GEMM_MIN_FLOPS 2e5 // smaller products run on one thread
+
+// c: (M, N) = alpha * op(a) @ op(b) + beta * c, row-major; ta / tb: a is (K, M) / b is (N, K).
+// The larger of M and N is cut into one block per OpenMP thread.
+static void sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *a, int lda, const float *b,
+                  int ldb, float beta, float *c, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    blas_single_threaded();
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if ((double)M * N * K < GEMM_MIN_FLOPS) threads = 1;
+    int split_m = M >= N, extent = split_m ? M : N;
+    int chunk = (extent + threads - 1) / threads;
+    chunk = (chunk + GEMM_SPLIT_ALIGN - 1) / GEMM_SPLIT_ALIGN * GEMM_SPLIT_ALIGN;
+    int blocks = (extent + chunk - 1) / chunk;
+    if (blocks == 1) {
+        scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                          K, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+#pragma omp parallel for num_threads(blocks) schedule(static, 1)
+    for (int i = 0; i < blocks; i++) {
+        int o = i * chunk, n = extent - o < chunk ? extent - o : chunk;
+        const float *ai = a, *bi = b;
+        float *ci = c;
+        if (split_m) { // rows o.. of c: rows of op(a)
+            ai = ta ? a + o : a + (size_t)o * lda;
+            ci = c + (size_t)o * ldc;
+        } else { // columns o.. of c: columns of op(b)
+            bi = tb ? b + (size_t)o * ldb : b + o;
+            ci = c + o;
+        }
+        scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                          split_m ? n : M, split_m ? N : n, K, alpha, ai, lda, bi, ldb, beta, ci, ldc);
+    }
+}
 
 void sgemm_nt(int M, int N, int K, float alpha, const float *a, int lda, const float *b, int ldb, float beta,
               float *c, int ldc) {
-    scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm(0, 1, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void sgemm_nn(int M, int N, int K, float alpha, const float *a, int lda, const float *b, int ldb, float beta,
               float *c, int ldc) {
-    scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, alpha, a, lda, b, ldb, beta, c,
-                      ldc);
+    sgemm(0, 0, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void sgemm_tn(int M, int N, int K, float alpha, const float *a, int lda, const float *b, int ldb, float beta,
               float *c, int ldc) {
-    scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+    sgemm(1, 0, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 size_t matmul_scratch_floats(int C, int OC, int dtype) {

@@ -10,17 +10,36 @@ void random_uniform_fill(float *x, int64_t n, float lo, float hi, uint64_t key) 
         x[i] = lo + (hi - lo) * lf_uniform(key, (uint64_t)i);
 }
 
-// value i of the normal(mean, std) stream key (Box-Muller)
-static float normal_at(uint64_t key, int64_t i, float mean, float std) {
-    double u1 = ((double)lf_uniform(key, 2 * (uint64_t)i) + 0x1p-25),
-           u2 = lf_uniform(key, 2 * (uint64_t)i + 1);
-    return mean + std * (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+// values 2k and 2k + 1 of the normal(mean, std) stream key: the two of one Box-Muller pair
+static void normal_pair(uint64_t key, int64_t k, float mean, float std, float *a, float *b) {
+    float u1 = lf_uniform(key, 2 * (uint64_t)k) + 0x1p-25f, u2 = lf_uniform(key, 2 * (uint64_t)k + 1);
+    float r = std * sqrtf(-2.0f * logf(u1)), t = 6.28318530717958647f * u2;
+    *a = mean + r * cosf(t);
+    *b = mean + r * sinf(t);
 }
 
+// x: (n,) = values first .. first + n - 1 of the stream
+static void normal_run(float *x, int64_t first, int64_t n, uint64_t key, float mean, float std) {
+    float pair[2];
+    int64_t i = 0;
+    if (n > 0 && (first & 1)) { // starts on the second value of a pair
+        normal_pair(key, first / 2, mean, std, &pair[0], &pair[1]);
+        x[i++] = pair[1];
+    }
+    for (; i + 1 < n; i += 2)
+        normal_pair(key, (first + i) / 2, mean, std, &x[i], &x[i + 1]);
+    if (i < n) {
+        normal_pair(key, (first + i) / 2, mean, std, &pair[0], &pair[1]);
+        x[i] = pair[0];
+    }
+}
+
+enum { NORMAL_CHUNK = 4096 };
+
 void random_normal_fill(float *x, int64_t n, float mean, float std, uint64_t key) {
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++)
-        x[i] = normal_at(key, i, mean, std);
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < n; c0 += NORMAL_CHUNK)
+        normal_run(x + c0, c0, n - c0 < NORMAL_CHUNK ? n - c0 : NORMAL_CHUNK, key, mean, std);
 }
 
 void random_normal_fill_dtype(void *x, lf_dtype dtype, int64_t n, float mean, float std, uint64_t key) {
@@ -29,11 +48,10 @@ void random_normal_fill_dtype(void *x, lf_dtype dtype, int64_t n, float mean, fl
         return;
     }
 #pragma omp parallel for schedule(static)
-    for (int64_t c0 = 0; c0 < n; c0 += 4096) {
-        float chunk[4096];
-        int64_t m = n - c0 < 4096 ? n - c0 : 4096;
-        for (int64_t i = 0; i < m; i++)
-            chunk[i] = normal_at(key, c0 + i, mean, std);
+    for (int64_t c0 = 0; c0 < n; c0 += NORMAL_CHUNK) {
+        float chunk[NORMAL_CHUNK];
+        int64_t m = n - c0 < NORMAL_CHUNK ? n - c0 : NORMAL_CHUNK;
+        normal_run(chunk, c0, m, key, mean, std);
         lf_convert_from_f32(chunk, dtype, (uint16_t *)x + c0, (size_t)m);
     }
 }

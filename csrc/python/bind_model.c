@@ -222,12 +222,24 @@ static PyObject *Model_set_gradient_checkpointing(ModelObject *self, PyObject *a
     Py_RETURN_NONE;
 }
 
+// set_mode(training, seed, restart=False): restart: the dropout streams start again at step 0
 static PyObject *Model_set_mode(ModelObject *self, PyObject *args) {
-    int training;
+    int training, restart = 0;
     unsigned long long seed;
-    if (!PyArg_ParseTuple(args, "pK", &training, &seed)) return NULL;
+    if (!PyArg_ParseTuple(args, "pK|p", &training, &seed, &restart)) return NULL;
     self->model->training = training;
     self->model->seed = seed;
+    if (restart) self->model->step = 0;
+    Py_RETURN_NONE;
+}
+
+// set_pad_token_id(id or -1): decoders read config.pad_token_id at every call, as transformers
+static PyObject *Model_set_pad_token_id(ModelObject *self, PyObject *arg) {
+    long pad = PyLong_AsLong(arg);
+    if (pad == -1 && PyErr_Occurred()) return NULL;
+    if (pad < -1 || pad > INT32_MAX)
+        return PyErr_Format(PyExc_ValueError, "pad_token_id %ld is out of range", pad);
+    self->model->cfg.pad_token_id = (int)pad;
     Py_RETURN_NONE;
 }
 
@@ -369,7 +381,8 @@ static PyMethodDef model_methods[] = {
     {"lora_targets", (PyCFunction)Model_lora_targets, METH_NOARGS, "module suffixes that can take LoRA"},
     {"add_lora", (PyCFunction)Model_add_lora, METH_VARARGS,
      "add_lora(r, scaling, dropout, target_mask, seed)"},
-    {"set_mode", (PyCFunction)Model_set_mode, METH_VARARGS, "set_mode(training, seed)"},
+    {"set_mode", (PyCFunction)Model_set_mode, METH_VARARGS, "set_mode(training, seed, restart=False)"},
+    {"set_pad_token_id", (PyCFunction)Model_set_pad_token_id, METH_O, "set_pad_token_id(id or -1)"},
     {"set_gradient_checkpointing", (PyCFunction)Model_set_gradient_checkpointing, METH_O,
      "set_gradient_checkpointing(on): recompute each layer in backward"},
     {"forward", (PyCFunction)Model_forward, METH_VARARGS,

@@ -59,15 +59,28 @@ static int attention_parse(attention_args *a, PyObject *q, PyObject *k, PyObject
     return 0;
 }
 
-// attention_forward(q, k, v, offsets, n_heads, n_kv_heads, causal, window) -> (out, lse)
+// the optional probability dropout (p, key) of the attention bindings
+static int attention_dropout(attention_args *a, float p, unsigned long long key) {
+    if (!(p >= 0.0f && p < 1.0f))
+        return PyErr_Format(PyExc_ValueError, "dropout must be in [0, 1), got %g", p), -1;
+    a->s.dropout = p;
+    a->s.key = key;
+    return 0;
+}
+
+// attention_forward(q, k, v, offsets, n_heads, n_kv_heads, causal, window, dropout=0, key=0) -> (out, lse)
 static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *q, *k, *v, *offsets;
     int NH, NKV, causal, window;
-    if (!PyArg_ParseTuple(args, "OOOOiipi", &q, &k, &v, &offsets, &NH, &NKV, &causal, &window)) return NULL;
+    float p = 0.0f;
+    unsigned long long key = 0;
+    if (!PyArg_ParseTuple(args, "OOOOiipi|fK", &q, &k, &v, &offsets, &NH, &NKV, &causal, &window, &p, &key))
+        return NULL;
     attention_args a;
     PyObject *result = NULL;
-    if (attention_parse(&a, q, k, v, offsets, NH, NKV, causal, window) == 0) {
+    if (attention_parse(&a, q, k, v, offsets, NH, NKV, causal, window) == 0 &&
+        attention_dropout(&a, p, key) == 0) {
         npy_intp ld[2] = {a.T, NH};
         PyArrayObject *out = zeros_like(a.q), *lse = (PyArrayObject *)PyArray_ZEROS(2, ld, NPY_FLOAT32, 0);
         float *scratch = malloc(attention_scratch_floats(a.T, omp_get_max_threads()) * sizeof(float));
@@ -79,18 +92,29 @@ static PyObject *py_attention_forward(PyObject *self, PyObject *args) {
     return result;
 }
 
-// attention_backward(dout, out, lse, q, k, v, offsets, n_heads, n_kv_heads, causal, window) -> (dq, dk, dv)
+// attention_backward(dout, out, lse, q, k, v, offsets, n_heads, n_kv_heads, causal, window, dropout=0,
+//                    key=0) -> (dq, dk, dv)
 static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *dout_o, *out_o, *lse_o, *q, *k, *v, *offsets;
     int NH, NKV, causal, window;
-    if (!PyArg_ParseTuple(args, "OOOOOOOiipi", &dout_o, &out_o, &lse_o, &q, &k, &v, &offsets, &NH, &NKV,
-                          &causal, &window))
+    float p = 0.0f;
+    unsigned long long key = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOOOiipi|fK", &dout_o, &out_o, &lse_o, &q, &k, &v, &offsets, &NH, &NKV,
+                          &causal, &window, &p, &key))
         return NULL;
     attention_args a;
     PyObject *result = NULL;
     PyArrayObject *dout = f32(dout_o, 2, "dout"), *out = f32(out_o, 2, "out"), *lse = f32(lse_o, 2, "lse");
-    if (dout && out && lse && attention_parse(&a, q, k, v, offsets, NH, NKV, causal, window) == 0) {
+    int ok = dout && out && lse && attention_parse(&a, q, k, v, offsets, NH, NKV, causal, window) == 0 &&
+             attention_dropout(&a, p, key) == 0;
+    if (ok && (PyArray_DIM(dout, 0) != a.T || PyArray_DIM(dout, 1) != PyArray_DIM(a.q, 1) ||
+               PyArray_DIM(out, 0) != a.T || PyArray_DIM(out, 1) != PyArray_DIM(a.q, 1) ||
+               PyArray_DIM(lse, 0) != a.T || PyArray_DIM(lse, 1) != NH)) {
+        PyErr_SetString(PyExc_ValueError, "dout and out must have q's shape and lse (T, n_heads)");
+        ok = 0;
+    }
+    if (ok) {
         PyArrayObject *dq = zeros_like(a.q), *dk = zeros_like(a.k), *dv = zeros_like(a.v);
         float *scratch = malloc(attention_scratch_floats(a.T, omp_get_max_threads()) * sizeof(float));
         attention_backward(F(dq), F(dk), F(dv), F(dout), F(out), F(lse), F(a.q), F(a.k), F(a.v),

@@ -353,16 +353,19 @@ typedef struct {
     int pad_left, as_numpy;
 } pad_options;
 
-static size_t padded_length(const lf_ivec *rows, Py_ssize_t n, const pad_options *p) {
-    size_t longest = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        longest = rows[i].len > longest ? rows[i].len : longest;
-    if (p->pad_to < 0) return longest;
-    size_t target = p->pad_to == 0 || (size_t)p->pad_to < longest ? longest : (size_t)p->pad_to;
+// The length rows are padded to, as transformers' pad: the longest row (pad_to 0) or pad_to,
+// rounded up to a multiple; a row longer than that keeps its length. pad_to < 0: no padding.
+static size_t pad_target(const lf_ivec *rows, Py_ssize_t n, const pad_options *p) {
+    if (p->pad_to < 0) return 0;
+    size_t target = (size_t)p->pad_to;
+    for (Py_ssize_t i = 0; p->pad_to == 0 && i < n; i++)
+        target = rows[i].len > target ? rows[i].len : target;
     if (p->multiple > 0 && target % (size_t)p->multiple)
         target += (size_t)p->multiple - target % (size_t)p->multiple;
     return target;
 }
+
+static size_t row_length(const lf_ivec *row, size_t target) { return row->len > target ? row->len : target; }
 
 // dst: (L,) row padded with fill on one side; ones: 1 per real token instead of the row's values
 static void fill_row(const lf_ivec *row, size_t L, int64_t fill, int ones, int pad_left, int64_t *dst) {
@@ -389,15 +392,15 @@ static PyObject *row_list(const lf_ivec *row, size_t L, int64_t fill, int ones, 
 // rows: (n,) sequences -> list of lists, or an (n, L) int64 array, padded as p says
 static PyObject *build_output(const lf_ivec *rows, Py_ssize_t n, int64_t fill, int ones,
                               const pad_options *p) {
-    size_t L = padded_length(rows, n, p);
+    size_t target = pad_target(rows, n, p), L = n > 0 ? row_length(&rows[0], target) : target;
     if (p->as_numpy) {
         for (Py_ssize_t i = 0; i < n; i++)
-            if (rows[i].len != L)
+            if (row_length(&rows[i], target) != L)
                 return PyErr_Format(
                     PyExc_ValueError,
-                    "cannot make a tensor of sequences of different lengths: row %zd has %zu tokens, "
-                    "the longest %zu; use padding=True or truncation=True",
-                    i, rows[i].len, L);
+                    "cannot make a tensor of sequences of different lengths: row %zd has %zu tokens, row 0 "
+                    "%zu; use padding=True or truncation=True",
+                    i, row_length(&rows[i], target), L);
         npy_intp dims[2] = {n, (npy_intp)L};
         PyObject *arr = PyArray_SimpleNew(2, dims, NPY_INT64);
         if (arr == NULL) return NULL;
@@ -406,12 +409,14 @@ static PyObject *build_output(const lf_ivec *rows, Py_ssize_t n, int64_t fill, i
             fill_row(&rows[i], L, fill, ones, p->pad_left, data + (size_t)i * L);
         return arr;
     }
-    int64_t *tmp = malloc((L + 1) * sizeof *tmp);
+    size_t longest = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        longest = row_length(&rows[i], target) > longest ? row_length(&rows[i], target) : longest;
+    int64_t *tmp = malloc((longest + 1) * sizeof *tmp);
     if (tmp == NULL) return PyErr_NoMemory();
     PyObject *list = PyList_New(n);
     for (Py_ssize_t i = 0; list && i < n; i++) {
-        size_t len = p->pad_to < 0 ? rows[i].len : L;
-        PyObject *row = row_list(&rows[i], len, fill, ones, p->pad_left, tmp);
+        PyObject *row = row_list(&rows[i], row_length(&rows[i], target), fill, ones, p->pad_left, tmp);
         if (row == NULL)
             Py_CLEAR(list);
         else

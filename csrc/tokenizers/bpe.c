@@ -33,48 +33,56 @@ static int64_t heap_pop(int64_t *heap, size_t *n) {
     return top;
 }
 
-static void push_pair(const lf_tokenizer *tok, const int32_t *sym, const int32_t *next, int64_t *heap,
-                      size_t *n, int32_t pos) {
-    int32_t merged;
-    if (pos < 0 || next[pos] < 0) return;
-    int32_t rank = lf_merges_find(&tok->merges, sym[pos], sym[next[pos]], &merged);
-    if (rank >= 0) heap_push(heap, n, entry(rank, (size_t)pos));
+// The symbols of one word as a linked list; rank[i] / merged[i] describe the pair starting at
+// symbol i (rank -1: none), so a heap entry is current exactly when its rank is still rank[i].
+typedef struct {
+    int32_t *sym, *prev, *next, *rank, *merged;
+    int64_t *heap;
+    size_t heap_n;
+} bpe_state;
+
+static void set_pair(const lf_tokenizer *tok, bpe_state *w, int32_t pos) {
+    if (pos < 0) return;
+    w->rank[pos] = w->next[pos] < 0
+                       ? -1
+                       : lf_merges_find(&tok->merges, w->sym[pos], w->sym[w->next[pos]], &w->merged[pos]);
+    if (w->rank[pos] >= 0) heap_push(w->heap, &w->heap_n, entry(w->rank[pos], (size_t)pos));
 }
 
 // syms: (n,) initial symbol ids of one word; appends the merged ids to ids.
 int lf_bpe_word(const lf_tokenizer *tok, const int32_t *syms, size_t n, lf_tok_scratch *s, lf_ivec *ids) {
     if (n == 0) return LF_OK;
     if (lf_ivec_reserve(&s->syms, n) || lf_ivec_reserve(&s->prev, n) || lf_ivec_reserve(&s->next, n) ||
-        lf_ivec_reserve(ids, ids->len + n))
+        lf_ivec_reserve(&s->ranks, n) || lf_ivec_reserve(&s->merged, n) || lf_ivec_reserve(ids, ids->len + n))
         return LF_ENOMEM;
+    // the heap holds at most n - 1 pairs plus one per merge: under 2n entries
     if (s->heap_cap < 2 * n) {
         int64_t *h = realloc(s->heap, 2 * n * sizeof *h);
         if (h == NULL) return lf_error(LF_ENOMEM, "BPE: out of memory for a word of %zu symbols", n);
         s->heap = h;
         s->heap_cap = 2 * n;
     }
-    int32_t *sym = s->syms.data, *prev = s->prev.data, *next = s->next.data;
+    bpe_state w = {s->syms.data, s->prev.data, s->next.data, s->ranks.data, s->merged.data, s->heap, 0};
+    int32_t *sym = w.sym, *prev = w.prev, *next = w.next;
     for (size_t i = 0; i < n; i++) {
         sym[i] = syms[i];
         prev[i] = (int32_t)i - 1;
         next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
-    size_t heap_n = 0;
-    for (size_t i = 0; i + 1 < n; i++)
-        push_pair(tok, sym, next, s->heap, &heap_n, (int32_t)i);
-    while (heap_n > 0) {
-        int64_t top = heap_pop(s->heap, &heap_n);
-        int32_t rank = (int32_t)(top >> 32), pos = (int32_t)(top & 0xFFFFFFFF), merged;
-        if (sym[pos] < 0 || next[pos] < 0) continue;
+    for (size_t i = 0; i < n; i++)
+        set_pair(tok, &w, (int32_t)i);
+    while (w.heap_n > 0) {
+        int64_t top = heap_pop(w.heap, &w.heap_n);
+        int32_t rank = (int32_t)(top >> 32), pos = (int32_t)(top & 0xFFFFFFFF);
+        if (w.rank[pos] != rank) continue; // stale: the pair at pos changed since
         int32_t right = next[pos];
-        if (lf_merges_find(&tok->merges, sym[pos], sym[right], &merged) != rank) continue; // stale
-        sym[pos] = merged;
+        sym[pos] = w.merged[pos];
         sym[right] = -1;
+        w.rank[right] = -1;
         next[pos] = next[right];
         if (next[right] >= 0) prev[next[right]] = pos;
-        if (heap_n + 2 > s->heap_cap) continue; // cannot happen: each merge removes a symbol
-        push_pair(tok, sym, next, s->heap, &heap_n, prev[pos]);
-        push_pair(tok, sym, next, s->heap, &heap_n, pos);
+        set_pair(tok, &w, prev[pos]);
+        set_pair(tok, &w, pos);
     }
     for (int32_t i = 0; i >= 0; i = next[i])
         ids->data[ids->len++] = sym[i];
@@ -86,6 +94,8 @@ static size_t utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c
 // word: UTF-8; starts from one symbol per character (byte fallback / unknown as tokenizers).
 int lf_bpe_chars(const lf_tokenizer *tok, const unsigned char *word, size_t len, lf_tok_scratch *s,
                  lf_ivec *ids) {
+    if (lf_word_cache_get(&s->cache, word, len, ids)) return LF_OK;
+    size_t mark = ids->len;
     s->cls.len = 0; // the initial symbols
     int32_t unk = -1;
     for (size_t i = 0; i < len;) {
@@ -111,5 +121,6 @@ int lf_bpe_chars(const lf_tokenizer *tok, const unsigned char *word, size_t len,
         i += n;
     }
     if (unk >= 0 && lf_ivec_push(&s->cls, unk)) return LF_ENOMEM;
-    return lf_bpe_word(tok, s->cls.data, s->cls.len, s, ids);
+    if (lf_bpe_word(tok, s->cls.data, s->cls.len, s, ids)) return lf_error_code();
+    return lf_word_cache_put(&s->cache, word, len, ids->data + mark, ids->len - mark);
 }

@@ -2,6 +2,8 @@
 //   byte-level: the GPT-2 pattern 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 //   Metaspace: ' ' -> '▁', a '▁' prepended by the prepend scheme, optionally split before each '▁'
 //   BERT: split on whitespace (dropped) and punctuation (each its own word)
+#include <string.h>
+
 #include "core/error.h"
 #include "tokenizers/tokenizer.h"
 #include "tokenizers/unicode.h"
@@ -64,7 +66,9 @@ static int bytelevel_words(const lf_tokenizer *tok, const unsigned char *text, s
     int code = LF_OK;
     for (size_t i = 0; i < n && code == LF_OK;) {
         size_t end = gpt2_match_end(w, s->offs.data, s->cls.data, i, n);
-        size_t a = (size_t)s->offs.data[i], b = (size_t)s->offs.data[end];
+        size_t a = (size_t)s->offs.data[i], b = (size_t)s->offs.data[end], mark = ids->len;
+        i = end;
+        if (lf_word_cache_get(&s->cache, w + a, b - a, ids)) continue;
         int32_t word[64];
         lf_ivec big = {0};
         int32_t *syms = word;
@@ -80,7 +84,8 @@ static int bytelevel_words(const lf_tokenizer *tok, const unsigned char *text, s
             if (tok->byte_ids[w[k]] >= 0) syms[m++] = tok->byte_ids[w[k]];
         code = lf_bpe_word(tok, syms, m, s, ids);
         lf_ivec_free(&big);
-        i = end;
+        if (code == LF_OK)
+            code = lf_word_cache_put(&s->cache, w + a, b - a, ids->data + mark, ids->len - mark);
     }
     return code;
 }
@@ -103,10 +108,13 @@ static int metaspace_words(const lf_tokenizer *tok, const unsigned char *text, s
     }
     const unsigned char *w = s->word.data;
     size_t wlen = s->word.len;
-    if (!tok->cfg.split) return lf_bpe_chars(tok, w, wlen, s, ids);
+    if (!tok->cfg.split && !tok->meta_boundaries) return lf_bpe_chars(tok, w, wlen, s, ids);
+    // split: a word before each '▁'; else (one word, as tokenizers runs it) cut only where no merge
+    // can cross: before a '▁' that follows another character
     size_t start = 0;
     for (size_t i = 1; i + 3 <= wlen; i++) {
-        if (w[i] == meta[0] && w[i + 1] == meta[1] && w[i + 2] == meta[2]) {
+        if (w[i] == meta[0] && w[i + 1] == meta[1] && w[i + 2] == meta[2] &&
+            (tok->cfg.split || i < 3 || memcmp(w + i - 3, meta, 3) != 0)) {
             if (lf_bpe_chars(tok, w + start, i - start, s, ids)) return lf_error_code();
             start = i;
         }

@@ -50,8 +50,17 @@ static int init_template(lf_tokenizer *tok, const lf_tok_template *t) {
     return LF_OK;
 }
 
+// 1 when s holds U+2581 '▁' right after a character other than '▁'.
+static int meta_after_char(const unsigned char *s, size_t len) {
+    static const unsigned char meta[3] = {0xE2, 0x96, 0x81};
+    for (size_t i = 1; i + 3 <= len; i++)
+        if (memcmp(s + i, meta, 3) == 0 && (i < 3 || memcmp(s + i - 3, meta, 3) != 0)) return 1;
+    return 0;
+}
+
 static int init_merges(lf_tokenizer *tok, const char *const *left, const size_t *left_lens,
                        const char *const *right, const size_t *right_lens, size_t n) {
+    tok->meta_boundaries = tok->cfg.pre_tokenizer == LF_PRE_METASPACE;
     if (lf_merges_init(&tok->merges, n)) return LF_ENOMEM;
     lf_bbuf both = {0};
     for (size_t i = 0; i < n; i++) {
@@ -72,6 +81,7 @@ static int init_merges(lf_tokenizer *tok, const char *const *left, const size_t 
             lf_bbuf_free(&both);
             return LF_EINVAL;
         }
+        if (meta_after_char(both.data, both.len)) tok->meta_boundaries = 0;
         lf_merges_add(&tok->merges, a, b, (int32_t)i, m);
     }
     lf_bbuf_free(&both);
@@ -219,10 +229,11 @@ void lf_tokenizer_free(lf_tokenizer *tok) {
 }
 
 void lf_tok_scratch_free(lf_tok_scratch *s) {
+    lf_word_cache_free(&s->cache);
     lf_bbuf_free(&s->norm);
     lf_bbuf_free(&s->word);
-    lf_ivec *v[] = {&s->spans_raw, &s->spans_norm, &s->seq_a, &s->seq_b, &s->offs,
-                    &s->cls,       &s->syms,       &s->prev,  &s->next};
+    lf_ivec *v[] = {&s->spans_raw, &s->spans_norm, &s->seq_a, &s->seq_b, &s->offs,  &s->cls,
+                    &s->syms,      &s->prev,       &s->next,  &s->ranks, &s->merged};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
         lf_ivec_free(v[i]);
     free(s->heap);

@@ -70,12 +70,24 @@ typedef struct {
     int32_t *id_added;           // (max_id + 1,): index into added, or -1
     unsigned char prefix[16];    // WordPiece continuation prefix
     size_t prefix_len;
+    int meta_boundaries; // no merged token holds '▁' after another character: Metaspace text can be
+                         // cut before each such '▁' without changing the BPE result
 } lf_tokenizer;
+
+// A per-thread cache of BPE results: word bytes -> ids (words repeat across a batch of texts).
+typedef struct {
+    uint64_t *hash; // (cap,) 0: empty slot
+    uint32_t *key_at, *key_len, *ids_at, *ids_len;
+    size_t cap, n;
+    lf_bbuf keys;
+    lf_ivec ids;
+} lf_word_cache;
 
 // Per-thread working memory of the encoder.
 typedef struct {
+    lf_word_cache cache;
     lf_bbuf norm, word;
-    lf_ivec spans_raw, spans_norm, seq_a, seq_b, offs, cls, syms, prev, next;
+    lf_ivec spans_raw, spans_norm, seq_a, seq_b, offs, cls, syms, prev, next, ranks, merged;
     int64_t *heap;
     size_t heap_cap;
 } lf_tok_scratch;
@@ -130,5 +142,11 @@ int lf_bpe_chars(const lf_tokenizer *tok, const unsigned char *word, size_t len,
                  lf_ivec *ids);
 int lf_wordpiece_word(const lf_tokenizer *tok, const unsigned char *word, size_t len, lf_tok_scratch *s,
                       lf_ivec *ids);
+// The cache: on a hit appends the word's ids to ids and returns 1; else 0. Words longer than
+// LF_CACHE_MAX_WORD bytes are never cached.
+enum { LF_CACHE_MAX_WORD = 48 };
+int lf_word_cache_get(lf_word_cache *c, const unsigned char *word, size_t len, lf_ivec *ids);
+int lf_word_cache_put(lf_word_cache *c, const unsigned char *word, size_t len, const int32_t *ids, size_t n);
+void lf_word_cache_free(lf_word_cache *c);
 // Checks the text is valid UTF-8 and under the size limit; names `what` in the error.
 int lf_tok_check_text(const unsigned char *text, size_t len, const char *what);

@@ -10,7 +10,7 @@ enum {
     LF_UNI_NUMBER = 2, // N*
     LF_UNI_SPACE = 4,  // White_Space
     LF_UNI_PUNCT = 8,  // P*
-    LF_UNI_OTHER = 16, // C*: Cc Cf Cs Co Cn
+    LF_UNI_OTHER = 16, // Cc Cf Cs Co (not Cn: tokenizers' is_other keeps unassigned code points)
     LF_UNI_MN = 32,    // Mn (nonspacing mark)
 };
 

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 
-static uint64_t hash_bytes(const unsigned char *s, size_t n) {
+uint64_t lf_hash_bytes(const unsigned char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++)
         h = (h ^ s[i]) * 1099511628211ull;
@@ -56,7 +56,7 @@ int lf_vocab_init(lf_vocab *v, const char *const *tokens, const size_t *lens, co
     v->offsets[n_ids] = pos;
     for (size_t i = 0; i < n; i++) {
         const unsigned char *s = (const unsigned char *)tokens[i];
-        uint64_t h = hash_bytes(s, lens[i]);
+        uint64_t h = lf_hash_bytes(s, lens[i]);
         size_t slot = h & v->mask;
         int duplicate = 0;
         while (v->hashes[slot]) {
@@ -84,7 +84,7 @@ void lf_vocab_free(lf_vocab *v) {
 }
 
 int32_t lf_vocab_find(const lf_vocab *v, const unsigned char *s, size_t n) {
-    uint64_t h = hash_bytes(s, n);
+    uint64_t h = lf_hash_bytes(s, n);
     for (size_t slot = h & v->mask; v->hashes[slot]; slot = (slot + 1) & v->mask) {
         if (v->hashes[slot] != h) continue;
         int32_t id = v->ids[slot];
@@ -107,46 +107,43 @@ static uint64_t pair_key(int32_t left, int32_t right) {
     return (((uint64_t)(uint32_t)left << 32) | (uint32_t)right) + 1;
 }
 
+// The murmur3 finalizer: every bit of both ids reaches the low bits that pick the slot.
 static size_t pair_slot(uint64_t key, size_t mask) {
-    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & mask;
+    key ^= key >> 33;
+    key *= 0xFF51AFD7ED558CCDull;
+    key ^= key >> 33;
+    key *= 0xC4CEB9FE1A85EC53ull;
+    key ^= key >> 33;
+    return (size_t)key & mask;
 }
 
 int lf_merges_init(lf_merges *m, size_t n) {
     size_t size = table_size(n);
     m->mask = size - 1;
-    m->keys = calloc(size, sizeof *m->keys);
-    m->ranks = malloc(size * sizeof *m->ranks);
-    m->merged = malloc(size * sizeof *m->merged);
-    if (!m->keys || !m->ranks || !m->merged) {
-        lf_merges_free(m);
-        return lf_error(LF_ENOMEM, "merges: out of memory for %zu merges", n);
-    }
+    m->slots = calloc(size, sizeof *m->slots);
+    if (m->slots == NULL) return lf_error(LF_ENOMEM, "merges: out of memory for %zu merges", n);
     return LF_OK;
 }
 
 void lf_merges_free(lf_merges *m) {
-    free(m->keys);
-    free(m->ranks);
-    free(m->merged);
+    free(m->slots);
     memset(m, 0, sizeof *m);
 }
 
 void lf_merges_add(lf_merges *m, int32_t left, int32_t right, int32_t rank, int32_t merged) {
     uint64_t key = pair_key(left, right);
     size_t slot = pair_slot(key, m->mask);
-    while (m->keys[slot] && m->keys[slot] != key)
+    while (m->slots[slot].key && m->slots[slot].key != key)
         slot = (slot + 1) & m->mask;
-    m->keys[slot] = key;
-    m->ranks[slot] = rank;
-    m->merged[slot] = merged;
+    m->slots[slot] = (lf_merge_slot){key, rank, merged};
 }
 
 int32_t lf_merges_find(const lf_merges *m, int32_t left, int32_t right, int32_t *merged) {
     uint64_t key = pair_key(left, right);
-    for (size_t slot = pair_slot(key, m->mask); m->keys[slot]; slot = (slot + 1) & m->mask) {
-        if (m->keys[slot] == key) {
-            *merged = m->merged[slot];
-            return m->ranks[slot];
+    for (size_t slot = pair_slot(key, m->mask); m->slots[slot].key; slot = (slot + 1) & m->mask) {
+        if (m->slots[slot].key == key) {
+            *merged = m->slots[slot].merged;
+            return m->slots[slot].rank;
         }
     }
     return -1;

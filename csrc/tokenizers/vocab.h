@@ -13,6 +13,9 @@ typedef struct {
     int32_t n_ids;
 } lf_vocab;
 
+// FNV-1a of s[0:n], never 0.
+uint64_t lf_hash_bytes(const unsigned char *s, size_t n);
+
 // Builds the table from n (string, id) entries; ids must lie in [0, n_ids). A duplicate
 // string keeps its first id. Returns LF_OK or an error code.
 int lf_vocab_init(lf_vocab *v, const char *const *tokens, const size_t *lens, const int32_t *ids, size_t n,
@@ -24,9 +27,12 @@ int32_t lf_vocab_find(const lf_vocab *v, const unsigned char *s, size_t n);
 const unsigned char *lf_vocab_token(const lf_vocab *v, int32_t id, size_t *len);
 
 typedef struct {
-    uint64_t *keys; // (left << 32 | right) + 1, 0 = empty
-    int32_t *ranks;
-    int32_t *merged;
+    uint64_t key; // (left << 32 | right) + 1, 0 = empty
+    int32_t rank, merged;
+} lf_merge_slot;
+
+typedef struct {
+    lf_merge_slot *slots; // one cache line holds a key with its rank and merged id
     size_t mask;
 } lf_merges;
 
