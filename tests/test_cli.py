@@ -10,20 +10,12 @@ import numpy as np
 import pytest
 
 from lorafast.__main__ import main
-from lorafast.workflow import find_model
 
-from conftest import REPO
+from conftest import REPO, minilm_folder
 
 
 def tweets(shared, name="train.csv"):
     return str(shared / "data" / "disaster_tweets" / name)
-
-
-def minilm():
-    try:
-        return find_model("all-MiniLM-L6-v2")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
 
 
 def test_help_documents_the_notebook_defaults(capsys):
@@ -80,7 +72,7 @@ def test_short_run_writes_an_adapter_peft_loads(shared, tmp_path):
     peft = pytest.importorskip("peft")
     torch = pytest.importorskip("torch")
     sk = pytest.importorskip("sklearn.metrics")
-    folder = minilm()
+    folder = minilm_folder()
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "lorafast", "train", "--train_file", tweets(shared), "--test_file",
            tweets(shared, "test.csv"), "--output_dir", str(out), "--max_train_samples", "24",
@@ -127,7 +119,7 @@ def test_none_text_in_the_notebooks_map_names_the_row():
     as in datasets) is a clear error naming the item, as the CLI's check names the csv row."""
     import lorafast
 
-    tok = lorafast.AutoTokenizer.from_pretrained(minilm())
+    tok = lorafast.AutoTokenizer.from_pretrained(minilm_folder())
     data = lorafast.Dataset.from_dict({"text": ["a tweet", "another", None, "last"], "target": [0, 1, 0, 1]})
     with pytest.raises(ValueError, match=r"got list whose item 2 is None, not a str"):
         data.map(lambda e: tok(e["text"], truncation=True, max_length=512), batched=True)

