@@ -106,12 +106,11 @@ class TrainerState:
             self.stateful_callbacks = {}
 
     def save_to_json(self, path):
-        _write_text(path, json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
+        _write_json(path, dataclasses.asdict(self))
 
     @classmethod
     def load_from_json(cls, path):
-        with open(path) as f:
-            data = json.load(f)
+        data = _read_json(path)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -141,13 +140,19 @@ class TrainerCallback:
     def on_log(self, args, state, control, **kwargs): pass
 
 
+def _sorted_checkpoints(folder):
+    """The checkpoint-N folders of output_dir, by increasing N."""
+    if not os.path.isdir(folder):
+        return []
+    found = sorted((int(m.group(1)), os.path.join(folder, name)) for name in os.listdir(folder)
+                   if (m := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(folder, name)))
+    return [path for _, path in found]
+
+
 def get_last_checkpoint(folder):
     """The checkpoint-N folder of output_dir with the largest N, or None (transformers' rule)."""
-    if not os.path.isdir(folder):
-        return None
-    found = [(int(m.group(1)), name) for name in os.listdir(folder)
-             if (m := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(folder, name))]
-    return os.path.join(folder, max(found)[1]) if found else None
+    found = _sorted_checkpoints(folder)
+    return found[-1] if found else None
 
 
 def _fsync(path):
@@ -725,19 +730,13 @@ class Trainer:
             "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._train_n,
             "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
 
-    def _sorted_checkpoints(self):
-        out = self.args.output_dir
-        found = sorted((int(m.group(1)), os.path.join(out, n)) for n in os.listdir(out)
-                       if (m := _CHECKPOINT_RE.match(n)) and os.path.isdir(os.path.join(out, n)))
-        return [p for _, p in found]
-
     def _rotate_checkpoints(self):
         """save_total_limit as transformers: delete the oldest, never the best (nor the last when the
         limit is 1 and the best is older)."""
         limit = self.args.save_total_limit
         if limit is None or limit <= 0:
             return
-        ckpts = self._sorted_checkpoints()
+        ckpts = _sorted_checkpoints(self.args.output_dir)
         best = self.state.best_model_checkpoint
         if best is not None and best in ckpts:
             i = ckpts.index(best)
