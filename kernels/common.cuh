@@ -1,0 +1,103 @@
+// What every kernel family shares: element types, loads/stores in f32, warp and block
+// reductions, launch sizes, and the counter-based RNG of csrc/ops/random.h on the device.
+//
+// Conventions (see DEVELOPERS.md, "CUDA kernels"):
+// - kernels/<op>.cu holds one op family: its kernels and its launchers, forward and backward
+//   side by side, mirroring csrc/ops/<op>.c; kernels/<op>.cuh declares the launchers.
+// - A launcher is a plain function `int <op>_<forward|backward>_cuda(..., cudaStream_t stream)`
+//   over device pointers and sizes (shapes in a one-line comment, as the CPU op). It returns 0,
+//   or a cudaError_t code (e.g. cudaErrorInvalidValue for a size it cannot run), never aborts.
+// - Activations are of element type lf_dtype (LF_F32, LF_BF16 or LF_F16), passed at run time;
+//   kernels are templates over the element type and compute and accumulate in f32.
+// - Dropout masks are the CPU's: element i of stream key is kept when lf_uniform(key, i) >= p,
+//   so the GPU and the CPU drop the same elements and tests compare them exactly.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "core/tensor.h"
+}
+
+// ---- element types: load as f32, store from f32 (round to nearest even) ----
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f32(float x);
+template <> __device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+template <> __device__ __forceinline__ __half from_f32<__half>(float x) { return __float2half_rn(x); }
+
+// bytes of one element of dtype
+static inline size_t lf_cuda_dtype_size(lf_dtype dtype) { return dtype == LF_F32 ? 4 : 2; }
+
+// Calls f(T{}) with T the element type of dtype: a launcher's run-time dtype becomes a
+// template argument. Returns f's result, or cudaErrorInvalidValue for an unknown dtype.
+template <typename F> static inline int lf_dispatch_dtype(lf_dtype dtype, F f) {
+    switch (dtype) {
+    case LF_F32: return f(float{});
+    case LF_BF16: return f(__nv_bfloat16{});
+    case LF_F16: return f(__half{});
+    default: return (int)cudaErrorInvalidValue;
+    }
+}
+
+// ---- launches ----
+
+static inline unsigned lf_blocks(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+// 0, or the error of the last launch
+static inline int lf_launch_status(void) { return (int)cudaGetLastError(); }
+
+// ---- reductions ----
+
+__device__ __forceinline__ float warp_sum(float x) {
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+// The sum of x over the block (blockDim.x a multiple of 32, at most 1024), returned to every
+// thread. shared: 32 floats of __shared__ memory. Synchronizes the block.
+__device__ __forceinline__ float block_sum(float x, float *shared) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    x = warp_sum(x);
+    __syncthreads(); // shared may still be read by a previous call
+    if (lane == 0) shared[warp] = x;
+    __syncthreads();
+    x = lane < nwarps ? shared[lane] : 0.0f;
+    return warp_sum(x);
+}
+
+// ---- the counter-based RNG of csrc/ops/random.h, bit for bit ----
+
+__device__ __forceinline__ uint64_t lf_mix64_device(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+// uniform in [0, 1) with 24 random bits: lf_uniform(key, i) of random.h
+__device__ __forceinline__ float lf_uniform_device(uint64_t key, uint64_t i) {
+    return (float)(lf_mix64_device(key ^ lf_mix64_device(i + 0x9e3779b97f4a7c15ULL)) >> 40) *
+           (1.0f / 16777216.0f);
+}
+
+// the inverted-dropout factor of element i: 0 or 1/(1-p)
+__device__ __forceinline__ float dropout_scale_device(uint64_t key, uint64_t i, float p) {
+    return lf_uniform_device(key, i) >= p ? 1.0f / (1.0f - p) : 0.0f;
+}
