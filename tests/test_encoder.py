@@ -186,6 +186,33 @@ def test_minilm_real_weights_on_64_tweets(tmp_path, shared):
     assert_grads_close(grads, ref_grads)
 
 
+@pytest.mark.parametrize("name", ["roberta-h24-2l-3h", "bert-h36-3l-4h"])
+def test_gradient_checkpointing_gives_the_same_step(tmp_path, name):
+    """gradient_checkpointing_enable(): each layer is recomputed in backward from its input,
+    dropout masks included (train mode, every dropout on), so the step is the same bit for bit."""
+    make_checkpoint(tmp_path / "ckpt", *TINY[name], dropout=0.1)
+    base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=TINY[name][-1])
+    model = lf.get_peft_model(base, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, r=2, lora_alpha=4,
+                                                  lora_dropout=0.1))
+    ids, mask, _ = random_batch(np.random.default_rng(4), TINY[name][0], [7, 30, 3, 12])
+    y = np.array([0, 1, 1, 0])
+    weights = [0.8, 1.3, 1.1][: TINY[name][-1]]
+    model.train()
+    model.manual_seed(3)
+    loss_a, plain = model.forward_backward(ids, mask, y, class_weights=weights)
+    model.gradient_checkpointing_enable()
+    model.manual_seed(3)
+    loss_b, recomputed = model.forward_backward(ids, mask, y, class_weights=weights)
+    assert loss_a == loss_b
+    assert sorted(plain) == sorted(recomputed) and any("layer.0." in k and "lora_A" in k for k in plain)
+    for key in plain:
+        np.testing.assert_array_equal(recomputed[key], plain[key], err_msg=key)
+    model.gradient_checkpointing_disable()
+    model.manual_seed(4)
+    loss_c, _ = model.forward_backward(ids, mask, y, class_weights=weights)
+    assert loss_c != loss_a  # another seed: other masks (the comparison above could see a difference)
+
+
 def test_dropout_modes(tmp_path):
     """eval(): no dropout, deterministic, equal to the same model with every dropout at 0;
     train(): hidden, attention, classifier and LoRA dropout draw a new mask each step from the

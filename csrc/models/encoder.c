@@ -1,5 +1,8 @@
 // BERT and RoBERTa sequence classifiers: embeddings, post-LN transformer layers, the
 // classification head. Composes ops; no arithmetic here.
+// With m->gradient_checkpointing only each layer's output is kept (one set of layer
+// activations is shared) and backward recomputes the layer; the counter-based dropout masks
+// make the recomputation exact.
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +127,8 @@ typedef struct {
     float *di1, *di2, *du, *xd;           // backward (T, I), (T, r), (T, max(C, I))
     float *dh1, *dh2;                     // head backward (B, C)
     float *mm_scratch, *att_scratch;      // op scratch
-    float *layers;                        // num_layers blocks of layer_floats
+    float *layers;                        // num_layers blocks of layer_floats (1 when checkpointing)
+    float *xs;                            // checkpointing: the num_layers layer outputs (T, C)
     size_t layer_floats;
 } enc_acts;
 
@@ -182,7 +186,9 @@ static size_t encoder_layout(const lf_model *m, float *base, int T, int B, enc_a
     a->att_scratch = take(base, &off, attention_scratch_floats(T, omp_get_max_threads()));
     layer_acts la;
     a->layer_floats = layer_block(m, NULL, T, &la);
-    a->layers = take(base, &off, a->layer_floats * (size_t)m->cfg.num_layers);
+    int L = m->cfg.num_layers, ckpt = m->gradient_checkpointing;
+    a->layers = take(base, &off, a->layer_floats * (size_t)(ckpt ? 1 : L));
+    a->xs = take(base, &off, ckpt ? (size_t)L * TC : 0);
     return off;
 }
 
@@ -192,9 +198,12 @@ static size_t encoder_workspace_floats(const lf_model *m, int T, int B, int max_
     return encoder_layout(m, NULL, T, B, &a);
 }
 
+// the activations of layer l; when checkpointing, the shared set with the output in xs[l]
 static layer_acts layer_at(const lf_model *m, const enc_acts *a, int l, int T) {
     layer_acts la;
-    layer_block(m, a->layers + a->layer_floats * (size_t)l, T, &la);
+    int ckpt = m->gradient_checkpointing;
+    layer_block(m, a->layers + a->layer_floats * (size_t)(ckpt ? 0 : l), T, &la);
+    if (ckpt) la.out = a->xs + (size_t)l * T * m->cfg.hidden_size;
     return la;
 }
 
@@ -351,6 +360,7 @@ static int encoder_backward(lf_model *m, const lf_batch *b, const float *dlogits
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         layer_acts la = layer_at(m, &a, l, b->T);
         const float *x0 = l == 0 ? a.x0 : layer_at(m, &a, l - 1, b->T).out;
+        if (m->gradient_checkpointing) layer_forward(m, &s->layers[l], b, x0, &la, &a, l);
         layer_backward(m, &s->layers[l], b, x0, &la, &a, l, l > lowest);
     }
     return LF_OK;

@@ -126,7 +126,7 @@ struct lf_model {
     lf_batch batch;
     void *arch_state; // per-architecture pointers into work (set by forward)
 
-    int gradient_checkpointing; // decoder: keep each layer's input only; backward recomputes the layer
+    int gradient_checkpointing; // keep one activation per layer only; backward recomputes the layer
 };
 
 // Creates a model of cfg.arch with its tables (frozen data unset). NULL + lf_error on failure.

@@ -214,7 +214,7 @@ static PyObject *Model_add_lora(ModelObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-// set_gradient_checkpointing(on): keep each layer's input only, recompute layers in backward
+// set_gradient_checkpointing(on): keep one activation per layer only, recompute layers in backward
 static PyObject *Model_set_gradient_checkpointing(ModelObject *self, PyObject *arg) {
     int on = PyObject_IsTrue(arg);
     if (on < 0) return NULL;
