@@ -1,7 +1,7 @@
 """The CUDA kernels against the CPU ops: each tests/gpu/kernels/check_<op>.cu program runs one
 op family on the GPU and through csrc/ops/ on the same random inputs, in f32, bf16 and f16,
 forward and backward, and exits non-zero when a comparison is outside the issue's tolerance
-(f32 1e-5 relative, bf16/f16 2e-2).
+(f32 1e-5 relative, bf16/f16 2e-2). LORAFAST_SANITIZE=1 runs them under compute-sanitizer.
 
 The programs are built here with nvcc against kernels/*.cu and the CPU sources. Building needs
 nvcc (present on the CI machine, so the build is always checked there); running needs a GPU
@@ -95,7 +95,10 @@ def test_kernel_checks_build(built):
 def test_kernel_matches_cpu(built, name):
     if _gpu_arch() is None:
         pytest.skip("no GPU: the kernel checks run on a machine with one")
-    done = subprocess.run([str(built[name])], capture_output=True, text=True, timeout=600)
+    cmd = [str(built[name])]
+    if os.environ.get("LORAFAST_SANITIZE") == "1":  # memcheck: out-of-bounds and misaligned accesses
+        cmd = ["compute-sanitizer", "--tool", "memcheck", "--error-exitcode", "3"] + cmd
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     print(done.stdout)
     assert done.returncode == 0, f"{name}:\n{done.stdout[-8000:]}\n{done.stderr[-4000:]}"
     assert f"{name}: " in done.stdout and ", 0 failed" in done.stdout

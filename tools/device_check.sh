@@ -1,0 +1,36 @@
+#!/bin/bash
+# Everything that needs a GPU, in one call on a lent GPU machine (the `device` tool's `run`):
+# build for the GPU's architecture, the kernel checks and GPU tests (tests/gpu), then the GPU
+# benchmarks when present; logs and JSON go to $OUT (or ./device_out).
+#
+# The device image has Python 3.12 with torch, transformers, peft, numpy and nvcc, but not
+# scipy-openblas32 (which _C links). Before the call, here, in the repo root:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl scipy-openblas32==0.3.34.481.3
+# and call run(command="bash tools/device_check.sh", carry=[".whl"], timeout_s=...).
+# LORAFAST_SANITIZE=1 runs the kernel checks under compute-sanitizer (memcheck).
+set -u -o pipefail
+OUT=${OUT:-$PWD/device_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
+echo "== build (sm_$arch)"
+LORAFAST_CUDA_ARCHS=$arch python3 setup.py -q build_ext --inplace -j 16 2>&1 | tail -20 | tee "$OUT/build.log" || exit 1
+python3 -c "import lorafast, json; print(json.dumps(lorafast.build_info()))" | tee "$OUT/build_info.json"
+echo "== tests/gpu"
+python3 -m pytest -q -rs tests/gpu 2>&1 | tee "$OUT/tests_gpu.log"
+tests_rc=$?
+for bench in bench/gpu_*.py; do
+    [ -e "$bench" ] || continue
+    echo "== $bench"
+    name=$(basename "$bench" .py)
+    python3 "$bench" --json "$OUT/$name.json" 2>&1 | tee "$OUT/$name.log"
+done
+exit $tests_rc
