@@ -27,7 +27,7 @@ python3 -c "import lorafast, json; print(json.dumps(lorafast.build_info()))" | t
 echo "== tests/gpu"
 python3 -m pytest -q -rs tests/gpu 2>&1 | tee "$OUT/tests_gpu.log"
 tests_rc=$?
-for bench in bench/gpu_*.py; do
+for bench in bench/gpu_bench*.py; do
     [ -e "$bench" ] || continue
     echo "== $bench"
     name=$(basename "$bench" .py)

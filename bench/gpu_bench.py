@@ -1,0 +1,185 @@
+"""GPU LoRA training speed and memory, lorafast against transformers + peft on the same GPU in
+the same call; one JSON line per row (and all rows in --json).
+
+- roberta-large's config, random weights, the notebook's LoRA (r=2, alpha 16, dropout 0.1,
+  query/value, head in full), class-weighted loss, batch 8 of real tweets (bench/gpu_inputs,
+  written by bench/gpu_prepare.py where ../shared is): steps/s and peak GPU memory; HF in f32
+  (TF32 off, torch's default) and with fp16 autocast + GradScaler (the notebook's fp16=True).
+- Mistral-7B-v0.1's config, random bf16 weights, r=2 on q_proj,v_proj, batch 8 of real tweets:
+  tokens/s (real tokens), MFU and peak GPU memory; HF + peft with fp16 autocast.
+
+MFU counts the model's FLOPs of a LoRA step without recomputation: 2 x (frozen weights) per token
+forward, the same again for the input gradients, LoRA's and attention's products, over the GPU's
+dense bf16 peak (--peak-tflops, default 989 for H100/H200 SXM).
+
+    python bench/gpu_bench.py [--steps 200] [--mistral-steps 20] [--rows roberta,mistral] [--json out.json]
+    python bench/gpu_bench.py --device cpu --tiny      # a smoke test of the script on the CPU
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+INPUTS = HERE / "gpu_inputs"
+sys.path.insert(0, str(HERE.parent))  # this checkout's lorafast
+CLASS_WEIGHTS = [0.877521613832853, 1.1622137404580153]
+ROBERTA_LORA = dict(r=2, lora_alpha=16, lora_dropout=0.1)
+MISTRAL_LORA = dict(r=2, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "v_proj"])
+TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4)
+TINY_DECODER = dict(TINY, num_key_value_heads=2, head_dim=16)
+
+
+def load_inputs(name):
+    folder = INPUTS / name
+    if not (folder / "batches.npz").is_file():
+        raise SystemExit(f"{folder}/batches.npz is missing: run python bench/gpu_prepare.py where ../shared is, "
+                         "and carry bench/gpu_inputs")
+    data = np.load(folder / "batches.npz")
+    n = len([k for k in data.files if k.startswith("ids_")])
+    batches = [(data[f"ids_{i}"], data[f"mask_{i}"], data[f"labels_{i}"]) for i in range(n)]
+    return folder, batches
+
+
+def frozen_flops_per_token(config):
+    """2 x the multiply-adds of every frozen linear a token passes through (no embeddings)."""
+    c = config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    attn = c.hidden_size * head_dim * (2 * c.num_attention_heads + 2 * kv)
+    ffn = (3 if c.model_type in ("llama", "mistral") else 2) * c.hidden_size * c.intermediate_size
+    return 2 * c.num_hidden_layers * (attn + ffn)
+
+
+def step_flops(config, mask, r):
+    """Model FLOPs of one LoRA training step on this padded batch's real tokens."""
+    lengths = mask.sum(axis=1).astype(np.float64)
+    tokens = lengths.sum()
+    frozen = 2 * frozen_flops_per_token(config) * tokens  # forward + input gradients
+    lora = 3 * 2 * config.num_hidden_layers * 2 * 2 * r * config.hidden_size * tokens  # 2 targets, fwd + 2 bwd
+    attn = 3 * 2 * 2 * config.num_hidden_layers * config.hidden_size * float((lengths**2).sum())  # QK^T, PV
+    return frozen + lora + attn
+
+
+def hf_model(folder, lora, dtype, device, tiny):
+    import torch
+    import transformers
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.from_pretrained(folder, num_labels=2)
+    if tiny:
+        config.update(TINY_DECODER if config.model_type in ("llama", "mistral") else TINY)
+    if config.pad_token_id is None:
+        config.pad_token_id = config.eos_token_id
+    with torch.device(device):
+        model = transformers.AutoModelForSequenceClassification.from_config(config, dtype=dtype)
+    model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, bias="none", **lora))
+    model.train()
+    return model, config
+
+
+def hf_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak):
+    """One row per (weights dtype, autocast dtype) setting."""
+    import torch
+
+    rows = []
+    for label, dtype, autocast in settings:
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        model, config = hf_model(folder, lora, dtype, device, tiny)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.001)
+        scaler = torch.amp.GradScaler(device, enabled=autocast == torch.float16 and device == "cuda")
+
+        def step(ids, mask, labels):
+            ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+            with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            loss = loss_fn(logits.float(), torch.from_numpy(labels).to(device))
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.3)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            return loss
+
+        for i in range(warmup):
+            step(*batches[i % len(batches)])
+        if device == "cuda":
+            torch.cuda.synchronize()
+        flops, tokens, t0 = 0.0, 0, time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            ids, mask, labels = batches[i % len(batches)]
+            loss = step(ids, mask, labels)
+            flops += step_flops(config, mask, lora["r"])
+            tokens += int(mask.sum())
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        rows.append(dict(model=name, impl="hf+peft", setting=label, steps=steps, steps_per_s=steps / seconds,
+                         tokens_per_s=tokens / seconds, mfu=flops / seconds / (peak * 1e12),
+                         peak_gpu_mib=torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+                         last_loss=loss.item(), device=torch.cuda.get_device_name() if device == "cuda" else "cpu"))
+        del model, opt
+    return rows
+
+
+def lorafast_rows(name):
+    """lorafast's GPU training step, when the build has one."""
+    import lorafast as lf
+
+    info = lf.build_info()
+    reason = info.get("cuda_unavailable_reason") or "lorafast has no CUDA training step yet (issue 7)"
+    return [dict(model=name, impl="lorafast", status=f"not run: {reason}")]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="roberta,mistral")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps for roberta-large")
+    parser.add_argument("--mistral-steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny configs (a smoke test of this script)")
+    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # torch's default, stated
+    rows = []
+    wanted = args.rows.split(",")
+    plans = {
+        "roberta": ("roberta-large", ROBERTA_LORA, args.steps,
+                    [("f32", torch.float32, None), ("fp16 autocast", torch.float32, torch.float16)]),
+        "mistral": ("mistral", MISTRAL_LORA, args.mistral_steps, [("bf16 weights, fp16 autocast", torch.bfloat16,
+                                                                    torch.float16)]),
+    }
+    for key in wanted:
+        name, lora, steps, settings = plans[key]
+        folder, batches = load_inputs(name)
+        out = lorafast_rows(name)
+        for setting in settings:  # a failing setting gives an error row; the others still run
+            try:
+                out += hf_rows(name, str(folder), batches, lora, [setting], steps, args.warmup, args.device,
+                               args.tiny, args.peak_tflops)
+            except Exception as e:  # noqa: BLE001 - reported in the row
+                out.append(dict(model=name, impl="hf+peft", setting=setting[0], error=f"{type(e).__name__}: {e}"))
+        for row in out:
+            row["date"] = time.strftime("%Y-%m-%d")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
