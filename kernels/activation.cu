@@ -1,0 +1,84 @@
+// GELU and tanh forward and backward: the CUDA twin of csrc/ops/activation.c. The CPU evaluates erf and
+// exp with polynomials (no libm call in its vector loops); here they are CUDA's erff and expf.
+#include "activation.cuh"
+#include "elementwise.cuh"
+
+#define GELU_INV_SQRT2 0.70710678118654752440f
+#define GELU_INV_SQRT_2PI 0.39894228040143267794f
+
+// out, inp: (n,)
+template <typename T> __global__ void gelu_forward_kernel(T *out, const T *inp, int64_t n) {
+    for (int64_t i = elementwise_first(); i < n; i += elementwise_stride()) {
+        float x = to_f32(inp[i]);
+        out[i] = from_f32<T>(0.5f * x * (1.0f + erff(x * GELU_INV_SQRT2)));
+    }
+}
+
+// dinp, inp, dout: (n,); dinp += dout * (cdf(x) + x * pdf(x))
+template <typename T> __global__ void gelu_backward_kernel(T *dinp, const T *inp, const T *dout, int64_t n) {
+    for (int64_t i = elementwise_first(); i < n; i += elementwise_stride()) {
+        float x = to_f32(inp[i]);
+        float cdf = 0.5f * (1.0f + erff(x * GELU_INV_SQRT2)), pdf = GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
+        dinp[i] = from_f32<T>(to_f32(dinp[i]) + to_f32(dout[i]) * (cdf + x * pdf));
+    }
+}
+
+// out, inp: (n,); out may equal inp
+template <typename T> __global__ void tanh_forward_kernel(T *out, const T *inp, int64_t n) {
+    for (int64_t i = elementwise_first(); i < n; i += elementwise_stride())
+        out[i] = from_f32<T>(tanhf(to_f32(inp[i])));
+}
+
+// dinp, out, dout: (n,); dinp += dout * (1 - out^2)
+template <typename T> __global__ void tanh_backward_kernel(T *dinp, const T *out, const T *dout, int64_t n) {
+    for (int64_t i = elementwise_first(); i < n; i += elementwise_stride()) {
+        float y = to_f32(out[i]);
+        dinp[i] = from_f32<T>(to_f32(dinp[i]) + to_f32(dout[i]) * (1.0f - y * y));
+    }
+}
+
+int gelu_forward_cuda(void *out, const void *inp, int64_t n, lf_dtype dtype, cudaStream_t stream) {
+    if (n < 0) return (int)cudaErrorInvalidValue;
+    if (n == 0) return 0;
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using T = decltype(t);
+        gelu_forward_kernel<T>
+            <<<elementwise_blocks(n), ELEMENTWISE_THREADS, 0, stream>>>((T *)out, (const T *)inp, n);
+        return lf_launch_status();
+    });
+}
+
+int gelu_backward_cuda(void *dinp, const void *inp, const void *dout, int64_t n, lf_dtype dtype,
+                       cudaStream_t stream) {
+    if (n < 0) return (int)cudaErrorInvalidValue;
+    if (n == 0) return 0;
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using T = decltype(t);
+        gelu_backward_kernel<T><<<elementwise_blocks(n), ELEMENTWISE_THREADS, 0, stream>>>(
+            (T *)dinp, (const T *)inp, (const T *)dout, n);
+        return lf_launch_status();
+    });
+}
+
+int tanh_forward_cuda(void *out, const void *inp, int64_t n, lf_dtype dtype, cudaStream_t stream) {
+    if (n < 0) return (int)cudaErrorInvalidValue;
+    if (n == 0) return 0;
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using T = decltype(t);
+        tanh_forward_kernel<T>
+            <<<elementwise_blocks(n), ELEMENTWISE_THREADS, 0, stream>>>((T *)out, (const T *)inp, n);
+        return lf_launch_status();
+    });
+}
+
+int tanh_backward_cuda(void *dinp, const void *out, const void *dout, int64_t n, lf_dtype dtype,
+                       cudaStream_t stream) {
+    if (n < 0) return (int)cudaErrorInvalidValue;
+    if (n == 0) return 0;
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using T = decltype(t);
+        tanh_backward_kernel<T><<<elementwise_blocks(n), ELEMENTWISE_THREADS, 0, stream>>>(
+            (T *)dinp, (const T *)out, (const T *)dout, n);
+        return lf_launch_status();
+    });
+}

@@ -1,0 +1,89 @@
+// kernels/layernorm.cu against csrc/ops/layernorm.c
+#include "kernel_check.cuh"
+#include "layernorm.cuh"
+
+extern "C" {
+#include "ops/layernorm.h"
+}
+
+struct layernorm_shape {
+    int T, C;
+};
+
+// odd sizes, sizes off multiples of 32/128, one row, a row of one, long rows, many rows (the weight
+// gradient's row chunks, up to their cap of 256 blocks per column)
+static const layernorm_shape layernorm_shapes[] = {{1, 1},     {3, 7},    {17, 384},  {5, 1000},
+                                                   {1, 1024},  {9, 1025}, {4, 4096},  {3, 8192},
+                                                   {2, 14336}, {300, 77}, {1000, 64}, {17000, 33}};
+
+static void check_layernorm_shape(lf_dtype dt, layernorm_shape shape, uint64_t seed) {
+    const int T = shape.T, C = shape.C;
+    const int64_t n = (int64_t)T * C;
+    const float eps = 1e-5f;
+    char what[128];
+    // a mean away from 0 so the two-pass variance and the saved mean are both exercised
+    std::vector<float> inp = rounded(random_vector(n, -1, 3, seed), dt);
+    std::vector<float> weight = random_vector(C, 0.5f, 1.5f, seed + 1),
+                       bias = random_vector(C, -0.5f, 0.5f, seed + 2);
+    std::vector<float> want_out((size_t)n), want_mean(T), want_rstd(T);
+    layernorm_forward(want_out.data(), want_mean.data(), want_rstd.data(), inp.data(), weight.data(),
+                      bias.data(), T, C, eps);
+
+    void *d_inp = to_device(inp, dt), *d_out = device_zeros(n, dt);
+    float *d_weight = (float *)to_device(weight, LF_F32), *d_bias = (float *)to_device(bias, LF_F32);
+    float *d_mean = (float *)device_zeros(T, LF_F32), *d_rstd = (float *)device_zeros(T, LF_F32);
+    CHECK_CUDA(layernorm_forward_cuda(d_out, d_mean, d_rstd, d_inp, d_weight, d_bias, T, C, eps, dt, 0));
+    snprintf(what, sizeof what, "layernorm_forward out T=%d C=%d", T, C);
+    check_close(what, dt, from_device(d_out, n, dt), want_out, tolerance(dt));
+    snprintf(what, sizeof what, "layernorm_forward mean T=%d C=%d", T, C);
+    check_close(what, dt, from_device(d_mean, T, LF_F32), want_mean, tolerance(LF_F32));
+    snprintf(what, sizeof what, "layernorm_forward rstd T=%d C=%d", T, C);
+    check_close(what, dt, from_device(d_rstd, T, LF_F32), want_rstd, tolerance(LF_F32));
+
+    // backward from the CPU's statistics, accumulating into non-zero gradients
+    std::vector<float> dout = rounded(random_vector(n, -1, 1, seed + 3), dt);
+    std::vector<float> dinp = rounded(random_vector(n, -1, 1, seed + 4), dt);
+    std::vector<float> dweight = random_vector(C, -1, 1, seed + 5), dbias = random_vector(C, -1, 1, seed + 6);
+    std::vector<float> want_dinp = dinp, want_dweight = dweight, want_dbias = dbias;
+    layernorm_backward(want_dinp.data(), want_dweight.data(), want_dbias.data(), dout.data(), inp.data(),
+                       weight.data(), want_mean.data(), want_rstd.data(), T, C);
+    void *d_dout = to_device(dout, dt);
+    CHECK_CUDA(cudaMemcpy(d_mean, want_mean.data(), T * sizeof(float), cudaMemcpyHostToDevice));
+    CHECK_CUDA(cudaMemcpy(d_rstd, want_rstd.data(), T * sizeof(float), cudaMemcpyHostToDevice));
+
+    // variant 0: dweight and dbias; 1: dweight only; 2: dbias only; 3: neither (frozen)
+    for (int variant = 0; variant < 4; variant++) {
+        void *d_dinp = to_device(dinp, dt);
+        float *d_dweight = (float *)to_device(dweight, LF_F32), *d_dbias = (float *)to_device(dbias, LF_F32);
+        int with_dweight = variant == 0 || variant == 1, with_dbias = variant == 0 || variant == 2;
+        CHECK_CUDA(layernorm_backward_cuda(d_dinp, with_dweight ? d_dweight : NULL,
+                                           with_dbias ? d_dbias : NULL, d_dout, d_inp, d_weight, d_mean,
+                                           d_rstd, T, C, dt, 0));
+        snprintf(what, sizeof what, "layernorm_backward dinp T=%d C=%d variant %d", T, C, variant);
+        check_close(what, dt, from_device(d_dinp, n, dt), want_dinp, tolerance(dt));
+        snprintf(what, sizeof what, "layernorm_backward dweight T=%d C=%d variant %d", T, C, variant);
+        check_close(what, dt, from_device(d_dweight, C, LF_F32), with_dweight ? want_dweight : dweight,
+                    tolerance(LF_F32));
+        snprintf(what, sizeof what, "layernorm_backward dbias T=%d C=%d variant %d", T, C, variant);
+        check_close(what, dt, from_device(d_dbias, C, LF_F32), with_dbias ? want_dbias : dbias,
+                    tolerance(LF_F32));
+        CHECK_CUDA(cudaFree(d_dinp));
+        CHECK_CUDA(cudaFree(d_dweight));
+        CHECK_CUDA(cudaFree(d_dbias));
+    }
+    for (void *p : {d_inp, d_out, (void *)d_weight, (void *)d_bias, (void *)d_mean, (void *)d_rstd, d_dout})
+        CHECK_CUDA(cudaFree(p));
+}
+
+int main(void) {
+    for (lf_dtype dt : check_dtypes) {
+        uint64_t seed = 100;
+        for (layernorm_shape shape : layernorm_shapes)
+            check_layernorm_shape(dt, shape, seed += 10);
+    }
+    CHECK_CUDA(layernorm_forward_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 0, 16, 1e-5f, LF_F32, 0)); // T = 0
+    check_equal("layernorm_forward rejects C < 0",
+                {(float)layernorm_forward_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 4, -1, 1e-5f, LF_F32, 0)},
+                {(float)cudaErrorInvalidValue});
+    return check_summary("check_layernorm");
+}
