@@ -4,35 +4,8 @@
 
 #include "core/error.h"
 
-static uint32_t float_bits(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static float bits_float(uint32_t u) {
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
-// NumPy's npy_halfbits_to_floatbits: exact for every value; Inf/NaN keep their payload.
-float lf_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = h & 0x7c00u;
-    uint32_t sig = h & 0x03ffu;
-    if (exp == 0x7c00u) return bits_float(sign | 0x7f800000u | (sig << 13));
-    if (exp != 0) return bits_float(sign | (((uint32_t)(h & 0x7fffu) + 0x1c000u) << 13));
-    if (sig == 0) return bits_float(sign);
-    int shift = __builtin_clz(sig) - 21; // normalise the subnormal: leading 1 to bit 10
-    sig = (sig << shift) & 0x03ffu;
-    return bits_float(sign | ((uint32_t)(113 - shift) << 23) | (sig << 13));
-}
-
-// NumPy's npy_floatbits_to_halfbits: round-to-nearest-even, overflow to Inf, NaN payload's
-// top bits kept (a payload that would vanish becomes 1).
 uint16_t lf_f32_to_f16(float x) {
-    uint32_t f = float_bits(x);
+    uint32_t f = lf_float_bits(x);
     uint16_t sign = (uint16_t)((f & 0x80000000u) >> 16);
     uint32_t exp = f & 0x7f800000u;
     uint32_t sig = f & 0x007fffffu;
@@ -57,10 +30,8 @@ uint16_t lf_f32_to_f16(float x) {
     return (uint16_t)(sign + (uint16_t)(sig >> 13) + h_exp);
 }
 
-float lf_bf16_to_f32(uint16_t h) { return bits_float((uint32_t)h << 16); }
-
 uint16_t lf_f32_to_bf16(float x) {
-    uint32_t f = float_bits(x);
+    uint32_t f = lf_float_bits(x);
     if ((f & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((f >> 16) | 0x0040u); // quiet NaN
     f += 0x7fffu + ((f >> 16) & 1u);
     return (uint16_t)(f >> 16);

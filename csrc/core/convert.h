@@ -5,12 +5,39 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/tensor.h"
 
-float lf_f16_to_f32(uint16_t h);
+// The bits of an f32 and back.
+static inline uint32_t lf_float_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static inline float lf_bits_float(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+// NumPy's npy_halfbits_to_floatbits: exact for every value; Inf/NaN keep their payload.
+static inline float lf_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = h & 0x7c00u;
+    uint32_t sig = h & 0x03ffu;
+    if (exp == 0x7c00u) return lf_bits_float(sign | 0x7f800000u | (sig << 13));
+    if (exp != 0) return lf_bits_float(sign | (((uint32_t)(h & 0x7fffu) + 0x1c000u) << 13));
+    if (sig == 0) return lf_bits_float(sign);
+    int shift = __builtin_clz(sig) - 21; // normalise the subnormal: leading 1 to bit 10
+    sig = (sig << shift) & 0x03ffu;
+    return lf_bits_float(sign | ((uint32_t)(113 - shift) << 23) | (sig << 13));
+}
+
+static inline float lf_bf16_to_f32(uint16_t h) { return lf_bits_float((uint32_t)h << 16); }
+
 uint16_t lf_f32_to_f16(float x);
-float lf_bf16_to_f32(uint16_t h);
 uint16_t lf_f32_to_bf16(float x);
 
 // dst[i] = (float)src[i] for n elements of src's dtype (any lf_dtype; integers convert as C
