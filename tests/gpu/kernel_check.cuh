@@ -121,6 +121,14 @@ static inline int check_equal(const char *what, const std::vector<float> &got, c
     return ok;
 }
 
+// A condition that must hold (a rate, a flag): prints "ok"/"FAIL", what and the value seen
+static inline int check_true(const char *what, int ok, double value) {
+    printf("%s %s: %.6g\n", ok ? "ok" : "FAIL", what, value);
+    check_count++;
+    check_failures += !ok;
+    return ok;
+}
+
 // the program's exit code: prints the summary line test_kernels.py looks for
 static inline int check_summary(const char *program) {
     printf("%s: %d checks, %d failed\n", program, check_count, check_failures);

@@ -6,13 +6,6 @@ extern "C" {
 #include "ops/dropout.h"
 }
 
-// the keep rate is within its tolerance: counted as the other checks are
-static void check_keep_rate(const char *what, int ok, double value) {
-    printf("%s %s: %.6g\n", ok ? "ok" : "FAIL", what, value);
-    check_count++;
-    check_failures += !ok;
-}
-
 // 1 where x is non-zero: the keep mask of an output whose input had no zeros
 static std::vector<float> nonzero_mask(const std::vector<float> &x) {
     std::vector<float> mask(x.size());
@@ -59,7 +52,7 @@ static void check_dropout(lf_dtype dt, int64_t n, float p, uint64_t key, uint64_
         double expected = p > 0.0f ? 1.0 - p : 1.0, sigma = sqrt(expected * (1.0 - expected) / (double)n);
         snprintf(what, sizeof what, "dropout_forward keep rate n=%lld p=%g (expected %g)", (long long)n, p,
                  expected);
-        check_keep_rate(what, fabs(rate - expected) <= 6.0 * sigma + 1e-12, rate);
+        check_true(what, fabs(rate - expected) <= 6.0 * sigma + 1e-12, rate);
     }
     CHECK_CUDA(dropout_forward_cuda(d_in, d_in, n, p, key, dt, 0)); // out == in
     snprintf(what, sizeof what, "dropout_forward in place n=%lld p=%g", (long long)n, p);
