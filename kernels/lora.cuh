@@ -15,8 +15,8 @@ int lora_forward_cuda(void *out, float *u, const void *x, const float *A, const 
                       int OC, int r, float scaling, float p, uint64_t key, lf_dtype dtype,
                       cudaStream_t stream);
 // dB: (OC, r) += scaling * dout^T @ u; dA: (r, C) += du^T @ dropout(x); dx: (T, C) += dropout'(du @ A),
-// with du = scaling * dout @ B; dA, dB f32, dx and dout: (T, OC) of dtype. dx, dA, dB may be NULL (not
-// needed); scratch: lora_scratch_bytes(T, r) bytes (holds du).
+// with du = scaling * dout @ B, dout: (T, OC); dA, dB f32, dx and dout of dtype. dx, dA, dB may be NULL
+// (not needed); scratch: lora_scratch_bytes(T, r) bytes (holds du).
 int lora_backward_cuda(void *dx, float *dA, float *dB, void *scratch, const void *dout, const void *x,
                        const float *u, const float *A, const float *B, int T, int C, int OC, int r,
                        float scaling, float p, uint64_t key, lf_dtype dtype, cudaStream_t stream);

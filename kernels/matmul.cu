@@ -150,8 +150,8 @@ int matmul_forward_cuda(void *out, const void *x, const void *w, const void *bia
     const cudaDataType_t type = lt_type(dtype);
     // out^T: (OC, T) = (w as stored: (C, OC))^T @ (x as stored: (C, T))
     const float beta = accumulate ? 1.0f : 0.0f;
-    const lt_product p = {CUBLAS_OP_T, CUBLAS_OP_N, {w, type, C, OC}, {x, type, C, T}, {out, type, OC, T},
-                          1.0f,        beta};
+    const lt_matrix wm = {w, type, C, OC}, xm = {x, type, C, T}, om = {out, type, OC, T};
+    const lt_product p = {CUBLAS_OP_T, CUBLAS_OP_N, wm, xm, om, 1.0f, beta};
     cublasStatus_t st = lt_run(p, bias, workspace, stream);
     if (st == CUBLAS_STATUS_SUCCESS || bias == nullptr) return lf_cublas_error(st);
     // no algorithm takes this bias in its epilogue: the product, then the bias on its own
@@ -187,16 +187,15 @@ int matmul_backward_cuda(void *dx, float *dw, float *db, const void *dout, const
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
     if (dx != nullptr) {
         // dx^T: (C, T) += (w as stored: (C, OC)) @ (dout as stored: (OC, T))
-        const lt_product p = {
-            CUBLAS_OP_N, CUBLAS_OP_N, {w, type, C, OC}, {dout, type, OC, T}, {dx, type, C, T}, 1.0f, 1.0f};
+        const lt_matrix wm = {w, type, C, OC}, dom = {dout, type, OC, T}, dxm = {dx, type, C, T};
+        const lt_product p = {CUBLAS_OP_N, CUBLAS_OP_N, wm, dom, dxm, 1.0f, 1.0f};
         st = lt_run(p, nullptr, workspace, stream);
         if (st != CUBLAS_STATUS_SUCCESS) return lf_cublas_error(st);
     }
     if (dw != nullptr) {
         // dw^T: (C, OC) += (x as stored: (C, T)) @ (dout as stored: (OC, T))^T, in f32
-        const lt_product p = {
-            CUBLAS_OP_N, CUBLAS_OP_T, {x, type, C, T}, {dout, type, OC, T}, {dw, CUDA_R_32F, C, OC},
-            1.0f,        1.0f};
+        const lt_matrix xm = {x, type, C, T}, dom = {dout, type, OC, T}, dwm = {dw, CUDA_R_32F, C, OC};
+        const lt_product p = {CUBLAS_OP_N, CUBLAS_OP_T, xm, dom, dwm, 1.0f, 1.0f};
         st = lt_run(p, nullptr, workspace, stream);
         if (st != CUBLAS_STATUS_SUCCESS) return lf_cublas_error(st);
     }
