@@ -1,0 +1,22 @@
+// Linear layers over packed tokens with cuBLASLt (csrc/ops/matmul.h on the GPU): out = x W^T + b.
+// x, W, bias and out are of the activation dtype (weights resident in bf16/f16 for 16-bit runs, f32
+// for f32 runs); the products accumulate in f32 (CUBLAS_COMPUTE_32F, no TF32); weight and bias
+// gradients are f32. workspace: matmul_workspace_bytes() bytes of device memory owned by the caller
+// (NULL runs cuBLASLt without a workspace, which rules out some of its faster algorithms).
+#pragma once
+
+#include "common.cuh"
+
+// bytes of the cuBLASLt workspace a launcher may use
+size_t matmul_workspace_bytes(void);
+
+// out: (T, OC) = x: (T, C) @ w: (OC, C)^T + bias: (OC,) or NULL; accumulate: out += instead
+int matmul_forward_cuda(void *out, const void *x, const void *w, const void *bias, int T, int C, int OC,
+                        int accumulate, void *workspace, lf_dtype dtype, cudaStream_t stream);
+// dx: (T, C) += dout: (T, OC) @ w: (OC, C), of dtype; dw: (OC, C) += dout^T @ x: (T, C), f32;
+// db: (OC,) += sum_t dout, f32. Any of dx, dw, db may be NULL (not needed).
+int matmul_backward_cuda(void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
+                         int T, int C, int OC, void *workspace, lf_dtype dtype, cudaStream_t stream);
+// out: (T, OC) += bias: (OC,) on every row, both of dtype (the forward's bias when the cuBLASLt
+// epilogue cannot take it)
+int matmul_bias_add_cuda(void *out, const void *bias, int T, int OC, lf_dtype dtype, cudaStream_t stream);

@@ -1,0 +1,152 @@
+// kernels/lora.cu against csrc/ops/lora.c
+#include "kernel_check.cuh"
+#include "lora.cuh"
+
+extern "C" {
+#include "ops/lora.h"
+}
+
+// a launcher's failure counts as a failed check; the program goes on with the next case
+static int launched(const char *what, int rc) {
+    if (rc == 0) return 1;
+    printf("FAIL %s: launcher returned %d (%s)\n", what, rc, cudaGetErrorString((cudaError_t)rc));
+    check_count++;
+    check_failures++;
+    return 0;
+}
+
+// device buffers of one case, freed with it
+struct device_buffers {
+    std::vector<void *> all;
+    void *add(void *p) {
+        all.push_back(p);
+        return p;
+    }
+    ~device_buffers() {
+        for (void *p : all)
+            cudaFree(p);
+    }
+};
+
+struct lora_case {
+    int T, C, OC, r;
+    float scaling, p;
+};
+
+// The f32 results (u, dA, dB) come from the same rounded inputs on both sides, so they are held to
+// f32's tolerance in f32 runs and to 1e-4 in 16-bit runs (where only summation order differs, over
+// up to 14336 terms); out and dx, of dtype, to the dtype's tolerance.
+static double f32_result_tolerance(lf_dtype dt) { return dt == LF_F32 ? tolerance(LF_F32) : 1e-4; }
+
+// forward and then backward with the outputs in need (dx, dA, dB), against lora_forward/lora_backward
+static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int need_dB, uint64_t seed) {
+    const int T = k.T, C = k.C, OC = k.OC, r = k.r;
+    const int64_t xs = (int64_t)T * C, os = (int64_t)T * OC, us = (int64_t)T * r;
+    const uint64_t key = lf_stream_key(seed, 3);
+    char what[160], name[200];
+    snprintf(what, sizeof what, "T=%d C=%d OC=%d r=%d scaling=%g p=%g%s%s%s", T, C, OC, r, k.scaling, k.p,
+             need_dx ? " dx" : "", need_dA ? " dA" : "", need_dB ? " dB" : "");
+    std::vector<float> x = rounded(random_vector(xs, -1, 1, seed), dt);
+    std::vector<float> A = random_vector((int64_t)r * C, -0.05f, 0.05f, seed + 1);
+    std::vector<float> B = random_vector((int64_t)OC * r, -1, 1, seed + 2);
+    std::vector<float> out0 = rounded(random_vector(os, -0.5f, 0.5f, seed + 3), dt);
+    std::vector<float> dout = rounded(random_vector(os, -1, 1, seed + 4), dt);
+    std::vector<float> dx0 = rounded(random_vector(xs, -1, 1, seed + 5), dt);
+    std::vector<float> dA0 = random_vector((int64_t)r * C, -1, 1, seed + 6);
+    std::vector<float> dB0 = random_vector((int64_t)OC * r, -1, 1, seed + 7);
+
+    std::vector<float> want_out = out0, want_u((size_t)us), xd((size_t)xs), du((size_t)us);
+    lora_forward(want_out.data(), want_u.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r,
+                 k.scaling, k.p, key);
+    std::vector<float> want_dx = dx0, want_dA = dA0, want_dB = dB0;
+    lora_backward(need_dx ? want_dx.data() : NULL, need_dA ? want_dA.data() : NULL,
+                  need_dB ? want_dB.data() : NULL, du.data(), xd.data(), dout.data(), x.data(), want_u.data(),
+                  A.data(), B.data(), T, C, OC, r, k.scaling, k.p, key);
+
+    device_buffers buf;
+    void *d_x = buf.add(to_device(x, dt)), *d_out = buf.add(to_device(out0, dt));
+    float *d_A = (float *)buf.add(to_device(A, LF_F32)), *d_B = (float *)buf.add(to_device(B, LF_F32));
+    float *d_u = (float *)buf.add(device_zeros(us, LF_F32));
+    snprintf(name, sizeof name, "lora_forward %s", what);
+    if (!launched(name,
+                  lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, k.scaling, k.p, key, dt, 0)))
+        return;
+    snprintf(name, sizeof name, "lora_forward %s: u", what);
+    check_close(name, dt, from_device(d_u, us, LF_F32), want_u, f32_result_tolerance(dt));
+    snprintf(name, sizeof name, "lora_forward %s: out", what);
+    check_close(name, dt, from_device(d_out, os, dt), want_out, tolerance(dt));
+
+    void *d_dout = buf.add(to_device(dout, dt)), *d_dx = buf.add(to_device(dx0, dt));
+    float *d_dA = (float *)buf.add(to_device(dA0, LF_F32)), *d_dB = (float *)buf.add(to_device(dB0, LF_F32));
+    void *scratch = NULL;
+    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, r)));
+    buf.add(scratch);
+    snprintf(name, sizeof name, "lora_backward %s", what);
+    if (!launched(name, lora_backward_cuda(need_dx ? d_dx : NULL, need_dA ? d_dA : NULL,
+                                           need_dB ? d_dB : NULL, scratch, d_dout, d_x, d_u, d_A, d_B, T, C,
+                                           OC, r, k.scaling, k.p, key, dt, 0)))
+        return;
+    if (need_dx) {
+        snprintf(name, sizeof name, "lora_backward %s: dx", what);
+        check_close(name, dt, from_device(d_dx, xs, dt), want_dx, tolerance(dt));
+    }
+    if (need_dA) {
+        snprintf(name, sizeof name, "lora_backward %s: dA", what);
+        check_close(name, dt, from_device(d_dA, (int64_t)r * C, LF_F32), want_dA, f32_result_tolerance(dt));
+    }
+    if (need_dB) {
+        snprintf(name, sizeof name, "lora_backward %s: dB", what);
+        check_close(name, dt, from_device(d_dB, (int64_t)OC * r, LF_F32), want_dB, f32_result_tolerance(dt));
+    }
+}
+
+// The dropout mask alone, exactly: with r = C, A = the identity and scaling 1, u = dropout(x), so u
+// is the CPU's dropout of x element for element.
+static void check_lora_mask(lf_dtype dt) {
+    const int T = 45, C = 40, OC = 8, r = C;
+    const float p = 0.3f;
+    const uint64_t key = lf_stream_key(77, 5);
+    std::vector<float> x = rounded(random_vector((int64_t)T * C, 0.5f, 1.5f, 78), dt);
+    std::vector<float> A((size_t)r * C, 0.0f), B = random_vector((int64_t)OC * r, -1, 1, 79);
+    for (int j = 0; j < r; j++)
+        A[(size_t)j * C + j] = 1.0f;
+    std::vector<float> out((size_t)T * OC, 0.0f), want_u((size_t)T * r), xd((size_t)T * C);
+    lora_forward(out.data(), want_u.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r, 1.0f, p,
+                 key);
+    device_buffers buf;
+    void *d_x = buf.add(to_device(x, dt)), *d_out = buf.add(device_zeros((int64_t)T * OC, dt));
+    float *d_A = (float *)buf.add(to_device(A, LF_F32)), *d_B = (float *)buf.add(to_device(B, LF_F32));
+    float *d_u = (float *)buf.add(device_zeros((int64_t)T * r, LF_F32));
+    if (launched("lora_forward mask",
+                 lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, 1.0f, p, key, dt, 0)))
+        check_equal(dt == LF_F32    ? "lora dropout mask [f32]"
+                    : dt == LF_BF16 ? "lora dropout mask [bf16]"
+                                    : "lora dropout mask [f16]",
+                    from_device(d_u, (int64_t)T * r, LF_F32), want_u);
+}
+
+static const lora_case cases[] = {
+    {37, 1024, 1024, 2, 8.0f, 0.1f},    // RoBERTa-large query/value, r=2, alpha 16
+    {256, 1024, 1024, 2, 8.0f, 0.0f},   // no dropout
+    {1, 4096, 4096, 16, 1.0f, 0.05f},   // Llama-2 q_proj, one token
+    {100, 4096, 1024, 16, 1.0f, 0.1f},  // Mistral v_proj (grouped KV heads)
+    {33, 1000, 384, 70, 0.5f, 0.1f},    // r above one tile of ranks, odd sizes
+    {129, 384, 1000, 3, 2.0f, 0.0f},    // rows one past a multiple of 128
+    {300, 14336, 4096, 16, 2.0f, 0.1f}, // down_proj-sized rows
+};
+
+int main(void) {
+    uint64_t seed = 500;
+    for (lf_dtype dt : check_dtypes) {
+        int i = 0;
+        for (const lora_case &k : cases) {
+            check_lora(dt, k, 1, 1, 1, seed += 10);
+            if (i % 3 == 0) check_lora(dt, k, 0, 1, 1, seed += 10); // frozen input (first layer)
+            if (i % 3 == 1) check_lora(dt, k, 1, 0, 1, seed += 10);
+            if (i % 3 == 2) check_lora(dt, k, 0, 0, 1, seed += 10);
+            i++;
+        }
+        check_lora_mask(dt);
+    }
+    return check_summary("check_lora");
+}
