@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/encoder.h"
 #include "models/model.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
@@ -18,27 +19,10 @@
 #include "ops/matmul.h"
 #include "ops/residual.h"
 
-enum { Q, K, V, O, I, F, N_LINEARS }; // linears of a layer, in lora_targets order
-static const char *const encoder_targets[N_LINEARS] = {
+static const char *const encoder_targets[ENC_N_LINEARS] = {
     "attention.self.query",   "attention.self.key", "attention.self.value",
     "attention.output.dense", "intermediate.dense", "output.dense",
 };
-
-typedef struct {
-    int lin[N_LINEARS];
-    int ln1_w, ln1_b, ln2_w, ln2_b; // frozen indices
-} enc_layer;
-
-typedef struct {
-    int word, pos, type, ln_w, ln_b; // embeddings (frozen indices)
-    int head_dense, head_out;        // linears
-    int pre_dropout;                 // RoBERTa's head drops out its input
-    enc_layer layers[];
-} enc_state;
-
-// dropout / LoRA stream sites
-enum { SITE_EMB = 0, SITE_HEAD_IN = 1, SITE_HEAD_MID = 2, SITE_HEAD_DENSE = 3, SITE_HEAD_OUT = 4 };
-static int layer_site(int l, int k) { return 16 + 16 * l + k; } // k: 0 probs, 1 attn out, 2 ffn, 3+ linears
 
 // ----------------------------------------------------------------------------- building
 
@@ -54,10 +38,10 @@ static int add_layer_norm(lf_model *m, const char *prefix, int *w, int *b) {
 static int build_layer(lf_model *m, enc_layer *L, const char *base, int l) {
     const lf_model_config *c = &m->cfg;
     int C = c->hidden_size,
-        sizes[N_LINEARS][2] = {
+        sizes[ENC_N_LINEARS][2] = {
             {C, C}, {C, C}, {C, C}, {C, C}, {C, c->intermediate_size}, {c->intermediate_size, C}};
     char prefix[256];
-    for (int k = 0; k < N_LINEARS; k++) {
+    for (int k = 0; k < ENC_N_LINEARS; k++) {
         snprintf(prefix, sizeof prefix, "%sencoder.layer.%d.%s", base, l, encoder_targets[k]);
         L->lin[k] = lf_model_add_linear(m, prefix, sizes[k][0], sizes[k][1], 1, 0, layer_site(l, 3 + k));
         if (L->lin[k] < 0) return LF_ENOMEM;
@@ -117,7 +101,7 @@ static int encoder_build(lf_model *m) {
 
 typedef struct {
     float *q, *k, *v, *att, *lse, *r1, *m1, *s1, *x1, *h, *g, *r2, *m2, *s2, *out;
-    float *u[N_LINEARS];
+    float *u[ENC_N_LINEARS];
 } layer_acts;
 
 typedef struct {
@@ -151,7 +135,7 @@ static size_t layer_block(const lf_model *m, float *base, int T, layer_acts *a) 
     a->lse = take(base, &off, (size_t)T * m->cfg.num_heads);
     a->h = take(base, &off, TI);
     a->g = take(base, &off, TI);
-    for (int k = 0; k < N_LINEARS; k++)
+    for (int k = 0; k < ENC_N_LINEARS; k++)
         a->u[k] = take(base, &off, (size_t)T * lora_rank(m));
     return off;
 }
@@ -239,18 +223,18 @@ static void layer_forward(lf_model *m, const enc_layer *L, const lf_batch *b, co
     int64_t TC = (int64_t)T * C;
     const lf_linear *lin = m->linears;
     float p = drop_p(m, m->cfg.hidden_dropout);
-    lf_linear_forward(m, &lin[L->lin[Q]], la->q, la->u[Q], a->xd, x0, T, a->mm_scratch);
-    lf_linear_forward(m, &lin[L->lin[K]], la->k, la->u[K], a->xd, x0, T, a->mm_scratch);
-    lf_linear_forward(m, &lin[L->lin[V]], la->v, la->u[V], a->xd, x0, T, a->mm_scratch);
+    lf_linear_forward(m, &lin[L->lin[ENC_Q]], la->q, la->u[ENC_Q], a->xd, x0, T, a->mm_scratch);
+    lf_linear_forward(m, &lin[L->lin[ENC_K]], la->k, la->u[ENC_K], a->xd, x0, T, a->mm_scratch);
+    lf_linear_forward(m, &lin[L->lin[ENC_V]], la->v, la->u[ENC_V], a->xd, x0, T, a->mm_scratch);
     attention_forward(la->att, la->lse, la->q, la->k, la->v, b->offsets, attn_shape(m, b, l), a->att_scratch);
-    lf_linear_forward(m, &lin[L->lin[O]], la->r1, la->u[O], a->xd, la->att, T, a->mm_scratch);
+    lf_linear_forward(m, &lin[L->lin[ENC_O]], la->r1, la->u[ENC_O], a->xd, la->att, T, a->mm_scratch);
     dropout_forward(la->r1, la->r1, TC, p, lf_model_dropout_key(m, layer_site(l, 1)));
     residual_forward(la->r1, la->r1, x0, TC);
     layernorm_forward(la->x1, la->m1, la->s1, la->r1, frozen_f32(m, L->ln1_w), frozen_f32(m, L->ln1_b), T, C,
                       m->cfg.norm_eps);
-    lf_linear_forward(m, &lin[L->lin[I]], la->h, la->u[I], a->xd, la->x1, T, a->mm_scratch);
+    lf_linear_forward(m, &lin[L->lin[ENC_I]], la->h, la->u[ENC_I], a->xd, la->x1, T, a->mm_scratch);
     gelu_forward(la->g, la->h, (int64_t)T * m->cfg.intermediate_size);
-    lf_linear_forward(m, &lin[L->lin[F]], la->r2, la->u[F], a->xd, la->g, T, a->mm_scratch);
+    lf_linear_forward(m, &lin[L->lin[ENC_F]], la->r2, la->u[ENC_F], a->xd, la->g, T, a->mm_scratch);
     dropout_forward(la->r2, la->r2, TC, p, lf_model_dropout_key(m, layer_site(l, 2)));
     residual_forward(la->r2, la->r2, la->x1, TC);
     layernorm_forward(la->out, la->m2, la->s2, la->r2, frozen_f32(m, L->ln2_w), frozen_f32(m, L->ln2_b), T, C,
@@ -301,25 +285,25 @@ static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, c
     memcpy(a->db, a->da, (size_t)TC * sizeof(float)); // d x1 through the residual
     dropout_backward_inplace(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 2)));
     zero(a->di1, TI);
-    lf_linear_backward(m, &lin[L->lin[F]], a->di1, a->du, a->xd, a->da, la->g, la->u[F], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di1, a->du, a->xd, a->da, la->g, la->u[ENC_F], T, a->mm_scratch);
     zero(a->di2, TI);
     gelu_backward(a->di2, la->h, a->di1, TI);
-    lf_linear_backward(m, &lin[L->lin[I]], a->db, a->du, a->xd, a->di2, la->x1, la->u[I], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, a->du, a->xd, a->di2, la->x1, la->u[ENC_I], T, a->mm_scratch);
     zero(a->da, TC); // d r1
     layernorm_backward(a->da, NULL, NULL, a->db, la->r1, frozen_f32(m, L->ln1_w), la->m1, la->s1, T, C);
     memcpy(a->dres, a->da, (size_t)TC * sizeof(float)); // d x0 through the residual
     dropout_backward_inplace(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 1)));
     zero(a->db, TC); // d att
-    lf_linear_backward(m, &lin[L->lin[O]], a->db, a->du, a->xd, a->da, la->att, la->u[O], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, a->du, a->xd, a->da, la->att, la->u[ENC_O], T, a->mm_scratch);
     zero(a->dq, TC);
     zero(a->dk, TC);
     zero(a->dv, TC);
     attention_backward(a->dq, a->dk, a->dv, a->db, la->att, la->lse, la->q, la->k, la->v, b->offsets,
                        attn_shape(m, b, l), a->att_scratch);
     float *dx = need_dx ? a->dres : NULL;
-    lf_linear_backward(m, &lin[L->lin[Q]], dx, a->du, a->xd, a->dq, x0, la->u[Q], T, a->mm_scratch);
-    lf_linear_backward(m, &lin[L->lin[K]], dx, a->du, a->xd, a->dk, x0, la->u[K], T, a->mm_scratch);
-    lf_linear_backward(m, &lin[L->lin[V]], dx, a->du, a->xd, a->dv, x0, la->u[V], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_Q]], dx, a->du, a->xd, a->dq, x0, la->u[ENC_Q], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_K]], dx, a->du, a->xd, a->dk, x0, la->u[ENC_K], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_V]], dx, a->du, a->xd, a->dv, x0, la->u[ENC_V], T, a->mm_scratch);
 }
 
 // d logits -> head grads; d pooled rows scattered into a->dres (when need_dx)
@@ -346,7 +330,7 @@ static void head_backward(lf_model *m, const enc_state *s, const lf_batch *b, en
 // the lowest layer holding a trainable tensor, or num_layers when none does
 static int lowest_trainable_layer(const lf_model *m, const enc_state *s) {
     for (int l = 0; l < m->cfg.num_layers; l++)
-        for (int k = 0; k < N_LINEARS; k++)
+        for (int k = 0; k < ENC_N_LINEARS; k++)
             if (m->linears[s->layers[l].lin[k]].lora_a >= 0) return l;
     return m->cfg.num_layers;
 }
@@ -373,5 +357,5 @@ const lf_arch lf_arch_encoder = {
     .forward = encoder_forward,
     .backward = encoder_backward,
     .lora_targets = encoder_targets,
-    .n_lora_targets = N_LINEARS,
+    .n_lora_targets = ENC_N_LINEARS,
 };

@@ -424,10 +424,6 @@ int lf_model_reserve(lf_model *m, size_t floats) {
     return LF_OK;
 }
 
-uint64_t lf_model_dropout_key(const lf_model *m, int site) {
-    return lf_stream_key(m->seed ^ lf_mix64(m->step + 0x51ed270b27a0f3ULL), (uint64_t)site);
-}
-
 static int prepare(lf_model *m, float **dlogits) {
     if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
     const lf_batch *b = &m->batch;
@@ -474,19 +470,12 @@ const float *lf_linear_bias(const lf_model *m, const lf_linear *l) {
     return l->bias >= 0 ? (const float *)m->frozen[l->bias].w.data : NULL;
 }
 
-static float lora_dropout(const lf_model *m) { return m->training ? m->lora.dropout : 0.0f; }
-
-// LoRA dropout streams are apart from the hidden dropout sites
-static uint64_t lora_key(const lf_model *m, const lf_linear *l) {
-    return lf_model_dropout_key(m, l->site + (1 << 24));
-}
-
 void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
                        int T, float *scratch) {
     matmul_forward(out, x, lf_linear_weight(m, l), lf_linear_bias(m, l), T, l->in, l->out, 0, scratch);
     if (l->lora_a < 0) return;
     lora_forward(out, lora_u, xd, x, m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out,
-                 m->lora.r, m->lora.scaling, lora_dropout(m), lora_key(m, l));
+                 m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
 }
 
 void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, float *xd, const float *dout,
@@ -497,5 +486,5 @@ void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, f
     if (l->lora_a < 0) return;
     lora_backward(dx, m->params[l->lora_a].grad, m->params[l->lora_b].grad, du, xd, dout, x, lora_u,
                   m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out, m->lora.r,
-                  m->lora.scaling, lora_dropout(m), lora_key(m, l));
+                  m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops/random.h"
 #include "ops/weight.h"
 
 typedef enum { LF_ARCH_BERT = 0, LF_ARCH_ROBERTA = 1, LF_ARCH_LLAMA = 2, LF_ARCH_MISTRAL = 3 } lf_arch_id;
@@ -168,10 +169,20 @@ void lf_model_zero_grad(lf_model *m);
 
 // Helpers for architectures
 int lf_model_reserve(lf_model *m, size_t floats);           // grows m->work
-uint64_t lf_model_dropout_key(const lf_model *m, int site); // stream key for this step and site
 void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
                        int T, float *scratch);
 void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, float *xd, const float *dout,
                         const float *x, const float *lora_u, int T, float *scratch);
 lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l);
 const float *lf_linear_bias(const lf_model *m, const lf_linear *l);
+
+// The dropout stream key of a site for this step (the CPU and the CUDA models draw the same masks)
+static inline uint64_t lf_model_dropout_key(const lf_model *m, int site) {
+    return lf_stream_key(m->seed ^ lf_mix64(m->step + 0x51ed270b27a0f3ULL), (uint64_t)site);
+}
+
+// LoRA dropout: its probability in this mode, and its streams, apart from the hidden dropout sites
+static inline float lf_lora_dropout(const lf_model *m) { return m->training ? m->lora.dropout : 0.0f; }
+static inline uint64_t lf_lora_key(const lf_model *m, const lf_linear *l) {
+    return lf_model_dropout_key(m, l->site + (1 << 24));
+}
