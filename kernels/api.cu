@@ -2,6 +2,8 @@
 #include <cstdio>
 #include <cuda_runtime.h>
 
+#include "device_model.cuh"
+
 extern "C" {
 #include "core/cuda_backend.h"
 }
@@ -28,8 +30,22 @@ static int memcpy_d2h(void *dst, const void *src, size_t bytes) {
 static int synchronize(void) { return (int)cudaDeviceSynchronize(); }
 
 static const lf_cuda_api api = {
-    LF_CUDA_API_VERSION, device_count, device_name, error_string, device_malloc,
-    device_free,         memcpy_h2d,   memcpy_d2h,  synchronize,
+    .version = LF_CUDA_API_VERSION,
+    .model_size = sizeof(lf_model),
+    .device_count = device_count,
+    .device_name = device_name,
+    .error_string = error_string,
+    .malloc = device_malloc,
+    .free = device_free,
+    .memcpy_h2d = memcpy_h2d,
+    .memcpy_d2h = memcpy_d2h,
+    .synchronize = synchronize,
+    .model_create = lf_cuda_model_create,
+    .model_free = lf_cuda_model_free,
+    .model_forward = lf_cuda_model_forward,
+    .model_forward_backward = lf_cuda_model_forward_backward,
+    .model_device_bytes = lf_cuda_model_device_bytes,
+    .last_error = lf_cuda_last_error,
 };
 
 extern "C" __attribute__((visibility("default"))) const lf_cuda_api *lf_cuda_get_api(void) { return &api; }

@@ -29,11 +29,45 @@ class SequenceClassifierOutput:
 
 def _dtype_name(dtype):
     key = getattr(dtype, "name", dtype) if not isinstance(dtype, str) and dtype is not None else dtype
+    if type(key).__module__ == "torch":  # a torch.dtype: str() is "torch.bfloat16"
+        key = str(key)
     if isinstance(key, str) and key.startswith("torch."):
         key = key[len("torch."):]
     if key not in _DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported (None, 'float32', 'float16', 'bfloat16')")
     return _DTYPES[key]
+
+
+def _is_dtype(obj):
+    if obj is None or isinstance(obj, bool):
+        return False
+    try:
+        _dtype_name(obj)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _device_kind(device):
+    """'cpu' or 'cuda' for "cpu", "cuda", "cuda:0", 0 (cuda:0) or a torch.device-like object (.type,
+    .index). lorafast uses one GPU: another index is a ValueError."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        kind, index = "cuda", device
+    elif isinstance(device, str):
+        kind, sep, index = device.partition(":")
+        if sep and not index.isdigit():
+            raise ValueError(f"device {device!r} is not a device: 'cpu', 'cuda' or 'cuda:0'")
+        index = int(index) if sep else None
+    elif isinstance(getattr(device, "type", None), str):
+        kind, index = device.type, getattr(device, "index", None)
+    else:
+        raise ValueError(f"device {device!r} is not a device: 'cpu', 'cuda' or 'cuda:0'")
+    name = repr(device) if isinstance(device, (str, int)) else str(device)  # torch.device: "cuda:1"
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device {name} is not supported: lorafast runs on 'cpu' or 'cuda' ('cuda:0')")
+    if index not in (None, 0):
+        raise ValueError(f"device {name} is not supported: lorafast uses one GPU, 'cuda:0'")
+    return kind
 
 
 def cross_entropy(logits, labels, class_weights=None):
@@ -85,6 +119,31 @@ class PreTrainedModel:
     def gradient_checkpointing_disable(self):
         self._c.set_gradient_checkpointing(False)
         self.is_gradient_checkpointing = False
+
+    # ---- device
+    def to(self, device=None, dtype=None):
+        """Moves the compute, as torch's Module.to: device "cuda" / "cuda:0" / "cpu" (or a torch.device,
+        or 0), dtype the CUDA compute dtype (float32, bfloat16, float16; None: float32, or the current
+        one on CUDA). `model.to(dtype)` keeps the device. On CUDA the frozen weights are copied to the
+        GPU in dtype and forward / backward run there; the trainable tensors stay on the host (f32) and
+        are uploaded at every call, so everything that reads or writes them works as on the CPU. On the
+        CPU lorafast computes in float32 (another dtype there is a ValueError). Returns the model."""
+        if _is_dtype(device):
+            device, dtype = None, device if dtype is None else dtype
+        kind = self._c.device if device is None else _device_kind(device)
+        self._c.to_device(kind, _dtype_name(dtype))
+        return self
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else device)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    @property
+    def device(self):
+        """The device as a str, "cuda:0" or "cpu" (transformers returns a torch.device)."""
+        return "cuda:0" if self._c.device == "cuda" else "cpu"
 
     def manual_seed(self, seed):
         """Seeds the dropout streams (lorafast's RNG, not torch's) and restarts them, as
@@ -200,7 +259,9 @@ class AutoModelForSequenceClassification:
         return model
 
     @staticmethod
-    def from_pretrained(path_or_id, num_labels=2, dtype=None, seed=0, **config_kwargs):
+    def from_pretrained(path_or_id, num_labels=2, dtype=None, seed=0, device=None, **config_kwargs):
+        """device: where the model computes ("cuda", "cuda:0", "cpu"; None: the CPU), as
+        `.to(device, dtype)` after loading (dtype, when given, is also the CUDA compute dtype)."""
         folder = resolve_model_folder(path_or_id)
         config = AutoConfig.from_pretrained(folder, **config_kwargs)
         config._name_or_path = os.fspath(path_or_id)
@@ -216,6 +277,8 @@ class AutoModelForSequenceClassification:
         if missing:
             warnings.warn(f"Some weights of the model were not initialized from the checkpoint at {folder} and are "
                           f"newly initialized: {missing}")
+        if device is not None:
+            model.to(device, dtype=_dtype_name(dtype))
         return model
 
 

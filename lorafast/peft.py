@@ -162,6 +162,23 @@ class PeftModel:
         self.base_model.train(mode)
         return self
 
+    # the base model moves (see PreTrainedModel.to); these return the PeftModel, as torch's do
+    def to(self, device=None, dtype=None):
+        self.base_model.to(device, dtype)
+        return self
+
+    def cuda(self, device=None):
+        self.base_model.cuda(device)
+        return self
+
+    def cpu(self):
+        self.base_model.cpu()
+        return self
+
+    @property
+    def device(self):
+        return self.base_model.device
+
     def eval(self):
         return self.train(False)
 

@@ -416,13 +416,27 @@ class Trainer:
             raise ValueError(f"You have set args.eval_strategy to {args.eval_strategy} but you didn't pass an "
                              "`eval_dataset` to `Trainer`. Either set `args.eval_strategy` to `no` or pass an "
                              "`eval_dataset`.")
-        if args.fp16 or args.bf16:
-            warnings.warn("fp16/bf16: lorafast's CPU training loop computes in float32; the flag is ignored",
-                          UserWarning, stacklevel=2)
+        self._move_model()
         if args.gradient_checkpointing:
             model.gradient_checkpointing_enable()
 
     # ---- arguments
+    def _move_model(self):
+        """The model goes to args.device, as transformers' Trainer places it; on CUDA it computes in
+        bfloat16 with bf16=True, else float32 (the trainable tensors and the optimizer stay float32)."""
+        args = self.args
+        if not args.device.startswith("cuda"):
+            if args.fp16 or args.bf16:
+                warnings.warn("fp16/bf16: lorafast's CPU training loop computes in float32; the flag is ignored",
+                              UserWarning, stacklevel=3)
+            self.model.to("cpu")
+            return
+        if args.fp16:
+            raise NotImplementedError(
+                "fp16=True on CUDA needs dynamic loss scaling, which lorafast does not implement yet: use bf16=True "
+                "(same memory and speed on Ampere and newer GPUs, no loss scaling needed), or neither for float32")
+        self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float32")
+
     def _check_collator(self, collator):
         if collator is None or isinstance(collator, DataCollatorWithPadding):
             return collator

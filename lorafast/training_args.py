@@ -175,6 +175,20 @@ class TrainingArguments:
             )
 
     @property
+    def device(self):
+        """Where the Trainer computes, as transformers decides it: "cuda:0" when CUDA is available and
+        use_cpu is False, else "cpu" (a str, where transformers returns a torch.device)."""
+        if self.use_cpu:
+            return "cpu"
+        from ._backend import cuda_status
+
+        return "cuda:0" if cuda_status()[0] else "cpu"
+
+    @property
+    def n_gpu(self):
+        return 1 if self.device.startswith("cuda") else 0
+
+    @property
     def train_batch_size(self):
         return self.per_device_train_batch_size
 

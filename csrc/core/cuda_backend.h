@@ -1,14 +1,22 @@
 // The CUDA backend lives in lorafast/_cuda_kernels.so (built from kernels/), opened with
 // dlopen at run time, so that _C imports on machines without a GPU, driver or cuBLAS.
 // Each kernel family adds its launchers to lf_cuda_api; kernels/api.cu fills the table.
+//
+// The model runtime (kernels/device_model.cu) holds a device copy of a host lf_model
+// (models/model.h, read directly by the library: plain C structs): frozen weights uploaded once,
+// trainable parameters uploaded at every forward, their gradients downloaded and added into the
+// host grad buffers, so the host training loop (train/loop.c) and its AdamW stay as they are.
 #pragma once
 
 #include <stddef.h>
 
-#define LF_CUDA_API_VERSION 1
+#define LF_CUDA_API_VERSION 2
+
+struct lf_model;
 
 typedef struct lf_cuda_api {
-    int version; // LF_CUDA_API_VERSION of the library that filled the table
+    int version;       // LF_CUDA_API_VERSION of the library that filled the table
+    size_t model_size; // sizeof(struct lf_model) the library was built with (layout check)
     // device management: each returns 0 on success, else a CUDA error code
     int (*device_count)(int *count);
     int (*device_name)(int device, char *name, size_t size);
@@ -18,6 +26,22 @@ typedef struct lf_cuda_api {
     int (*memcpy_h2d)(void *dst, const void *src, size_t bytes);
     int (*memcpy_d2h)(void *dst, const void *src, size_t bytes);
     int (*synchronize)(void);
+
+    // The model on the device. Each int function returns 0 or a CUDA / lorafast error code,
+    // with last_error() saying what failed.
+    // A device copy of m (its frozen weights must be loaded): activations and 2-D frozen weights
+    // in dtype (lf_dtype: LF_F32, LF_BF16 or LF_F16), 1-D frozen tensors and trainable params in
+    // f32. m must outlive it and keep its tables (add LoRA: free it and create a new one).
+    int (*model_create)(const struct lf_model *m, int dtype, void **out);
+    void (*model_free)(void *cuda_model); // NULL: nothing
+    // logits: (B, num_labels) of m->batch, on the host; uploads m's params first
+    int (*model_forward)(void *cuda_model, struct lf_model *m, float *logits);
+    // a training step on m->batch: logits (B, num_labels) and the class-weighted cross-entropy
+    // (class_weights (num_labels,) or NULL) out; the params' gradients ADDED into m's grads
+    int (*model_forward_backward)(void *cuda_model, struct lf_model *m, const float *class_weights,
+                                  float *logits, float *loss);
+    size_t (*model_device_bytes)(void *cuda_model); // device memory the copy holds
+    const char *(*last_error)(void);                // message of the library's last failure
 } lf_cuda_api;
 
 // Opens the kernels library at path (once). Returns LF_OK, or an error whose message says

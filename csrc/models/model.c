@@ -82,6 +82,7 @@ lf_model *lf_model_create(const lf_model_config *cfg) {
 
 void lf_model_free(lf_model *m) {
     if (m == NULL) return;
+    lf_model_to_cpu(m);
     for (int i = 0; i < m->n_frozen; i++) {
         free(m->frozen[i].name);
         if (m->frozen[i].owned) free((void *)m->frozen[i].w.data);
@@ -211,6 +212,10 @@ int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype) {
     if (dtype < LF_WEIGHT_F32 || dtype > LF_WEIGHT_BF16)
         return lf_error(LF_EINVAL, "unknown dtype %d", dtype);
     lf_frozen *f = &m->frozen[index];
+    if (m->cuda_model != NULL)
+        return lf_error(LF_EINVAL,
+                        "weight %s cannot be set while the model is on CUDA: move it to the CPU first",
+                        f->name);
     lf_weight w = {data, dtype};
     int64_t bad;
     if (!weight_all_finite(w, f->numel, &bad))
@@ -289,7 +294,7 @@ int lf_model_add_lora(lf_model *m, lf_lora_config lora, unsigned target_mask, ui
     }
     m->lora = lora;
     m->lora_target_mask = target_mask;
-    return LF_OK;
+    return lf_model_cuda_refresh(m); // the tables changed: a device copy is made again
 }
 
 static int reserve_batch(lf_model *m, int T, int B) {
@@ -434,14 +439,24 @@ static int prepare(lf_model *m, float **dlogits) {
 }
 
 int lf_model_forward(lf_model *m, float *logits) {
-    float *dlogits;
-    if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
-    int rc = m->arch->forward(m, &m->batch, logits);
+    int rc;
+    if (m->cuda_model != NULL) {
+        rc = lf_model_cuda_forward(m, logits);
+    } else {
+        float *dlogits;
+        if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
+        rc = m->arch->forward(m, &m->batch, logits);
+    }
     if (m->training) m->step++;
     return rc;
 }
 
 int lf_model_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss) {
+    if (m->cuda_model != NULL) {
+        int rc = lf_model_cuda_forward_backward(m, class_weights, logits, loss);
+        if (m->training) m->step++;
+        return rc;
+    }
     float *dlogits;
     if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
     const lf_batch *b = &m->batch;

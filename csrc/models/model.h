@@ -128,6 +128,9 @@ struct lf_model {
     void *arch_state; // per-architecture pointers into work (set by forward)
 
     int gradient_checkpointing; // keep one activation per layer only; backward recomputes the layer
+
+    void *cuda_model; // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
+    int cuda_dtype;   // lf_dtype of its activations and 2-D frozen weights
 };
 
 // Creates a model of cfg.arch with its tables (frozen data unset). NULL + lf_error on failure.
@@ -166,6 +169,22 @@ int lf_model_forward(lf_model *m, float *logits);
 // (weights (num_labels,) or NULL), grads accumulated into the params' grad buffers.
 int lf_model_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
 void lf_model_zero_grad(lf_model *m);
+
+// The device (models/model_cuda.c). On CUDA, lf_model_forward / lf_model_forward_backward run
+// on the device copy: the params are uploaded at every call, logits, loss and the params'
+// gradients come back (the gradients added into the host grad buffers), so the host training
+// loop and its optimizer are unchanged.
+// Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16.
+// Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not.
+int lf_model_to_cuda(lf_model *m, int dtype);
+// Frees the device copy (nothing when there is none).
+void lf_model_to_cpu(lf_model *m);
+// Makes the device copy again after the tables changed (add LoRA); nothing when on the CPU.
+int lf_model_cuda_refresh(lf_model *m);
+int lf_model_cuda_forward(lf_model *m, float *logits);
+int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
+// device memory the device copy holds (0 on the CPU)
+size_t lf_model_device_bytes(const lf_model *m);
 
 // Helpers for architectures
 int lf_model_reserve(lf_model *m, size_t floats);           // grows m->work

@@ -4,6 +4,7 @@
 #include "python/lf_python.h"
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "models/model.h"
 
 typedef struct {
@@ -373,6 +374,71 @@ static PyObject *Model_zero_grad(ModelObject *self, PyObject *noargs) {
     Py_RETURN_NONE;
 }
 
+// the CUDA compute dtype of a name: float32, bfloat16 or float16; -1 with a ValueError
+static int cuda_dtype_of(const char *name) {
+    static const struct {
+        const char *name;
+        int dtype;
+    } dtypes[] = {{"float32", LF_F32}, {"bfloat16", LF_BF16}, {"float16", LF_F16}};
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
+        if (strcmp(name, dtypes[i].name) == 0) return dtypes[i].dtype;
+    PyErr_Format(PyExc_ValueError, "dtype '%s' is not supported on CUDA (float32, bfloat16 or float16)",
+                 name);
+    return -1;
+}
+
+// to_device(device, dtype_name=None): device "cpu" or "cuda"; dtype_name: the CUDA compute dtype
+// (None: the current one on CUDA, else float32); on the CPU only None or float32
+static PyObject *Model_to_device(ModelObject *self, PyObject *args) {
+    const char *device, *dtype_name = NULL;
+    if (!PyArg_ParseTuple(args, "s|z", &device, &dtype_name)) return NULL;
+    lf_model *m = self->model;
+    if (strcmp(device, "cpu") == 0) {
+        if (dtype_name != NULL && strcmp(dtype_name, "float32") != 0)
+            return PyErr_Format(
+                PyExc_ValueError,
+                "dtype '%s' on the CPU: lorafast computes in float32 there (the dtype applies to "
+                "CUDA; frozen weights keep the dtype they were loaded in)",
+                dtype_name);
+        lf_model_to_cpu(m);
+        Py_RETURN_NONE;
+    }
+    if (strcmp(device, "cuda") != 0)
+        return PyErr_Format(PyExc_ValueError, "device '%s' is not supported: 'cpu' or 'cuda'", device);
+    int dtype = m->cuda_model != NULL ? m->cuda_dtype : LF_F32;
+    if (dtype_name != NULL && (dtype = cuda_dtype_of(dtype_name)) < 0) return NULL;
+    if (lf_python_cuda() == NULL) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = lf_model_to_cuda(m, dtype);
+    Py_END_ALLOW_THREADS if (rc != LF_OK) return lf_raise_core_error();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Model_get_device(ModelObject *self, void *closure) {
+    (void)closure;
+    return PyUnicode_FromString(self->model->cuda_model != NULL ? "cuda" : "cpu");
+}
+
+static PyObject *Model_get_device_dtype(ModelObject *self, void *closure) {
+    (void)closure;
+    if (self->model->cuda_model == NULL) Py_RETURN_NONE;
+    return PyUnicode_FromString(lf_dtype_name((lf_dtype)self->model->cuda_dtype));
+}
+
+static PyObject *Model_get_device_bytes(ModelObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromSize_t(lf_model_device_bytes(self->model));
+}
+
+static PyGetSetDef model_getset[] = {
+    {"device", (getter)Model_get_device, NULL, "'cpu', or 'cuda' when the model has a device copy", NULL},
+    {"device_dtype", (getter)Model_get_device_dtype, NULL, "the CUDA compute dtype's name, None on the CPU",
+     NULL},
+    {"device_bytes", (getter)Model_get_device_bytes, NULL, "device memory of the CUDA copy (0 on the CPU)",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyMethodDef model_methods[] = {
     {"frozen_specs", (PyCFunction)Model_frozen_specs, METH_NOARGS,
      "[(name, shape, loaded)] of frozen weights"},
@@ -390,6 +456,9 @@ static PyMethodDef model_methods[] = {
     {"forward_backward", (PyCFunction)Model_forward_backward, METH_VARARGS,
      "forward_backward(ids, mask, labels, class_weights=None, token_type_ids=None) -> (loss, logits)"},
     {"zero_grad", (PyCFunction)Model_zero_grad, METH_NOARGS, "zeroes the params' grads"},
+    {"to_device", (PyCFunction)Model_to_device, METH_VARARGS,
+     "to_device('cpu' | 'cuda', dtype_name=None): moves the compute (CUDA dtype: float32, bfloat16, "
+     "float16)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -402,6 +471,7 @@ static PyTypeObject ModelType = {
     .tp_init = (initproc)Model_init,
     .tp_dealloc = (destructor)Model_dealloc,
     .tp_methods = model_methods,
+    .tp_getset = model_getset,
 };
 
 // the C model behind a lorafast._C.Model, for other bindings (the training loop)

@@ -1,0 +1,67 @@
+// The model on the device: a device copy made and run by the CUDA library through the
+// lf_cuda_api table (core/cuda_backend.h, kernels/device_model.cu). This file only holds the
+// handle and turns the library's failures into lf_error(LF_ECUDA, ...).
+#include <stdio.h>
+
+#include "core/cuda_backend.h"
+#include "core/error.h"
+#include "core/tensor.h"
+#include "models/model.h"
+
+static const char *dtype_name(int dtype) { return lf_dtype_name((lf_dtype)dtype); }
+
+static int cuda_failure(const lf_cuda_api *api, const char *what) {
+    return lf_error(LF_ECUDA, "%s: %s", what, api->last_error());
+}
+
+int lf_model_to_cuda(lf_model *m, int dtype) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api == NULL) return lf_error(LF_ECUDA, "CUDA unavailable: %s", lf_cuda_unavailable_reason());
+    if (dtype != LF_F32 && dtype != LF_BF16 && dtype != LF_F16)
+        return lf_error(LF_EINVAL, "CUDA compute dtype must be float32, bfloat16 or float16, got %s",
+                        dtype_name(dtype) ? dtype_name(dtype) : "an unknown dtype");
+    if (api->model_size != sizeof(lf_model))
+        return lf_error(LF_ECUDA, "the CUDA kernels library was built with another models/model.h than _C "
+                                  "(rebuild both)");
+    if (m->cuda_model != NULL && m->cuda_dtype == dtype) return LF_OK;
+    if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
+    lf_model_to_cpu(m); // another dtype: the old copy goes first, so both never hold device memory
+    void *copy = NULL;
+    if (api->model_create(m, dtype, &copy) != 0) return cuda_failure(api, "moving the model to CUDA");
+    m->cuda_model = copy;
+    m->cuda_dtype = dtype;
+    return LF_OK;
+}
+
+void lf_model_to_cpu(lf_model *m) {
+    if (m->cuda_model == NULL) return;
+    lf_cuda()->model_free(m->cuda_model); // a device copy exists only where the library is loaded
+    m->cuda_model = NULL;
+}
+
+int lf_model_cuda_refresh(lf_model *m) {
+    if (m->cuda_model == NULL) return LF_OK;
+    int dtype = m->cuda_dtype;
+    lf_model_to_cpu(m);
+    if (lf_model_to_cuda(m, dtype) == LF_OK) return LF_OK;
+    char why[768];
+    snprintf(why, sizeof why, "%s", lf_error_message());
+    return lf_error(lf_error_code(), "%s (the model is on the CPU now)", why);
+}
+
+int lf_model_cuda_forward(lf_model *m, float *logits) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->model_forward(m->cuda_model, m, logits) != 0) return cuda_failure(api, "CUDA forward");
+    return LF_OK;
+}
+
+int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->model_forward_backward(m->cuda_model, m, class_weights, logits, loss) != 0)
+        return cuda_failure(api, "CUDA forward and backward");
+    return LF_OK;
+}
+
+size_t lf_model_device_bytes(const lf_model *m) {
+    return m->cuda_model != NULL ? lf_cuda()->model_device_bytes(m->cuda_model) : 0;
+}

@@ -1,0 +1,490 @@
+// The model runtime on the device (see device_model.cuh): creates the device copy of a host
+// model, runs a forward or a training step of an architecture on it, and moves the params,
+// the batch, the logits, the loss and the params' gradients between host and device.
+#include "device_model.cuh"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.cuh"
+
+// The cross-entropy launcher expected from kernels/crossentropy.cuh:
+//   int crossentropy_forward_backward_cuda(float *loss, float *dlogits, const float *logits,
+//                                          const int32_t *labels, const float *weights, int B, int V,
+//                                          cudaStream_t stream);
+// loss: (1,) on the device = torch's weighted mean sum_b w[y_b] nll_b / sum_b w[y_b] (weights (V,) or
+// NULL: the plain mean); dlogits: (B, V) = d loss / d logits (written), logits: (B, V), labels: (B,).
+// Weak, so that the library links before that family exists; a training step then fails clearly.
+int crossentropy_forward_backward_cuda(float *loss, float *dlogits, const float *logits,
+                                       const int32_t *labels, const float *weights, int B, int V,
+                                       cudaStream_t stream) __attribute__((weak));
+
+static const size_t STAGING_BYTES = (size_t)64 << 20;        // frozen weights go up in chunks of this
+static const size_t BLAS_WORKSPACE_BYTES = (size_t)32 << 20; // cuBLASLt's workspace
+static const size_t PARAM_ALIGN_FLOATS = 64;                 // params start 256-byte aligned
+
+// ---- errors ----
+
+static char last_error_message[1024];
+
+int lf_cuda_set_error(int code, const char *fmt, ...) {
+    char message[sizeof last_error_message]; // the arguments may point into last_error_message
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(message, sizeof message, fmt, args);
+    va_end(args);
+    memcpy(last_error_message, message, sizeof message);
+    return code;
+}
+
+const char *lf_cuda_last_error(void) { return last_error_message; }
+
+// 0, or code with the message "what: CUDA's words for code"
+static int checked(int code, const char *what) {
+    if (code == 0) return 0;
+    (void)cudaGetLastError(); // a failed call's error is not left for the next launch to report
+    return lf_cuda_set_error(code, "%s: %s", what, cudaGetErrorString((cudaError_t)code));
+}
+
+static int checked(cudaError_t err, const char *what) { return checked((int)err, what); }
+
+// every entry point starts with no message and no launch error pending from elsewhere
+static void begin_call(void) {
+    last_error_message[0] = '\0';
+    (void)cudaGetLastError();
+}
+
+// ---- the handle ----
+
+// What _C holds: the documented lf_cuda_model (first, so the architectures see only it) and
+// what only the runtime uses.
+typedef struct {
+    lf_cuda_model dm;
+    int n_frozen, n_params;          // the host tables at create: another count means a stale copy
+    size_t param_floats;             // of dm.params and dm.grads, alignment gaps included
+    float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
+    int32_t *host_batch;             // pinned, laid out as the device batch arrays
+} runtime;
+
+static size_t batch_ints(int cap_T, int cap_B) { return 3 * (size_t)cap_T + 3 * (size_t)cap_B + 1; }
+
+static int device_alloc(void **ptr, size_t bytes, const char *what) {
+    *ptr = NULL;
+    if (bytes == 0) return 0;
+    cudaError_t err = cudaMalloc(ptr, bytes);
+    if (err == cudaSuccess) return 0;
+    *ptr = NULL;
+    (void)cudaGetLastError();
+    return lf_cuda_set_error((int)err, "allocating %zu bytes of device memory for %s: %s", bytes, what,
+                             cudaGetErrorString(err));
+}
+
+static int pinned_alloc(void **ptr, size_t bytes, const char *what) {
+    *ptr = NULL;
+    if (bytes == 0) return 0;
+    cudaError_t err = cudaMallocHost(ptr, bytes);
+    if (err != cudaSuccess) {
+        *ptr = NULL;
+        (void)cudaGetLastError();
+        return lf_cuda_set_error((int)err, "allocating %zu bytes of pinned host memory for %s: %s", bytes,
+                                 what, cudaGetErrorString(err));
+    }
+    memset(*ptr, 0, bytes);
+    return 0;
+}
+
+static void pinned_free(void *ptr) {
+    if (ptr != NULL) (void)cudaFreeHost(ptr);
+}
+
+const lf_cuda_arch *lf_cuda_arch_for(int arch_id) {
+    switch (arch_id) {
+    case LF_ARCH_BERT:
+    case LF_ARCH_ROBERTA:
+        return &lf_cuda_arch_encoder; // NULL while no file defines it (weak)
+    case LF_ARCH_LLAMA:
+    case LF_ARCH_MISTRAL:
+        return &lf_cuda_arch_decoder;
+    default:
+        return NULL;
+    }
+}
+
+// ---- create: frozen weights, params ----
+
+static lf_dtype stored_dtype(int weight_dtype) {
+    return weight_dtype == LF_WEIGHT_BF16 ? LF_BF16 : weight_dtype == LF_WEIGHT_F16 ? LF_F16 : LF_F32;
+}
+
+// dst: (n,) of dst_dtype on the device = src: (n,) of src_dtype on the host, converted on the device
+// through *staging (allocated at the first conversion, STAGING_BYTES)
+static int upload_converted(void *dst, lf_dtype dst_dtype, const void *src, lf_dtype src_dtype, int64_t n,
+                            void **staging, cudaStream_t stream, const char *name) {
+    char what[640];
+    snprintf(what, sizeof what, "uploading weight %s", name);
+    size_t src_size = lf_cuda_dtype_size(src_dtype), dst_size = lf_cuda_dtype_size(dst_dtype);
+    if (src_dtype == dst_dtype)
+        return checked(cudaMemcpyAsync(dst, src, (size_t)n * src_size, cudaMemcpyHostToDevice, stream), what);
+    if (*staging == NULL) {
+        int rc = device_alloc(staging, STAGING_BYTES, "the upload staging buffer");
+        if (rc != 0) return rc;
+    }
+    int64_t chunk = (int64_t)(STAGING_BYTES / src_size);
+    for (int64_t off = 0; off < n; off += chunk) {
+        int64_t count = n - off < chunk ? n - off : chunk;
+        // stream order: this copy waits for the previous chunk's conversion out of the staging buffer
+        int rc = checked(cudaMemcpyAsync(*staging, (const char *)src + (size_t)off * src_size,
+                                         (size_t)count * src_size, cudaMemcpyHostToDevice, stream),
+                         what);
+        if (rc == 0)
+            rc = checked(convert_cuda((char *)dst + (size_t)off * dst_size, dst_dtype, *staging, src_dtype,
+                                      count, stream),
+                         what);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+// every frozen tensor of m, as stored, converted on the device: 2-D to dm->dtype, 1-D to f32
+static int upload_frozen(runtime *rt, const lf_model *m) {
+    lf_cuda_model *dm = &rt->dm;
+    size_t n = m->n_frozen > 0 ? (size_t)m->n_frozen : 1;
+    dm->frozen = (void **)calloc(n, sizeof *dm->frozen);
+    dm->frozen_dtype = (lf_dtype *)calloc(n, sizeof *dm->frozen_dtype);
+    if (dm->frozen == NULL || dm->frozen_dtype == NULL)
+        return lf_cuda_set_error((int)cudaErrorMemoryAllocation, "out of host memory for the frozen table");
+    void *staging = NULL;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < m->n_frozen; i++) {
+        const lf_frozen *f = &m->frozen[i];
+        lf_dtype dst = f->ndim == 2 ? dm->dtype : LF_F32;
+        dm->frozen_dtype[i] = dst;
+        rc = device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
+        if (rc == 0)
+            rc = upload_converted(dm->frozen[i], dst, f->w.data, stored_dtype(f->w.dtype), f->numel, &staging,
+                                  dm->stream, f->name);
+    }
+    if (staging != NULL) { // the last conversions read it: wait for them before freeing it
+        int sync = checked(cudaStreamSynchronize(dm->stream), "uploading the frozen weights");
+        if (rc == 0) rc = sync;
+        (void)cudaFree(staging);
+    }
+    return rc;
+}
+
+static size_t aligned_floats(int64_t n) {
+    return ((size_t)n + PARAM_ALIGN_FLOATS - 1) / PARAM_ALIGN_FLOATS * PARAM_ALIGN_FLOATS;
+}
+
+// device params and grads, param i at param_offset[i]; pinned staging of the same layout
+static int plan_params(runtime *rt, const lf_model *m) {
+    lf_cuda_model *dm = &rt->dm;
+    dm->param_offset = (size_t *)calloc(m->n_params > 0 ? (size_t)m->n_params : 1, sizeof *dm->param_offset);
+    if (dm->param_offset == NULL)
+        return lf_cuda_set_error((int)cudaErrorMemoryAllocation, "out of host memory for the param table");
+    size_t total = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        dm->param_offset[i] = total;
+        total += aligned_floats(m->params[i].numel);
+    }
+    rt->param_floats = total;
+    size_t bytes = total * sizeof(float);
+    int rc = device_alloc((void **)&dm->params, bytes, "the trainable params");
+    if (rc == 0) rc = device_alloc((void **)&dm->grads, bytes, "the params' gradients");
+    if (rc == 0) rc = pinned_alloc((void **)&rt->host_params, bytes, "the params' upload");
+    if (rc == 0) rc = pinned_alloc((void **)&rt->host_grads, bytes, "the gradients' download");
+    return rc;
+}
+
+static int check_frozen_loaded(const lf_model *m) {
+    for (int i = 0; i < m->n_frozen; i++)
+        if (m->frozen[i].w.data == NULL)
+            return lf_cuda_set_error((int)cudaErrorInvalidValue,
+                                     "weight %s is not loaded (model built with materialize=False?)",
+                                     m->frozen[i].name);
+    return 0;
+}
+
+int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
+    begin_call();
+    *out = NULL;
+    if (dtype != LF_F32 && dtype != LF_BF16 && dtype != LF_F16)
+        return lf_cuda_set_error((int)cudaErrorInvalidValue,
+                                 "compute dtype %d is not float32, bfloat16 or float16", dtype);
+    const lf_cuda_arch *arch = lf_cuda_arch_for(m->cfg.arch);
+    if (arch == NULL)
+        return lf_cuda_set_error((int)cudaErrorNotSupported,
+                                 "the CUDA %s model is not implemented yet: keep the model on the CPU "
+                                 "(TrainingArguments(use_cpu=True) for the Trainer)",
+                                 m->arch->name);
+    int rc = check_frozen_loaded(m);
+    if (rc != 0) return rc;
+    runtime *rt = (runtime *)calloc(1, sizeof *rt);
+    if (rt == NULL) return lf_cuda_set_error((int)cudaErrorMemoryAllocation, "out of host memory");
+    lf_cuda_model *dm = &rt->dm;
+    dm->host = m;
+    dm->dtype = (lf_dtype)dtype;
+    dm->arch = arch;
+    rt->n_frozen = m->n_frozen;
+    rt->n_params = m->n_params;
+    rc = checked(cudaStreamCreateWithFlags(&dm->stream, cudaStreamNonBlocking), "creating a CUDA stream");
+    if (rc == 0) rc = upload_frozen(rt, m);
+    if (rc == 0) rc = plan_params(rt, m);
+    if (rc == 0) {
+        rc = device_alloc(&dm->blas_workspace, BLAS_WORKSPACE_BYTES, "the cuBLASLt workspace");
+        dm->blas_workspace_bytes = rc == 0 ? BLAS_WORKSPACE_BYTES : 0;
+    }
+    if (rc == 0) rc = device_alloc((void **)&dm->loss, sizeof(float), "the loss");
+    if (rc == 0)
+        rc = device_alloc((void **)&dm->class_weights, (size_t)m->cfg.num_labels * sizeof(float),
+                          "the class weights");
+    if (rc == 0) rc = checked(cudaStreamSynchronize(dm->stream), "uploading the model");
+    if (rc != 0) {
+        lf_cuda_model_free(rt);
+        return rc;
+    }
+    *out = rt;
+    return 0;
+}
+
+void lf_cuda_model_free(void *cuda_model) {
+    if (cuda_model == NULL) return;
+    runtime *rt = (runtime *)cuda_model;
+    lf_cuda_model *dm = &rt->dm;
+    if (dm->stream != NULL) (void)cudaStreamSynchronize(dm->stream); // nothing in flight uses what goes
+    for (int i = 0; dm->frozen != NULL && i < rt->n_frozen; i++)
+        (void)cudaFree(dm->frozen[i]);
+    void *device[] = {dm->params, dm->grads,   dm->batch.tokens, dm->work,         dm->blas_workspace,
+                      dm->logits, dm->dlogits, dm->loss,         dm->class_weights};
+    for (size_t i = 0; i < sizeof device / sizeof device[0]; i++)
+        (void)cudaFree(device[i]);
+    pinned_free(rt->host_params);
+    pinned_free(rt->host_grads);
+    pinned_free(rt->host_batch);
+    if (dm->stream != NULL) (void)cudaStreamDestroy(dm->stream);
+    (void)cudaGetLastError();
+    free(dm->frozen);
+    free(dm->frozen_dtype);
+    free(dm->param_offset);
+    free(rt);
+}
+
+size_t lf_cuda_model_device_bytes(void *cuda_model) {
+    if (cuda_model == NULL) return 0;
+    const runtime *rt = (const runtime *)cuda_model;
+    const lf_cuda_model *dm = &rt->dm;
+    size_t bytes = 0;
+    for (int i = 0; i < rt->n_frozen; i++)
+        if (dm->frozen[i] != NULL)
+            bytes += (size_t)dm->host->frozen[i].numel * lf_cuda_dtype_size(dm->frozen_dtype[i]);
+    bytes += 2 * rt->param_floats * sizeof(float);
+    if (dm->batch.tokens != NULL) bytes += batch_ints(dm->batch.cap_T, dm->batch.cap_B) * sizeof(int32_t);
+    bytes += dm->work_bytes + dm->blas_workspace_bytes;
+    size_t nl = (size_t)dm->host->cfg.num_labels;
+    bytes += 2 * (size_t)dm->cap_logits * nl * sizeof(float) + sizeof(float) + nl * sizeof(float);
+    return bytes;
+}
+
+// ---- a step: buffers grown for the batch, batch and params uploaded ----
+
+static int reserve_batch(runtime *rt, const lf_batch *b) {
+    lf_cuda_model *dm = &rt->dm;
+    if (dm->batch.tokens != NULL && b->T <= dm->batch.cap_T && b->B <= dm->batch.cap_B) return 0;
+    int cap_T = b->T > dm->batch.cap_T ? b->T : dm->batch.cap_T;
+    int cap_B = b->B > dm->batch.cap_B ? b->B : dm->batch.cap_B;
+    (void)cudaFree(dm->batch.tokens); // the previous call synchronized: nothing reads them now
+    pinned_free(rt->host_batch);
+    dm->batch = {};
+    rt->host_batch = NULL;
+    size_t bytes = batch_ints(cap_T, cap_B) * sizeof(int32_t);
+    int32_t *base = NULL;
+    int rc = device_alloc((void **)&base, bytes, "the batch");
+    if (rc == 0) rc = pinned_alloc((void **)&rt->host_batch, bytes, "the batch upload");
+    if (rc != 0) {
+        (void)cudaFree(base);
+        pinned_free(rt->host_batch);
+        rt->host_batch = NULL;
+        return rc;
+    }
+    dm->batch.tokens = base;
+    dm->batch.positions = base + cap_T;
+    dm->batch.token_types = base + 2 * (size_t)cap_T;
+    dm->batch.offsets = base + 3 * (size_t)cap_T;
+    dm->batch.pool_index = dm->batch.offsets + cap_B + 1;
+    dm->batch.labels = dm->batch.pool_index + cap_B;
+    dm->batch.cap_T = cap_T;
+    dm->batch.cap_B = cap_B;
+    return 0;
+}
+
+static int reserve_logits(lf_cuda_model *dm, int B) {
+    if (dm->logits != NULL && B <= dm->cap_logits) return 0;
+    (void)cudaFree(dm->logits);
+    (void)cudaFree(dm->dlogits);
+    dm->logits = dm->dlogits = NULL;
+    dm->cap_logits = 0;
+    size_t bytes = (size_t)B * dm->host->cfg.num_labels * sizeof(float);
+    int rc = device_alloc((void **)&dm->logits, bytes, "the logits");
+    if (rc == 0) rc = device_alloc((void **)&dm->dlogits, bytes, "the logits' gradient");
+    if (rc == 0) dm->cap_logits = B;
+    return rc;
+}
+
+static int reserve_work(lf_cuda_model *dm, const lf_batch *b) {
+    size_t need = dm->arch->workspace_bytes(dm, b);
+    if (need <= dm->work_bytes) return 0;
+    (void)cudaFree(dm->work);
+    dm->work = NULL;
+    dm->work_bytes = 0;
+    char what[160];
+    snprintf(what, sizeof what, "the activations of a batch of %d tokens", b->T);
+    int rc = device_alloc(&dm->work, need, what);
+    if (rc == 0) dm->work_bytes = need;
+    return rc;
+}
+
+// the host batch arrays into the pinned staging (the device layout), then one copy up
+static int upload_batch(runtime *rt, const lf_batch *b) {
+    lf_cuda_model *dm = &rt->dm;
+    int32_t *h = rt->host_batch;
+    size_t cap_T = (size_t)dm->batch.cap_T, cap_B = (size_t)dm->batch.cap_B, T = (size_t)b->T,
+           B = (size_t)b->B;
+    memcpy(h, b->tokens, T * sizeof(int32_t));
+    memcpy(h + cap_T, b->positions, T * sizeof(int32_t));
+    memcpy(h + 2 * cap_T, b->token_types, T * sizeof(int32_t));
+    memcpy(h + 3 * cap_T, b->offsets, (B + 1) * sizeof(int32_t));
+    memcpy(h + 3 * cap_T + cap_B + 1, b->pool_index, B * sizeof(int32_t));
+    memcpy(h + 3 * cap_T + 2 * cap_B + 1, b->labels, B * sizeof(int32_t));
+    return checked(cudaMemcpyAsync(dm->batch.tokens, h, batch_ints((int)cap_T, (int)cap_B) * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, dm->stream),
+                   "uploading the batch");
+}
+
+// the host params (the optimizer updated them) into the pinned staging, then one copy up
+static int upload_params(runtime *rt, const lf_model *m) {
+    if (rt->param_floats == 0) return 0;
+    for (int i = 0; i < m->n_params; i++)
+        memcpy(rt->host_params + rt->dm.param_offset[i], m->params[i].data,
+               (size_t)m->params[i].numel * sizeof(float));
+    return checked(cudaMemcpyAsync(rt->dm.params, rt->host_params, rt->param_floats * sizeof(float),
+                                   cudaMemcpyHostToDevice, rt->dm.stream),
+                   "uploading the trainable params");
+}
+
+static int check_current(const runtime *rt, const lf_model *m) {
+    if (m != rt->dm.host)
+        return lf_cuda_set_error((int)cudaErrorInvalidValue, "the device copy belongs to another model");
+    if (m->n_frozen != rt->n_frozen || m->n_params != rt->n_params)
+        return lf_cuda_set_error((int)cudaErrorInvalidValue,
+                                 "the device copy is stale: the model's tables changed since it was made "
+                                 "(move the model to CUDA again)");
+    const lf_batch *b = &m->batch;
+    if (b->B < 1 || b->T < 0 || b->tokens == NULL)
+        return lf_cuda_set_error((int)cudaErrorInvalidValue, "no batch is loaded");
+    return 0;
+}
+
+static int prepare_step(runtime *rt, const lf_model *m) {
+    const lf_batch *b = &m->batch;
+    int rc = check_current(rt, m);
+    if (rc == 0) rc = reserve_batch(rt, b);
+    if (rc == 0) rc = reserve_logits(&rt->dm, b->B);
+    if (rc == 0) rc = reserve_work(&rt->dm, b);
+    if (rc == 0) rc = upload_batch(rt, b);
+    if (rc == 0) rc = upload_params(rt, m);
+    return rc;
+}
+
+typedef int (*arch_pass)(lf_cuda_model *dm, const lf_batch *b);
+
+// runs an architecture's pass; a failure names the architecture and the pass
+static int run_pass(runtime *rt, arch_pass pass, const lf_batch *b, const char *what) {
+    last_error_message[0] = '\0';
+    int rc = pass(&rt->dm, b);
+    if (rc == 0) return 0;
+    (void)cudaGetLastError();
+    return lf_cuda_set_error(rc, "the CUDA %s %s: %s", rt->dm.arch->name, what,
+                             last_error_message[0] ? last_error_message
+                                                   : cudaGetErrorString((cudaError_t)rc));
+}
+
+// waits for the stream (always: the pinned staging is reused by the next call) and reports
+// what the device ran into, unless an earlier step failed already
+static int finish(runtime *rt, int rc, const char *what) {
+    cudaError_t err = cudaStreamSynchronize(rt->dm.stream);
+    if (rc == 0 && err != cudaSuccess) rc = checked(err, what);
+    return rc;
+}
+
+int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits) {
+    begin_call();
+    runtime *rt = (runtime *)cuda_model;
+    lf_cuda_model *dm = &rt->dm;
+    const lf_batch *b = &m->batch;
+    int rc = prepare_step(rt, m);
+    if (rc == 0) rc = run_pass(rt, dm->arch->forward, b, "forward");
+    if (rc == 0)
+        rc = checked(cudaMemcpyAsync(logits, dm->logits, (size_t)b->B * m->cfg.num_labels * sizeof(float),
+                                     cudaMemcpyDeviceToHost, dm->stream),
+                     "downloading the logits");
+    return finish(rt, rc, "running the forward on the device");
+}
+
+static void add_grads(const runtime *rt, lf_model *m) {
+    for (int i = 0; i < m->n_params; i++) {
+        const float *g = rt->host_grads + rt->dm.param_offset[i];
+        float *dst = m->params[i].grad;
+        for (int64_t j = 0; j < m->params[i].numel; j++)
+            dst[j] += g[j];
+    }
+}
+
+int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
+                                   float *loss) {
+    begin_call();
+    if (crossentropy_forward_backward_cuda == NULL)
+        return lf_cuda_set_error((int)cudaErrorNotSupported,
+                                 "the CUDA cross-entropy (crossentropy_forward_backward_cuda, "
+                                 "kernels/crossentropy.cu) is not in this build: training on CUDA needs it");
+    runtime *rt = (runtime *)cuda_model;
+    lf_cuda_model *dm = &rt->dm;
+    const lf_batch *b = &m->batch;
+    int NL = m->cfg.num_labels;
+    int rc = prepare_step(rt, m);
+    const float *weights = NULL;
+    if (rc == 0 && class_weights != NULL) {
+        rc = checked(cudaMemcpyAsync(dm->class_weights, class_weights, (size_t)NL * sizeof(float),
+                                     cudaMemcpyHostToDevice, dm->stream),
+                     "uploading the class weights");
+        weights = dm->class_weights;
+    }
+    if (rc == 0 && rt->param_floats > 0)
+        rc = checked(cudaMemsetAsync(dm->grads, 0, rt->param_floats * sizeof(float), dm->stream),
+                     "zeroing the gradients");
+    if (rc == 0) rc = run_pass(rt, dm->arch->forward, b, "forward");
+    if (rc == 0)
+        rc = checked(crossentropy_forward_backward_cuda(dm->loss, dm->dlogits, dm->logits, dm->batch.labels,
+                                                        weights, b->B, NL, dm->stream),
+                     "the cross-entropy");
+    if (rc == 0) rc = run_pass(rt, dm->arch->backward, b, "backward");
+    float loss_value = 0.0f;
+    if (rc == 0)
+        rc = checked(cudaMemcpyAsync(logits, dm->logits, (size_t)b->B * NL * sizeof(float),
+                                     cudaMemcpyDeviceToHost, dm->stream),
+                     "downloading the logits");
+    if (rc == 0)
+        rc =
+            checked(cudaMemcpyAsync(&loss_value, dm->loss, sizeof(float), cudaMemcpyDeviceToHost, dm->stream),
+                    "downloading the loss");
+    if (rc == 0 && rt->param_floats > 0)
+        rc = checked(cudaMemcpyAsync(rt->host_grads, dm->grads, rt->param_floats * sizeof(float),
+                                     cudaMemcpyDeviceToHost, dm->stream),
+                     "downloading the gradients");
+    rc = finish(rt, rc, "running the training step on the device");
+    if (rc != 0) return rc;
+    *loss = loss_value;
+    add_grads(rt, m);
+    return 0;
+}

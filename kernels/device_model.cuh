@@ -1,0 +1,113 @@
+// The model on the device: a device copy of a host lf_model (csrc/models/model.h) that the
+// CUDA library runs for _C (csrc/models/model_cuda.c, through lf_cuda_api).
+//
+// What lives where:
+// - the host lf_model keeps everything it had: configs, tables, the packed batch, the f32
+//   params with their grad buffers, training/seed/step. The device copy reads it through
+//   dm->host (the library reads the plain C structs of model.h directly).
+// - frozen weights are uploaded once, at create: 2-D tensors converted to the compute dtype,
+//   1-D tensors (norm weights, biases) to f32, dm->frozen[i] for the host's m->frozen[i].
+// - at every forward the params' f32 values are uploaded (the host AdamW updated them), the
+//   batch arrays too; after backward the params' gradients come back and are ADDED into the
+//   host grads (the host loop accumulates micro-batches there).
+//
+// An architecture on the device (kernels/models/<arch>.cu) is an lf_cuda_arch table, defined
+//   const lf_cuda_arch lf_cuda_arch_encoder = {"encoder", workspace_bytes, forward, backward};
+// after including this header (its extern declaration gives the definition external linkage).
+// The declarations are weak, so the library links and runs before an architecture exists:
+// lf_cuda_arch_for returns NULL for it and model_create fails saying it is not implemented yet.
+#pragma once
+
+#include <stdint.h>
+
+#include "common.cuh"
+
+extern "C" {
+#include "models/model.h"
+#include "ops/random.h"
+}
+
+typedef struct lf_cuda_model lf_cuda_model;
+
+typedef struct { // one architecture on the device (kernels/models/<arch>.cu)
+    const char *name;
+    // bytes of dm->work the activations of batch b need (b: the host batch; its sizes T, B, max_len)
+    size_t (*workspace_bytes)(const lf_cuda_model *dm, const lf_batch *b);
+    // b: the host batch (sizes); its device arrays are in dm->batch. Writes dm->logits: (B, NL) f32,
+    // keeps in dm->work what backward needs. Returns 0 or an error code (lf_cuda_set_error for a message).
+    int (*forward)(lf_cuda_model *dm, const lf_batch *b);
+    // after forward on the same batch: from dm->dlogits (B, NL) f32, accumulates (+=) the params'
+    // gradients into dm->grads (zeroed by the runtime before forward)
+    int (*backward)(lf_cuda_model *dm, const lf_batch *b);
+} lf_cuda_arch;
+
+struct lf_cuda_model {
+    // tables: cfg, frozen, params, linears, lora, training, seed, step, gradient_checkpointing
+    const lf_model *host;
+    lf_dtype dtype;         // activations and 2-D frozen weights
+    cudaStream_t stream;    // every launch and copy of the model goes here
+    void **frozen;          // [n_frozen] device copy: 2-D in dtype, 1-D (norms, biases) in f32
+    lf_dtype *frozen_dtype; // [n_frozen]
+    float *params, *grads;  // device f32, param i at params + param_offset[i] (same for grads)
+    size_t *param_offset;   // [n_params], in floats, multiples of 64 (256-byte aligned)
+    // the batch on the device: tokens, positions, token_types (T,), offsets (B+1,), pool_index,
+    // labels (B,), with room for cap_T tokens and cap_B sequences
+    struct {
+        int32_t *tokens, *positions, *token_types, *offsets, *pool_index, *labels;
+        int cap_T, cap_B;
+    } batch;
+    // activations, grown when a larger batch arrives (only then allocated)
+    void *work;
+    size_t work_bytes;
+    // cuBLASLt workspace (32 MiB)
+    void *blas_workspace;
+    size_t blas_workspace_bytes;
+    // device (B, NL), (B, NL), (1,), (NL,); logits and dlogits have room for cap_logits rows
+    float *logits, *dlogits, *loss, *class_weights;
+    int cap_logits;
+    const lf_cuda_arch *arch; // NULL: this architecture has no device implementation yet
+};
+
+// The weak architecture tables (NULL address until kernels/models/<arch>.cu defines them).
+extern const lf_cuda_arch lf_cuda_arch_encoder __attribute__((weak));
+extern const lf_cuda_arch lf_cuda_arch_decoder __attribute__((weak));
+
+// the device table of a host architecture (lf_arch_id), or NULL when it has none yet
+const lf_cuda_arch *lf_cuda_arch_for(int arch_id);
+
+// ---- helpers for the architectures ----
+
+// param i on the device (f32), or NULL for i < 0 (an absent LoRA / trainable linear)
+static inline float *lf_cuda_param(const lf_cuda_model *dm, int i) {
+    return i < 0 ? NULL : dm->params + dm->param_offset[i];
+}
+static inline float *lf_cuda_grad(const lf_cuda_model *dm, int i) {
+    return i < 0 ? NULL : dm->grads + dm->param_offset[i];
+}
+
+// The dropout stream key of a site for the host's current step: lf_model_dropout_key of
+// csrc/models/model.c (which the library cannot call), so the device drops what the CPU drops.
+static inline uint64_t lf_cuda_dropout_key(const lf_cuda_model *dm, int site) {
+    return lf_stream_key(dm->host->seed ^ lf_mix64(dm->host->step + 0x51ed270b27a0f3ULL), (uint64_t)site);
+}
+// the LoRA dropout stream of a linear: model.c's lora_key (its site + 2^24)
+static inline uint64_t lf_cuda_lora_key(const lf_cuda_model *dm, const lf_linear *l) {
+    return lf_cuda_dropout_key(dm, l->site + (1 << 24));
+}
+// the LoRA dropout probability in effect: model.c's lora_dropout (0 in eval mode)
+static inline float lf_cuda_lora_dropout(const lf_cuda_model *dm) {
+    return dm->host->training ? dm->host->lora.dropout : 0.0f;
+}
+
+// Sets the library's last error message (printf format) and returns code.
+int lf_cuda_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// ---- the entry points of lf_cuda_api (core/cuda_backend.h), filled in by kernels/api.cu ----
+
+int lf_cuda_model_create(const lf_model *m, int dtype, void **out);
+void lf_cuda_model_free(void *cuda_model);
+int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits);
+int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
+                                   float *loss);
+size_t lf_cuda_model_device_bytes(void *cuda_model);
+const char *lf_cuda_last_error(void);

@@ -1,0 +1,218 @@
+"""The model on CUDA against the same model on the CPU (the reference implementation): tiny
+RoBERTa, BERT, Llama and Mistral checkpoints made with transformers, LoRA with B non-zero, dropout
+on in train mode (the device draws the CPU's masks, so they are compared as they are): logits,
+loss and every trainable gradient, in f32 (logits 1e-5, gradients 1e-4 relative, norm-wise) and
+in bf16 (2e-2, against the CPU computing from the same bf16 weights), with gradient
+checkpointing, with gradients accumulated over two steps; LoRA added after the move; and a
+3-step Trainer run on CUDA against one on the CPU.
+
+Skipped without a GPU. With one, it fails until the device architectures
+(kernels/models/encoder.cu, decoder.cu) and kernels/crossentropy.cu exist: it is their spec.
+"""
+
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/: the parity tests' helpers
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+import lorafast as lf  # noqa: E402
+from lorafast import _backend  # noqa: E402
+from test_decoder import ALL_TARGETS, EOS  # noqa: E402
+from test_decoder import hf_config as decoder_config  # noqa: E402
+from test_encoder import make_checkpoint, random_batch  # noqa: E402
+from test_trainer import CLASS_WEIGHTS, token_rows  # noqa: E402
+
+TOL = {"float32": dict(logits=1e-5, loss=1e-5, grads=1e-4), "bfloat16": dict(logits=2e-2, loss=2e-2, grads=2e-2)}
+ENCODER_TARGETS = ["query", "key", "value", "output.dense", "intermediate.dense"]
+
+# kind: (builder kwargs, num_labels, LoRA targets or None for peft's default)
+KINDS = {
+    "roberta": (dict(model_type="roberta", hidden=80, layers=2, heads=5, inter=100, labels=3), 3, ENCODER_TARGETS),
+    "bert": (dict(model_type="bert", hidden=36, layers=3, heads=4, inter=52, labels=2), 2, None),
+    "llama": (dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=2, intermediate_size=70), 3,
+              ALL_TARGETS),
+    "mistral": (dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=40), 3, None),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cuda():
+    """Skips without a GPU; with one, lorafast must be able to use it."""
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("no GPU: the model runs on CUDA on a machine with one")
+    available, why = _backend.cuda_status()
+    assert available, f"a GPU is here but lorafast cannot use it: {why}"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """{kind: folder} of tiny random checkpoints saved by transformers, dropout 0.1."""
+    folders = {}
+    for kind, (kw, _, _) in KINDS.items():
+        folder = tmp_path_factory.mktemp(kind)
+        if kind in ("roberta", "bert"):
+            kw = dict(kw)
+            make_checkpoint(folder, kw.pop("model_type"), *kw.values(), seed=0, dropout=0.1)
+        else:
+            torch.manual_seed(0)
+            model = transformers.AutoModelForSequenceClassification.from_config(
+                decoder_config(kind, attention_dropout=0.1, **kw), attn_implementation="eager")
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if "norm" in name:
+                        p.add_(0.2 * torch.randn_like(p))
+            model.save_pretrained(folder)
+        folders[kind] = folder
+    return folders
+
+
+def batch(kind, seed=0):
+    """(ids, mask, token_type_ids or None, labels): rows of odd lengths, one of a single token."""
+    rng = np.random.default_rng(seed)
+    lengths = [3, 17, 1, 31, 9, 40]
+    labels = rng.integers(0, KINDS[kind][1], len(lengths))
+    if kind in ("roberta", "bert"):
+        ids, mask, types = random_batch(rng, kind, [max(n, 2) for n in lengths], with_types=kind == "bert")
+        return ids, mask, types, labels
+    L = max(lengths)
+    ids = np.full((len(lengths), L), EOS, np.int64)
+    mask = np.zeros((len(lengths), L), np.int64)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = rng.integers(3, 101, n)
+        mask[b, :n] = 1
+    return ids, mask, None, labels
+
+
+def lf_model(folder, kind, dtype, device):
+    """The lorafast peft model (LoRA r=4, dropout 0.1) on device, B non-zero (every gradient flows).
+    On CUDA the base model is moved before LoRA is added (the device copy is made again)."""
+    _, num_labels, targets = KINDS[kind]
+    base = lf.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels, dtype=dtype,
+                                                                 device=device)
+    model = lf.get_peft_model(base, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, r=4, lora_alpha=8,
+                                                  lora_dropout=0.1, target_modules=targets), seed=1)
+    rng = np.random.default_rng(2)
+    model.load_trainable_state_dict({k: rng.normal(0.0, 0.2, v.shape).astype(np.float32) if "lora_B" in k else v
+                                     for k, v in model.trainable_state_dict().items()})
+    return model
+
+
+def rel(ours, ref):
+    return float(np.linalg.norm(np.asarray(ours, np.float64) - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def assert_close(what, ours, ref, tol):
+    assert np.shape(ours) == np.shape(ref), f"{what}: shape {np.shape(ours)} != {np.shape(ref)}"
+    assert np.isfinite(ours).all(), f"{what}: non-finite values on CUDA"
+    assert rel(ours, ref) <= tol, f"{what}: relative difference {rel(ours, ref):.3g} > {tol}"
+
+
+def assert_grads_close(what, ours, ref, tol):
+    assert sorted(ours) == sorted(ref)
+    for name in ref:
+        assert np.linalg.norm(ref[name]) > 0, f"{what} {name}: the CPU gradient is zero (the test cannot fail)"
+        assert_close(f"{what} {name}", ours[name], ref[name], tol)
+
+
+def host_grads(model):
+    return {name: grad.copy() for name, _, grad, _ in model.c_model.params()}
+
+
+@pytest.mark.parametrize("dtype,checkpointing", [("float32", False), ("float32", True), ("bfloat16", False)])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_cuda_matches_cpu(checkpoints, kind, dtype, checkpointing):
+    cpu = lf_model(checkpoints[kind], kind, dtype, None)
+    gpu = lf_model(checkpoints[kind], kind, dtype, "cuda")
+    assert cpu.device == "cpu" and gpu.device == "cuda:0" and gpu.c_model.device_dtype == dtype
+    assert gpu.trainable_state_dict().keys() == cpu.trainable_state_dict().keys()
+    if checkpointing:
+        cpu.gradient_checkpointing_enable()
+        gpu.gradient_checkpointing_enable()
+    tol = TOL[dtype]
+    ids, mask, types, labels = batch(kind)
+    weights = np.array([0.8, 1.3, 1.1][: KINDS[kind][1]], np.float32)
+
+    # eval mode: no dropout
+    ref = cpu(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    assert_close("eval logits", gpu(input_ids=ids, attention_mask=mask, token_type_ids=types).logits, ref,
+                 tol["logits"])
+
+    # train mode: dropout everywhere, the same masks on both; each call is a new step (new masks)
+    for model in (cpu, gpu):
+        model.manual_seed(5)
+        model.train()
+    ref = cpu(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+    assert_close("train logits", gpu(input_ids=ids, attention_mask=mask, token_type_ids=types).logits, ref,
+                 tol["logits"])
+    for step in range(2):
+        ref_loss, ref_grads = cpu.forward_backward(ids, mask, labels, class_weights=weights, token_type_ids=types)
+        loss, grads = gpu.forward_backward(ids, mask, labels, class_weights=weights, token_type_ids=types)
+        assert abs(loss - ref_loss) <= tol["loss"] * abs(ref_loss), f"step {step}: loss {loss} != {ref_loss}"
+        assert_grads_close(f"step {step}", grads, ref_grads, tol["grads"])
+
+    # the device's gradients are added into the host's (micro-batches accumulate there); no class weights
+    for model in (cpu, gpu):
+        model.c_model.zero_grad()
+        for _ in range(2):
+            model.c_model.forward_backward(ids, mask, labels, None, types)
+    assert_grads_close("accumulated", host_grads(gpu), host_grads(cpu), tol["grads"])
+
+
+def test_moving_between_devices(checkpoints):
+    kind = "roberta"
+    ids, mask, types, _ = batch(kind)
+    model = lf_model(checkpoints[kind], kind, None, None)
+    ref = model(input_ids=ids, attention_mask=mask).logits
+    frozen_f32 = 4 * sum(int(np.prod(shape)) for _, shape, _ in model.c_model.frozen_specs())
+    assert model.to("cuda") is model and model.device == "cuda:0" and model.c_model.device_dtype == "float32"
+    assert model.c_model.device_bytes > frozen_f32
+    assert_close("logits on cuda", model(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
+    f32_bytes = model.c_model.device_bytes
+    model.to(dtype="bfloat16")  # the device stays, the compute dtype changes
+    assert model.device == "cuda:0" and model.c_model.device_dtype == "bfloat16"
+    model.to("cuda")  # no dtype: the current one
+    assert model.c_model.device_dtype == "bfloat16"
+    assert_close("logits in bf16", model(input_ids=ids, attention_mask=mask).logits, ref, 2e-2)
+    assert model.c_model.device_bytes < f32_bytes  # 2-D weights and activations in 2 bytes
+    assert model.cpu() is model and model.device == "cpu" and model.c_model.device_bytes == 0
+    np.testing.assert_array_equal(model(input_ids=ids, attention_mask=mask).logits, ref)
+    model.cuda()
+    assert model.device == "cuda:0" and model.c_model.device_dtype == "float32"
+    assert_close("logits on cuda again", model(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
+
+
+def train_three_steps(folder, kind, out_dir, use_cpu):
+    model = lf_model(folder, kind, None, None)
+    rows = token_rows(24, 97 if kind == "roberta" else 101, seed=3, bos=0 if kind == "roberta" else None,
+                      num_labels=KINDS[kind][1])
+    args = lf.TrainingArguments(output_dir=str(out_dir), max_steps=3, per_device_train_batch_size=6,
+                                gradient_accumulation_steps=2, learning_rate=1e-3, max_grad_norm=0.3,
+                                weight_decay=0.001, warmup_steps=1, logging_steps=1, save_strategy="no",
+                                report_to="none", disable_tqdm=True, seed=42, use_cpu=use_cpu)
+    trainer = lf.Trainer(model=model, args=args, train_dataset=rows,
+                         class_weights=CLASS_WEIGHTS + [1.0] * (KINDS[kind][1] - 2))
+    assert model.device == ("cpu" if use_cpu else "cuda:0")
+    start = model.trainable_state_dict()
+    trainer.train()
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return start, model.trainable_state_dict(), losses, trainer.evaluate(eval_dataset=rows)["eval_loss"]
+
+
+@pytest.mark.parametrize("kind", ["roberta", "llama"])
+def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
+    start, ref, ref_losses, ref_eval = train_three_steps(checkpoints[kind], kind, tmp_path / "cpu", True)
+    _, ours, losses, eval_loss = train_three_steps(checkpoints[kind], kind, tmp_path / "cuda", False)
+    assert sorted(ours) == sorted(ref) and len(losses) == len(ref_losses) == 3
+    for name in ref:
+        assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
+        assert_close(name, ours[name], ref[name], 1e-4)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    assert eval_loss == pytest.approx(ref_eval, rel=1e-4)
