@@ -147,7 +147,15 @@ static int upload_converted(void *dst, lf_dtype dst_dtype, const void *src, lf_d
     return 0;
 }
 
-// every frozen tensor of m, as stored, converted on the device: 2-D to dm->dtype, 1-D to f32
+// 1 when frozen tensor i is the bias of a linear (the products take their bias in the compute dtype)
+static int is_linear_bias(const lf_model *m, int i) {
+    for (int k = 0; k < m->n_linears; k++)
+        if (m->linears[k].bias == i) return 1;
+    return 0;
+}
+
+// every frozen tensor of m, as stored, converted on the device: 2-D tensors and the linears'
+// biases to dm->dtype, the other 1-D tensors (norm weights and biases) to f32
 static int upload_frozen(runtime *rt, const lf_model *m) {
     lf_cuda_model *dm = &rt->dm;
     size_t n = m->n_frozen > 0 ? (size_t)m->n_frozen : 1;
@@ -159,7 +167,7 @@ static int upload_frozen(runtime *rt, const lf_model *m) {
     int rc = 0;
     for (int i = 0; rc == 0 && i < m->n_frozen; i++) {
         const lf_frozen *f = &m->frozen[i];
-        lf_dtype dst = f->ndim == 2 ? dm->dtype : LF_F32;
+        lf_dtype dst = f->ndim == 2 || is_linear_bias(m, i) ? dm->dtype : LF_F32;
         dm->frozen_dtype[i] = dst;
         rc = device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
         if (rc == 0)

@@ -5,8 +5,8 @@
 // - the host lf_model keeps everything it had: configs, tables, the packed batch, the f32
 //   params with their grad buffers, training/seed/step. The device copy reads it through
 //   dm->host (the library reads the plain C structs of model.h directly).
-// - frozen weights are uploaded once, at create: 2-D tensors converted to the compute dtype,
-//   1-D tensors (norm weights, biases) to f32, dm->frozen[i] for the host's m->frozen[i].
+// - frozen weights are uploaded once, at create: 2-D tensors and linear biases converted to the
+//   compute dtype, norm weights and biases to f32, dm->frozen[i] for the host's m->frozen[i].
 // - at every forward the params' f32 values are uploaded (the host AdamW updated them), the
 //   batch arrays too; after backward the params' gradients come back and are ADDED into the
 //   host grads (the host loop accumulates micro-batches there).
@@ -46,7 +46,7 @@ struct lf_cuda_model {
     const lf_model *host;
     lf_dtype dtype;         // activations and 2-D frozen weights
     cudaStream_t stream;    // every launch and copy of the model goes here
-    void **frozen;          // [n_frozen] device copy: 2-D in dtype, 1-D (norms, biases) in f32
+    void **frozen;          // [n_frozen] device copy: 2-D and linear biases in dtype, norms in f32
     lf_dtype *frozen_dtype; // [n_frozen]
     float *params, *grads;  // device f32, param i at params + param_offset[i] (same for grads)
     size_t *param_offset;   // [n_params], in floats, multiples of 64 (256-byte aligned)
@@ -85,19 +85,8 @@ static inline float *lf_cuda_grad(const lf_cuda_model *dm, int i) {
     return i < 0 ? NULL : dm->grads + dm->param_offset[i];
 }
 
-// The dropout stream key of a site for the host's current step: lf_model_dropout_key of
-// csrc/models/model.c (which the library cannot call), so the device drops what the CPU drops.
-static inline uint64_t lf_cuda_dropout_key(const lf_cuda_model *dm, int site) {
-    return lf_stream_key(dm->host->seed ^ lf_mix64(dm->host->step + 0x51ed270b27a0f3ULL), (uint64_t)site);
-}
-// the LoRA dropout stream of a linear: model.c's lora_key (its site + 2^24)
-static inline uint64_t lf_cuda_lora_key(const lf_cuda_model *dm, const lf_linear *l) {
-    return lf_cuda_dropout_key(dm, l->site + (1 << 24));
-}
-// the LoRA dropout probability in effect: model.c's lora_dropout (0 in eval mode)
-static inline float lf_cuda_lora_dropout(const lf_cuda_model *dm) {
-    return dm->host->training ? dm->host->lora.dropout : 0.0f;
-}
+// Dropout streams and LoRA dropout are the host's (lf_model_dropout_key, lf_lora_key and
+// lf_lora_dropout of models/model.h, called with dm->host), so the device drops what the CPU drops.
 
 // Sets the library's last error message (printf format) and returns code.
 int lf_cuda_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
