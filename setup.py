@@ -5,6 +5,7 @@ CUDA-built package imports and runs on the CPU on a machine with no GPU, no driv
 cuBLAS: there, CUDA is reported unavailable.
 """
 
+import concurrent.futures
 import glob
 import os
 import subprocess
@@ -82,17 +83,21 @@ class BuildExt(build_ext):
         gencode = []
         for arch in cuda_config.cuda_archs():
             gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
-        common = [nvcc, "-std=c++17", "-O3", "-Xcompiler", "-fPIC,-Wall", "-Werror", "all-warnings",
+        common = [nvcc, "-std=c++17", "-O3", "--threads", "0", "-Xcompiler", "-fPIC,-Wall", "-Werror", "all-warnings",
                   "-Icsrc", "-Ikernels", "-I" + inc] + gencode
-        objects = []
+        headers = glob.glob("kernels/**/*.cuh", recursive=True) + glob.glob("csrc/**/*.h", recursive=True)
+        newest_header = max(os.path.getmtime(p) for p in headers)
+        jobs, objects = [], []
         for src in cu_sources():
-            obj = os.path.join(obj_dir, os.path.basename(src) + ".o")
-            if not os.path.exists(obj) or os.path.getmtime(obj) < max(
-                os.path.getmtime(p) for p in [src] + glob.glob("kernels/*.cuh") + glob.glob("csrc/core/*.h")
-            ):
-                self.announce(f"nvcc {src}", level=2)
-                subprocess.check_call(common + ["-c", src, "-o", obj])
+            obj = os.path.join(obj_dir, src[len("kernels/"):].replace("/", "_") + ".o")
+            if not os.path.exists(obj) or os.path.getmtime(obj) < max(os.path.getmtime(src), newest_header):
+                jobs.append(common + ["-c", src, "-o", obj])
             objects.append(obj)
+        # the .cu files in parallel, and each file's architectures in parallel within nvcc
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            for cmd in jobs:
+                self.announce(f"nvcc {cmd[-3]}", level=2)
+            list(pool.map(subprocess.check_call, jobs))
         target = os.path.join(out_dir, "_cuda_kernels.so")
         link = [nvcc, "-shared", "-cudart", "static", "-o", target] + objects + gencode + [
             "-L" + lib, "-l:libcublasLt.so.13", "-l:libcublas.so.13",
