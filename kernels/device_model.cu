@@ -9,17 +9,8 @@
 #include <string.h>
 
 #include "convert.cuh"
+#include "crossentropy.cuh"
 
-// The cross-entropy launcher expected from kernels/crossentropy.cuh:
-//   int crossentropy_forward_backward_cuda(float *loss, float *dlogits, const float *logits,
-//                                          const int32_t *labels, const float *weights, int B, int V,
-//                                          cudaStream_t stream);
-// loss: (1,) on the device = torch's weighted mean sum_b w[y_b] nll_b / sum_b w[y_b] (weights (V,) or
-// NULL: the plain mean); dlogits: (B, V) = d loss / d logits (written), logits: (B, V), labels: (B,).
-// Weak, so that the library links before that family exists; a training step then fails clearly.
-int crossentropy_forward_backward_cuda(float *loss, float *dlogits, const float *logits,
-                                       const int32_t *labels, const float *weights, int B, int V,
-                                       cudaStream_t stream) __attribute__((weak));
 
 static const size_t STAGING_BYTES = (size_t)64 << 20;        // frozen weights go up in chunks of this
 static const size_t BLAS_WORKSPACE_BYTES = (size_t)32 << 20; // cuBLASLt's workspace
@@ -452,10 +443,6 @@ static void add_grads(const runtime *rt, lf_model *m) {
 int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
                                    float *loss) {
     begin_call();
-    if (crossentropy_forward_backward_cuda == NULL)
-        return lf_cuda_set_error((int)cudaErrorNotSupported,
-                                 "the CUDA cross-entropy (crossentropy_forward_backward_cuda, "
-                                 "kernels/crossentropy.cu) is not in this build: training on CUDA needs it");
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
