@@ -1,0 +1,434 @@
+// Attention over packed variable-length sequences: the CUDA twin of csrc/ops/attention.c.
+//
+// Forward: one block of 4 warps per (tile of 32 query rows, head, sequence). Warp w owns 8 query
+// rows and lane l the key j0 + l of each tile of 32 keys, so a tile's scores are registers of the
+// warp and the online softmax's row max and sum are warp reductions; Q, K, V tiles are f32 in
+// shared memory. Backward (flash-attention 2): D = rowsum(dout * out) first; then per (tile of 32
+// keys, key/value head, sequence) a block loops over the query heads of the group and the query
+// tiles that see its keys, holding dk and dv in registers (one block owns them: no atomics) and
+// adding dq with atomics into an f32 scratch that a last kernel adds into dq.
+#include "attention.cuh"
+
+#include <limits.h>
+#include <math.h>
+#include <type_traits>
+
+namespace {
+
+constexpr int ATT_WARPS = 4, ATT_THREADS = 32 * ATT_WARPS;
+constexpr int ATT_ROWS = 8;                  // query rows (forward, backward dq) or keys (dk, dv) per warp
+constexpr int ATT_BR = ATT_WARPS * ATT_ROWS; // query rows per tile
+constexpr int ATT_BC = 32;                   // keys per tile: one per lane
+static_assert(ATT_BC == ATT_WARPS * ATT_ROWS, "backward: each warp owns ATT_ROWS keys of a key tile");
+
+// What the kernels need of attention_shape, plus the launch's tiling.
+struct att_args {
+    int T, NH, NKV, causal, window;
+    float dropout, scale;
+    uint64_t key;
+    int tiles; // blocks per sequence (grid.x = B * tiles); a block strides over its sequence's tiles
+};
+
+// 1 when query i sees key j, both of one sequence: key_range of attention.c
+__device__ __forceinline__ bool att_sees(const att_args &a, int i, int j) {
+    return (!a.causal || j <= i) && (a.window <= 0 || j > i - a.window);
+}
+
+// the dropout scale of probability (h, i, j), 1 without dropout: prob_keep of attention.c
+__device__ __forceinline__ float att_keep(const att_args &a, int h, int i, int j) {
+    if (a.dropout <= 0.0f) return 1.0f;
+    uint64_t idx = ((uint64_t)h * (uint64_t)a.T + (uint64_t)i) * (uint64_t)a.T + (uint64_t)j;
+    return dropout_scale_device(a.key, idx, a.dropout);
+}
+
+// dst: (rows, stride) f32 = src rows [row0, row0 + valid), HD columns from col (src rows ld apart);
+// rows from valid on are zero. Called by the whole block.
+template <typename T, int HD>
+__device__ void att_load_rows(float *dst, int stride, const T *src, int64_t ld, int64_t col, int row0,
+                              int valid, int rows) {
+    for (int x = threadIdx.x; x < rows * HD; x += blockDim.x) {
+        int r = x / HD, d = x % HD;
+        dst[r * stride + d] = r < valid ? to_f32(src[(int64_t)(row0 + r) * ld + col + d]) : 0.0f;
+    }
+}
+
+// s[r] = rows[r] . mine over HD, r < ATT_ROWS: rows (ATT_ROWS, HD + 4) read by the whole warp at
+// once (broadcast), mine one row per lane; both 16-byte aligned
+template <int HD>
+__device__ __forceinline__ void att_dots(float (&s)[ATT_ROWS], const float *rows, const float *mine) {
+#pragma unroll
+    for (int r = 0; r < ATT_ROWS; r++)
+        s[r] = 0.0f;
+#pragma unroll 8
+    for (int d = 0; d < HD; d += 4) {
+        float4 m = *(const float4 *)(mine + d);
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) {
+            float4 x = *(const float4 *)(rows + r * (HD + 4) + d);
+            s[r] = fmaf(x.x, m.x, fmaf(x.y, m.y, fmaf(x.z, m.z, fmaf(x.w, m.w, s[r]))));
+        }
+    }
+}
+
+// the ATT_ROWS floats at p (16-byte aligned) into registers
+__device__ __forceinline__ void att_load8(float (&x)[ATT_ROWS], const float *p) {
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+}
+
+__device__ __forceinline__ void att_store8(float *p, const float (&x)[ATT_ROWS]) {
+    *(float4 *)p = make_float4(x[0], x[1], x[2], x[3]);
+    *(float4 *)(p + 4) = make_float4(x[4], x[5], x[6], x[7]);
+}
+
+// ---- forward ----
+
+// floats of dynamic shared memory of the forward kernel: Q (BR, HD+4), K (BC, HD+4), V (BC, HD),
+// and per warp the probabilities of its rows (BC, ATT_ROWS)
+constexpr int att_forward_smem_floats(int HD) {
+    return ATT_BR * (HD + 4) + ATT_BC * (HD + 4) + ATT_BC * HD + ATT_WARPS * ATT_BC * ATT_ROWS;
+}
+
+// out: (T, NH*HD), lse: (T, NH); q: (T, NH*HD), k, v: (T, NKV*HD); grid (B * tiles, NH)
+template <typename T, int HD>
+__global__ void __launch_bounds__(ATT_THREADS)
+    attention_forward_kernel(T *out, float *lse, const T *q, const T *k, const T *v, const int32_t *offsets,
+                             att_args a) {
+    constexpr int S = HD + 4, DPL = (HD + 31) / 32; // padded row stride; head dims per lane
+    extern __shared__ float4 att_smem[];
+    float *qs = (float *)att_smem, *ks = qs + ATT_BR * S, *vs = ks + ATT_BC * S;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float *pw = vs + ATT_BC * HD + warp * ATT_BC * ATT_ROWS; // this warp's probabilities, (keys, rows)
+    int b = blockIdx.x / a.tiles, h = blockIdx.y, kvh = h / (a.NH / a.NKV);
+    int start = offsets[b], end = offsets[b + 1];
+    int64_t C = (int64_t)a.NH * HD, KC = (int64_t)a.NKV * HD;
+    for (int i0 = start + (int)(blockIdx.x % a.tiles) * ATT_BR; i0 < end; i0 += a.tiles * ATT_BR) {
+        int i1 = min(i0 + ATT_BR, end), klo = start, khi = a.causal ? i1 : end;
+        if (a.window > 0) klo = max(start, i0 - a.window + 1);
+        att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, i1 - i0, ATT_BR);
+        float m[ATT_ROWS], l[ATT_ROWS], acc[ATT_ROWS][DPL];
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) {
+            m[r] = -INFINITY, l[r] = 0.0f;
+#pragma unroll
+            for (int t = 0; t < DPL; t++)
+                acc[r][t] = 0.0f;
+        }
+        // every query sees itself, so klo <= i0 < khi: at least one key tile, whose first
+        // __syncthreads also publishes Q
+        for (int j0 = klo; j0 < khi; j0 += ATT_BC) {
+            int nk = min(ATT_BC, khi - j0), j = j0 + lane;
+            __syncthreads(); // the previous key tile is read
+            att_load_rows<T, HD>(ks, S, k, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
+            att_load_rows<T, HD>(vs, HD, v, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
+            __syncthreads();
+            float s[ATT_ROWS];
+            att_dots<HD>(s, qs + warp * ATT_ROWS * S, ks + lane * S);
+#pragma unroll
+            for (int r = 0; r < ATT_ROWS; r++) {
+                int i = i0 + warp * ATT_ROWS + r;
+                bool valid = i < i1 && lane < nk && att_sees(a, i, j);
+                float x = valid ? s[r] * a.scale : -INFINITY;
+                float mx = fmaxf(m[r], warp_max(x));
+                float ref = mx == -INFINITY ? 0.0f : mx; // a row with no key yet stays at l = 0
+                float p = expf(x - ref), alpha = expf(m[r] - ref);
+                l[r] = l[r] * alpha + warp_sum(p);
+                m[r] = mx;
+#pragma unroll
+                for (int t = 0; t < DPL; t++)
+                    acc[r][t] *= alpha;
+                s[r] = valid ? p * att_keep(a, h, i, j) : 0.0f; // the dropped probability
+            }
+            att_store8(pw + lane * ATT_ROWS, s);
+            __syncwarp();
+            for (int c = 0; c < nk; c++) {
+                float p[ATT_ROWS];
+                att_load8(p, pw + c * ATT_ROWS);
+#pragma unroll
+                for (int t = 0; t < DPL; t++) {
+                    int d = lane + 32 * t;
+                    float vd = HD % 32 == 0 || d < HD ? vs[c * HD + d] : 0.0f;
+#pragma unroll
+                    for (int r = 0; r < ATT_ROWS; r++)
+                        acc[r][t] = fmaf(p[r], vd, acc[r][t]);
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < ATT_ROWS; r++) {
+            int i = i0 + warp * ATT_ROWS + r;
+            if (i >= i1) continue;
+            float inv = 1.0f / l[r];
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (HD % 32 == 0 || d < HD)
+                    out[(int64_t)i * C + (int64_t)h * HD + d] = from_f32<T>(acc[r][t] * inv);
+            }
+            if (lane == 0) lse[(int64_t)i * a.NH + h] = m[r] + logf(l[r]);
+        }
+        __syncthreads(); // Q and the probabilities are read before the next query tile
+    }
+}
+
+// ---- backward ----
+
+// floats of dynamic shared memory of the backward kernel: K, V (BC, HD+4), Q, dout (BR, HD+4),
+// dropped probabilities and score gradients (BR, BC), score gradients transposed (BC, BR+4),
+// and the tile rows' lse and D (BR) each
+constexpr int att_backward_smem_floats(int HD) {
+    return 2 * ATT_BC * (HD + 4) + 2 * ATT_BR * (HD + 4) + 2 * ATT_BR * ATT_BC + ATT_BC * (ATT_BR + 4) +
+           2 * ATT_BR;
+}
+
+// drow: (T*NH,) = dout . out per (token, head) row of HD; one warp per row
+template <typename T>
+__global__ void attention_drow_kernel(float *drow, const T *dout, const T *out, int64_t rows, int HD) {
+    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int lane = threadIdx.x % 32;
+    if (row >= rows) return; // the whole warp
+    const T *g = dout + row * HD, *o = out + row * HD;
+    float x = 0.0f;
+    for (int d = lane; d < HD; d += 32)
+        x += to_f32(g[d]) * to_f32(o[d]);
+    x = warp_sum(x);
+    if (lane == 0) drow[row] = x;
+}
+
+// dq: (n,) += acc (f32)
+template <typename T> __global__ void attention_dq_add_kernel(T *dq, const float *acc, int64_t n) {
+    int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (x < n) dq[x] = from_f32<T>(to_f32(dq[x]) + acc[x]);
+}
+
+// dk, dv: (T, NKV*HD) += ; dq_acc: (T, NH*HD) f32 += (atomics); dout, q: (T, NH*HD), k, v: (T, NKV*HD),
+// lse, drow: (T, NH); grid (B * tiles, NKV)
+template <typename T, int HD>
+__global__ void __launch_bounds__(ATT_THREADS)
+    attention_backward_kernel(T *dk, T *dv, float *dq_acc, const T *dout, const float *lse, const float *drow,
+                              const T *q, const T *k, const T *v, const int32_t *offsets, att_args a) {
+    constexpr int S = HD + 4, DPL = (HD + 31) / 32, ST = ATT_BR + 4; // ST: stride of the transposed dS
+    extern __shared__ float4 att_smem[];
+    float *ks = (float *)att_smem, *vs = ks + ATT_BC * S, *qs = vs + ATT_BC * S, *gs = qs + ATT_BR * S;
+    float *ps = gs + ATT_BR * S, *dss = ps + ATT_BR * ATT_BC, *dst = dss + ATT_BR * ATT_BC;
+    float *ls = dst + ATT_BC * ST, *ds = ls + ATT_BR;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int b = blockIdx.x / a.tiles, kvh = blockIdx.y, group = a.NH / a.NKV;
+    int start = offsets[b], end = offsets[b + 1];
+    int64_t C = (int64_t)a.NH * HD, KC = (int64_t)a.NKV * HD;
+    for (int j0 = start + (int)(blockIdx.x % a.tiles) * ATT_BC; j0 < end; j0 += a.tiles * ATT_BC) {
+        int j1 = min(j0 + ATT_BC, end), nk = j1 - j0, j = j0 + lane;
+        // the queries that see any of keys [j0, j1)
+        int qlo = a.causal ? j0 : start, qhi = end;
+        if (a.window > 0 && a.window < end - j1 + 1) qhi = j1 - 1 + a.window;
+        float dka[ATT_ROWS][DPL], dva[ATT_ROWS][DPL]; // keys j0 + warp * ATT_ROWS + c, dims lane + 32 t
+#pragma unroll
+        for (int c = 0; c < ATT_ROWS; c++)
+#pragma unroll
+            for (int t = 0; t < DPL; t++)
+                dka[c][t] = 0.0f, dva[c][t] = 0.0f;
+        __syncthreads(); // the previous key tile is read
+        att_load_rows<T, HD>(ks, S, k, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
+        att_load_rows<T, HD>(vs, S, v, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
+        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+            for (int i0 = qlo; i0 < qhi; i0 += ATT_BR) {
+                int i1 = min(i0 + ATT_BR, qhi), nq = i1 - i0;
+                __syncthreads(); // the previous query tile is read (and K, V are written)
+                att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, nq, ATT_BR);
+                att_load_rows<T, HD>(gs, S, dout, C, (int64_t)h * HD, i0, nq, ATT_BR);
+                for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x) {
+                    ls[r] = r < nq ? lse[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
+                    ds[r] = r < nq ? drow[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
+                }
+                __syncthreads();
+                // probabilities and score gradients: warp's rows i0 + warp * ATT_ROWS + r, lane's key j
+                float s[ATT_ROWS], dp[ATT_ROWS];
+                att_dots<HD>(s, qs + warp * ATT_ROWS * S, ks + lane * S);
+                att_dots<HD>(dp, gs + warp * ATT_ROWS * S, vs + lane * S);
+#pragma unroll
+                for (int r = 0; r < ATT_ROWS; r++) {
+                    int row = warp * ATT_ROWS + r, i = i0 + row;
+                    bool valid = row < nq && lane < nk && att_sees(a, i, j);
+                    float p = valid ? expf(s[r] * a.scale - ls[row]) : 0.0f;
+                    float keep = valid ? att_keep(a, h, i, j) : 0.0f;
+                    float g = p * (dp[r] * keep - ds[row]) * a.scale;
+                    ps[row * ATT_BC + lane] = p * keep;
+                    dss[row * ATT_BC + lane] = g;
+                    s[r] = g;
+                }
+                att_store8(dst + lane * ST + warp * ATT_ROWS, s);
+                __syncthreads();
+                // dv += P^T dout, dk += dS^T q for the warp's keys
+                for (int r = 0; r < nq; r++) {
+                    float p[ATT_ROWS], g[ATT_ROWS];
+                    att_load8(p, ps + r * ATT_BC + warp * ATT_ROWS);
+                    att_load8(g, dss + r * ATT_BC + warp * ATT_ROWS);
+#pragma unroll
+                    for (int t = 0; t < DPL; t++) {
+                        int d = lane + 32 * t;
+                        if (HD % 32 != 0 && d >= HD) continue;
+                        float go = gs[r * S + d], qd = qs[r * S + d];
+#pragma unroll
+                        for (int c = 0; c < ATT_ROWS; c++) {
+                            dva[c][t] = fmaf(p[c], go, dva[c][t]);
+                            dka[c][t] = fmaf(g[c], qd, dka[c][t]);
+                        }
+                    }
+                }
+                // dq += dS k for the warp's rows
+                float dqa[ATT_ROWS][DPL];
+#pragma unroll
+                for (int r = 0; r < ATT_ROWS; r++)
+#pragma unroll
+                    for (int t = 0; t < DPL; t++)
+                        dqa[r][t] = 0.0f;
+                for (int c = 0; c < nk; c++) {
+                    float g[ATT_ROWS];
+                    att_load8(g, dst + c * ST + warp * ATT_ROWS);
+#pragma unroll
+                    for (int t = 0; t < DPL; t++) {
+                        int d = lane + 32 * t;
+                        float kd = HD % 32 == 0 || d < HD ? ks[c * S + d] : 0.0f;
+#pragma unroll
+                        for (int r = 0; r < ATT_ROWS; r++)
+                            dqa[r][t] = fmaf(g[r], kd, dqa[r][t]);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < ATT_ROWS; r++) {
+                    int row = warp * ATT_ROWS + r;
+                    if (row >= nq) continue;
+                    float *dqrow = dq_acc + (int64_t)(i0 + row) * C + (int64_t)h * HD;
+#pragma unroll
+                    for (int t = 0; t < DPL; t++) {
+                        int d = lane + 32 * t;
+                        if (HD % 32 == 0 || d < HD) atomicAdd(dqrow + d, dqa[r][t]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int c = 0; c < ATT_ROWS; c++) {
+            int jc = j0 + warp * ATT_ROWS + c;
+            if (jc >= j1) continue;
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (HD % 32 != 0 && d >= HD) continue;
+                int64_t x = (int64_t)jc * KC + (int64_t)kvh * HD + d;
+                dk[x] = from_f32<T>(to_f32(dk[x]) + dka[c][t]);
+                dv[x] = from_f32<T>(to_f32(dv[x]) + dva[c][t]);
+            }
+        }
+    }
+}
+
+// ---- launchers ----
+
+// Calls f(std::integral_constant<int, HD>{}) for a supported head size; cudaErrorInvalidValue otherwise.
+template <typename F> int att_dispatch_head_size(int HD, F f) {
+    switch (HD) {
+    case 32:
+        return f(std::integral_constant<int, 32>{});
+    case 64:
+        return f(std::integral_constant<int, 64>{});
+    case 80:
+        return f(std::integral_constant<int, 80>{});
+    case 96:
+        return f(std::integral_constant<int, 96>{});
+    case 128:
+        return f(std::integral_constant<int, 128>{});
+    default:
+        return (int)cudaErrorInvalidValue;
+    }
+}
+
+// 0 when the launchers can run s over T tokens of dtype with tiles of `tile` rows, else
+// cudaErrorInvalidValue
+int att_validate(attention_shape s, int T, int max_len, int tile, lf_dtype dtype) {
+    bool head_size = s.HD == 32 || s.HD == 64 || s.HD == 80 || s.HD == 96 || s.HD == 128;
+    bool element_type = dtype == LF_F32 || dtype == LF_BF16 || dtype == LF_F16;
+    if (!element_type || s.B < 0 || T < 0 || s.NH < 1 || s.NKV < 1 || s.NH % s.NKV != 0 || s.NH > 65535 ||
+        !head_size || !(s.dropout < 1.0f))
+        return (int)cudaErrorInvalidValue;
+    if (s.B > 0 && T > 0 && (max_len < 1 || (int64_t)s.B * (((int64_t)max_len + tile - 1) / tile) > INT_MAX))
+        return (int)cudaErrorInvalidValue;
+    return 0;
+}
+
+att_args att_args_of(attention_shape s, int T, int max_len, int tile) {
+    att_args a;
+    a.T = T, a.NH = s.NH, a.NKV = s.NKV, a.causal = s.causal, a.window = s.window;
+    a.dropout = s.dropout, a.scale = 1.0f / sqrtf((float)s.HD), a.key = s.key;
+    a.tiles = (int)(((int64_t)max_len + tile - 1) / tile);
+    return a;
+}
+
+// Launches kernel over grid with smem bytes of dynamic shared memory (raising its limit past 48 KiB).
+template <typename K, typename... Args>
+int att_launch(K kernel, dim3 grid, size_t smem, cudaStream_t stream, Args... args) {
+    int err = (int)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (err != 0) return err;
+    kernel<<<grid, ATT_THREADS, smem, stream>>>(args...);
+    return lf_launch_status();
+}
+
+} // namespace
+
+size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
+    (void)NKV; // dk and dv are accumulated in registers: no scratch of their own
+    if (T <= 0 || NH <= 0 || HD <= 0) return 0;
+    return (size_t)T * (size_t)NH * ((size_t)HD + 1) * sizeof(float);
+}
+
+int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
+                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_dtype dtype,
+                           cudaStream_t stream) {
+    int err = att_validate(s, T, max_len, ATT_BR, dtype);
+    if (err != 0 || s.B == 0 || T == 0) return err;
+    if (!out || !lse || !q || !k || !v || !offsets) return (int)cudaErrorInvalidValue;
+    att_args a = att_args_of(s, T, max_len, ATT_BR);
+    dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NH);
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using E = decltype(t);
+        return att_dispatch_head_size(s.HD, [&](auto hd) {
+            constexpr int HD = decltype(hd)::value;
+            return att_launch(attention_forward_kernel<E, HD>, grid,
+                              att_forward_smem_floats(HD) * sizeof(float), stream, (E *)out, lse,
+                              (const E *)q, (const E *)k, (const E *)v, offsets, a);
+        });
+    });
+}
+
+int attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
+                            const void *q, const void *k, const void *v, const int32_t *offsets, int T,
+                            int max_len, attention_shape s, void *scratch, lf_dtype dtype,
+                            cudaStream_t stream) {
+    int err = att_validate(s, T, max_len, ATT_BC, dtype);
+    if (err != 0 || s.B == 0 || T == 0) return err;
+    if (!dq || !dk || !dv || !dout || !out || !lse || !q || !k || !v || !offsets || !scratch)
+        return (int)cudaErrorInvalidValue;
+    att_args a = att_args_of(s, T, max_len, ATT_BC);
+    int64_t rows = (int64_t)T * s.NH, n = rows * s.HD;
+    float *dq_acc = (float *)scratch, *drow = dq_acc + n;
+    dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NKV);
+    err = (int)cudaMemsetAsync(dq_acc, 0, (size_t)n * sizeof(float), stream);
+    if (err != 0) return err;
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using E = decltype(t);
+        attention_drow_kernel<E>
+            <<<lf_blocks(rows, 8), 256, 0, stream>>>(drow, (const E *)dout, (const E *)out, rows, s.HD);
+        int status = lf_launch_status();
+        if (status != 0) return status;
+        status = att_dispatch_head_size(s.HD, [&](auto hd) {
+            constexpr int HD = decltype(hd)::value;
+            return att_launch(attention_backward_kernel<E, HD>, grid,
+                              att_backward_smem_floats(HD) * sizeof(float), stream, (E *)dk, (E *)dv, dq_acc,
+                              (const E *)dout, lse, (const float *)drow, (const E *)q, (const E *)k,
+                              (const E *)v, offsets, a);
+        });
+        if (status != 0) return status;
+        attention_dq_add_kernel<E><<<lf_blocks(n, 256), 256, 0, stream>>>((E *)dq, dq_acc, n);
+        return lf_launch_status();
+    });
+}

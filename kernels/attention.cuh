@@ -1,0 +1,31 @@
+// Scaled dot-product attention over packed variable-length sequences (csrc/ops/attention.h on the
+// GPU): grouped-query heads, causal mask, sliding window and probability dropout with the CPU's
+// mask, flash-attention-2 style (tiles of queries and keys in shared memory, online softmax,
+// f32 accumulation). Probabilities are not stored: backward recomputes them from the saved lse.
+//
+// s is the CPU op's attention_shape (B, NH, NKV, HD, causal, window, dropout, key). Head sizes
+// HD: 32, 64, 80, 96, 128; NH % NKV == 0; dropout < 1 (<= 0: none). offsets: (B+1,) int32 on the
+// device with offsets[0] == 0 and offsets[B] == T (T, the packed tokens, is also the dropout
+// mask's row length, as on the CPU). max_len: the longest sequence (a smaller positive value is
+// still correct, only slower). Other sizes return cudaErrorInvalidValue before any launch.
+#pragma once
+
+#include "common.cuh"
+
+extern "C" {
+#include "ops/attention.h"
+}
+
+// bytes of scratch for attention_backward_cuda: dq in f32 (T, NH*HD) and the rows' dout . out (T, NH)
+size_t attention_scratch_bytes(int T, int NH, int NKV, int HD);
+
+// out: (T, NH*HD) of dtype, lse: (T, NH) f32, both written; q: (T, NH*HD), k, v: (T, NKV*HD) of dtype
+int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
+                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_dtype dtype,
+                           cudaStream_t stream);
+// dq: (T, NH*HD), dk, dv: (T, NKV*HD) of dtype += ; dout, out: (T, NH*HD) of dtype, lse: (T, NH) f32;
+// q, k, v as in forward; scratch: attention_scratch_bytes(T, NH, NKV, HD) bytes of device memory
+int attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
+                            const void *q, const void *k, const void *v, const int32_t *offsets, int T,
+                            int max_len, attention_shape s, void *scratch, lf_dtype dtype,
+                            cudaStream_t stream);
