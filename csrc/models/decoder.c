@@ -2,10 +2,12 @@
 // optional sliding window), residual, RMSNorm, SwiGLU MLP, residual] -> final RMSNorm at the
 // pooled tokens -> score. Every projection may carry LoRA. Composes csrc/ops; no arithmetic.
 // With m->gradient_checkpointing only each layer's input is kept and backward recomputes it.
+// The table indices and dropout stream sites are in models/decoder.h, shared with the CUDA decoder.
 #include "models/decoder.h"
 
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -16,8 +18,6 @@
 #include "ops/rmsnorm.h"
 #include "ops/rope.h"
 #include "ops/silu_mul.h"
-
-enum { DEC_Q, DEC_K, DEC_V, DEC_O, DEC_GATE, DEC_UP, DEC_DOWN, DEC_NPROJ };
 
 // module suffixes of the projections (peft matches LoRA targets against them), LoRA site order
 static const char *const proj_names[DEC_NPROJ] = {
@@ -80,29 +80,44 @@ static int proj_in(const lf_model_config *c, int p) {
 // ----------------------------------------------------------------------------
 // tables
 
-static int decoder_build(lf_model *m) {
+static int build_layer(lf_model *m, dec_layer *L, int l) {
     const lf_model_config *c = &m->cfg;
     int C = c->hidden_size;
     char name[192];
-    if (lf_model_add_frozen(m, "model.embed_tokens.weight", 2, c->vocab_size, C) < 0) return LF_EINVAL;
-    for (int l = 0; l < c->num_layers; l++) {
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        if (lf_model_add_frozen(m, name, 1, C, 1) < 0) return LF_EINVAL;
-        for (int p = 0; p < DEC_NPROJ; p++) {
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, proj_names[p]);
-            int i = lf_model_add_linear(m, name, proj_in(c, p), proj_out(c, p), 0, 0, l * DEC_NPROJ + p);
-            if (i < 0) return LF_ENOMEM;
-            m->linears[i].target = p;
-            if (p == DEC_O) {
-                snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-                if (lf_model_add_frozen(m, name, 1, C, 1) < 0) return LF_EINVAL;
-            }
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    L->input_norm = lf_model_add_frozen(m, name, 1, C, 1);
+    if (L->input_norm < 0) return LF_EINVAL;
+    for (int p = 0; p < DEC_NPROJ; p++) {
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, proj_names[p]);
+        int i = lf_model_add_linear(m, name, proj_in(c, p), proj_out(c, p), 0, 0, dec_linear_site(l, p));
+        if (i < 0) return LF_ENOMEM;
+        m->linears[i].target = p;
+        L->lin[p] = i;
+        if (p == DEC_O) {
+            snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+            L->post_attention_norm = lf_model_add_frozen(m, name, 1, C, 1);
+            if (L->post_attention_norm < 0) return LF_EINVAL;
         }
     }
-    if (lf_model_add_frozen(m, "model.norm.weight", 1, C, 1) < 0) return LF_EINVAL;
-    if (lf_model_add_linear(m, "score", C, c->num_labels, 0, 1, c->num_layers * DEC_NPROJ) < 0)
-        return LF_EINVAL;
     return LF_OK;
+}
+
+static int decoder_build(lf_model *m) {
+    const lf_model_config *c = &m->cfg;
+    int C = c->hidden_size;
+    dec_state *s = calloc(1, sizeof *s + (size_t)c->num_layers * sizeof(dec_layer));
+    if (s == NULL) return lf_error(LF_ENOMEM, "out of memory");
+    m->arch_state = s;
+    s->embed = lf_model_add_frozen(m, "model.embed_tokens.weight", 2, c->vocab_size, C);
+    if (s->embed < 0) return LF_EINVAL;
+    for (int l = 0; l < c->num_layers; l++) {
+        int rc = build_layer(m, &s->layers[l], l);
+        if (rc != LF_OK) return rc;
+    }
+    s->final_norm = lf_model_add_frozen(m, "model.norm.weight", 1, C, 1);
+    if (s->final_norm < 0) return LF_EINVAL;
+    s->score = lf_model_add_linear(m, "score", C, c->num_labels, 0, 1, dec_score_site(c->num_layers));
+    return s->score < 0 ? LF_EINVAL : LF_OK;
 }
 
 // ----------------------------------------------------------------------------
@@ -198,23 +213,29 @@ static float *layer_output(const lf_model *m, const dec_work *w, int l, size_t T
     return l + 1 < m->cfg.num_layers ? w->acts + (size_t)(l + 1) * w->acts_stride : w->xs;
 }
 
+static const dec_state *state_of(const lf_model *m) { return m->arch_state; }
+
 // Norm weights (any stored dtype) as f32: 2l input, 2l+1 post-attention, 2L final
 static int load_norms(const lf_model *m, dec_work *w) {
+    const dec_state *s = state_of(m);
     int L = m->cfg.num_layers, C = m->cfg.hidden_size;
-    char name[192];
     for (int i = 0; i <= 2 * L; i++) {
-        if (i == 2 * L)
-            snprintf(name, sizeof name, "model.norm.weight");
-        else
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", i / 2,
-                     i % 2 ? "post_attention_layernorm" : "input_layernorm");
-        int index = lf_model_find_frozen(m, name);
-        if (index < 0 || m->frozen[index].w.data == NULL)
-            return lf_error(LF_EINVAL, "decoder: weight %s is not loaded", name);
+        const dec_layer *layer = &s->layers[i / 2];
+        int index = i == 2 * L ? s->final_norm : i % 2 ? layer->post_attention_norm : layer->input_norm;
+        if (m->frozen[index].w.data == NULL)
+            return lf_error(LF_EINVAL, "decoder: weight %s is not loaded", m->frozen[index].name);
         weight_to_f32(w->normw + (size_t)i * C, m->frozen[index].w, 0, C);
     }
     return LF_OK;
 }
+
+// the projections of layer l, in DEC_* order
+static void layer_linears(const lf_model *m, int l, const lf_linear *lin[DEC_NPROJ]) {
+    for (int p = 0; p < DEC_NPROJ; p++)
+        lin[p] = &m->linears[state_of(m)->layers[l].lin[p]];
+}
+
+static const lf_linear *score_linear(const lf_model *m) { return &m->linears[state_of(m)->score]; }
 
 static const float *norm_weight(const lf_model *m, const dec_work *w, int i) {
     return w->normw + (size_t)i * m->cfg.hidden_size;
@@ -223,7 +244,7 @@ static const float *norm_weight(const lf_model *m, const dec_work *w, int i) {
 static attention_shape attention_of(lf_model *m, const lf_batch *b, int l) {
     const lf_model_config *c = &m->cfg;
     float p = m->training ? c->attention_dropout : 0.0f;
-    int site = c->num_layers * DEC_NPROJ + 1 + l;
+    int site = dec_attention_site(c->num_layers, l);
     return (attention_shape){b->B,
                              c->num_heads,
                              c->num_kv_heads,
@@ -241,22 +262,23 @@ static attention_shape attention_of(lf_model *m, const lf_batch *b, int l) {
 static void layer_forward(lf_model *m, int l, dec_acts *a, float *x_out, const lf_batch *b, dec_work *w) {
     const lf_model_config *c = &m->cfg;
     int T = b->T, C = c->hidden_size;
-    const lf_linear *lin = m->linears + (size_t)l * DEC_NPROJ;
+    const lf_linear *lin[DEC_NPROJ];
+    layer_linears(m, l, lin);
     float *out[DEC_NPROJ] = {a->q, a->k, a->v, a->x_mid, a->gate, a->up, x_out};
     const float *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
     rmsnorm_forward(a->ln1, a->rstd1, a->x, norm_weight(m, w, 2 * l), T, C, c->norm_eps);
     for (int p = DEC_Q; p <= DEC_V; p++)
-        lf_linear_forward(m, &lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
+        lf_linear_forward(m, lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
     rope_forward(a->q, w->cos, w->sin, T, c->num_heads, c->head_dim);
     rope_forward(a->k, w->cos, w->sin, T, c->num_kv_heads, c->head_dim);
     attention_forward(a->att, a->lse, a->q, a->k, a->v, b->offsets, attention_of(m, b, l), w->att_scratch);
-    lf_linear_forward(m, &lin[DEC_O], a->x_mid, a->u[DEC_O], w->xd, a->att, T, w->mm_scratch);
+    lf_linear_forward(m, lin[DEC_O], a->x_mid, a->u[DEC_O], w->xd, a->att, T, w->mm_scratch);
     residual_forward(a->x_mid, a->x_mid, a->x, (int64_t)T * C);
     rmsnorm_forward(a->ln2, a->rstd2, a->x_mid, norm_weight(m, w, 2 * l + 1), T, C, c->norm_eps);
     for (int p = DEC_GATE; p <= DEC_UP; p++)
-        lf_linear_forward(m, &lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
+        lf_linear_forward(m, lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
     silu_mul_forward(a->act, a->gate, a->up, (long)T * c->intermediate_size);
-    lf_linear_forward(m, &lin[DEC_DOWN], x_out, a->u[DEC_DOWN], w->xd, a->act, T, w->mm_scratch);
+    lf_linear_forward(m, lin[DEC_DOWN], x_out, a->u[DEC_DOWN], w->xd, a->act, T, w->mm_scratch);
     residual_forward(x_out, x_out, a->x_mid, (int64_t)T * C);
 }
 
@@ -266,8 +288,7 @@ static void head_forward(lf_model *m, const lf_batch *b, dec_work *w, const floa
     gather_rows_forward(w->pooled, x, b->pool_index, b->B, c->hidden_size);
     rmsnorm_forward(w->lnf, w->rstdf, w->pooled, norm_weight(m, w, 2 * c->num_layers), b->B, c->hidden_size,
                     c->norm_eps);
-    lf_linear_forward(m, &m->linears[c->num_layers * DEC_NPROJ], logits, NULL, w->xd, w->lnf, b->B,
-                      w->mm_scratch);
+    lf_linear_forward(m, score_linear(m), logits, NULL, w->xd, w->lnf, b->B, w->mm_scratch);
 }
 
 static int decoder_forward(lf_model *m, const lf_batch *b, float *logits) {
@@ -278,7 +299,8 @@ static int decoder_forward(lf_model *m, const lf_batch *b, float *logits) {
     if (rc != LF_OK) return rc;
     rope_tables(w.cos, w.sin, b->positions, b->T, c->head_dim, c->rope_theta);
     dec_acts a;
-    embedding_forward(layer_acts(&a, m, &w, 0, b->T)->x, b->tokens, m->frozen[0].w, b->T, c->hidden_size, 0);
+    embedding_forward(layer_acts(&a, m, &w, 0, b->T)->x, b->tokens, m->frozen[state_of(m)->embed].w, b->T,
+                      c->hidden_size, 0);
     for (int l = 0; l < c->num_layers; l++)
         layer_forward(m, l, layer_acts(&a, m, &w, l, b->T), layer_output(m, &w, l, b->T), b, &w);
     head_forward(m, b, &w, layer_output(m, &w, c->num_layers - 1, b->T), logits);
@@ -295,19 +317,20 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
     const lf_model_config *c = &m->cfg;
     size_t T = b->T, C = c->hidden_size, I = c->intermediate_size, QD = (size_t)c->num_heads * c->head_dim;
     size_t KVD = (size_t)c->num_kv_heads * c->head_dim;
-    const lf_linear *lin = m->linears + (size_t)l * DEC_NPROJ;
+    const lf_linear *lin[DEC_NPROJ];
+    layer_linears(m, l, lin);
     float *sc = w->mm_scratch;
     zero(w->dact, T * I);
-    lf_linear_backward(m, &lin[DEC_DOWN], w->dact, w->du, w->xd, w->dx, a->act, a->u[DEC_DOWN], (int)T, sc);
+    lf_linear_backward(m, lin[DEC_DOWN], w->dact, w->du, w->xd, w->dx, a->act, a->u[DEC_DOWN], (int)T, sc);
     zero(w->dgate, T * I);
     zero(w->dup, T * I);
     silu_mul_backward(w->dgate, w->dup, w->dact, a->gate, a->up, (long)(T * I));
     zero(w->dln, T * C);
-    lf_linear_backward(m, &lin[DEC_GATE], w->dln, w->du, w->xd, w->dgate, a->ln2, a->u[DEC_GATE], (int)T, sc);
-    lf_linear_backward(m, &lin[DEC_UP], w->dln, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
+    lf_linear_backward(m, lin[DEC_GATE], w->dln, w->du, w->xd, w->dgate, a->ln2, a->u[DEC_GATE], (int)T, sc);
+    lf_linear_backward(m, lin[DEC_UP], w->dln, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
     rmsnorm_backward(w->dx, NULL, w->dln, a->x_mid, norm_weight(m, w, 2 * l + 1), a->rstd2, (int)T, (int)C);
     zero(w->datt, T * QD);
-    lf_linear_backward(m, &lin[DEC_O], w->datt, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
+    lf_linear_backward(m, lin[DEC_O], w->datt, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
     zero(w->dq, T * QD);
     zero(w->dk, T * KVD);
     zero(w->dv, T * KVD);
@@ -318,7 +341,7 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
     zero(w->dln, T * C);
     const float *dproj[3] = {w->dq, w->dk, w->dv};
     for (int p = DEC_Q; p <= DEC_V; p++)
-        lf_linear_backward(m, &lin[p], w->dln, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
+        lf_linear_backward(m, lin[p], w->dln, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
     rmsnorm_backward(w->dx, NULL, w->dln, a->x, norm_weight(m, w, 2 * l), a->rstd1, (int)T, (int)C);
 }
 
@@ -327,8 +350,7 @@ static void head_backward(lf_model *m, const lf_batch *b, dec_work *w, const flo
     const lf_model_config *c = &m->cfg;
     size_t C = c->hidden_size;
     zero(w->dlnf, b->B * C);
-    lf_linear_backward(m, &m->linears[c->num_layers * DEC_NPROJ], w->dlnf, w->du, w->xd, dlogits, w->lnf,
-                       NULL, b->B, w->mm_scratch);
+    lf_linear_backward(m, score_linear(m), w->dlnf, w->du, w->xd, dlogits, w->lnf, NULL, b->B, w->mm_scratch);
     zero(w->dpooled, b->B * C);
     rmsnorm_backward(w->dpooled, NULL, w->dlnf, w->pooled, norm_weight(m, w, 2 * c->num_layers), w->rstdf,
                      b->B, (int)C);

@@ -1,0 +1,409 @@
+// Llama and Mistral sequence classifiers on the device: the CUDA twin of csrc/models/decoder.c, op
+// for op, with the same tables (m->arch_state is the host's dec_state, models/decoder.h) and the
+// same dropout streams (attention probabilities, LoRA inputs), so the GPU computes what the CPU
+// computes. Composes launchers; no arithmetic here.
+//
+// Activations are of dm->dtype; the RMSNorm weights are f32 (the runtime uploads 1-D frozen tensors
+// so), the RoPE tables, norm statistics and LoRA intermediates f32. The final RMSNorm and the
+// trained score head run in f32 on the pooled rows (each sequence's last non-pad token), as on the
+// CPU, and give the f32 logits. With gradient checkpointing only each layer's input is kept and
+// backward recomputes the layer. Backward stops below the lowest layer holding LoRA (nothing
+// under it is trained), which changes no gradient.
+#include "attention.cuh"
+#include "convert.cuh"
+#include "device_model.cuh"
+#include "embedding.cuh"
+#include "linear.cuh"
+#include "residual.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "silu_mul.cuh"
+
+extern "C" {
+#include "models/decoder.h"
+}
+
+static const dec_state *state_of(const lf_model *m) { return (const dec_state *)m->arch_state; }
+
+static const float *norm_weight(const lf_cuda_model *dm, int frozen) {
+    return (const float *)dm->frozen[frozen];
+}
+
+static const lf_linear *projection(const lf_model *m, int l, int p) {
+    return &m->linears[state_of(m)->layers[l].lin[p]];
+}
+
+// rc; when it is an error, the message names the step and its layer (l < 0: outside the layers)
+static int step(int rc, const char *what, int l) {
+    if (rc == 0) return 0;
+    const char *why = cudaGetErrorString((cudaError_t)rc);
+    if (l < 0) return lf_cuda_set_error(rc, "%s: %s (code %d)", what, why, rc);
+    return lf_cuda_set_error(rc, "layer %d, %s: %s (code %d)", l, what, why, rc);
+}
+
+// ----------------------------------------------------------------------------- activations
+
+typedef struct { // bytes of T tokens' (T, C), (T, NH*D), (T, KV*D), (T, I) of the dtype
+    size_t TC, TQ, TKV, TI;
+} token_bytes;
+
+static token_bytes bytes_of(const lf_cuda_model *dm, int T) {
+    const lf_model_config *c = &dm->host->cfg;
+    size_t tE = (size_t)T * lf_cuda_dtype_size(dm->dtype);
+    return {tE * c->hidden_size, tE * c->num_heads * c->head_dim, tE * c->num_kv_heads * c->head_dim,
+            tE * c->intermediate_size};
+}
+
+typedef struct {           // one layer's activations: of the dtype, statistics and LoRA's u f32
+    void *x;               // (T, C) the layer's input (the residual stream)
+    void *ln1, *mid, *ln2; // (T, C) input norm, residual stream after attention, its norm
+    void *q, *att;         // (T, NH*D) (q after RoPE)
+    void *k, *v;           // (T, KV*D) (k after RoPE)
+    void *gate, *up, *act; // (T, I)
+    float *rstd1, *rstd2;  // (T,)
+    float *lse;            // (T, NH)
+    float *u[DEC_NPROJ];   // (T, r)
+} layer_acts;
+
+typedef struct {
+    char *layers; // num_layers blocks of layer_bytes (1 when checkpointing)
+    size_t layer_bytes;
+    void *xs;                                 // (L + 1, T, C) layer inputs with checkpointing; else the
+                                              // last layer's output (T, C)
+    float *cos, *sin;                         // (T, D/2)
+    void *pooled, *dpooled;                   // (B, C) of the dtype
+    float *pooled32, *lnf, *dlnf, *dpooled32; // (B, C) f32: the head's input, normed, their gradients
+    float *rstdf;                             // (B,)
+    void *dx, *dln;                           // backward (T, C)
+    void *dq, *datt, *dk, *dv;                // backward (T, NH*D) x2, (T, KV*D) x2
+    void *dgate, *dup, *dact;                 // backward (T, I)
+    void *lora_scratch, *att_scratch;
+} decoder_work;
+
+static int lora_rank(const lf_model *m) { return m->lora.r > 0 ? m->lora.r : 1; }
+
+// lays one layer's activations out from base (NULL: counts); with_x: the block holds the input too
+static size_t layer_block(const lf_cuda_model *dm, char *base, int T, int with_x, layer_acts *a) {
+    const lf_model *m = dm->host;
+    token_bytes n = bytes_of(dm, T);
+    size_t t32 = (size_t)T * sizeof(float);
+    cursor c = {base, 0};
+    a->x = with_x ? take(&c, n.TC) : NULL;
+    void **tc[] = {&a->ln1, &a->mid, &a->ln2};
+    for (void **p : tc)
+        *p = take(&c, n.TC);
+    a->q = take(&c, n.TQ);
+    a->att = take(&c, n.TQ);
+    a->k = take(&c, n.TKV);
+    a->v = take(&c, n.TKV);
+    void **ti[] = {&a->gate, &a->up, &a->act};
+    for (void **p : ti)
+        *p = take(&c, n.TI);
+    a->rstd1 = (float *)take(&c, t32);
+    a->rstd2 = (float *)take(&c, t32);
+    a->lse = (float *)take(&c, t32 * m->cfg.num_heads);
+    for (int p = 0; p < DEC_NPROJ; p++)
+        a->u[p] = (float *)take(&c, t32 * lora_rank(m));
+    return c.used;
+}
+
+static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch *b, decoder_work *w) {
+    const lf_model *m = dm->host;
+    const lf_model_config *c = &m->cfg;
+    int T = b->T, L = c->num_layers, ckpt = m->gradient_checkpointing;
+    token_bytes n = bytes_of(dm, T);
+    size_t BC = (size_t)b->B * c->hidden_size, E = lf_cuda_dtype_size(dm->dtype);
+    cursor cur = {base, 0};
+    layer_acts unused;
+    w->layer_bytes = layer_block(dm, NULL, T, !ckpt, &unused);
+    w->layers = (char *)take(&cur, w->layer_bytes * (size_t)(ckpt ? 1 : L));
+    w->xs = take(&cur, (size_t)(ckpt ? L + 1 : 1) * n.TC);
+    w->cos = (float *)take(&cur, (size_t)T * (c->head_dim / 2) * sizeof(float));
+    w->sin = (float *)take(&cur, (size_t)T * (c->head_dim / 2) * sizeof(float));
+    w->pooled = take(&cur, BC * E);
+    w->dpooled = take(&cur, BC * E);
+    float **bc[] = {&w->pooled32, &w->lnf, &w->dlnf, &w->dpooled32};
+    for (float **p : bc)
+        *p = (float *)take(&cur, BC * sizeof(float));
+    w->rstdf = (float *)take(&cur, (size_t)b->B * sizeof(float));
+    w->dx = take(&cur, n.TC);
+    w->dln = take(&cur, n.TC);
+    w->dq = take(&cur, n.TQ);
+    w->datt = take(&cur, n.TQ);
+    w->dk = take(&cur, n.TKV);
+    w->dv = take(&cur, n.TKV);
+    void **ti[] = {&w->dgate, &w->dup, &w->dact};
+    for (void **p : ti)
+        *p = take(&cur, n.TI);
+    w->lora_scratch = take(&cur, lora_scratch_bytes(T, lora_rank(m)));
+    w->att_scratch = take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
+    return cur.used;
+}
+
+static size_t decoder_workspace_bytes(const lf_cuda_model *dm, const lf_batch *b) {
+    decoder_work w;
+    return decoder_layout(dm, NULL, b, &w);
+}
+
+// the residual stream entering layer l; l == num_layers: the last layer's output (the head's input)
+static void *layer_input(const lf_cuda_model *dm, const decoder_work *w, int l, int T) {
+    const lf_model *m = dm->host;
+    if (m->gradient_checkpointing) return (char *)w->xs + (size_t)l * bytes_of(dm, T).TC;
+    if (l == m->cfg.num_layers) return w->xs;
+    layer_acts a;
+    layer_block(dm, w->layers + w->layer_bytes * (size_t)l, T, 1, &a);
+    return a.x;
+}
+
+// the activations of layer l; when checkpointing, the one shared set with the input in xs[l]
+static layer_acts layer_at(const lf_cuda_model *dm, const decoder_work *w, int l, int T) {
+    layer_acts a;
+    int ckpt = dm->host->gradient_checkpointing;
+    layer_block(dm, w->layers + w->layer_bytes * (size_t)(ckpt ? 0 : l), T, !ckpt, &a);
+    if (ckpt) a.x = layer_input(dm, w, l, T);
+    return a;
+}
+
+// ----------------------------------------------------------------------------- forward
+
+// causal GQA attention of layer l, Mistral's sliding window, probability dropout when training
+static attention_shape attention_of(const lf_model *m, const lf_batch *b, int l) {
+    const lf_model_config *c = &m->cfg;
+    float p = m->training ? c->attention_dropout : 0.0f;
+    attention_shape s = {};
+    s.B = b->B;
+    s.NH = c->num_heads;
+    s.NKV = c->num_kv_heads;
+    s.HD = c->head_dim;
+    s.causal = 1;
+    s.window = c->sliding_window;
+    s.dropout = p;
+    s.key = p > 0.0f ? lf_model_dropout_key(m, dec_attention_site(c->num_layers, l)) : 0;
+    return s;
+}
+
+// a->x: (T, C) -> x_out: (T, C)
+static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_acts *a, void *x_out,
+                         const lf_batch *b, int l) {
+    const lf_model *m = dm->host;
+    const lf_model_config *c = &m->cfg;
+    const dec_layer *L = &state_of(m)->layers[l];
+    const char *const *name = m->arch->lora_targets;
+    int T = b->T, C = c->hidden_size, D = c->head_dim;
+    int64_t TC = (int64_t)T * C;
+    lf_dtype dt = dm->dtype;
+    cudaStream_t st = dm->stream;
+    void *out[DEC_NPROJ] = {a->q, a->k, a->v, a->mid, a->gate, a->up, x_out};
+    const void *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
+    if (int rc = step(rmsnorm_forward_cuda(a->ln1, a->rstd1, a->x, norm_weight(dm, L->input_norm), T, C,
+                                           c->norm_eps, dt, st),
+                      "input_layernorm", l))
+        return rc;
+    for (int p = DEC_Q; p <= DEC_V; p++)
+        if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
+            return rc;
+    if (int rc = step(rope_forward_cuda(a->q, w->cos, w->sin, T, c->num_heads, D, dt, st), "rope q", l))
+        return rc;
+    if (int rc = step(rope_forward_cuda(a->k, w->cos, w->sin, T, c->num_kv_heads, D, dt, st), "rope k", l))
+        return rc;
+    if (int rc = step(attention_forward_cuda(a->att, a->lse, a->q, a->k, a->v, dm->batch.offsets, T,
+                                             b->max_len, attention_of(m, b, l), dt, st),
+                      "attention", l))
+        return rc;
+    if (int rc = step(linear_forward(dm, projection(m, l, DEC_O), a->mid, a->u[DEC_O], a->att, T, dt),
+                      name[DEC_O], l))
+        return rc;
+    if (int rc = step(residual_forward_cuda(a->mid, a->mid, a->x, TC, dt, st), "attention residual", l))
+        return rc;
+    if (int rc = step(rmsnorm_forward_cuda(a->ln2, a->rstd2, a->mid, norm_weight(dm, L->post_attention_norm),
+                                           T, C, c->norm_eps, dt, st),
+                      "post_attention_layernorm", l))
+        return rc;
+    for (int p = DEC_GATE; p <= DEC_UP; p++)
+        if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
+            return rc;
+    if (int rc =
+            step(silu_mul_forward_cuda(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size, dt, st),
+                 "silu_mul", l))
+        return rc;
+    if (int rc = step(linear_forward(dm, projection(m, l, DEC_DOWN), x_out, a->u[DEC_DOWN], a->act, T, dt),
+                      name[DEC_DOWN], l))
+        return rc;
+    return step(residual_forward_cuda(x_out, x_out, a->mid, TC, dt, st), "mlp residual", l);
+}
+
+// x: (T, C) the last layer's output -> dm->logits: (B, NL) f32; the final norm and score in f32
+static int head_forward(lf_cuda_model *dm, const lf_batch *b, const void *x, decoder_work *w) {
+    const lf_model *m = dm->host;
+    const dec_state *s = state_of(m);
+    int B = b->B, C = m->cfg.hidden_size;
+    if (int rc =
+            step(gather_rows_forward_cuda(w->pooled, x, dm->batch.pool_index, B, C, dm->dtype, dm->stream),
+                 "pooling", -1))
+        return rc;
+    if (int rc = step(convert_cuda(w->pooled32, LF_F32, w->pooled, dm->dtype, (int64_t)B * C, dm->stream),
+                      "pooled rows to f32", -1))
+        return rc;
+    if (int rc = step(rmsnorm_forward_cuda(w->lnf, w->rstdf, w->pooled32, norm_weight(dm, s->final_norm), B,
+                                           C, m->cfg.norm_eps, LF_F32, dm->stream),
+                      "model.norm", -1))
+        return rc;
+    return step(linear_forward(dm, &m->linears[s->score], dm->logits, NULL, w->lnf, B, LF_F32), "score", -1);
+}
+
+static int decoder_forward(lf_cuda_model *dm, const lf_batch *b) {
+    const lf_model *m = dm->host;
+    const lf_model_config *c = &m->cfg;
+    const dec_state *s = state_of(m);
+    const lf_frozen *embed = &m->frozen[s->embed];
+    int T = b->T;
+    decoder_work w;
+    decoder_layout(dm, (char *)dm->work, b, &w);
+    if (int rc = step(
+            rope_tables_cuda(w.cos, w.sin, dm->batch.positions, T, c->head_dim, c->rope_theta, dm->stream),
+            "rope tables", -1))
+        return rc;
+    if (int rc =
+            step(embedding_forward_cuda(layer_input(dm, &w, 0, T), dm->batch.tokens, dm->frozen[s->embed],
+                                        dm->frozen_dtype[s->embed], (int)embed->shape[0], T,
+                                        (int)embed->shape[1], 0, dm->dtype, dm->stream),
+                 "embed_tokens", -1))
+        return rc;
+    for (int l = 0; l < c->num_layers; l++) {
+        layer_acts a = layer_at(dm, &w, l, T);
+        if (int rc = layer_forward(dm, &w, &a, layer_input(dm, &w, l + 1, T), b, l)) return rc;
+    }
+    return head_forward(dm, b, layer_input(dm, &w, c->num_layers, T), &w);
+}
+
+// ----------------------------------------------------------------------------- backward
+
+static int zero(lf_cuda_model *dm, void *x, size_t bytes) {
+    return (int)cudaMemsetAsync(x, 0, bytes, dm->stream);
+}
+
+// w->dx: (T, C) holds d(layer output) on entry and d(layer input) on return (when need_dx)
+static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *a, const lf_batch *b, int l,
+                          int need_dx) {
+    const lf_model *m = dm->host;
+    const lf_model_config *c = &m->cfg;
+    const dec_layer *L = &state_of(m)->layers[l];
+    const char *const *name = m->arch->lora_targets;
+    int T = b->T, C = c->hidden_size, D = c->head_dim;
+    token_bytes n = bytes_of(dm, T);
+    lf_dtype dt = dm->dtype;
+    cudaStream_t st = dm->stream;
+    void *sc = w->lora_scratch;
+    if (int rc = step(zero(dm, w->dact, n.TI), "zeroing d act", l)) return rc;
+    if (int rc = step(linear_backward(dm, projection(m, l, DEC_DOWN), w->dact, sc, w->dx, a->act,
+                                      a->u[DEC_DOWN], T, dt),
+                      name[DEC_DOWN], l))
+        return rc;
+    if (int rc = step(zero(dm, w->dgate, n.TI), "zeroing d gate", l)) return rc;
+    if (int rc = step(zero(dm, w->dup, n.TI), "zeroing d up", l)) return rc;
+    if (int rc = step(silu_mul_backward_cuda(w->dgate, w->dup, w->dact, a->gate, a->up,
+                                             (int64_t)T * c->intermediate_size, dt, st),
+                      "silu_mul backward", l))
+        return rc;
+    if (int rc = step(zero(dm, w->dln, n.TC), "zeroing d ln2", l)) return rc;
+    if (int rc = step(linear_backward(dm, projection(m, l, DEC_GATE), w->dln, sc, w->dgate, a->ln2,
+                                      a->u[DEC_GATE], T, dt),
+                      name[DEC_GATE], l))
+        return rc;
+    if (int rc = step(
+            linear_backward(dm, projection(m, l, DEC_UP), w->dln, sc, w->dup, a->ln2, a->u[DEC_UP], T, dt),
+            name[DEC_UP], l))
+        return rc;
+    if (int rc = step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->mid,
+                                            norm_weight(dm, L->post_attention_norm), a->rstd2, T, C, dt, st),
+                      "post_attention_layernorm backward", l))
+        return rc;
+    if (int rc = step(zero(dm, w->datt, n.TQ), "zeroing d att", l)) return rc;
+    if (int rc =
+            step(linear_backward(dm, projection(m, l, DEC_O), w->datt, sc, w->dx, a->att, a->u[DEC_O], T, dt),
+                 name[DEC_O], l))
+        return rc;
+    if (int rc = step(zero(dm, w->dq, n.TQ), "zeroing d q", l)) return rc;
+    if (int rc = step(zero(dm, w->dk, n.TKV), "zeroing d k", l)) return rc;
+    if (int rc = step(zero(dm, w->dv, n.TKV), "zeroing d v", l)) return rc;
+    if (int rc = step(attention_backward_cuda(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v,
+                                              dm->batch.offsets, T, b->max_len, attention_of(m, b, l),
+                                              w->att_scratch, dt, st),
+                      "attention backward", l))
+        return rc;
+    if (int rc =
+            step(rope_backward_cuda(w->dq, w->cos, w->sin, T, c->num_heads, D, dt, st), "rope q backward", l))
+        return rc;
+    if (int rc = step(rope_backward_cuda(w->dk, w->cos, w->sin, T, c->num_kv_heads, D, dt, st),
+                      "rope k backward", l))
+        return rc;
+    void *dln = need_dx ? w->dln : NULL;
+    if (need_dx) {
+        if (int rc = step(zero(dm, w->dln, n.TC), "zeroing d ln1", l)) return rc;
+    }
+    void *dproj[3] = {w->dq, w->dk, w->dv};
+    for (int p = DEC_Q; p <= DEC_V; p++)
+        if (int rc = step(linear_backward(dm, projection(m, l, p), dln, sc, dproj[p], a->ln1, a->u[p], T, dt),
+                          name[p], l))
+            return rc;
+    if (!need_dx) return 0;
+    return step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->x, norm_weight(dm, L->input_norm), a->rstd1, T,
+                                      C, dt, st),
+                "input_layernorm backward", l);
+}
+
+// dm->dlogits: (B, NL) f32 -> the score's gradient +=; when need_dx, w->dx: (T, C) = the gradient of the
+// last layer's output, non-zero at the pooled tokens
+static int head_backward(lf_cuda_model *dm, const lf_batch *b, decoder_work *w, int need_dx) {
+    const lf_model *m = dm->host;
+    const dec_state *s = state_of(m);
+    int B = b->B, C = m->cfg.hidden_size;
+    size_t BC = (size_t)B * C;
+    if (int rc = step(zero(dm, w->dlnf, BC * sizeof(float)), "zeroing d model.norm", -1)) return rc;
+    if (int rc = step(linear_backward(dm, &m->linears[s->score], need_dx ? w->dlnf : NULL, NULL, dm->dlogits,
+                                      w->lnf, NULL, B, LF_F32),
+                      "score backward", -1))
+        return rc;
+    if (!need_dx) return 0;
+    if (int rc = step(zero(dm, w->dpooled32, BC * sizeof(float)), "zeroing d pooled", -1)) return rc;
+    if (int rc =
+            step(rmsnorm_backward_cuda(w->dpooled32, NULL, w->dlnf, w->pooled32,
+                                       norm_weight(dm, s->final_norm), w->rstdf, B, C, LF_F32, dm->stream),
+                 "model.norm backward", -1))
+        return rc;
+    if (int rc = step(convert_cuda(w->dpooled, dm->dtype, w->dpooled32, LF_F32, (int64_t)BC, dm->stream),
+                      "d pooled to the dtype", -1))
+        return rc;
+    if (int rc = step(zero(dm, w->dx, bytes_of(dm, b->T).TC), "zeroing d x", -1)) return rc;
+    return step(
+        gather_rows_backward_cuda(w->dx, w->dpooled, dm->batch.pool_index, B, C, dm->dtype, dm->stream),
+        "pooling backward", -1);
+}
+
+// the lowest layer holding a trained tensor, or num_layers when none does
+static int lowest_trainable_layer(const lf_model *m) {
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        for (int p = 0; p < DEC_NPROJ; p++)
+            if (projection(m, l, p)->lora_a >= 0) return l;
+    return m->cfg.num_layers;
+}
+
+static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
+    const lf_model *m = dm->host;
+    int T = b->T, L = m->cfg.num_layers;
+    decoder_work w;
+    decoder_layout(dm, (char *)dm->work, b, &w);
+    int lowest = lowest_trainable_layer(m);
+    if (int rc = head_backward(dm, b, &w, lowest < L)) return rc;
+    for (int l = L - 1; l >= lowest; l--) {
+        layer_acts a = layer_at(dm, &w, l, T);
+        if (m->gradient_checkpointing) {
+            if (int rc = layer_forward(dm, &w, &a, layer_input(dm, &w, l + 1, T), b, l)) return rc;
+        }
+        if (int rc = layer_backward(dm, &w, &a, b, l, l > lowest)) return rc;
+    }
+    return 0;
+}
+
+const lf_cuda_arch lf_cuda_arch_decoder = {"decoder", decoder_workspace_bytes, decoder_forward,
+                                           decoder_backward};
