@@ -345,8 +345,10 @@ template <typename F> int att_dispatch_head_size(int HD, F f) {
 
 // 0 when the launchers can run s over T tokens of dtype with tiles of `tile` rows, else
 // cudaErrorInvalidValue
+int attention_head_size_supported(int HD) { return HD == 32 || HD == 64 || HD == 80 || HD == 96 || HD == 128; }
+
 int att_validate(attention_shape s, int T, int max_len, int tile, lf_dtype dtype) {
-    bool head_size = s.HD == 32 || s.HD == 64 || s.HD == 80 || s.HD == 96 || s.HD == 128;
+    bool head_size = attention_head_size_supported(s.HD);
     bool element_type = dtype == LF_F32 || dtype == LF_BF16 || dtype == LF_F16;
     if (!element_type || s.B < 0 || T < 0 || s.NH < 1 || s.NKV < 1 || s.NH % s.NKV != 0 || s.NH > 65535 ||
         !head_size || !(s.dropout < 1.0f))

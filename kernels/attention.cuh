@@ -16,6 +16,9 @@ extern "C" {
 #include "ops/attention.h"
 }
 
+// 1 for the head sizes the launchers are built for (32, 64, 80, 96, 128), else 0
+int attention_head_size_supported(int HD);
+
 // bytes of scratch for attention_backward_cuda: dq in f32 (T, NH*HD) and the rows' dout . out (T, NH)
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD);
 

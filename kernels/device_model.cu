@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention.cuh"
 #include "convert.cuh"
 #include "crossentropy.cuh"
 
@@ -218,6 +219,11 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
                                  "the CUDA %s model is not implemented yet: keep the model on the CPU "
                                  "(TrainingArguments(use_cpu=True) for the Trainer)",
                                  m->arch->name);
+    if (!attention_head_size_supported(m->cfg.head_dim))
+        return lf_cuda_set_error((int)cudaErrorNotSupported,
+                                 "the CUDA attention is built for head sizes 32, 64, 80, 96 and 128; this model's "
+                                 "is %d: keep it on the CPU",
+                                 m->cfg.head_dim);
     int rc = check_frozen_loaded(m);
     if (rc != 0) return rc;
     runtime *rt = (runtime *)calloc(1, sizeof *rt);

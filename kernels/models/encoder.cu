@@ -13,67 +13,14 @@
 #include "dropout.cuh"
 #include "embedding.cuh"
 #include "layernorm.cuh"
-#include "lora.cuh"
-#include "matmul.cuh"
+#include "linear.cuh"
 #include "residual.cuh"
 
 extern "C" {
 #include "models/encoder.h"
 }
 
-// ----------------------------------------------------------------------------- linears
-
-// the weight of linear l on the device: its f32 param when trained (the head), else the frozen copy
-static const void *linear_weight(const lf_cuda_model *dm, const lf_linear *l) {
-    return l->weight_param >= 0 ? (const void *)lf_cuda_param(dm, l->weight_param) : dm->frozen[l->weight];
-}
-
-static const void *linear_bias(const lf_cuda_model *dm, const lf_linear *l) {
-    if (l->bias_param >= 0) return lf_cuda_param(dm, l->bias_param);
-    return l->bias >= 0 ? dm->frozen[l->bias] : NULL;
-}
-
-// out: (T, out) = x: (T, in) W^T + b, plus the LoRA branch (u: (T, r) saved) when l has one
-static int linear_forward(lf_cuda_model *dm, const lf_linear *l, void *out, float *u, const void *x, int T,
-                          lf_dtype dt) {
-    const lf_model *m = dm->host;
-    if (int rc = matmul_forward_cuda(out, x, linear_weight(dm, l), linear_bias(dm, l), T, l->in, l->out, 0,
-                                     dm->blas_workspace, dt, dm->stream))
-        return rc;
-    if (l->lora_a < 0) return 0;
-    return lora_forward_cuda(out, u, x, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T, l->in,
-                             l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l), dt,
-                             dm->stream);
-}
-
-// dx: (T, in) += (NULL: not needed); the trained weight's, bias's and LoRA's gradients +=
-static int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *dx, void *lora_scratch, const void *dout,
-                           const void *x, const float *u, int T, lf_dtype dt) {
-    const lf_model *m = dm->host;
-    if (int rc = matmul_backward_cuda(dx, lf_cuda_grad(dm, l->weight_param), lf_cuda_grad(dm, l->bias_param),
-                                      dout, x, linear_weight(dm, l), T, l->in, l->out, dm->blas_workspace, dt,
-                                      dm->stream))
-        return rc;
-    if (l->lora_a < 0) return 0;
-    return lora_backward_cuda(dx, lf_cuda_grad(dm, l->lora_a), lf_cuda_grad(dm, l->lora_b), lora_scratch, dout, x,
-                              u, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T, l->in, l->out,
-                              m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l), dt,
-                              dm->stream);
-}
-
 // ----------------------------------------------------------------------------- activations
-
-// A bump allocator over dm->work (base NULL: counts bytes only); every buffer 256-byte aligned.
-typedef struct {
-    char *base;
-    size_t used;
-} cursor;
-
-static void *take(cursor *c, size_t bytes) {
-    void *p = c->base ? c->base + c->used : NULL;
-    c->used += (bytes + 255) / 256 * 256;
-    return p;
-}
 
 typedef struct {        // one layer's activations: (T, C) / (T, I) of the dtype, statistics f32
     void *q, *k, *v, *att, *r1, *x1, *r2, *out, *h, *g;

@@ -33,13 +33,14 @@ from test_trainer import CLASS_WEIGHTS, token_rows  # noqa: E402
 TOL = {"float32": dict(logits=1e-5, loss=1e-5, grads=1e-4), "bfloat16": dict(logits=2e-2, loss=2e-2, grads=2e-2)}
 ENCODER_TARGETS = ["query", "key", "value", "output.dense", "intermediate.dense"]
 
-# kind: (builder kwargs, num_labels, LoRA targets or None for peft's default)
+# kind: (builder kwargs, num_labels, LoRA targets or None for peft's default). Head size 32: the
+# CUDA attention is built for head sizes 32, 64, 80, 96 and 128 (those of the supported models).
 KINDS = {
-    "roberta": (dict(model_type="roberta", hidden=80, layers=2, heads=5, inter=100, labels=3), 3, ENCODER_TARGETS),
-    "bert": (dict(model_type="bert", hidden=36, layers=3, heads=4, inter=52, labels=2), 2, None),
-    "llama": (dict(hidden_size=48, num_attention_heads=6, num_key_value_heads=2, intermediate_size=70), 3,
+    "roberta": (dict(model_type="roberta", hidden=64, layers=2, heads=2, inter=100, labels=3), 3, ENCODER_TARGETS),
+    "bert": (dict(model_type="bert", hidden=96, layers=3, heads=3, inter=52, labels=2), 2, None),
+    "llama": (dict(hidden_size=96, num_attention_heads=3, num_key_value_heads=1, intermediate_size=70), 3,
               ALL_TARGETS),
-    "mistral": (dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=40), 3, None),
+    "mistral": (dict(hidden_size=64, num_attention_heads=2, num_key_value_heads=1, intermediate_size=40), 3, None),
 }
 
 
