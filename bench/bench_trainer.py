@@ -82,6 +82,12 @@ def epoch_f1(log_history):
     return [round(e["eval_f1-score"], 4) for e in log_history if "eval_f1-score" in e and "epoch" in e]
 
 
+def epoch_losses(log_history):
+    """[(epoch, training loss or None, validation loss)] of the per-epoch evaluations"""
+    train = {e["epoch"]: e["loss"] for e in log_history if "loss" in e}
+    return [(e["epoch"], train.get(e["epoch"]), round(e["eval_loss"], 4)) for e in log_history if "eval_loss" in e]
+
+
 def run_hf(settings, rows, output_dir):
     """transformers + peft + datasets, as the reference notebook (metrics from scikit-learn,
     which the notebook's evaluate metrics wrap)."""
@@ -146,7 +152,8 @@ def run_hf(settings, rows, output_dir):
     evaluation = trainer.evaluate()
     test = trainer.predict(tokenized["test"])
     return dict(train=train_output.metrics, eval=evaluation, predict=test.metrics,
-                epoch_f1=epoch_f1(trainer.state.log_history), rows={k: len(v) for k, v in tokenized.items()},
+                epoch_f1=epoch_f1(trainer.state.log_history), epoch_losses=epoch_losses(trainer.state.log_history),
+                rows={k: len(v) for k, v in tokenized.items()},
                 class_weights=[neg_weights, pos_weights], threads=torch.get_num_threads())
 
 
@@ -159,6 +166,7 @@ def run_lorafast(settings, rows, output_dir):
     results = workflow.run(DATA / "train.csv", output_dir, test_file=DATA / "test.csv", lora=settings["lora"],
                            training=settings["training"], max_length=settings["max_length"], seed=settings["seed"],
                            max_train_samples=n_train, max_eval_samples=n_eval, max_predict_samples=n_test)
+    results["epoch_losses"] = epoch_losses(results["log_history"])
     results["epoch_f1"] = epoch_f1(results.pop("log_history"))
     results["threads"] = lorafast.build_info().get("openmp_threads")
     return results
@@ -183,6 +191,7 @@ def summary(side, r):
         val_accuracy=r["eval"]["eval_accuracy"],
         test_f1=r["predict"].get("test_f1-score"),
         epoch_val_f1=r["epoch_f1"],
+        epoch_losses=r["epoch_losses"],
         train_runtime_s=r["train"]["train_runtime"],
         samples_per_s=rows * epochs / r["train"]["train_runtime"],
         trainer_samples_per_s=r["train"].get("train_samples_per_second"),
