@@ -102,6 +102,7 @@ class BuildExt(build_ext):
         link = [nvcc, "-shared", "-cudart", "static", "-o", target] + objects + gencode + [
             "-L" + lib, "-l:libcublasLt.so.13", "-l:libcublas.so.13",
             "-Xlinker", "-rpath,$ORIGIN/../nvidia/cu13/lib", "-Xlinker", "-rpath," + lib,
+            "-Xlinker", "--no-undefined",  # a missing symbol fails the build, not the dlopen at run time
         ]
         subprocess.check_call(link)
 

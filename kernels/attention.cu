@@ -345,8 +345,6 @@ template <typename F> int att_dispatch_head_size(int HD, F f) {
 
 // 0 when the launchers can run s over T tokens of dtype with tiles of `tile` rows, else
 // cudaErrorInvalidValue
-int attention_head_size_supported(int HD) { return HD == 32 || HD == 64 || HD == 80 || HD == 96 || HD == 128; }
-
 int att_validate(attention_shape s, int T, int max_len, int tile, lf_dtype dtype) {
     bool head_size = attention_head_size_supported(s.HD);
     bool element_type = dtype == LF_F32 || dtype == LF_BF16 || dtype == LF_F16;
@@ -376,6 +374,8 @@ int att_launch(K kernel, dim3 grid, size_t smem, cudaStream_t stream, Args... ar
 }
 
 } // namespace
+
+int attention_head_size_supported(int HD) { return HD == 32 || HD == 64 || HD == 80 || HD == 96 || HD == 128; }
 
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
     (void)NKV; // dk and dv are accumulated in registers: no scratch of their own
