@@ -9,7 +9,6 @@
 #include <math.h>
 
 #include "adamw.cuh"
-#include "double_sum.cuh"
 
 enum { NORM_THREADS = 256, ADAMW_BLOCKS = 1024, ADAMW_THREADS = 256 };
 
@@ -28,7 +27,7 @@ __global__ void grad_sumsq_kernel(double *partial, const lf_adamw_tensor *tensor
             s += gi * gi; // exact in double: the product of two floats
         }
     }
-    s = block_sum_double(s, shared);
+    s = block_sum(s, shared);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
@@ -37,7 +36,7 @@ __global__ void grad_sumsq_kernel(double *partial, const lf_adamw_tensor *tensor
 __global__ void grad_norm_finish_kernel(lf_grad_norm_state *state, int clips, float max_norm, float inv_scale,
                                         int skip_nonfinite) {
     __shared__ double shared[32];
-    const double sum = block_sum_double(state->partial[threadIdx.x], shared);
+    const double sum = block_sum(state->partial[threadIdx.x], shared);
     if (threadIdx.x != 0) return;
     const double norm = sqrt(sum);
     float clip = 1.0f;

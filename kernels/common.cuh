@@ -58,7 +58,9 @@ static inline int lf_launch_status(void) { return (int)cudaGetLastError(); }
 
 // ---- reductions ----
 
-__device__ __forceinline__ float warp_sum(float x) {
+// the sum of x over the warp, every lane getting it (float, or double for the sums that mirror
+// the CPU's double accumulators), in a fixed order
+template <typename A> __device__ __forceinline__ A warp_sum(A x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
     return x;
 }
@@ -69,14 +71,15 @@ __device__ __forceinline__ float warp_max(float x) {
 }
 
 // The sum of x over the block (blockDim.x a multiple of 32, at most 1024), returned to every
-// thread. shared: 32 floats of __shared__ memory. Synchronizes the block.
-__device__ __forceinline__ float block_sum(float x, float *shared) {
+// thread, in a fixed order (the same result on every run). shared: 32 values of __shared__
+// memory. Synchronizes the block.
+template <typename A> __device__ __forceinline__ A block_sum(A x, A *shared) {
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
     x = warp_sum(x);
     __syncthreads(); // shared may still be read by a previous call
     if (lane == 0) shared[warp] = x;
     __syncthreads();
-    x = lane < nwarps ? shared[lane] : 0.0f;
+    x = lane < nwarps ? shared[lane] : A(0);
     return warp_sum(x);
 }
 

@@ -2,7 +2,6 @@
 // thousand and V a handful of classes, so one block does it all: a thread per row, double sums
 // reduced over the block in a fixed order, then the gradient rows with the summed weight.
 #include "crossentropy.cuh"
-#include "double_sum.cuh"
 
 enum { CE_THREADS = 256 };
 
@@ -34,8 +33,8 @@ __global__ void crossentropy_kernel(float *loss, float *dlogits, const float *lo
         norm += w;
         total += y >= 0 && y < V ? w * (row_logsumexp(z, V) - z[y]) : w;
     }
-    norm = block_sum_double(norm, shared);
-    total = block_sum_double(total, shared);
+    norm = block_sum(norm, shared);
+    total = block_sum(total, shared);
     if (threadIdx.x == 0 && loss != nullptr) *loss = (float)(total / norm);
     if (dlogits == nullptr) return;
     for (int b = threadIdx.x; b < B; b += blockDim.x) {
