@@ -1,6 +1,9 @@
 """GPU LoRA training speed and memory, lorafast against transformers + peft on the same GPU in
 the same call; one JSON line per row (and all rows in --json).
 
+Each row times forward + backward steps (the optimizer is left out on both sides: the trained
+tensors are 0.35% of the model), after --warmup steps, synchronized at the end.
+
 - roberta-large's config, random weights, the notebook's LoRA (r=2, alpha 16, dropout 0.1,
   query/value, head in full), class-weighted loss, batch 8 of real tweets (bench/gpu_inputs,
   written by bench/gpu_prepare.py where ../shared is): steps/s and peak GPU memory; HF in f32
@@ -83,61 +86,90 @@ def hf_model(folder, lora, dtype, device, tiny):
     return model, config
 
 
+def timed(step, batches, steps, warmup, config, r, sync, peak):
+    """Runs warmup then steps timed steps; {steps_per_s, tokens_per_s, mfu, last_loss}."""
+    for i in range(warmup):
+        step(*batches[i % len(batches)])
+    sync()
+    flops, tokens, t0, loss = 0.0, 0, time.perf_counter(), None
+    for i in range(warmup, warmup + steps):
+        ids, mask, labels = batches[i % len(batches)]
+        loss = step(ids, mask, labels)
+        flops += step_flops(config, mask, r)
+        tokens += int(mask.sum())
+    sync()
+    seconds = time.perf_counter() - t0
+    return dict(steps=steps, steps_per_s=steps / seconds, tokens_per_s=tokens / seconds,
+                mfu=flops / seconds / (peak * 1e12), last_loss=float(loss))
+
+
 def hf_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak):
-    """One row per (weights dtype, autocast dtype) setting."""
+    """One row per (weights dtype, autocast dtype) setting: forward + backward (+ GradScaler for fp16)."""
     import torch
 
     rows = []
+    cuda = device == "cuda"
     for label, dtype, autocast in settings:
-        if device == "cuda":
+        if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         model, config = hf_model(folder, lora, dtype, device, tiny)
         loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.001)
-        scaler = torch.amp.GradScaler(device, enabled=autocast == torch.float16 and device == "cuda")
+        scaler = torch.amp.GradScaler(device, enabled=autocast == torch.float16 and cuda)
 
         def step(ids, mask, labels):
+            model.zero_grad(set_to_none=True)
             ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
             with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
                 logits = model(input_ids=ids, attention_mask=mask).logits
             loss = loss_fn(logits.float(), torch.from_numpy(labels).to(device))
             scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.3)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            return loss
+            return loss.item()
 
-        for i in range(warmup):
-            step(*batches[i % len(batches)])
-        if device == "cuda":
-            torch.cuda.synchronize()
-        flops, tokens, t0 = 0.0, 0, time.perf_counter()
-        for i in range(warmup, warmup + steps):
-            ids, mask, labels = batches[i % len(batches)]
-            loss = step(ids, mask, labels)
-            flops += step_flops(config, mask, lora["r"])
-            tokens += int(mask.sum())
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        rows.append(dict(model=name, impl="hf+peft", setting=label, steps=steps, steps_per_s=steps / seconds,
-                         tokens_per_s=tokens / seconds, mfu=flops / seconds / (peak * 1e12),
-                         peak_gpu_mib=torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
-                         last_loss=loss.item(), device=torch.cuda.get_device_name() if device == "cuda" else "cpu"))
-        del model, opt
+        row = timed(step, batches, steps, warmup, config, lora["r"], torch.cuda.synchronize if cuda else lambda: 0,
+                    peak)
+        rows.append(dict(model=name, impl="hf+peft", setting=label, **row,
+                         peak_gpu_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+                         device=torch.cuda.get_device_name() if cuda else "cpu"))
+        del model
     return rows
 
 
-def lorafast_rows(name):
-    """lorafast's GPU training step, when the build has one."""
+def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak):
+    """One row per compute dtype: lorafast's forward + backward on the device (model.to("cuda"))."""
     import lorafast as lf
 
     info = lf.build_info()
-    reason = info.get("cuda_unavailable_reason") or "lorafast has no CUDA training step yet (issue 7)"
-    return [dict(model=name, impl="lorafast", status=f"not run: {reason}")]
+    if device == "cuda" and not info.get("cuda_available"):
+        return [dict(model=name, impl="lorafast", status=f"not run: {info.get('cuda_unavailable_reason')}")]
+    import torch
+
+    rows = []
+    for label, dtype in settings:
+        config = lf.AutoConfig.from_pretrained(folder)
+        if tiny:
+            for key, value in (TINY_DECODER if config.model_type in ("llama", "mistral") else TINY).items():
+                setattr(config, key, value)
+        stored = "bfloat16" if dtype == "bfloat16" else None
+        model = lf.AutoModelForSequenceClassification.from_config(config, num_labels=2, seed=0, dtype=stored)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = model.config.eos_token_id
+        model = lf.get_peft_model(model, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, bias="none", **lora))
+        free_before = torch.cuda.mem_get_info()[0] if device == "cuda" else 0
+        if device == "cuda":
+            model.to("cuda", dtype=dtype)
+        model.train()
+
+        def step(ids, mask, labels):
+            loss, _ = model.forward_backward(ids, mask, labels, class_weights=CLASS_WEIGHTS)
+            return loss
+
+        row = timed(step, batches, steps, warmup, config, lora["r"], lambda: 0, peak)  # each step synchronizes
+        used = (free_before - torch.cuda.mem_get_info()[0]) / 2**20 if device == "cuda" else None
+        rows.append(dict(model=name, impl="lorafast", setting=label, **row, peak_gpu_mib=used,
+                         device_bytes_mib=getattr(model, "device_bytes", 0) / 2**20 if device == "cuda" else None))
+        del model
+    return rows
 
 
 def main():
@@ -156,22 +188,24 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = False  # torch's default, stated
     rows = []
     wanted = args.rows.split(",")
-    plans = {
+    plans = {  # HF settings (label, weights dtype, autocast dtype); lorafast settings (label, compute dtype)
         "roberta": ("roberta-large", ROBERTA_LORA, args.steps,
-                    [("f32", torch.float32, None), ("fp16 autocast", torch.float32, torch.float16)]),
-        "mistral": ("mistral", MISTRAL_LORA, args.mistral_steps, [("bf16 weights, fp16 autocast", torch.bfloat16,
-                                                                    torch.float16)]),
+                    [("f32", torch.float32, None), ("fp16 autocast", torch.float32, torch.float16)],
+                    [("f32", "float32"), ("bf16", "bfloat16")]),
+        "mistral": ("mistral", MISTRAL_LORA, args.mistral_steps,
+                    [("bf16 weights, fp16 autocast", torch.bfloat16, torch.float16)], [("bf16", "bfloat16")]),
     }
     for key in wanted:
-        name, lora, steps, settings = plans[key]
+        name, lora, steps, hf_settings, lf_settings = plans[key]
         folder, batches = load_inputs(name)
-        out = lorafast_rows(name)
-        for setting in settings:  # a failing setting gives an error row; the others still run
-            try:
-                out += hf_rows(name, str(folder), batches, lora, [setting], steps, args.warmup, args.device,
+        out = []
+        for impl, run, settings in (("lorafast", lorafast_rows, lf_settings), ("hf+peft", hf_rows, hf_settings)):
+            for setting in settings:  # a failing setting gives an error row; the others still run
+                try:
+                    out += run(name, str(folder), batches, lora, [setting], steps, args.warmup, args.device,
                                args.tiny, args.peak_tflops)
-            except Exception as e:  # noqa: BLE001 - reported in the row
-                out.append(dict(model=name, impl="hf+peft", setting=setting[0], error=f"{type(e).__name__}: {e}"))
+                except Exception as e:  # noqa: BLE001 - reported in the row
+                    out.append(dict(model=name, impl=impl, setting=setting[0], error=f"{type(e).__name__}: {e}"))
         for row in out:
             row["date"] = time.strftime("%Y-%m-%d")
             print(json.dumps(row), flush=True)
