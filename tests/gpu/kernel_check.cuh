@@ -129,6 +129,28 @@ static inline int check_true(const char *what, int ok, double value) {
     return ok;
 }
 
+// a launcher's failure counts as a failed check; the program goes on with the next case
+static inline int launched(const char *what, int rc) {
+    if (rc == 0) return 1;
+    printf("FAIL %s: launcher returned %d (%s)\n", what, rc, cudaGetErrorString((cudaError_t)rc));
+    check_count++;
+    check_failures++;
+    return 0;
+}
+
+// device buffers of one case, freed with it
+struct device_buffers {
+    std::vector<void *> all;
+    void *add(void *p) {
+        all.push_back(p);
+        return p;
+    }
+    ~device_buffers() {
+        for (void *p : all)
+            cudaFree(p);
+    }
+};
+
 // the program's exit code: prints the summary line test_kernels.py looks for
 static inline int check_summary(const char *program) {
     printf("%s: %d checks, %d failed\n", program, check_count, check_failures);

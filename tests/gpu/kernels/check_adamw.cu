@@ -6,15 +6,6 @@ extern "C" {
 #include "train/clip.h"
 }
 
-// a launcher's failure counts as a failed check; the program goes on with the next case
-static int launched(const char *what, int rc) {
-    if (rc == 0) return 1;
-    printf("FAIL %s: launcher returned %d (%s)\n", what, rc, cudaGetErrorString((cudaError_t)rc));
-    check_count++;
-    check_failures++;
-    return 0;
-}
-
 // The update is adamw.c's float arithmetic operation for operation, so f32 results should be
 // equal; the tolerance leaves room for the norm's double sum, whose order differs, moving the clip
 // factor by an ulp. "bitwise" lines report how many values are exactly the CPU's.

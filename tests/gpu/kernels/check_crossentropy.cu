@@ -6,15 +6,6 @@ extern "C" {
 #include "ops/crossentropy.h"
 }
 
-// a launcher's failure counts as a failed check; the program goes on with the next case
-static int launched(const char *what, int rc) {
-    if (rc == 0) return 1;
-    printf("FAIL %s: launcher returned %d (%s)\n", what, rc, cudaGetErrorString((cudaError_t)rc));
-    check_count++;
-    check_failures++;
-    return 0;
-}
-
 // Both sides sum in double and round once to float, so they agree to a few float ulps.
 static const double CE_TOLERANCE = 1e-6;
 

@@ -6,28 +6,6 @@ extern "C" {
 #include "ops/lora.h"
 }
 
-// a launcher's failure counts as a failed check; the program goes on with the next case
-static int launched(const char *what, int rc) {
-    if (rc == 0) return 1;
-    printf("FAIL %s: launcher returned %d (%s)\n", what, rc, cudaGetErrorString((cudaError_t)rc));
-    check_count++;
-    check_failures++;
-    return 0;
-}
-
-// device buffers of one case, freed with it
-struct device_buffers {
-    std::vector<void *> all;
-    void *add(void *p) {
-        all.push_back(p);
-        return p;
-    }
-    ~device_buffers() {
-        for (void *p : all)
-            cudaFree(p);
-    }
-};
-
 struct lora_case {
     int T, C, OC, r;
     float scaling, p;
