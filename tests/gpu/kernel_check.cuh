@@ -159,3 +159,14 @@ static inline int check_summary(const char *program) {
 
 // the dtypes every kernel is checked in
 static const lf_dtype check_dtypes[] = {LF_F32, LF_BF16, LF_F16};
+
+// 1 when the program runs on the CPU emulator (tests/gpu/test_kernels_emulated.py builds it with
+// LF_EMULATED), thousands of times slower than a GPU: checks then skip or shrink their largest cases,
+// keeping every kernel, dtype and flag
+static inline int emulated(void) {
+#ifdef LF_EMULATED
+    return 1;
+#else
+    return 0;
+#endif
+}

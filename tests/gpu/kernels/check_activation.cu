@@ -60,6 +60,7 @@ int main(void) {
     for (lf_dtype dt : check_dtypes) {
         uint64_t seed = 300;
         for (int64_t n : activation_sizes) {
+            if (emulated() && n > (1 << 20) && dt != LF_F32) continue; // past one grid: in f32 only
             check_gelu(dt, n, seed += 10);
             check_tanh(dt, n, seed += 10);
         }

@@ -78,8 +78,10 @@ static void check_layernorm_shape(lf_dtype dt, layernorm_shape shape, uint64_t s
 int main(void) {
     for (lf_dtype dt : check_dtypes) {
         uint64_t seed = 100;
-        for (layernorm_shape shape : layernorm_shapes)
+        for (layernorm_shape shape : layernorm_shapes) {
+            if (emulated() && shape.T > 16384 && dt != LF_F32) continue; // the capped row chunks: f32 only
             check_layernorm_shape(dt, shape, seed += 10);
+        }
     }
     CHECK_CUDA(layernorm_forward_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 0, 16, 1e-5f, LF_F32, 0)); // T = 0
     check_equal("layernorm_forward rejects C < 0",

@@ -70,8 +70,10 @@ static void check_rmsnorm_shape(lf_dtype dt, rmsnorm_shape shape, uint64_t seed)
 int main(void) {
     for (lf_dtype dt : check_dtypes) {
         uint64_t seed = 200;
-        for (rmsnorm_shape shape : rmsnorm_shapes)
+        for (rmsnorm_shape shape : rmsnorm_shapes) {
+            if (emulated() && shape.N > 16384 && dt != LF_F32) continue; // the capped row chunks: f32 only
             check_rmsnorm_shape(dt, shape, seed += 10);
+        }
     }
     check_equal("rmsnorm_forward rejects N < 0",
                 {(float)rmsnorm_forward_cuda(NULL, NULL, NULL, NULL, -1, 8, 1e-6f, LF_F32, 0)},

@@ -37,8 +37,10 @@ static void check_silu_mul(lf_dtype dt, int64_t N, uint64_t seed) {
 int main(void) {
     for (lf_dtype dt : check_dtypes) {
         uint64_t seed = 400;
-        for (int64_t N : silu_mul_sizes)
+        for (int64_t N : silu_mul_sizes) {
+            if (emulated() && N > (1 << 20) && dt != LF_F32) continue; // past one grid: in f32 only
             check_silu_mul(dt, N, seed += 10);
+        }
     }
     check_equal("silu_mul_forward rejects N < 0",
                 {(float)silu_mul_forward_cuda(NULL, NULL, NULL, -1, LF_F32, 0)},
