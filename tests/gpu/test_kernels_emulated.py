@@ -94,7 +94,8 @@ def _links(cxx, flags, out):
     """Whether cxx builds a program with flags (the sanitizers' runtime libraries are installed)."""
     probe = out / "probe.cpp"
     probe.write_text("int main() { return 0; }\n")
-    return subprocess.run([cxx, *flags, str(probe), "-o", str(out / "probe")], capture_output=True).returncode == 0
+    done = subprocess.run([cxx, *flags, str(probe), "-o", str(out / "probe")], capture_output=True)
+    return done.returncode == 0
 
 
 def _transform(src, dst):
@@ -135,7 +136,8 @@ def build(out, sanitize=False):
                  f"-I{scipy_openblas32.get_include_dir()}"]
     obj = out / "obj"
     obj.mkdir(exist_ok=True)
-    jobs = [[cc, *cpu_flags, "-c", str(s), "-o", str(obj / f"cpu_{s.parent.name}_{s.stem}.o")] for s in CPU_SOURCES]
+    jobs = [[cc, *cpu_flags, "-c", str(s), "-o", str(obj / f"cpu_{s.parent.name}_{s.stem}.o")]
+            for s in CPU_SOURCES]
     jobs += [[cxx, *cxx_flags, "-DEMU_WITH_OPENBLAS", "-c", str(EMULATOR / f"{name}.cpp"),
               "-o", str(obj / f"emu_{name}.o")] for name in ("runtime", "cublaslt")]
     jobs += [[cxx, *cxx_flags, "-x", "c++", "-include", "cuda_runtime.h", "-c", str(copy),
@@ -155,7 +157,7 @@ def build(out, sanitize=False):
 
 
 def run_check(exe, args=(), timeout=RUN_TIMEOUT):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
     if "ASAN_OPTIONS" not in env:  # fibers: no stack-use-after-return detection, no leak report
         env["ASAN_OPTIONS"] = "detect_stack_use_after_return=0:detect_leaks=0"

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -85,6 +86,7 @@ constexpr uint64_t MAX_BLOCKS = (uint64_t)1 << 26; // more would take hours to e
 constexpr size_t STACK_COLOURING = 128 * 1024;     // of a thread's stack, at most this is left unused
 
 size_t page_bytes, stack_bytes;
+bool profile; // LF_EMU_PROFILE: every launch's time on stderr
 long error_count, launch_count;
 cudaError_t last_error = cudaSuccess;
 std::mt19937_64 rng;
@@ -583,6 +585,7 @@ void at_exit() {
 __attribute__((constructor)) void init() {
     page_bytes = (size_t)sysconf(_SC_PAGESIZE);
     stack_bytes = EMU_ASAN ? 1024 * 1024 : 384 * 1024;
+    profile = getenv("LF_EMU_PROFILE") != nullptr;
     const char *seed = getenv("LF_EMU_SEED");
     rng.seed(seed ? strtoull(seed, nullptr, 10) : 12345);
     size_t region = (OPTIN_SHARED_LIMIT + page_bytes - 1) / page_bytes * page_bytes;
@@ -732,6 +735,8 @@ void emu_run_kernel(const emu_launch_config &c) {
         record(e);
         return;
     }
+    timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     launch = &c;
     blockDim = c.block;
     gridDim = c.grid;
@@ -750,6 +755,13 @@ void emu_run_kernel(const emu_launch_config &c) {
     emu_check_allocation_bounds("the kernel");
     launch = nullptr;
     launch_count++;
+    if (profile) {
+        timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        fprintf(stderr, "EMU: %8.1f ms %s grid (%u,%u,%u) block (%u,%u,%u) smem %zu\n",
+                (now.tv_sec - started.tv_sec) * 1e3 + (now.tv_nsec - started.tv_nsec) * 1e-6, c.name,
+                c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y, c.block.z, c.smem);
+    }
 }
 
 cudaError_t emu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value) {

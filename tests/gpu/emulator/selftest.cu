@@ -13,7 +13,7 @@ __global__ void tree_sum_kernel(float *out, const float *in, int skip_barrier) {
     s[threadIdx.x] = in[threadIdx.x];
     if (!skip_barrier) __syncthreads(); // without it, thread 0 reads partners that have not written yet
     for (int half = 128; half > 0; half /= 2) {
-        if (threadIdx.x < half) s[threadIdx.x] += s[threadIdx.x + half];
+        if ((int)threadIdx.x < half) s[threadIdx.x] += s[threadIdx.x + half];
         __syncthreads();
     }
     if (threadIdx.x == 0) out[0] = s[0];

@@ -24,7 +24,7 @@ def code_mask(text):
         elif text.startswith("/*", i):
             j = text.find("*/", i + 2)
             j = n if j < 0 else j + 2
-        elif text[i] in "\"'" and not (text[i] == "'" and i > 0 and text[i - 1].isalnum()):  # 1'000 separators
+        elif text[i] in "\"'" and not (text[i] == "'" and i > 0 and text[i - 1].isalnum()):  # not 1'000
             quote, j = text[i], i + 1
             while j < n and text[j] != quote:
                 j += 2 if text[j] == "\\" else 1
@@ -150,8 +150,8 @@ def shared_edit(text, mask, at, counter):
             raise ValueError(f"__shared__ declarator not understood: {d}")
         names.append(m.group("name"))
         statics.append(f"static {base_type} {m.group('name')}{m.group('dims').rstrip()};")
-    registers = [f"[[maybe_unused]] const bool emu_shared_{counter}_{i} = emu_shared_array(&{n}, sizeof({n}));"
-                 for i, n in enumerate(names)]
+    registers = [f"[[maybe_unused]] const bool emu_shared_{counter}_{i} = "
+                 f"emu_shared_array(&{n}, sizeof({n}));" for i, n in enumerate(names)]
     return start, end + 1, " ".join(statics + registers)
 
 

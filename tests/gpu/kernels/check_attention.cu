@@ -215,8 +215,11 @@ int main(void) {
     int dti = 0;
     for (lf_dtype dt : check_dtypes) {
         int ci = 0;
-        for (const attention_case &c : cases)
+        for (attention_case c : cases) {
+            while (emulated() && (int64_t)offsets_of(c.lens).back() * c.NH > 4096 && c.NKV % 2 == 0)
+                c.NH /= 2, c.NKV /= 2; // fewer heads of a long batch under the (slow) emulator
             check_attention_case(c, dt, (uint64_t)(100 * dti + ci++));
+        }
         check_isolation(dt);
         dti++;
     }

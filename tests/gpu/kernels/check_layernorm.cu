@@ -53,6 +53,7 @@ static void check_layernorm_shape(lf_dtype dt, layernorm_shape shape, uint64_t s
 
     // variant 0: dweight and dbias; 1: dweight only; 2: dbias only; 3: neither (frozen)
     for (int variant = 0; variant < 4; variant++) {
+        if (emulated() && T > 16384 && variant > 0) break; // the other variants on the smaller shapes
         void *d_dinp = to_device(dinp, dt);
         float *d_dweight = (float *)to_device(dweight, LF_F32), *d_dbias = (float *)to_device(dbias, LF_F32);
         int with_dweight = variant == 0 || variant == 1, with_dbias = variant == 0 || variant == 2;

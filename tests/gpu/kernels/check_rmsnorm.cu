@@ -50,6 +50,7 @@ static void check_rmsnorm_shape(lf_dtype dt, rmsnorm_shape shape, uint64_t seed)
 
     // variant 0: dinp and dweight; 1: dinp only (frozen weight); 2: dweight only
     for (int variant = 0; variant < 3; variant++) {
+        if (emulated() && N > 16384 && variant > 0) break; // the other variants on the smaller shapes
         void *d_dinp = to_device(dinp, dt);
         float *d_dweight = (float *)to_device(dweight, LF_F32);
         int with_dinp = variant != 2, with_dweight = variant != 1;
