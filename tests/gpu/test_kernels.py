@@ -16,6 +16,7 @@ import subprocess
 import sysconfig
 
 import pytest
+from conftest import skip_or_fail
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CHECKS = sorted((REPO / "tests" / "gpu" / "kernels").glob("check_*.cu"))
@@ -54,7 +55,7 @@ def built(tmp_path_factory):
     sys.path.insert(0, str(REPO / "tools"))
     nvcc, cuda_config = _nvcc()
     if nvcc is None:
-        pytest.skip("no nvcc: the CUDA kernels are not built on this machine")
+        skip_or_fail("no nvcc: the CUDA kernels are not built on this machine")
     import scipy_openblas32
 
     inc, lib = cuda_config.cublas_dirs()

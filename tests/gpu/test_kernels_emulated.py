@@ -48,6 +48,7 @@ import sys
 import sysconfig
 
 import pytest
+from conftest import skip_or_fail
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EMULATOR = REPO / "tests" / "gpu" / "emulator"
@@ -109,7 +110,7 @@ def build(out, sanitize=False):
 
     cxx = shutil.which("g++")
     if cxx is None:
-        pytest.skip("no g++")
+        skip_or_fail("no g++ to build the emulated kernel checks")
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     src = out / "src"
     for header in sorted((REPO / "kernels").glob("*.cuh")):
