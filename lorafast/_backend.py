@@ -18,7 +18,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import _C  # noqa: E402
 
-CUDA_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cuda_kernels.so")
+# LORAFAST_CUDA_LIBRARY names another kernels library to open instead of the one built beside _C
+# (the test suite's CPU emulation of the CUDA kernels, tests/gpu/emulator/).
+CUDA_LIBRARY = os.environ.get("LORAFAST_CUDA_LIBRARY") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "_cuda_kernels.so")
 
 
 def cuda_compiled():

@@ -42,20 +42,12 @@ the fiber switches are announced to ASan). LF_EMU_SEED=n changes the block order
 import concurrent.futures
 import os
 import pathlib
-import shutil
-import subprocess
 import sys
-import sysconfig
 
+import emulated_build
 import pytest
 from conftest import skip_or_fail
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-EMULATOR = REPO / "tests" / "gpu" / "emulator"
-CHECKS = sorted((REPO / "tests" / "gpu" / "kernels").glob("check_*.cu"))
-KERNELS = [p for p in sorted((REPO / "kernels").glob("*.cu")) if p.name not in ("api.cu", "device_model.cu")]
-CPU_SOURCES = sorted((REPO / "csrc" / "ops").glob("*.c")) + sorted((REPO / "csrc" / "core").glob("*.c")) + [
-    REPO / "csrc" / "train" / "adamw.c", REPO / "csrc" / "train" / "clip.c"]
 # the slowest first, so that the runs on two cores end together
 RUN_ORDER = ["check_attention", "check_lora", "check_matmul", "check_layernorm", "check_rmsnorm"]
 RUN_TIMEOUT = 900
@@ -78,91 +70,16 @@ SELFTEST_FAULTS = [
 ]
 
 
-def _run(cmd):
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(map(str, cmd))}\n{done.stdout}\n{done.stderr[-6000:]}"
-
-
-def _cpu_has_fma():
+def build(out=None):
+    """{program name: executable} of every check and the emulator's self-test."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any(line.startswith("flags") and " fma " in line + " " for line in f)
-    except OSError:
-        return False
-
-
-def _links(cxx, flags, out):
-    """Whether cxx builds a program with flags (the sanitizers' runtime libraries are installed)."""
-    probe = out / "probe.cpp"
-    probe.write_text("int main() { return 0; }\n")
-    done = subprocess.run([cxx, *flags, str(probe), "-o", str(out / "probe")], capture_output=True)
-    return done.returncode == 0
-
-
-def _transform(src, dst):
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, str(EMULATOR / "transform.py"), str(src), str(dst)])
-
-
-def build(out, sanitize=False):
-    """{program name: executable} of every check and the emulator's self-test, built under out."""
-    import scipy_openblas32
-
-    cxx = shutil.which("g++")
-    if cxx is None:
-        skip_or_fail("no g++ to build the emulated kernel checks")
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    src = out / "src"
-    for header in sorted((REPO / "kernels").glob("*.cuh")):
-        _transform(header, src / "kernels" / header.name)
-    _transform(REPO / "tests" / "gpu" / "kernel_check.cuh", src / "tests" / "gpu" / "kernel_check.cuh")
-    units = [(k, src / "kernels" / k.name) for k in KERNELS]
-    units += [(c, src / "checks" / c.name) for c in CHECKS]
-    units.append((EMULATOR / "selftest.cu", src / "checks" / "selftest.cu"))
-    for original, copy in units:
-        _transform(original, copy)
-
-    if sanitize:
-        sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-    else:  # cheap: misaligned accesses (a misaligned vector load faults on a GPU) and array bounds
-        sanitizers = ["-fsanitize=alignment,bounds", "-fno-sanitize-recover=all"]
-        sanitizers = sanitizers if _links(cxx, sanitizers, out) else []
-    optimize = (["-O1", "-g"] if sanitize else ["-O2"]) + sanitizers
-    if _cpu_has_fma():  # fmaf inline, not a libm call (most of attention's time otherwise)
-        optimize.append("-mfma")
-    cxx_flags = ["-std=c++17", *optimize, "-fopenmp", "-ffp-contract=off", "-Wall", "-Wno-unknown-pragmas",
-                 "-DLF_EMULATED=1", f"-I{EMULATOR / 'include'}", f"-I{src / 'kernels'}",
-                 f"-I{src / 'tests' / 'gpu'}", f"-I{REPO / 'csrc'}"]
-    cpu_flags = ["-std=c11", "-O2", "-fopenmp", "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{REPO / 'csrc'}",
-                 f"-I{scipy_openblas32.get_include_dir()}"]
-    obj = out / "obj"
-    obj.mkdir(exist_ok=True)
-    jobs = [[cc, *cpu_flags, "-c", str(s), "-o", str(obj / f"cpu_{s.parent.name}_{s.stem}.o")]
-            for s in CPU_SOURCES]
-    jobs += [[cxx, *cxx_flags, "-DEMU_WITH_OPENBLAS", "-c", str(EMULATOR / f"{name}.cpp"),
-              "-o", str(obj / f"emu_{name}.o")] for name in ("runtime", "cublaslt")]
-    jobs += [[cxx, *cxx_flags, "-x", "c++", "-include", "cuda_runtime.h", "-c", str(copy),
-              "-o", str(obj / f"{copy.parent.name}_{copy.stem}.o")] for _, copy in units]
-    jobs.sort(key=lambda job: "attention" not in job[-3])  # the longest compile first
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        list(pool.map(_run, jobs))
-    shared = [str(p) for p in sorted(obj.glob("*.o")) if not p.name.startswith("checks_")]
-    link = ["-fopenmp", f"-L{scipy_openblas32.get_lib_dir()}", f"-l{scipy_openblas32.get_library()}",
-            f"-Wl,-rpath,{scipy_openblas32.get_lib_dir()}", "-lm", *sanitizers]
-    exes = {}
-    for check in [c for _, c in units if c.parent.name == "checks"]:
-        exe = out / check.stem
-        _run([cxx, str(obj / f"checks_{check.stem}.o"), *shared, "-o", str(exe), *link])
-        exes[check.stem] = exe
-    return exes
+        return emulated_build.objects(out).check_programs()
+    except FileNotFoundError as e:
+        skip_or_fail(str(e))
 
 
 def run_check(exe, args=(), timeout=RUN_TIMEOUT):
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-    if "ASAN_OPTIONS" not in env:  # fibers: no stack-use-after-return detection, no leak report
-        env["ASAN_OPTIONS"] = "detect_stack_use_after_return=0:detect_leaks=0"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    return emulated_build.run_emulated([exe, *args], timeout)
 
 
 def _selected_checks(session):
@@ -175,10 +92,10 @@ def _selected_checks(session):
 
 
 @pytest.fixture(scope="module")
-def emulated(request, tmp_path_factory):
+def emulated(request):
     """(executables, {check name: future of its run}): every program built, the selected checks run
     in the background, as many at once as there are cores."""
-    exes = build(tmp_path_factory.mktemp("emulated_checks"), os.environ.get("LORAFAST_EMU_SANITIZE") == "1")
+    exes = build()
     names = _selected_checks(request.session)
     names.sort(key=lambda n: RUN_ORDER.index(n) if n in RUN_ORDER else len(RUN_ORDER))
     pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
@@ -203,7 +120,7 @@ def test_emulator_reports_fault(emulated, mode, status, message):
     assert done.returncode == status and message in done.stderr, f"{done.returncode}\n{done.stderr[-4000:]}"
 
 
-@pytest.mark.parametrize("name", [p.stem for p in CHECKS])
+@pytest.mark.parametrize("name", [p.stem for p in emulated_build.CHECKS])
 def test_kernel_matches_cpu_emulated(emulated, name):
     done = emulated[1][name].result()
     print(done.stdout[-20000:])
@@ -219,7 +136,7 @@ if __name__ == "__main__":  # python tests/gpu/test_kernels_emulated.py OUT_DIR 
     out = pathlib.Path(sys.argv[1]).resolve()
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    programs = build(out, os.environ.get("LORAFAST_EMU_SANITIZE") == "1")
+    programs = build(out)
     print(f"built in {time.time() - start:.0f} s")
     for name in sys.argv[2:] or sorted(programs):
         start = time.time()
