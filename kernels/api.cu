@@ -45,6 +45,11 @@ static const lf_cuda_api api = {
     .model_forward = lf_cuda_model_forward,
     .model_forward_backward = lf_cuda_model_forward_backward,
     .model_device_bytes = lf_cuda_model_device_bytes,
+    .optimizer_begin = lf_cuda_optimizer_begin,
+    .optimizer_begin_update = lf_cuda_optimizer_begin_update,
+    .optimizer_step = lf_cuda_optimizer_step,
+    .optimizer_sync = lf_cuda_optimizer_sync,
+    .optimizer_end = lf_cuda_optimizer_end,
     .last_error = lf_cuda_last_error,
 };
 

@@ -23,7 +23,7 @@ __device__ double label_weight(int y, const float *weights, int V) {
 
 // one block of CE_THREADS threads; dlogits may alias logits (each row is read before it is written)
 __global__ void crossentropy_kernel(float *loss, float *dlogits, const float *logits, const int32_t *labels,
-                                    const float *weights, int B, int V) {
+                                    const float *weights, int B, int V, double grad_scale) {
     __shared__ double shared[32];
     double total = 0.0, norm = 0.0;
     for (int b = threadIdx.x; b < B; b += blockDim.x) {
@@ -44,14 +44,15 @@ __global__ void crossentropy_kernel(float *loss, float *dlogits, const float *lo
         float *dz = dlogits + (int64_t)b * V;
         const double lse = row_logsumexp(z, V);
         for (int i = 0; i < V; i++)
-            dz[i] = (float)(w / norm * (exp(z[i] - lse) - (i == y)));
+            dz[i] = (float)(grad_scale * w / norm * (exp(z[i] - lse) - (i == y)));
     }
 }
 
 int crossentropy_forward_backward_cuda(float *loss, float *dlogits, const float *logits,
                                        const int32_t *labels, const float *weights, int B, int V,
-                                       cudaStream_t stream) {
+                                       float grad_scale, cudaStream_t stream) {
     if (B < 0 || V < 1) return (int)cudaErrorInvalidValue;
-    crossentropy_kernel<<<1, CE_THREADS, 0, stream>>>(loss, dlogits, logits, labels, weights, B, V);
+    crossentropy_kernel<<<1, CE_THREADS, 0, stream>>>(loss, dlogits, logits, labels, weights, B, V,
+                                                      grad_scale);
     return lf_launch_status();
 }

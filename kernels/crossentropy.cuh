@@ -7,8 +7,9 @@
 #include "common.cuh"
 
 // loss: one f32 on the device (written; NULL: not needed); logits: (B, V) f32, labels: (B,) int32 in
-// [0, V), weights: (V,) f32 or NULL; dlogits: (B, V) = d loss / d logits (written), or NULL.
-// A label outside [0, V) makes the loss and its row of dlogits NaN.
+// [0, V), weights: (V,) f32 or NULL; dlogits: (B, V) = grad_scale * d loss / d logits (written), or
+// NULL (grad_scale: a loss scale, 1 without one). A label outside [0, V) makes the loss and its row of
+// dlogits NaN.
 int crossentropy_forward_backward_cuda(float *loss, float *dlogits, const float *logits,
                                        const int32_t *labels, const float *weights, int B, int V,
-                                       cudaStream_t stream);
+                                       float grad_scale, cudaStream_t stream);

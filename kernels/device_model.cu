@@ -11,7 +11,7 @@
 #include "attention.cuh"
 #include "convert.cuh"
 #include "crossentropy.cuh"
-
+#include "device_runtime.cuh"
 
 static const size_t STAGING_BYTES = (size_t)64 << 20;        // frozen weights go up in chunks of this
 static const size_t BLAS_WORKSPACE_BYTES = (size_t)32 << 20; // cuBLASLt's workspace
@@ -34,35 +34,23 @@ int lf_cuda_set_error(int code, const char *fmt, ...) {
 const char *lf_cuda_last_error(void) { return last_error_message; }
 
 // 0, or code with the message "what: CUDA's words for code"
-static int checked(int code, const char *what) {
+int lf_cuda_checked(int code, const char *what) {
     if (code == 0) return 0;
     (void)cudaGetLastError(); // a failed call's error is not left for the next launch to report
     return lf_cuda_set_error(code, "%s: %s", what, cudaGetErrorString((cudaError_t)code));
 }
 
-static int checked(cudaError_t err, const char *what) { return checked((int)err, what); }
-
 // every entry point starts with no message and no launch error pending from elsewhere
-static void begin_call(void) {
+void lf_cuda_begin_call(void) {
     last_error_message[0] = '\0';
     (void)cudaGetLastError();
 }
 
 // ---- the handle ----
 
-// What _C holds: the documented lf_cuda_model (first, so the architectures see only it) and
-// what only the runtime uses.
-typedef struct {
-    lf_cuda_model dm;
-    int n_frozen, n_params;          // the host tables at create: another count means a stale copy
-    size_t param_floats;             // of dm.params and dm.grads, alignment gaps included
-    float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
-    int32_t *host_batch;             // pinned, laid out as the device batch arrays
-} runtime;
-
 static size_t batch_ints(int cap_T, int cap_B) { return 3 * (size_t)cap_T + 3 * (size_t)cap_B + 1; }
 
-static int device_alloc(void **ptr, size_t bytes, const char *what) {
+int lf_cuda_device_alloc(void **ptr, size_t bytes, const char *what) {
     *ptr = NULL;
     if (bytes == 0) return 0;
     cudaError_t err = cudaMalloc(ptr, bytes);
@@ -73,7 +61,7 @@ static int device_alloc(void **ptr, size_t bytes, const char *what) {
                              cudaGetErrorString(err));
 }
 
-static int pinned_alloc(void **ptr, size_t bytes, const char *what) {
+int lf_cuda_pinned_alloc(void **ptr, size_t bytes, const char *what) {
     *ptr = NULL;
     if (bytes == 0) return 0;
     cudaError_t err = cudaMallocHost(ptr, bytes);
@@ -87,7 +75,7 @@ static int pinned_alloc(void **ptr, size_t bytes, const char *what) {
     return 0;
 }
 
-static void pinned_free(void *ptr) {
+void lf_cuda_pinned_free(void *ptr) {
     if (ptr != NULL) (void)cudaFreeHost(ptr);
 }
 
@@ -118,22 +106,23 @@ static int upload_converted(void *dst, lf_dtype dst_dtype, const void *src, lf_d
     snprintf(what, sizeof what, "uploading weight %s", name);
     size_t src_size = lf_cuda_dtype_size(src_dtype), dst_size = lf_cuda_dtype_size(dst_dtype);
     if (src_dtype == dst_dtype)
-        return checked(cudaMemcpyAsync(dst, src, (size_t)n * src_size, cudaMemcpyHostToDevice, stream), what);
+        return lf_cuda_checked(
+            cudaMemcpyAsync(dst, src, (size_t)n * src_size, cudaMemcpyHostToDevice, stream), what);
     if (*staging == NULL) {
-        int rc = device_alloc(staging, STAGING_BYTES, "the upload staging buffer");
+        int rc = lf_cuda_device_alloc(staging, STAGING_BYTES, "the upload staging buffer");
         if (rc != 0) return rc;
     }
     int64_t chunk = (int64_t)(STAGING_BYTES / src_size);
     for (int64_t off = 0; off < n; off += chunk) {
         int64_t count = n - off < chunk ? n - off : chunk;
         // stream order: this copy waits for the previous chunk's conversion out of the staging buffer
-        int rc = checked(cudaMemcpyAsync(*staging, (const char *)src + (size_t)off * src_size,
-                                         (size_t)count * src_size, cudaMemcpyHostToDevice, stream),
-                         what);
+        int rc = lf_cuda_checked(cudaMemcpyAsync(*staging, (const char *)src + (size_t)off * src_size,
+                                                 (size_t)count * src_size, cudaMemcpyHostToDevice, stream),
+                                 what);
         if (rc == 0)
-            rc = checked(convert_cuda((char *)dst + (size_t)off * dst_size, dst_dtype, *staging, src_dtype,
-                                      count, stream),
-                         what);
+            rc = lf_cuda_checked(convert_cuda((char *)dst + (size_t)off * dst_size, dst_dtype, *staging,
+                                              src_dtype, count, stream),
+                                 what);
         if (rc != 0) return rc;
     }
     return 0;
@@ -161,13 +150,13 @@ static int upload_frozen(runtime *rt, const lf_model *m) {
         const lf_frozen *f = &m->frozen[i];
         lf_dtype dst = f->ndim == 2 || is_linear_bias(m, i) ? dm->dtype : LF_F32;
         dm->frozen_dtype[i] = dst;
-        rc = device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
+        rc = lf_cuda_device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
         if (rc == 0)
             rc = upload_converted(dm->frozen[i], dst, f->w.data, stored_dtype(f->w.dtype), f->numel, &staging,
                                   dm->stream, f->name);
     }
     if (staging != NULL) { // the last conversions read it: wait for them before freeing it
-        int sync = checked(cudaStreamSynchronize(dm->stream), "uploading the frozen weights");
+        int sync = lf_cuda_checked(cudaStreamSynchronize(dm->stream), "uploading the frozen weights");
         if (rc == 0) rc = sync;
         (void)cudaFree(staging);
     }
@@ -191,10 +180,10 @@ static int plan_params(runtime *rt, const lf_model *m) {
     }
     rt->param_floats = total;
     size_t bytes = total * sizeof(float);
-    int rc = device_alloc((void **)&dm->params, bytes, "the trainable params");
-    if (rc == 0) rc = device_alloc((void **)&dm->grads, bytes, "the params' gradients");
-    if (rc == 0) rc = pinned_alloc((void **)&rt->host_params, bytes, "the params' upload");
-    if (rc == 0) rc = pinned_alloc((void **)&rt->host_grads, bytes, "the gradients' download");
+    int rc = lf_cuda_device_alloc((void **)&dm->params, bytes, "the trainable params");
+    if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->grads, bytes, "the params' gradients");
+    if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_params, bytes, "the params' upload");
+    if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_grads, bytes, "the gradients' download");
     return rc;
 }
 
@@ -208,7 +197,7 @@ static int check_frozen_loaded(const lf_model *m) {
 }
 
 int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
-    begin_call();
+    lf_cuda_begin_call();
     *out = NULL;
     if (dtype != LF_F32 && dtype != LF_BF16 && dtype != LF_F16)
         return lf_cuda_set_error((int)cudaErrorInvalidValue,
@@ -220,10 +209,11 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
                                  "(TrainingArguments(use_cpu=True) for the Trainer)",
                                  m->arch->name);
     if (!attention_head_size_supported(m->cfg.head_dim))
-        return lf_cuda_set_error((int)cudaErrorNotSupported,
-                                 "the CUDA attention is built for head sizes 32, 64, 80, 96 and 128; this model's "
-                                 "is %d: keep it on the CPU",
-                                 m->cfg.head_dim);
+        return lf_cuda_set_error(
+            (int)cudaErrorNotSupported,
+            "the CUDA attention is built for head sizes 32, 64, 80, 96 and 128; this model's "
+            "is %d: keep it on the CPU",
+            m->cfg.head_dim);
     int rc = check_frozen_loaded(m);
     if (rc != 0) return rc;
     runtime *rt = (runtime *)calloc(1, sizeof *rt);
@@ -234,18 +224,19 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
     dm->arch = arch;
     rt->n_frozen = m->n_frozen;
     rt->n_params = m->n_params;
-    rc = checked(cudaStreamCreateWithFlags(&dm->stream, cudaStreamNonBlocking), "creating a CUDA stream");
+    rc = lf_cuda_checked(cudaStreamCreateWithFlags(&dm->stream, cudaStreamNonBlocking),
+                         "creating a CUDA stream");
     if (rc == 0) rc = upload_frozen(rt, m);
     if (rc == 0) rc = plan_params(rt, m);
     if (rc == 0) {
-        rc = device_alloc(&dm->blas_workspace, BLAS_WORKSPACE_BYTES, "the cuBLASLt workspace");
+        rc = lf_cuda_device_alloc(&dm->blas_workspace, BLAS_WORKSPACE_BYTES, "the cuBLASLt workspace");
         dm->blas_workspace_bytes = rc == 0 ? BLAS_WORKSPACE_BYTES : 0;
     }
-    if (rc == 0) rc = device_alloc((void **)&dm->loss, sizeof(float), "the loss");
+    if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->loss, sizeof(float), "the loss");
     if (rc == 0)
-        rc = device_alloc((void **)&dm->class_weights, (size_t)m->cfg.num_labels * sizeof(float),
-                          "the class weights");
-    if (rc == 0) rc = checked(cudaStreamSynchronize(dm->stream), "uploading the model");
+        rc = lf_cuda_device_alloc((void **)&dm->class_weights, (size_t)m->cfg.num_labels * sizeof(float),
+                                  "the class weights");
+    if (rc == 0) rc = lf_cuda_checked(cudaStreamSynchronize(dm->stream), "uploading the model");
     if (rc != 0) {
         lf_cuda_model_free(rt);
         return rc;
@@ -259,15 +250,16 @@ void lf_cuda_model_free(void *cuda_model) {
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
     if (dm->stream != NULL) (void)cudaStreamSynchronize(dm->stream); // nothing in flight uses what goes
+    lf_cuda_optimizer_free(rt);
     for (int i = 0; dm->frozen != NULL && i < rt->n_frozen; i++)
         (void)cudaFree(dm->frozen[i]);
     void *device[] = {dm->params, dm->grads,   dm->batch.tokens, dm->work,         dm->blas_workspace,
                       dm->logits, dm->dlogits, dm->loss,         dm->class_weights};
     for (size_t i = 0; i < sizeof device / sizeof device[0]; i++)
         (void)cudaFree(device[i]);
-    pinned_free(rt->host_params);
-    pinned_free(rt->host_grads);
-    pinned_free(rt->host_batch);
+    lf_cuda_pinned_free(rt->host_params);
+    lf_cuda_pinned_free(rt->host_grads);
+    lf_cuda_pinned_free(rt->host_batch);
     if (dm->stream != NULL) (void)cudaStreamDestroy(dm->stream);
     (void)cudaGetLastError();
     free(dm->frozen);
@@ -284,7 +276,7 @@ size_t lf_cuda_model_device_bytes(void *cuda_model) {
     for (int i = 0; i < rt->n_frozen; i++)
         if (dm->frozen[i] != NULL)
             bytes += (size_t)dm->host->frozen[i].numel * lf_cuda_dtype_size(dm->frozen_dtype[i]);
-    bytes += 2 * rt->param_floats * sizeof(float);
+    bytes += (rt->optimizer != NULL ? 4 : 2) * rt->param_floats * sizeof(float); // params, grads (m, v)
     if (dm->batch.tokens != NULL) bytes += batch_ints(dm->batch.cap_T, dm->batch.cap_B) * sizeof(int32_t);
     bytes += dm->work_bytes + dm->blas_workspace_bytes;
     size_t nl = (size_t)dm->host->cfg.num_labels;
@@ -300,16 +292,16 @@ static int reserve_batch(runtime *rt, const lf_batch *b) {
     int cap_T = b->T > dm->batch.cap_T ? b->T : dm->batch.cap_T;
     int cap_B = b->B > dm->batch.cap_B ? b->B : dm->batch.cap_B;
     (void)cudaFree(dm->batch.tokens); // the previous call synchronized: nothing reads them now
-    pinned_free(rt->host_batch);
+    lf_cuda_pinned_free(rt->host_batch);
     dm->batch = {};
     rt->host_batch = NULL;
     size_t bytes = batch_ints(cap_T, cap_B) * sizeof(int32_t);
     int32_t *base = NULL;
-    int rc = device_alloc((void **)&base, bytes, "the batch");
-    if (rc == 0) rc = pinned_alloc((void **)&rt->host_batch, bytes, "the batch upload");
+    int rc = lf_cuda_device_alloc((void **)&base, bytes, "the batch");
+    if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_batch, bytes, "the batch upload");
     if (rc != 0) {
         (void)cudaFree(base);
-        pinned_free(rt->host_batch);
+        lf_cuda_pinned_free(rt->host_batch);
         rt->host_batch = NULL;
         return rc;
     }
@@ -331,8 +323,8 @@ static int reserve_logits(lf_cuda_model *dm, int B) {
     dm->logits = dm->dlogits = NULL;
     dm->cap_logits = 0;
     size_t bytes = (size_t)B * dm->host->cfg.num_labels * sizeof(float);
-    int rc = device_alloc((void **)&dm->logits, bytes, "the logits");
-    if (rc == 0) rc = device_alloc((void **)&dm->dlogits, bytes, "the logits' gradient");
+    int rc = lf_cuda_device_alloc((void **)&dm->logits, bytes, "the logits");
+    if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->dlogits, bytes, "the logits' gradient");
     if (rc == 0) dm->cap_logits = B;
     return rc;
 }
@@ -345,7 +337,7 @@ static int reserve_work(lf_cuda_model *dm, const lf_batch *b) {
     dm->work_bytes = 0;
     char what[160];
     snprintf(what, sizeof what, "the activations of a batch of %d tokens", b->T);
-    int rc = device_alloc(&dm->work, need, what);
+    int rc = lf_cuda_device_alloc(&dm->work, need, what);
     if (rc == 0) dm->work_bytes = need;
     return rc;
 }
@@ -362,20 +354,33 @@ static int upload_batch(runtime *rt, const lf_batch *b) {
     memcpy(h + 3 * cap_T, b->offsets, (B + 1) * sizeof(int32_t));
     memcpy(h + 3 * cap_T + cap_B + 1, b->pool_index, B * sizeof(int32_t));
     memcpy(h + 3 * cap_T + 2 * cap_B + 1, b->labels, B * sizeof(int32_t));
-    return checked(cudaMemcpyAsync(dm->batch.tokens, h, batch_ints((int)cap_T, (int)cap_B) * sizeof(int32_t),
-                                   cudaMemcpyHostToDevice, dm->stream),
-                   "uploading the batch");
+    return lf_cuda_checked(cudaMemcpyAsync(dm->batch.tokens, h,
+                                           batch_ints((int)cap_T, (int)cap_B) * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, dm->stream),
+                           "uploading the batch");
 }
 
-// the host params (the optimizer updated them) into the pinned staging, then one copy up
-static int upload_params(runtime *rt, const lf_model *m) {
+int lf_cuda_upload_params(runtime *rt, const lf_model *m) {
     if (rt->param_floats == 0) return 0;
     for (int i = 0; i < m->n_params; i++)
         memcpy(rt->host_params + rt->dm.param_offset[i], m->params[i].data,
                (size_t)m->params[i].numel * sizeof(float));
-    return checked(cudaMemcpyAsync(rt->dm.params, rt->host_params, rt->param_floats * sizeof(float),
-                                   cudaMemcpyHostToDevice, rt->dm.stream),
-                   "uploading the trainable params");
+    return lf_cuda_checked(cudaMemcpyAsync(rt->dm.params, rt->host_params, rt->param_floats * sizeof(float),
+                                           cudaMemcpyHostToDevice, rt->dm.stream),
+                           "uploading the trainable params");
+}
+
+int lf_cuda_download_params(runtime *rt, lf_model *m) {
+    if (rt->param_floats == 0) return 0;
+    int rc = lf_cuda_checked(cudaMemcpyAsync(rt->host_params, rt->dm.params, rt->param_floats * sizeof(float),
+                                             cudaMemcpyDeviceToHost, rt->dm.stream),
+                             "downloading the trainable params");
+    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), "downloading the trainable params");
+    if (rc != 0 || sync != 0) return rc != 0 ? rc : sync;
+    for (int i = 0; i < m->n_params; i++)
+        memcpy(m->params[i].data, rt->host_params + rt->dm.param_offset[i],
+               (size_t)m->params[i].numel * sizeof(float));
+    return 0;
 }
 
 static int check_current(const runtime *rt, const lf_model *m) {
@@ -398,7 +403,7 @@ static int prepare_step(runtime *rt, const lf_model *m) {
     if (rc == 0) rc = reserve_logits(&rt->dm, b->B);
     if (rc == 0) rc = reserve_work(&rt->dm, b);
     if (rc == 0) rc = upload_batch(rt, b);
-    if (rc == 0) rc = upload_params(rt, m);
+    if (rc == 0 && rt->optimizer == NULL) rc = lf_cuda_upload_params(rt, m); // else the device's are newer
     return rc;
 }
 
@@ -419,21 +424,22 @@ static int run_pass(runtime *rt, arch_pass pass, const lf_batch *b, const char *
 // what the device ran into, unless an earlier step failed already
 static int finish(runtime *rt, int rc, const char *what) {
     cudaError_t err = cudaStreamSynchronize(rt->dm.stream);
-    if (rc == 0 && err != cudaSuccess) rc = checked(err, what);
+    if (rc == 0 && err != cudaSuccess) rc = lf_cuda_checked(err, what);
     return rc;
 }
 
 int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits) {
-    begin_call();
+    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
     int rc = prepare_step(rt, m);
     if (rc == 0) rc = run_pass(rt, dm->arch->forward, b, "forward");
     if (rc == 0)
-        rc = checked(cudaMemcpyAsync(logits, dm->logits, (size_t)b->B * m->cfg.num_labels * sizeof(float),
-                                     cudaMemcpyDeviceToHost, dm->stream),
-                     "downloading the logits");
+        rc = lf_cuda_checked(cudaMemcpyAsync(logits, dm->logits,
+                                             (size_t)b->B * m->cfg.num_labels * sizeof(float),
+                                             cudaMemcpyDeviceToHost, dm->stream),
+                             "downloading the logits");
     return finish(rt, rc, "running the forward on the device");
 }
 
@@ -448,7 +454,7 @@ static void add_grads(const runtime *rt, lf_model *m) {
 
 int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
                                    float *loss) {
-    begin_call();
+    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
@@ -456,36 +462,39 @@ int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *c
     int rc = prepare_step(rt, m);
     const float *weights = NULL;
     if (rc == 0 && class_weights != NULL) {
-        rc = checked(cudaMemcpyAsync(dm->class_weights, class_weights, (size_t)NL * sizeof(float),
-                                     cudaMemcpyHostToDevice, dm->stream),
-                     "uploading the class weights");
+        rc = lf_cuda_checked(cudaMemcpyAsync(dm->class_weights, class_weights, (size_t)NL * sizeof(float),
+                                             cudaMemcpyHostToDevice, dm->stream),
+                             "uploading the class weights");
         weights = dm->class_weights;
     }
-    if (rc == 0 && rt->param_floats > 0)
-        rc = checked(cudaMemsetAsync(dm->grads, 0, rt->param_floats * sizeof(float), dm->stream),
-                     "zeroing the gradients");
+    // with AdamW on the device the gradients accumulate there (zeroed by lf_cuda_model_zero_grads)
+    const int grads_down = rt->optimizer == NULL && rt->param_floats > 0;
+    if (rc == 0 && grads_down)
+        rc = lf_cuda_checked(cudaMemsetAsync(dm->grads, 0, rt->param_floats * sizeof(float), dm->stream),
+                             "zeroing the gradients");
     if (rc == 0) rc = run_pass(rt, dm->arch->forward, b, "forward");
     if (rc == 0)
-        rc = checked(crossentropy_forward_backward_cuda(dm->loss, dm->dlogits, dm->logits, dm->batch.labels,
-                                                        weights, b->B, NL, dm->stream),
-                     "the cross-entropy");
+        rc = lf_cuda_checked(crossentropy_forward_backward_cuda(
+                                 dm->loss, dm->dlogits, dm->logits, dm->batch.labels, weights, b->B, NL,
+                                 rt->optimizer ? rt->optimizer->loss_scale : 1.0f, dm->stream),
+                             "the cross-entropy");
     if (rc == 0) rc = run_pass(rt, dm->arch->backward, b, "backward");
     float loss_value = 0.0f;
     if (rc == 0)
-        rc = checked(cudaMemcpyAsync(logits, dm->logits, (size_t)b->B * NL * sizeof(float),
-                                     cudaMemcpyDeviceToHost, dm->stream),
-                     "downloading the logits");
+        rc = lf_cuda_checked(cudaMemcpyAsync(logits, dm->logits, (size_t)b->B * NL * sizeof(float),
+                                             cudaMemcpyDeviceToHost, dm->stream),
+                             "downloading the logits");
     if (rc == 0)
-        rc =
-            checked(cudaMemcpyAsync(&loss_value, dm->loss, sizeof(float), cudaMemcpyDeviceToHost, dm->stream),
-                    "downloading the loss");
-    if (rc == 0 && rt->param_floats > 0)
-        rc = checked(cudaMemcpyAsync(rt->host_grads, dm->grads, rt->param_floats * sizeof(float),
-                                     cudaMemcpyDeviceToHost, dm->stream),
-                     "downloading the gradients");
+        rc = lf_cuda_checked(
+            cudaMemcpyAsync(&loss_value, dm->loss, sizeof(float), cudaMemcpyDeviceToHost, dm->stream),
+            "downloading the loss");
+    if (rc == 0 && grads_down)
+        rc = lf_cuda_checked(cudaMemcpyAsync(rt->host_grads, dm->grads, rt->param_floats * sizeof(float),
+                                             cudaMemcpyDeviceToHost, dm->stream),
+                             "downloading the gradients");
     rc = finish(rt, rc, "running the training step on the device");
     if (rc != 0) return rc;
     *loss = loss_value;
-    add_grads(rt, m);
+    if (grads_down) add_grads(rt, m);
     return 0;
 }

@@ -25,6 +25,7 @@
 extern "C" {
 #include "models/model.h"
 #include "ops/random.h"
+#include "train/adamw.h"
 }
 
 typedef struct lf_cuda_model lf_cuda_model;
@@ -99,4 +100,11 @@ int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits);
 int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
                                    float *loss);
 size_t lf_cuda_model_device_bytes(void *cuda_model);
+// AdamW on the device (device_optimizer.cu), see lf_cuda_api
+int lf_cuda_optimizer_begin(void *cuda_model, lf_model *m, const float *m_moments, const float *v_moments);
+int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale);
+int lf_cuda_optimizer_step(void *cuda_model, const lf_adamw_hparams *h, int64_t step, float grad_scale,
+                           double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);
+int lf_cuda_optimizer_sync(void *cuda_model, lf_model *m, float *m_moments, float *v_moments);
+void lf_cuda_optimizer_end(void *cuda_model);
 const char *lf_cuda_last_error(void);

@@ -46,7 +46,9 @@ _TEMP_RE = re.compile(r"^\.(" + PREFIX_CHECKPOINT_DIR + r"-\d+)\.(tmp|old)-\d+$"
 LOG_FILE = "trainer_log.jsonl"  # report_to="tensorboard_json": one JSON line per log entry in logging_dir
 _EVERY = {"no": 0, "steps": 1, "epoch": 2}  # lf_train_config's LF_EVERY_*
 _LABEL_COLUMNS = ("labels", "label", "label_ids")
-_COUNTERS = ("global_step", "epoch", "batch_in_epoch", "micro_steps", "last_log_step")
+_COUNTERS = ("global_step", "epoch", "batch_in_epoch", "micro_steps", "last_log_step", "skipped_steps",
+             "growth_tracker")
+LOSS_SCALE_INIT = 65536.0  # torch.amp.GradScaler's init_scale (csrc/train/loss_scale.h)
 
 
 # transformers.trainer_utils' NamedTuples
@@ -423,7 +425,8 @@ class Trainer:
     # ---- arguments
     def _move_model(self):
         """The model goes to args.device, as transformers' Trainer places it; on CUDA it computes in
-        bfloat16 with bf16=True, else float32 (the trainable tensors and the optimizer stay float32)."""
+        bfloat16 with bf16=True, in float16 with dynamic loss scaling with fp16=True (torch.amp.GradScaler's
+        defaults, as HF's Trainer), else float32 (the trainable tensors and the optimizer stay float32)."""
         args = self.args
         if not args.device.startswith("cuda"):
             if args.fp16 or args.bf16:
@@ -431,11 +434,7 @@ class Trainer:
                               UserWarning, stacklevel=3)
             self.model.to("cpu")
             return
-        if args.fp16:
-            raise NotImplementedError(
-                "fp16=True on CUDA needs dynamic loss scaling, which lorafast does not implement yet: use bf16=True "
-                "(same memory and speed on Ampere and newer GPUs, no loss scaling needed), or neither for float32")
-        self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float32")
+        self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
 
     def _check_collator(self, collator):
         if collator is None or isinstance(collator, DataCollatorWithPadding):
@@ -549,6 +548,7 @@ class Trainer:
             log_every=_EVERY[args.logging_strategy], eval_every=_EVERY[args.eval_strategy],
             save_every=_EVERY[args.save_strategy], log_first_step=int(bool(args.logging_first_step)),
             log_steps=s.logging_steps, eval_steps=s.eval_steps, save_steps=s.save_steps or 0,
+            loss_scaling=int(bool(args.fp16) and self.model.device.startswith("cuda")),
         )
 
     def _params(self):
@@ -579,7 +579,7 @@ class Trainer:
         self._m = np.zeros(numel, np.float32)
         self._v = np.zeros(numel, np.float32)
         self._counters = np.zeros(len(_COUNTERS), np.int64)
-        self._losses = np.zeros(2, np.float64)
+        self._losses = np.array([0.0, 0.0, LOSS_SCALE_INIT])  # loss_total, loss_since_log, loss_scale
         self._config = config
         self._dropout_seed = int(args.seed)
         if resume_from_checkpoint is True:
@@ -741,6 +741,7 @@ class Trainer:
         _write_json(os.path.join(folder, LOOP_STATE_NAME), {
             **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
             "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
+            "loss_scale": float(self._losses[2]),
             "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._train_n,
             "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
 
@@ -784,8 +785,8 @@ class Trainer:
                     raise ValueError(f"{folder}/{OPTIMIZER_NAME} has no {key} of {data.size} values")
                 dst[offset:offset + data.size] = np.asarray(moments[key], np.float32).reshape(-1)
             offset += data.size
-        self._counters[:] = [loop[k] for k in _COUNTERS]
-        self._losses[:] = [loop["loss_total"], loop["loss_since_log"]]
+        self._counters[:] = [loop.get(k, 0) for k in _COUNTERS]  # older checkpoints: no skipped steps
+        self._losses[:] = [loop["loss_total"], loop["loss_since_log"], loop.get("loss_scale", LOSS_SCALE_INIT)]
         self._dropout_seed = int(loop["dropout_seed"])
         saved = TrainerState.load_from_json(os.path.join(folder, TRAINER_STATE_NAME))
         for f in ("log_history", "best_metric", "best_global_step", "best_model_checkpoint", "total_flos",

@@ -150,7 +150,8 @@ def fake_gpu(monkeypatch):
 def test_trainer_device_and_compute_dtype_as_transformers(tmp_path, fake_gpu):
     assert args(tmp_path).device == "cuda:0" and args(tmp_path).n_gpu == 1
     assert args(tmp_path, use_cpu=True).device == "cpu"
-    for kw, want in [({}, ("cuda:0", "float32")), ({"bf16": True}, ("cuda:0", "bfloat16"))]:
+    for kw, want in [({}, ("cuda:0", "float32")), ({"bf16": True}, ("cuda:0", "bfloat16")),
+                     ({"fp16": True}, ("cuda:0", "float16"))]:
         model = tiny_model()
         model.to = Recorder()
         Trainer(model=model, args=args(tmp_path, **kw), train_dataset=rows())
@@ -160,11 +161,3 @@ def test_trainer_device_and_compute_dtype_as_transformers(tmp_path, fake_gpu):
     with pytest.warns(UserWarning, match="CPU training loop computes in float32"):
         Trainer(model=model, args=args(tmp_path, use_cpu=True, bf16=True), train_dataset=rows())
     assert model.to.calls == [("cpu", None)]
-
-
-def test_fp16_on_cuda_is_not_implemented_yet_and_says_use_bf16(tmp_path, fake_gpu):
-    model = tiny_model()
-    model.to = Recorder()
-    with pytest.raises(NotImplementedError, match="bf16=True"):
-        Trainer(model=model, args=args(tmp_path, fp16=True), train_dataset=rows())
-    assert model.to.calls == []

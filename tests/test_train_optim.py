@@ -68,3 +68,25 @@ def test_updates_per_epoch_like_hf():
     assert _C.updates_per_epoch(6090, 8, True, 1) == (761, 761)
     assert _C.updates_per_epoch(10, 4, False, 2) == (3, 2)
     assert _C.updates_per_epoch(3, 4, True, 1) == (0, 1)
+
+
+def test_loss_scale_equals_torch_grad_scaler():
+    """fp16's dynamic loss scale after each update, against the op torch.amp.GradScaler.update runs
+    (torch._amp_update_scale_ with GradScaler's defaults): overflows halve it, 2000 good updates in a
+    row double it, an overflow restarts the count; also near float32's limits."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    # long good runs (growth), isolated and clustered overflows, a run that ends exactly at 2000
+    found = np.concatenate([np.zeros(2000), [1], np.zeros(1999), [1, 1, 1], rng.random(300) < 0.3, np.zeros(4500),
+                            rng.random(100) < 0.05]).astype(bool)
+    for init in (65536.0, 2.0 ** 126, 2.0 ** -140):
+        scale, tracker = torch.full((1,), init, dtype=torch.float32), torch.zeros(1, dtype=torch.int32)
+        ours, our_tracker, scales = init, 0, set()
+        for i, inf in enumerate(found):
+            torch._amp_update_scale_(scale, tracker, torch.full((1,), float(inf)), 2.0, 0.5, 2000)
+            ours, our_tracker = _C.loss_scale_update(ours, our_tracker, bool(inf))
+            assert (ours, our_tracker) == (scale.item(), tracker.item()), f"update {i} from {init}"
+            scales.add(ours)
+        assert len(scales) > 5  # it grew and shrank (the test can fail)
+    with pytest.raises(ValueError, match="loss scale"):
+        _C.loss_scale_update(-1.0, 0, False)

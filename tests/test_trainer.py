@@ -538,12 +538,12 @@ def test_c_train_run_validates_its_config(key, value, message):
     enc = trainer._encode(rows, "train_dataset", True)
     config = {**trainer._plan(enc), "eval_steps": 0, key: value}
     numel = sum(d.size for _, d in trainer._params())
-    state = (np.zeros(numel, np.float32), np.zeros(numel, np.float32), np.zeros(5, np.int64), np.zeros(2))
+    state = (np.zeros(numel, np.float32), np.zeros(numel, np.float32), np.zeros(7, np.int64), np.zeros(3))
     before = model.trainable_state_dict()
     with pytest.raises(ValueError, match=message):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, *state, config, lambda ev: False)
     assert all(np.array_equal(v, model.trainable_state_dict()[k]) for k, v in before.items())
-    bad_counters = np.array([0, 0, 3, 0, 0], np.int64)  # batch 3 of 1 in the epoch
+    bad_counters = np.array([0, 0, 3, 0, 0, 0, 0], np.int64)  # batch 3 of 1 in the epoch
     with pytest.raises(ValueError, match="loop state does not fit"):
         lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, state[0], state[1], bad_counters,
                         state[3], trainer._plan(enc), lambda ev: False)

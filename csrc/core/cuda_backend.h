@@ -5,12 +5,16 @@
 // The model runtime (kernels/device_model.cu) holds a device copy of a host lf_model
 // (models/model.h, read directly by the library: plain C structs): frozen weights uploaded once,
 // trainable parameters uploaded at every forward, their gradients downloaded and added into the
-// host grad buffers, so the host training loop (train/loop.c) and its AdamW stay as they are.
+// host grad buffers; in a training run of train/loop.c AdamW runs on the device instead
+// (optimizer_*), the params, moments and gradients staying there.
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
-#define LF_CUDA_API_VERSION 2
+#include "train/adamw.h"
+
+#define LF_CUDA_API_VERSION 3
 
 struct lf_model;
 
@@ -41,7 +45,25 @@ typedef struct lf_cuda_api {
     int (*model_forward_backward)(void *cuda_model, struct lf_model *m, const float *class_weights,
                                   float *logits, float *loss);
     size_t (*model_device_bytes)(void *cuda_model); // device memory the copy holds
-    const char *(*last_error)(void);                // message of the library's last failure
+
+    // AdamW on the device for a training run. begin: the host params and the moments (m_moments,
+    // v_moments: (sum of the params' numel,) in param order, as lf_train_state's) go up; until end
+    // the device copy owns the params (forward uses its own, not the host's) and forward_backward
+    // accumulates the gradients on the device (into neither the host grads nor anything it zeroes).
+    int (*optimizer_begin)(void *cuda_model, struct lf_model *m, const float *m_moments,
+                           const float *v_moments);
+    // an update begins: the gradients zeroed; its backward passes scale the loss by loss_scale (> 0)
+    int (*optimizer_begin_update)(void *cuda_model, float loss_scale);
+    // one update from the accumulated gradients * grad_scale: their global norm (out, before
+    // clipping), clipping to max_grad_norm (<= 0: none), AdamW with h (lr scheduled) as update
+    // number step (>= 1); with skip_nonfinite an inf/NaN norm leaves everything unchanged
+    // (found_inf out: 1), as torch AMP's GradScaler skips the step
+    int (*optimizer_step)(void *cuda_model, const lf_adamw_hparams *h, int64_t step, float grad_scale,
+                          double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);
+    // the device params into m's params, the moments into m_moments, v_moments
+    int (*optimizer_sync)(void *cuda_model, struct lf_model *m, float *m_moments, float *v_moments);
+    void (*optimizer_end)(void *cuda_model); // the run is over: forward uploads the host params again
+    const char *(*last_error)(void);         // message of the library's last failure
 } lf_cuda_api;
 
 // Opens the kernels library at path (once). Returns LF_OK, or an error whose message says

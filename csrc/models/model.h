@@ -20,6 +20,7 @@
 
 #include "ops/random.h"
 #include "ops/weight.h"
+#include "train/adamw.h"
 
 typedef enum { LF_ARCH_BERT = 0, LF_ARCH_ROBERTA = 1, LF_ARCH_LLAMA = 2, LF_ARCH_MISTRAL = 3 } lf_arch_id;
 
@@ -172,8 +173,8 @@ void lf_model_zero_grad(lf_model *m);
 
 // The device (models/model_cuda.c). On CUDA, lf_model_forward / lf_model_forward_backward run
 // on the device copy: the params are uploaded at every call, logits, loss and the params'
-// gradients come back (the gradients added into the host grad buffers), so the host training
-// loop and its optimizer are unchanged.
+// gradients come back (the gradients added into the host grad buffers). In a training run the
+// loop runs AdamW on the device instead (lf_model_cuda_optimizer_*: see lf_cuda_api).
 // Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16.
 // Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not.
 int lf_model_to_cuda(lf_model *m, int dtype);
@@ -183,11 +184,17 @@ void lf_model_to_cpu(lf_model *m);
 int lf_model_cuda_refresh(lf_model *m);
 int lf_model_cuda_forward(lf_model *m, float *logits);
 int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
+int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments);
+int lf_model_cuda_optimizer_begin_update(lf_model *m, float loss_scale);
+int lf_model_cuda_optimizer_step(lf_model *m, const lf_adamw_hparams *h, int64_t step, float grad_scale,
+                                 double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);
+int lf_model_cuda_optimizer_sync(lf_model *m, float *m_moments, float *v_moments);
+void lf_model_cuda_optimizer_end(lf_model *m);
 // device memory the device copy holds (0 on the CPU)
 size_t lf_model_device_bytes(const lf_model *m);
 
 // Helpers for architectures
-int lf_model_reserve(lf_model *m, size_t floats);           // grows m->work
+int lf_model_reserve(lf_model *m, size_t floats); // grows m->work
 void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
                        int T, float *scratch);
 void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, float *xd, const float *dout,

@@ -65,3 +65,35 @@ int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, floa
 size_t lf_model_device_bytes(const lf_model *m) {
     return m->cuda_model != NULL ? lf_cuda()->model_device_bytes(m->cuda_model) : 0;
 }
+
+int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->optimizer_begin(m->cuda_model, m, m_moments, v_moments) != 0)
+        return cuda_failure(api, "starting AdamW on CUDA");
+    return LF_OK;
+}
+
+int lf_model_cuda_optimizer_begin_update(lf_model *m, float loss_scale) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->optimizer_begin_update(m->cuda_model, loss_scale) != 0)
+        return cuda_failure(api, "starting an update on CUDA");
+    return LF_OK;
+}
+
+int lf_model_cuda_optimizer_step(lf_model *m, const lf_adamw_hparams *h, int64_t step, float grad_scale,
+                                 double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->optimizer_step(m->cuda_model, h, step, grad_scale, max_grad_norm, skip_nonfinite, norm,
+                            found_inf) != 0)
+        return cuda_failure(api, "the AdamW update on CUDA");
+    return LF_OK;
+}
+
+int lf_model_cuda_optimizer_sync(lf_model *m, float *m_moments, float *v_moments) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->optimizer_sync(m->cuda_model, m, m_moments, v_moments) != 0)
+        return cuda_failure(api, "copying the trained params from CUDA");
+    return LF_OK;
+}
+
+void lf_model_cuda_optimizer_end(lf_model *m) { lf_cuda()->optimizer_end(m->cuda_model); }

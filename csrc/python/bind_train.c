@@ -10,6 +10,7 @@
 #include "train/bow_model.h"
 #include "train/clip.h"
 #include "train/loop.h"
+#include "train/loss_scale.h"
 #include "train/model_trainable.h"
 #include "train/schedule.h"
 
@@ -92,6 +93,24 @@ static PyObject *py_clip_grad_norm(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS norm = grad_global_norm(grads, sizes, n);
     if (max_norm > 0) grad_clip(grads, sizes, n, norm, max_norm);
     Py_END_ALLOW_THREADS return PyFloat_FromDouble(norm);
+}
+
+// loss_scale_update(scale, growth_tracker, found_inf) -> (scale, growth_tracker) after one update
+static PyObject *py_loss_scale_update(PyObject *self, PyObject *args) {
+    (void)self;
+    double scale;
+    long long tracker;
+    int found_inf;
+    if (!PyArg_ParseTuple(args, "dLp", &scale, &tracker, &found_inf)) return NULL;
+    if (!(scale >= 0) || tracker < 0) {
+        PyObject *value = PyFloat_FromDouble(scale);
+        PyErr_Format(PyExc_ValueError, "loss scale %R and growth_tracker %lld must be >= 0", value, tracker);
+        Py_XDECREF(value);
+        return NULL;
+    }
+    int64_t growth = tracker;
+    loss_scale_update(&scale, &growth, found_inf);
+    return Py_BuildValue("dL", scale, (long long)growth);
 }
 
 static const char *SCHEDULES[] = {"linear", "cosine", "constant", "constant_with_warmup"};
@@ -265,19 +284,24 @@ static PyObject *py_dataset_check(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+enum { N_COUNTERS = 7, N_LOSSES = 3 }; // the Trainer's counters and losses arrays
+
 typedef struct {
     PyObject *callback;
     lf_train_state *state;
-    int64_t *counters; // global_step, epoch, batch_in_epoch, micro_steps, last_log_step
-    double *losses;    // loss_total, loss_since_log
+    // global_step, epoch, batch_in_epoch, micro_steps, last_log_step, skipped_steps, growth_tracker
+    int64_t *counters;
+    double *losses; // loss_total, loss_since_log, loss_scale
 } run_ctx;
 
 static void state_store(const run_ctx *c) {
     const lf_train_state *s = c->state;
-    int64_t values[5] = {s->global_step, s->epoch, s->batch_in_epoch, s->micro_steps, s->last_log_step};
+    int64_t values[N_COUNTERS] = {s->global_step,   s->epoch,         s->batch_in_epoch, s->micro_steps,
+                                  s->last_log_step, s->skipped_steps, s->growth_tracker};
     memcpy(c->counters, values, sizeof values);
     c->losses[0] = s->loss_total;
     c->losses[1] = s->loss_since_log;
+    c->losses[2] = s->loss_scale;
 }
 
 // Runs the Python callback with the GIL: 0 go on, 1 stop (it returned True), -1 its exception
@@ -348,6 +372,7 @@ static int config_arg(PyObject *config, lf_train_config *cfg) {
         {"log_steps", "L", &cfg->log_steps},
         {"eval_steps", "L", &cfg->eval_steps},
         {"save_steps", "L", &cfg->save_steps},
+        {"loss_scaling", "i", &cfg->loss_scaling},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (config_get(config, fields[i].key, fields[i].format, fields[i].out) < 0) return -1;
@@ -378,16 +403,27 @@ static PyObject *py_train_run(PyObject *self, PyObject *args) {
     for (int i = 0; i < t->n_params; i++)
         numel += t->params[i].numel;
     if (weights != Py_None && !(cfg.class_weights = class_weights_arg(weights, t))) goto done;
-    if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel || PyArray_SIZE(ac) != 5 ||
-        PyArray_SIZE(al) != 2) {
+    if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel || PyArray_SIZE(ac) != N_COUNTERS ||
+        PyArray_SIZE(al) != N_LOSSES) {
         PyErr_Format(PyExc_ValueError,
-                     "m and v need %lld elements (the trainable parameters), counters 5, losses 2",
-                     (long long)numel);
+                     "m and v need %lld elements (the trainable parameters), counters %d, losses %d",
+                     (long long)numel, N_COUNTERS, N_LOSSES);
         goto done;
     }
     int64_t *c = PyArray_DATA(ac);
     double *l = PyArray_DATA(al);
-    lf_train_state st = {c[0], c[1], c[2], c[3], c[4], l[0], l[1], PyArray_DATA(am), PyArray_DATA(av)};
+    lf_train_state st = {.global_step = c[0],
+                         .epoch = c[1],
+                         .batch_in_epoch = c[2],
+                         .micro_steps = c[3],
+                         .last_log_step = c[4],
+                         .skipped_steps = c[5],
+                         .growth_tracker = c[6],
+                         .loss_total = l[0],
+                         .loss_since_log = l[1],
+                         .loss_scale = l[2],
+                         .m = PyArray_DATA(am),
+                         .v = PyArray_DATA(av)};
     run_ctx ctx = {callback, &st, c, l};
     int rc;
     Py_BEGIN_ALLOW_THREADS rc = lf_train_run(t, &d, &cfg, &st, run_callback, &ctx);
@@ -406,6 +442,7 @@ done:
 static PyMethodDef train_methods[] = {
     {"adamw_update", py_adamw_update, METH_VARARGS, "One AdamW update in place (torch.optim.AdamW's math)."},
     {"clip_grad_norm", py_clip_grad_norm, METH_VARARGS, "Clips float32 grads by their global L2 norm."},
+    {"loss_scale_update", py_loss_scale_update, METH_VARARGS, "fp16's dynamic loss scale after an update."},
     {"lr_schedule_factor", py_lr_schedule_factor, METH_VARARGS, "transformers' LambdaLR factor."},
     {"updates_per_epoch", py_updates_per_epoch, METH_VARARGS, "(batches, update steps) per epoch."},
     {"bow_model", py_bow_model, METH_VARARGS, "A bag-of-words test model (a trainable capsule)."},

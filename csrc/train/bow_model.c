@@ -196,7 +196,7 @@ lf_trainable *bow_model_create(int vocab, int dim, int num_labels, int pad_token
     m->V = vocab, m->D = dim, m->K = num_labels, m->arena = arena;
     m->t =
         (lf_trainable){m,           num_labels,           pad_token_id, vocab, 3, m->params, bow_load_batch,
-                       bow_forward, bow_forward_backward, bow_set_mode};
+                       bow_forward, bow_forward_backward, bow_set_mode, NULL};
     return &m->t;
 }
 

@@ -1,10 +1,12 @@
 #include "train/loop.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "train/clip.h"
+#include "train/loss_scale.h"
 #include "train/schedule.h"
 
 int64_t lf_batches_per_epoch(int64_t n, int batch_size, int drop_last) {
@@ -109,9 +111,13 @@ static int load_batch(lf_trainable *model, const lf_dataset *d, batch_buffers *b
     return model->load_batch(model->self, b->ids, b->mask, d->labels ? b->labels : NULL, count, (int)L);
 }
 
-static void zero_grads(lf_trainable *model) {
+// an update begins: gradients zeroed (on the device: with the loss scale of its backward passes)
+static int begin_update(lf_trainable *model, const lf_train_config *cfg, const lf_train_state *st) {
+    if (model->device)
+        return model->device->begin_update(model->self, cfg->loss_scaling ? (float)st->loss_scale : 1.0f);
     for (int p = 0; p < model->n_params; p++)
         memset(model->params[p].grad, 0, sizeof(float) * model->params[p].numel);
+    return LF_OK;
 }
 
 static void scale_grads(lf_trainable *model, float scale) {
@@ -133,9 +139,13 @@ static double clip_grads(lf_trainable *model, double max_grad_norm) {
     return norm;
 }
 
+static double scheduled_lr(const lf_train_config *cfg, const lf_train_state *st) {
+    return cfg->adam.lr * lr_schedule_factor(cfg->schedule, st->global_step - st->skipped_steps,
+                                             cfg->warmup_steps, cfg->max_steps);
+}
+
 static double optimizer_step(lf_trainable *model, const lf_train_config *cfg, lf_train_state *st) {
-    double lr =
-        cfg->adam.lr * lr_schedule_factor(cfg->schedule, st->global_step, cfg->warmup_steps, cfg->max_steps);
+    double lr = scheduled_lr(cfg, st);
     int64_t offset = 0;
     for (int p = 0; p < model->n_params; p++) {
         lf_trainable_param *param = &model->params[p];
@@ -143,10 +153,39 @@ static double optimizer_step(lf_trainable *model, const lf_train_config *cfg, lf
         h.lr = lr;
         if (param->no_decay) h.weight_decay = 0.0;
         adamw_update(param->data, param->grad, st->m + offset, st->v + offset, param->numel, &h,
-                     st->global_step + 1);
+                     st->global_step - st->skipped_steps + 1);
         offset += param->numel;
     }
     return lr;
+}
+
+// The update of the micro-batches' gradients (their sum, divided by micro): clipping and AdamW,
+// on the host or on the model's device. Fills ev's grad_norm and learning_rate.
+static int apply_update(lf_trainable *model, const lf_train_config *cfg, lf_train_state *st, int64_t micro,
+                        lf_train_event *ev) {
+    if (model->device == NULL) {
+        if (micro > 1) scale_grads(model, 1.0f / (float)micro);
+        ev->grad_norm = clip_grads(model, cfg->max_grad_norm);
+        ev->learning_rate = optimizer_step(model, cfg, st);
+        return LF_OK;
+    }
+    lf_adamw_hparams h = cfg->adam;
+    h.lr = ev->learning_rate = scheduled_lr(cfg, st);
+    // the mean over the micro-batches and the loss scale undone, in one factor for the device
+    float grad_scale = (float)(1.0 / ((double)micro * (cfg->loss_scaling ? st->loss_scale : 1.0)));
+    int found_inf = 0;
+    int rc = model->device->update(model->self, &h, st->global_step - st->skipped_steps + 1, grad_scale,
+                                   cfg->max_grad_norm, cfg->loss_scaling, &ev->grad_norm, &found_inf);
+    if (rc != LF_OK || !cfg->loss_scaling) return rc;
+    if (found_inf) st->skipped_steps++;
+    loss_scale_update(&st->loss_scale, &st->growth_tracker, found_inf);
+    return LF_OK;
+}
+
+// the device's params and moments back into the host's before Python reads them
+static int sync_for_callback(lf_trainable *model, lf_train_state *st, const lf_train_event *ev) {
+    if (model->device == NULL || !(ev->should_save || ev->should_evaluate || ev->is_last)) return LF_OK;
+    return model->device->sync(model->self, st->m, st->v);
 }
 
 static int due(int every, int64_t interval, int64_t step) {
@@ -163,16 +202,18 @@ static void take_log_loss(lf_train_state *st, lf_train_event *ev) {
 // One update: grad_accum micro-batches (fewer at the end of an epoch). Its loss and gradient are the
 // mean over the micro-batches it has, as HF's Trainer divides by len(batch_samples).
 static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg,
-                        lf_train_state *st, batch_buffers *b, int64_t batches, double *loss_out) {
+                        lf_train_state *st, batch_buffers *b, int64_t batches, double *loss_out,
+                        int64_t *micro_out) {
     int64_t end = (st->batch_in_epoch / cfg->grad_accum + 1) * cfg->grad_accum;
     if (end > batches) end = batches;
     const int64_t micro = end - st->batch_in_epoch;
     double step_loss = 0.0;
-    zero_grads(model);
+    int rc = begin_update(model, cfg, st);
+    if (rc != LF_OK) return rc;
     for (; st->batch_in_epoch < end; st->batch_in_epoch++) {
         int64_t first = st->batch_in_epoch * cfg->batch_size;
         int count = (int)(d->n - first < cfg->batch_size ? d->n - first : cfg->batch_size);
-        int rc = load_batch(model, d, b, b->order, first, count);
+        rc = load_batch(model, d, b, b->order, first, count);
         if (rc != LF_OK) return rc;
         model->set_mode(model->self, 1, (uint64_t)st->micro_steps++);
         float loss = 0.0f;
@@ -180,8 +221,8 @@ static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train
         if (rc != LF_OK) return rc;
         step_loss += (double)loss / (double)micro;
     }
-    if (micro > 1) scale_grads(model, 1.0f / (float)micro);
     *loss_out = step_loss;
+    *micro_out = micro;
     return LF_OK;
 }
 
@@ -217,6 +258,8 @@ static int check_config(const lf_trainable *model, const lf_dataset *d, const lf
                         "dataloader_drop_last with %lld examples and batch size %d leaves no batch",
                         (long long)d->n, cfg->batch_size);
     if (!d->labels) return lf_error(LF_EINVAL, "the training dataset has no labels");
+    if (cfg->loss_scaling && model->device == NULL)
+        return lf_error(LF_EINVAL, "fp16 loss scaling needs the model on CUDA (the CPU computes in float32)");
     return lf_dataset_check(d, "train_dataset", model->vocab_size, model->num_labels);
 }
 
@@ -229,23 +272,33 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
     if (st->global_step < 0 || st->epoch < 0 || st->micro_steps < 0 || st->batch_in_epoch < 0 ||
         st->batch_in_epoch > batches ||
         (st->batch_in_epoch % cfg->grad_accum != 0 && st->batch_in_epoch != batches) ||
-        st->last_log_step < 0 || st->last_log_step > st->global_step)
-        return lf_error(LF_EINVAL,
-                        "loop state does not fit this dataset and batching: global_step %lld, epoch %lld, "
-                        "batch_in_epoch %lld of %lld, micro_steps %lld, last_log_step %lld",
-                        (long long)st->global_step, (long long)st->epoch, (long long)st->batch_in_epoch,
-                        (long long)batches, (long long)st->micro_steps, (long long)st->last_log_step);
+        st->last_log_step < 0 || st->last_log_step > st->global_step || st->skipped_steps < 0 ||
+        st->skipped_steps > st->global_step || st->growth_tracker < 0 ||
+        (cfg->loss_scaling && !(st->loss_scale > 0 && isfinite(st->loss_scale))))
+        return lf_error(
+            LF_EINVAL,
+            "loop state does not fit this dataset and batching: global_step %lld, epoch %lld, "
+            "batch_in_epoch %lld of %lld, micro_steps %lld, last_log_step %lld, skipped_steps %lld, "
+            "growth_tracker %lld, loss_scale %g",
+            (long long)st->global_step, (long long)st->epoch, (long long)st->batch_in_epoch,
+            (long long)batches, (long long)st->micro_steps, (long long)st->last_log_step,
+            (long long)st->skipped_steps, (long long)st->growth_tracker, st->loss_scale);
     batch_buffers b = {0};
     if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->num_labels)) != LF_OK) return rc;
+    if (model->device && (rc = model->device->begin(model->self, st->m, st->v)) != LF_OK) {
+        buffers_free(&b);
+        return rc;
+    }
     int stop = 0;
     while (!stop && st->global_step < cfg->max_steps) {
         shuffle_order(b.order, d->n, cfg->seed, st->epoch);
         while (!stop && st->batch_in_epoch < batches && st->global_step < cfg->max_steps) {
             double loss = 0.0;
-            if ((rc = train_update(model, d, cfg, st, &b, batches, &loss)) != LF_OK) goto done;
+            int64_t micro = 0;
             lf_train_event ev = {0};
-            ev.grad_norm = clip_grads(model, cfg->max_grad_norm);
-            ev.learning_rate = optimizer_step(model, cfg, st);
+            if ((rc = train_update(model, d, cfg, st, &b, batches, &loss, &micro)) != LF_OK ||
+                (rc = apply_update(model, cfg, st, micro, &ev)) != LF_OK)
+                goto done;
             st->global_step++;
             st->loss_total += loss;
             st->loss_since_log += loss;
@@ -260,6 +313,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             ev.should_save = due(cfg->save_every, cfg->save_steps, st->global_step) ||
                              (ev.is_last && cfg->save_every == LF_EVERY_STEPS);
             if (ev.should_log) take_log_loss(st, &ev);
+            if ((rc = sync_for_callback(model, st, &ev)) != LF_OK) goto done;
             int r = callback(ctx, &ev);
             if (r < 0) rc = LF_EINTR;
             if (r != 0) goto done;
@@ -275,11 +329,17 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
         if (ev.should_log) take_log_loss(st, &ev);
         st->epoch++;
         st->batch_in_epoch = 0;
+        if ((rc = sync_for_callback(model, st, &ev)) != LF_OK) break;
         int r = callback(ctx, &ev);
         if (r < 0) rc = LF_EINTR;
         if (r != 0) break;
     }
 done:
+    if (model->device) { // the params and moments the run reached, even when it stopped on an error
+        int synced = model->device->sync(model->self, st->m, st->v);
+        model->device->end(model->self);
+        if (rc == LF_OK) rc = synced;
+    }
     buffers_free(&b);
     return rc;
 }

@@ -28,13 +28,20 @@ typedef struct {
     int log_every, eval_every, save_every, log_first_step;
     int64_t log_steps, eval_steps, save_steps;
     const float *class_weights; // (num_labels,) or NULL
+    int loss_scaling;           // 1: fp16's dynamic loss scaling (train/loss_scale.h); needs the optimizer
+                                // on the device (lf_trainable.device)
 } lf_train_config;
 
 // Everything besides the parameters that a checkpoint needs to continue bit for bit.
 typedef struct {
     int64_t global_step, epoch, batch_in_epoch, micro_steps, last_log_step;
+    // updates skipped for an inf/NaN gradient (loss scaling): AdamW's step count and the schedule
+    // advance only with the others, as torch's optimizer and HF's scheduler do
+    int64_t skipped_steps;
+    int64_t growth_tracker; // loss scaling: good updates in a row (train/loss_scale.h)
     double loss_total, loss_since_log;
-    float *m, *v; // (sum of the params' numel,) AdamW moments, params in table order
+    double loss_scale; // loss scaling: the current scale (LF_LOSS_SCALE_INIT at the start)
+    float *m, *v;      // (sum of the params' numel,) AdamW moments, params in table order
 } lf_train_state;
 
 typedef struct {

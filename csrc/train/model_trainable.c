@@ -39,6 +39,25 @@ static void mt_set_mode(void *self, int training, uint64_t step) {
     m->step = step;
 }
 
+static int mt_device_begin(void *self, const float *m, const float *v) {
+    return lf_model_cuda_optimizer_begin(model_of(self), m, v);
+}
+static int mt_device_begin_update(void *self, float loss_scale) {
+    return lf_model_cuda_optimizer_begin_update(model_of(self), loss_scale);
+}
+static int mt_device_update(void *self, const lf_adamw_hparams *h, int64_t step, float grad_scale,
+                            double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf) {
+    return lf_model_cuda_optimizer_step(model_of(self), h, step, grad_scale, max_grad_norm, skip_nonfinite,
+                                        norm, found_inf);
+}
+static int mt_device_sync(void *self, float *m, float *v) {
+    return lf_model_cuda_optimizer_sync(model_of(self), m, v);
+}
+static void mt_device_end(void *self) { lf_model_cuda_optimizer_end(model_of(self)); }
+
+static const lf_trainable_device cuda_optimizer = {mt_device_begin, mt_device_begin_update, mt_device_update,
+                                                   mt_device_sync, mt_device_end};
+
 lf_trainable *model_trainable_create(lf_model *m) {
     model_trainable *mt = calloc(1, sizeof *mt);
     lf_trainable_param *params = calloc(m->n_params > 0 ? (size_t)m->n_params : 1, sizeof *params);
@@ -53,8 +72,17 @@ lf_trainable *model_trainable_create(lf_model *m) {
         params[i] = (lf_trainable_param){p->name, p->data, p->grad, p->numel, p->no_decay};
     }
     mt->model = m;
-    mt->t = (lf_trainable){mt,     m->cfg.num_labels, m->cfg.pad_token_id, m->cfg.vocab_size,   m->n_params,
-                           params, mt_load_batch,     mt_forward,          mt_forward_backward, mt_set_mode};
+    mt->t = (lf_trainable){mt,
+                           m->cfg.num_labels,
+                           m->cfg.pad_token_id,
+                           m->cfg.vocab_size,
+                           m->n_params,
+                           params,
+                           mt_load_batch,
+                           mt_forward,
+                           mt_forward_backward,
+                           mt_set_mode,
+                           m->cuda_model != NULL ? &cuda_optimizer : NULL};
     return &mt->t;
 }
 

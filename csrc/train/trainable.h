@@ -5,12 +5,28 @@
 
 #include <stdint.h>
 
+#include "train/adamw.h"
+
 typedef struct {
     const char *name; // peft adapter key
     float *data, *grad;
     int64_t numel;
     int no_decay; // HF's no-weight-decay group (biases, LayerNorm weights)
 } lf_trainable_param;
+
+// Optional: the optimizer on the model's own device (a GPU), the params and their moments kept
+// there during a run. m, v: the loop's (sum of the params' numel,) moments in param order.
+typedef struct {
+    int (*begin)(void *self, const float *m, const float *v); // params and moments to the device
+    int (*begin_update)(void *self, float loss_scale); // gradients zeroed; the losses scaled by loss_scale
+    // clipping (max_grad_norm > 0) and AdamW with h (lr scheduled) as update number step, on the
+    // accumulated gradients * grad_scale; norm: theirs before clipping. skip_nonfinite: an inf/NaN
+    // norm skips the update (found_inf 1)
+    int (*update)(void *self, const lf_adamw_hparams *h, int64_t step, float grad_scale, double max_grad_norm,
+                  int skip_nonfinite, double *norm, int *found_inf);
+    int (*sync)(void *self, float *m, float *v); // params into params[].data, moments into m, v
+    void (*end)(void *self);                     // the run is over (after a sync)
+} lf_trainable_device;
 
 typedef struct {
     void *self;
@@ -27,4 +43,6 @@ typedef struct {
     int (*forward_backward)(void *self, const float *class_weights, float *logits, float *loss);
     // dropout on/off and the random stream of the next forward
     void (*set_mode)(void *self, int training, uint64_t step);
+    // NULL: the loop runs AdamW on params[].data / grad; else on the device, through this table
+    const lf_trainable_device *device;
 } lf_trainable;

@@ -26,6 +26,8 @@ pytest.importorskip("peft")
 
 import lorafast as lf  # noqa: E402
 from lorafast import _backend  # noqa: E402
+from lorafast.safetensors import load_file, save_file  # noqa: E402
+from lorafast.trainer import LOSS_SCALE_INIT  # noqa: E402
 from test_decoder import ALL_TARGETS, EOS  # noqa: E402
 from test_decoder import hf_config as decoder_config  # noqa: E402
 from test_encoder import make_checkpoint, random_batch  # noqa: E402
@@ -198,30 +200,74 @@ def test_moving_between_devices(checkpoints):
     assert_close("logits on cuda again", model(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
 
 
-def train_three_steps(folder, kind, out_dir, use_cpu):
+def train_three_steps(folder, kind, out_dir, use_cpu, **kw):
+    """(params before, params after, logged losses, eval loss, the trainer) of 3 Trainer updates."""
     model = lf_model(folder, kind, None, None)
     rows = token_rows(24, 97 if kind == "roberta" else 101, seed=3, bos=0 if kind == "roberta" else None,
                       num_labels=KINDS[kind][1])
     args = lf.TrainingArguments(output_dir=str(out_dir), max_steps=3, per_device_train_batch_size=6,
                                 gradient_accumulation_steps=2, learning_rate=1e-3, max_grad_norm=0.3,
                                 weight_decay=0.001, warmup_steps=1, logging_steps=1, save_strategy="no",
-                                report_to="none", disable_tqdm=True, seed=42, use_cpu=use_cpu)
+                                report_to="none", disable_tqdm=True, seed=42, use_cpu=use_cpu, **kw)
     trainer = lf.Trainer(model=model, args=args, train_dataset=rows,
                          class_weights=CLASS_WEIGHTS + [1.0] * (KINDS[kind][1] - 2))
     assert model.device == ("cpu" if use_cpu else "cuda:0")
     start = model.trainable_state_dict()
     trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return start, model.trainable_state_dict(), losses, trainer.evaluate(eval_dataset=rows)["eval_loss"]
+    return start, model.trainable_state_dict(), losses, trainer.evaluate(eval_dataset=rows)["eval_loss"], trainer
 
 
 @pytest.mark.parametrize("kind", ["roberta", "llama"])
 def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
-    start, ref, ref_losses, ref_eval = train_three_steps(checkpoints[kind], kind, tmp_path / "cpu", True)
-    _, ours, losses, eval_loss = train_three_steps(checkpoints[kind], kind, tmp_path / "cuda", False)
+    start, ref, ref_losses, ref_eval, _ = train_three_steps(checkpoints[kind], kind, tmp_path / "cpu", True)
+    _, ours, losses, eval_loss, _ = train_three_steps(checkpoints[kind], kind, tmp_path / "cuda", False)
     assert sorted(ours) == sorted(ref) and len(losses) == len(ref_losses) == 3
     for name in ref:
         assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
         assert_close(name, ours[name], ref[name], 1e-4)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
     assert eval_loss == pytest.approx(ref_eval, rel=1e-4)
+
+
+def logged(trainer, key):
+    return [e[key] for e in trainer.state.log_history if "loss" in e]
+
+
+@pytest.mark.parametrize("kind", ["roberta", "mistral"])
+def test_trainer_fp16_scales_the_loss_and_follows_the_cpu(checkpoints, tmp_path, kind):
+    """fp16=True on CUDA: float16 compute with torch.amp.GradScaler's dynamic loss scaling, as HF's
+    Trainer: the loss is scaled by 65536 in backward and the gradients unscaled before clipping, so the
+    logged losses and gradient norms follow the float32 CPU run (fp16's precision) and no update is
+    skipped."""
+    start, _, ref_losses, _, ref = train_three_steps(checkpoints[kind], kind, tmp_path / "cpu", True)
+    _, ours, losses, _, trainer = train_three_steps(checkpoints[kind], kind, tmp_path / "cuda", False, fp16=True)
+    assert trainer.model.c_model.device_dtype == "float16"
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-2)
+    np.testing.assert_allclose(logged(trainer, "grad_norm"), logged(ref, "grad_norm"), rtol=5e-2)
+    np.testing.assert_allclose(logged(trainer, "learning_rate"), logged(ref, "learning_rate"), rtol=1e-12)
+    for name in start:
+        assert np.isfinite(ours[name]).all() and np.linalg.norm(ours[name] - start[name]) > 0, name
+    skipped, scale = trainer._counters[5], trainer._losses[2]
+    assert (skipped, scale) == (0, LOSS_SCALE_INIT)
+
+
+def test_trainer_fp16_overflow_skips_the_update(checkpoints, tmp_path):
+    """A float16 overflow (here in the forward: intermediate weights that push the activations past
+    65504) makes every gradient non-finite: each update is skipped as torch.amp.GradScaler skips
+    optimizer.step(), the params, moments and learning-rate schedule stay, the scale halves each time."""
+    folder = tmp_path / "overflowing"
+    shutil.copytree(checkpoints["roberta"], folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    for name in weights:
+        if "intermediate.dense.weight" in name:
+            weights[name] = weights[name] * np.float32(2e5)
+    save_file(weights, str(folder / "model.safetensors"))
+    start, ours, losses, _, trainer = train_three_steps(folder, "roberta", tmp_path / "cuda", False, fp16=True)
+    for name in start:
+        np.testing.assert_array_equal(ours[name], start[name], err_msg=name)
+    assert not np.isfinite(logged(trainer, "grad_norm")).any()
+    assert len(set(logged(trainer, "learning_rate"))) == 1  # the schedule did not advance
+    assert not np.any(trainer._m) and not np.any(trainer._v)
+    skipped, scale = trainer._counters[5], trainer._losses[2]
+    assert (skipped, scale) == (3, LOSS_SCALE_INIT / 8)
