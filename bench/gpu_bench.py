@@ -1,8 +1,10 @@
 """GPU LoRA training speed and memory, lorafast against transformers + peft on the same GPU in
 the same call; one JSON line per row (and all rows in --json).
 
-Each row times forward + backward steps (the optimizer is left out on both sides: the trained
-tensors are 0.35% of the model), after --warmup steps, synchronized at the end.
+Each row times --warmup steps, then the timed steps, synchronized at the end; a step is
+forward + backward ("fwd+bwd" rows) or a whole training step ("train" rows, with --train: on HF
+clipping to norm 1 and torch's AdamW, through GradScaler with fp16; on lorafast Trainer.train(),
+whose AdamW runs on the GPU, the batches in the Trainer's own shuffled order).
 
 - roberta-large's config, random weights, the notebook's LoRA (r=2, alpha 16, dropout 0.1,
   query/value, head in full), class-weighted loss, batch 8 of real tweets (bench/gpu_inputs,
@@ -103,8 +105,9 @@ def timed(step, batches, steps, warmup, config, r, sync, peak):
                 mfu=flops / seconds / (peak * 1e12), last_loss=float(loss))
 
 
-def hf_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak):
-    """One row per (weights dtype, autocast dtype) setting: forward + backward (+ GradScaler for fp16)."""
+def hf_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak, train=False):
+    """One row per (weights dtype, autocast dtype) setting: forward + backward (+ GradScaler for fp16),
+    with train the clipping and AdamW step too."""
     import torch
 
     rows = []
@@ -116,6 +119,8 @@ def hf_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, 
         model, config = hf_model(folder, lora, dtype, device, tiny)
         loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(CLASS_WEIGHTS, device=device))
         scaler = torch.amp.GradScaler(device, enabled=autocast == torch.float16 and cuda)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trained, lr=1e-4, weight_decay=0.01) if train else None
 
         def step(ids, mask, labels):
             model.zero_grad(set_to_none=True)
@@ -124,19 +129,52 @@ def hf_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, 
                 logits = model(input_ids=ids, attention_mask=mask).logits
             loss = loss_fn(logits.float(), torch.from_numpy(labels).to(device))
             scaler.scale(loss).backward()
+            if optimizer is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(trained, 1.0)
+                scaler.step(optimizer)
+                scaler.update()
             return loss.item()
 
         row = timed(step, batches, steps, warmup, config, lora["r"], torch.cuda.synchronize if cuda else lambda: 0,
                     peak)
-        rows.append(dict(model=name, impl="hf+peft", setting=label, **row,
+        rows.append(dict(model=name, impl="hf+peft", setting=label, step="train" if train else "fwd+bwd", **row,
                          peak_gpu_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
                          device=torch.cuda.get_device_name() if cuda else "cpu"))
         del model
     return rows
 
 
-def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak):
-    """One row per compute dtype: lorafast's forward + backward on the device (model.to("cuda"))."""
+def trainer_timed(lf, model, batches, steps, warmup, config, r, peak, fp16):
+    """Trainer.train() for warmup + steps updates of batch 8 over the rows of batches, timed from the
+    end of the warmup's last update to the end of the last (each update synchronizes)."""
+    rows = [{"input_ids": ids[m == 1].tolist(), "attention_mask": [1] * int(m.sum()), "label": int(y)}
+            for b_ids, b_mask, b_labels in batches for ids, m, y in zip(b_ids, b_mask, b_labels)]
+    marks = []
+
+    class Clock(lf.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warmup, warmup + steps):
+                marks.append(time.perf_counter())
+
+    args = lf.TrainingArguments(output_dir="/tmp/lorafast_gpu_bench", max_steps=warmup + steps,
+                                per_device_train_batch_size=len(batches[0][0]), learning_rate=1e-4,
+                                weight_decay=0.01, fp16=fp16, logging_strategy="no", save_strategy="no",
+                                report_to="none", disable_tqdm=True)
+    trainer = lf.Trainer(model=model, args=args, train_dataset=rows, class_weights=CLASS_WEIGHTS,
+                         callbacks=[Clock()])
+    trainer.train()
+    seconds = marks[1] - marks[0]
+    masks = [m for _, m, _ in batches]
+    flops = steps * float(np.mean([step_flops(config, m, r) for m in masks]))
+    tokens = steps * float(np.mean([m.sum() for m in masks]))
+    return dict(steps=steps, steps_per_s=steps / seconds, tokens_per_s=tokens / seconds,
+                mfu=flops / seconds / (peak * 1e12), last_loss=None)
+
+
+def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak, train=False):
+    """One row per compute dtype: lorafast's forward + backward on the device (model.to("cuda")), or
+    with train whole Trainer steps (the setting's dtype: bf16=True / fp16=True)."""
     import lorafast as lf
 
     info = lf.build_info()
@@ -164,9 +202,13 @@ def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, 
             loss, _ = model.forward_backward(ids, mask, labels, class_weights=CLASS_WEIGHTS)
             return loss
 
-        row = timed(step, batches, steps, warmup, config, lora["r"], lambda: 0, peak)  # each step synchronizes
+        if train:
+            row = trainer_timed(lf, model, batches, steps, warmup, config, lora["r"], peak, dtype == "float16")
+        else:  # each step synchronizes
+            row = timed(step, batches, steps, warmup, config, lora["r"], lambda: 0, peak)
         used = (free_before - torch.cuda.mem_get_info()[0]) / 2**20 if device == "cuda" else None
-        rows.append(dict(model=name, impl="lorafast", setting=label, **row, peak_gpu_mib=used,
+        rows.append(dict(model=name, impl="lorafast", setting=label, step="train" if train else "fwd+bwd", **row,
+                         peak_gpu_mib=used,
                          device_bytes_mib=getattr(model, "device_bytes", 0) / 2**20 if device == "cuda" else None))
         del model
     return rows
@@ -182,6 +224,7 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="tiny configs (a smoke test of this script)")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--train", action="store_true", help="also whole training steps (optimizer included)")
     args = parser.parse_args()
     import torch
 
@@ -191,7 +234,7 @@ def main():
     plans = {  # HF settings (label, weights dtype, autocast dtype); lorafast settings (label, compute dtype)
         "roberta": ("roberta-large", ROBERTA_LORA, args.steps,
                     [("f32", torch.float32, None), ("fp16 autocast", torch.float32, torch.float16)],
-                    [("f32", "float32"), ("bf16", "bfloat16")]),
+                    [("f32", "float32"), ("bf16", "bfloat16"), ("fp16", "float16")]),
         "mistral": ("mistral", MISTRAL_LORA, args.mistral_steps,
                     [("bf16 weights, fp16 autocast", torch.bfloat16, torch.float16)], [("bf16", "bfloat16")]),
     }
@@ -199,13 +242,15 @@ def main():
         name, lora, steps, hf_settings, lf_settings = plans[key]
         folder, batches = load_inputs(name)
         out = []
-        for impl, run, settings in (("lorafast", lorafast_rows, lf_settings), ("hf+peft", hf_rows, hf_settings)):
-            for setting in settings:  # a failing setting gives an error row; the others still run
-                try:
-                    out += run(name, str(folder), batches, lora, [setting], steps, args.warmup, args.device,
-                               args.tiny, args.peak_tflops)
-                except Exception as e:  # noqa: BLE001 - reported in the row
-                    out.append(dict(model=name, impl=impl, setting=setting[0], error=f"{type(e).__name__}: {e}"))
+        for train in (False, True) if args.train else (False,):
+            for impl, run, settings in (("lorafast", lorafast_rows, lf_settings), ("hf+peft", hf_rows, hf_settings)):
+                for setting in settings:  # a failing setting gives an error row; the others still run
+                    try:
+                        out += run(name, str(folder), batches, lora, [setting], steps, args.warmup, args.device,
+                                   args.tiny, args.peak_tflops, train)
+                    except Exception as e:  # noqa: BLE001 - reported in the row
+                        out.append(dict(model=name, impl=impl, setting=setting[0], step="train" if train else
+                                        "fwd+bwd", error=f"{type(e).__name__}: {e}"))
         for row in out:
             row["date"] = time.strftime("%Y-%m-%d")
             print(json.dumps(row), flush=True)
