@@ -1,14 +1,15 @@
 """The model on CUDA without a GPU: the whole kernels library (kernels/**/*.cu: the runtime of
 device_model.cu, the device architectures of models/encoder.cu and models/decoder.cu, every kernel
 family, api.cu's table) is built for the CPU emulator of tests/gpu/emulator/ as an emulated
-_cuda_kernels.so, and tests/gpu/test_model_gpu.py runs in a fresh Python process that opens it in place
-of the real one (LORAFAST_CUDA_LIBRARY): every model kind on "cuda" against the CPU path in f32, with
-gradient checkpointing and in bf16, train-mode dropout, accumulation, moving between devices and the
-Trainer on CUDA. The emulator must report no error (a bad pointer, an out-of-bounds copy or kernel
-access, a misused barrier stop the process).
+_cuda_kernels.so, and tests/gpu/test_model_gpu.py and test_model_hf_gpu.py run in a fresh Python process
+that opens it in place of the real one (LORAFAST_CUDA_LIBRARY): every model kind on "cuda" against the CPU
+path in f32, with gradient checkpointing and in bf16, train-mode dropout, accumulation, moving between
+devices and the Trainer on CUDA; and against transformers + peft (on the CPU here) in f32 and bf16.
+The emulator must report no error (a bad pointer, an out-of-bounds copy or kernel access, a misused
+barrier stop the process).
 
-What emulation cannot show is listed in test_kernels_emulated.py; on a GPU, test_model_gpu.py runs
-against the real library. The emulated device runs its kernels on one core.
+What emulation cannot show is listed in test_kernels_emulated.py; on a GPU, the two files run against
+the real library. The emulated device runs its kernels on one core.
 """
 
 import os
@@ -36,13 +37,13 @@ def test_model_on_emulated_cuda_matches_cpu():
     env = dict(os.environ, LORAFAST_CUDA_LIBRARY=str(library))
     if os.environ.get("LORAFAST_EMU_SANITIZE") == "1":
         env["LD_PRELOAD"] = _sanitizer_preload()
-    test = emulated_build.REPO / "tests" / "gpu" / "test_model_gpu.py"
+    tests = [emulated_build.REPO / "tests" / "gpu" / name for name in ("test_model_gpu.py", "test_model_hf_gpu.py")]
     done = emulated_build.run_emulated(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(test)], TIMEOUT, env)
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *map(str, tests)], TIMEOUT, env)
     output = f"{done.stdout[-12000:]}\n{done.stderr[-6000:]}"
     print(output)
-    assert done.returncode == 0, f"test_model_gpu.py under emulation exited with {done.returncode}:\n{output}"
+    assert done.returncode == 0, f"the model tests under emulation exited with {done.returncode}:\n{output}"
     assert "EMU ERROR" not in output and "EMU FAIL" not in output, output
     summary = re.search(r"(\d+) passed", done.stdout)
-    assert summary and int(summary.group(1)) >= 15, f"not every test of test_model_gpu.py ran:\n{output}"
+    assert summary and int(summary.group(1)) >= 15 + 10, f"not every model test ran:\n{output}"
     assert " skipped" not in done.stdout and " failed" not in done.stdout, output
