@@ -32,6 +32,7 @@ static int synchronize(void) { return (int)cudaDeviceSynchronize(); }
 static const lf_cuda_api api = {
     .version = LF_CUDA_API_VERSION,
     .model_size = sizeof(lf_model),
+    .api_size = sizeof(lf_cuda_api),
     .device_count = device_count,
     .device_name = device_name,
     .error_string = error_string,
@@ -45,6 +46,7 @@ static const lf_cuda_api api = {
     .model_forward = lf_cuda_model_forward,
     .model_forward_backward = lf_cuda_model_forward_backward,
     .model_device_bytes = lf_cuda_model_device_bytes,
+    .model_reserve = lf_cuda_model_reserve,
     .optimizer_begin = lf_cuda_optimizer_begin,
     .optimizer_begin_update = lf_cuda_optimizer_begin_update,
     .optimizer_step = lf_cuda_optimizer_step,

@@ -342,6 +342,22 @@ static int reserve_work(lf_cuda_model *dm, const lf_batch *b) {
     return rc;
 }
 
+int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len) {
+    lf_cuda_begin_call();
+    runtime *rt = (runtime *)cuda_model;
+    if (max_batch < 1 || max_len < 1 || (int64_t)max_batch * max_len > INT32_MAX)
+        return lf_cuda_set_error((int)cudaErrorInvalidValue,
+                                 "cannot plan for batches of %d sequences of %d tokens", max_batch, max_len);
+    lf_batch most = {};
+    most.T = max_batch * max_len;
+    most.B = max_batch;
+    most.max_len = max_len;
+    int rc = reserve_batch(rt, &most);
+    if (rc == 0) rc = reserve_logits(&rt->dm, max_batch);
+    if (rc == 0) rc = reserve_work(&rt->dm, &most);
+    return rc;
+}
+
 // the host batch arrays into the pinned staging (the device layout), then one copy up
 static int upload_batch(runtime *rt, const lf_batch *b) {
     lf_cuda_model *dm = &rt->dm;

@@ -100,6 +100,7 @@ int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits);
 int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
                                    float *loss);
 size_t lf_cuda_model_device_bytes(void *cuda_model);
+int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len);
 // AdamW on the device (device_optimizer.cu), see lf_cuda_api
 int lf_cuda_optimizer_begin(void *cuda_model, lf_model *m, const float *m_moments, const float *v_moments);
 int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale);

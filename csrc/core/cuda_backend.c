@@ -22,8 +22,8 @@ int lf_cuda_load(const char *path) {
     const lf_cuda_api *(*get_api)(void) = (const lf_cuda_api *(*)(void))dlsym(handle, "lf_cuda_get_api");
     if (get_api == NULL) return set_unavailable("lf_cuda_get_api missing from the kernels library");
     const lf_cuda_api *api = get_api();
-    if (api == NULL || api->version != LF_CUDA_API_VERSION)
-        return set_unavailable("kernels library version does not match _C");
+    if (api == NULL || api->version != LF_CUDA_API_VERSION || api->api_size != sizeof(lf_cuda_api))
+        return set_unavailable("kernels library version does not match _C (rebuild both)");
     int count = 0;
     int code = api->device_count(&count);
     if (code != 0) return set_unavailable(api->error_string(code));

@@ -21,6 +21,7 @@ struct lf_model;
 typedef struct lf_cuda_api {
     int version;       // LF_CUDA_API_VERSION of the library that filled the table
     size_t model_size; // sizeof(struct lf_model) the library was built with (layout check)
+    size_t api_size;   // sizeof(lf_cuda_api) the library was built with (a table of another layout)
     // device management: each returns 0 on success, else a CUDA error code
     int (*device_count)(int *count);
     int (*device_name)(int device, char *name, size_t size);
@@ -45,6 +46,10 @@ typedef struct lf_cuda_api {
     int (*model_forward_backward)(void *cuda_model, struct lf_model *m, const float *class_weights,
                                   float *logits, float *loss);
     size_t (*model_device_bytes)(void *cuda_model); // device memory the copy holds
+
+    // allocates up front what batches of up to max_batch sequences of up to max_len tokens need
+    // (batch, logits, activations), so that no step of a run allocates
+    int (*model_reserve)(void *cuda_model, int max_batch, int max_len);
 
     // AdamW on the device for a training run. begin: the host params and the moments (m_moments,
     // v_moments: (sum of the params' numel,) in param order, as lf_train_state's) go up; until end

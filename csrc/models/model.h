@@ -184,7 +184,10 @@ void lf_model_to_cpu(lf_model *m);
 int lf_model_cuda_refresh(lf_model *m);
 int lf_model_cuda_forward(lf_model *m, float *logits);
 int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
-int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments);
+// plans the device memory of batches of up to max_batch sequences of up to max_len tokens, then
+// moves the params and the moments up for a run of AdamW on the device
+int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
+                                  int max_len);
 int lf_model_cuda_optimizer_begin_update(lf_model *m, float loss_scale);
 int lf_model_cuda_optimizer_step(lf_model *m, const lf_adamw_hparams *h, int64_t step, float grad_scale,
                                  double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);

@@ -66,8 +66,11 @@ size_t lf_model_device_bytes(const lf_model *m) {
     return m->cuda_model != NULL ? lf_cuda()->model_device_bytes(m->cuda_model) : 0;
 }
 
-int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments) {
+int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
+                                  int max_len) {
     const lf_cuda_api *api = lf_cuda();
+    if (api->model_reserve(m->cuda_model, max_batch, max_len) != 0)
+        return cuda_failure(api, "planning the device memory of the training run");
     if (api->optimizer_begin(m->cuda_model, m, m_moments, v_moments) != 0)
         return cuda_failure(api, "starting AdamW on CUDA");
     return LF_OK;

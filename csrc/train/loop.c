@@ -285,7 +285,8 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             (long long)st->skipped_steps, (long long)st->growth_tracker, st->loss_scale);
     batch_buffers b = {0};
     if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->num_labels)) != LF_OK) return rc;
-    if (model->device && (rc = model->device->begin(model->self, st->m, st->v)) != LF_OK) {
+    if (model->device && (rc = model->device->begin(model->self, st->m, st->v, cfg->batch_size,
+                                                    (int)longest_example(d))) != LF_OK) {
         buffers_free(&b);
         return rc;
     }

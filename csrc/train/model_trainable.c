@@ -39,8 +39,8 @@ static void mt_set_mode(void *self, int training, uint64_t step) {
     m->step = step;
 }
 
-static int mt_device_begin(void *self, const float *m, const float *v) {
-    return lf_model_cuda_optimizer_begin(model_of(self), m, v);
+static int mt_device_begin(void *self, const float *m, const float *v, int max_batch, int max_len) {
+    return lf_model_cuda_optimizer_begin(model_of(self), m, v, max_batch, max_len);
 }
 static int mt_device_begin_update(void *self, float loss_scale) {
     return lf_model_cuda_optimizer_begin_update(model_of(self), loss_scale);

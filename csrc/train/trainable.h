@@ -17,7 +17,8 @@ typedef struct {
 // Optional: the optimizer on the model's own device (a GPU), the params and their moments kept
 // there during a run. m, v: the loop's (sum of the params' numel,) moments in param order.
 typedef struct {
-    int (*begin)(void *self, const float *m, const float *v); // params and moments to the device
+    // memory for batches of up to max_batch rows of up to max_len tokens; params and moments up
+    int (*begin)(void *self, const float *m, const float *v, int max_batch, int max_len);
     int (*begin_update)(void *self, float loss_scale); // gradients zeroed; the losses scaled by loss_scale
     // clipping (max_grad_norm > 0) and AdamW with h (lr scheduled) as update number step, on the
     // accumulated gradients * grad_scale; norm: theirs before clipping. skip_nonfinite: an inf/NaN

@@ -1,7 +1,7 @@
 """Builds the CUDA code of kernels/ for the CPU emulator of tests/gpu/emulator/ (see its README):
 
 - check_programs(): each tests/gpu/kernels/check_<op>.cu program and the emulator's self-test, linked
-  with the kernel families (kernels/*.cu but api.cu and device_model.cu) and the CPU ops they compare
+  with the kernel families (kernels/*.cu but the runtime's: api.cu, device_*.cu) and the CPU ops they compare
   against (test_kernels_emulated.py);
 - kernels_library(): the whole kernels library, kernels/**/*.cu as setup.py builds it into
   lorafast/_cuda_kernels.so, as an emulated .so that lorafast opens in its place when
@@ -25,8 +25,14 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 EMULATOR = REPO / "tests" / "gpu" / "emulator"
 CHECKS = sorted((REPO / "tests" / "gpu" / "kernels").glob("check_*.cu"))
 KERNELS = sorted((REPO / "kernels").glob("**/*.cu"))
-# the files of the library that only the model runtime uses (the check programs leave them out)
-RUNTIME_ONLY = {"api.cu", "device_model.cu", "encoder.cu", "decoder.cu"}
+
+
+def runtime_only(kernel):
+    """Whether a kernels/-relative .cu file is the model runtime's (api.cu, device_*.cu, models/), which
+    the check programs leave out."""
+    return kernel.name == "api.cu" or kernel.name.startswith("device_") or kernel.parts[0] == "models"
+
+
 CPU_SOURCES = sorted((REPO / "csrc" / "ops").glob("*.c")) + sorted((REPO / "csrc" / "core").glob("*.c")) + [
     REPO / "csrc" / "train" / "adamw.c", REPO / "csrc" / "train" / "clip.c"]
 
@@ -118,7 +124,7 @@ class Build:
 
     def check_programs(self):
         """{program name: executable} of every check program and the self-test."""
-        families = [o for k, o in self.kernels.items() if k.name not in RUNTIME_ONLY]
+        families = [o for k, o in self.kernels.items() if not runtime_only(k)]
         exes = {}
         for name, o in self.checks.items():
             exe = self.out / name

@@ -39,7 +39,7 @@ def test_model_on_emulated_cuda_matches_cpu():
         env["LD_PRELOAD"] = _sanitizer_preload()
     tests = [emulated_build.REPO / "tests" / "gpu" / name for name in ("test_model_gpu.py", "test_model_hf_gpu.py")]
     done = emulated_build.run_emulated(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *map(str, tests)], TIMEOUT, env)
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-rs", *map(str, tests)], TIMEOUT, env)
     output = f"{done.stdout[-12000:]}\n{done.stderr[-6000:]}"
     print(output)
     assert done.returncode == 0, f"the model tests under emulation exited with {done.returncode}:\n{output}"

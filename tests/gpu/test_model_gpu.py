@@ -200,20 +200,33 @@ def test_moving_between_devices(checkpoints):
     assert_close("logits on cuda again", model(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
 
 
-def train_three_steps(folder, kind, out_dir, use_cpu, **kw):
-    """(params before, params after, logged losses, eval loss, the trainer) of 3 Trainer updates."""
+class DeviceBytes(lf.TrainerCallback):
+    """The device memory the model holds after each update."""
+
+    def __init__(self, model):
+        self.model, self.per_step = model, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.per_step.append(self.model.c_model.device_bytes)
+
+
+def train_three_steps(folder, kind, out_dir, use_cpu, resume=None, **kw):
+    """(params before, params after, logged losses, eval loss, the trainer) of 3 Trainer updates (kw:
+    other TrainingArguments; resume: the checkpoint to resume from); trainer.device_bytes.per_step."""
     model = lf_model(folder, kind, None, None)
     rows = token_rows(24, 97 if kind == "roberta" else 101, seed=3, bos=0 if kind == "roberta" else None,
                       num_labels=KINDS[kind][1])
-    args = lf.TrainingArguments(output_dir=str(out_dir), max_steps=3, per_device_train_batch_size=6,
-                                gradient_accumulation_steps=2, learning_rate=1e-3, max_grad_norm=0.3,
-                                weight_decay=0.001, warmup_steps=1, logging_steps=1, save_strategy="no",
-                                report_to="none", disable_tqdm=True, seed=42, use_cpu=use_cpu, **kw)
-    trainer = lf.Trainer(model=model, args=args, train_dataset=rows,
-                         class_weights=CLASS_WEIGHTS + [1.0] * (KINDS[kind][1] - 2))
+    settings = dict(output_dir=str(out_dir), max_steps=3, per_device_train_batch_size=6,
+                    gradient_accumulation_steps=2, learning_rate=1e-3, max_grad_norm=0.3, weight_decay=0.001,
+                    warmup_steps=1, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+                    seed=42, use_cpu=use_cpu)
+    device_bytes = DeviceBytes(model)
+    trainer = lf.Trainer(model=model, args=lf.TrainingArguments(**{**settings, **kw}), train_dataset=rows,
+                         class_weights=CLASS_WEIGHTS + [1.0] * (KINDS[kind][1] - 2), callbacks=[device_bytes])
+    trainer.device_bytes = device_bytes
     assert model.device == ("cpu" if use_cpu else "cuda:0")
     start = model.trainable_state_dict()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     return start, model.trainable_state_dict(), losses, trainer.evaluate(eval_dataset=rows)["eval_loss"], trainer
 
@@ -221,7 +234,7 @@ def train_three_steps(folder, kind, out_dir, use_cpu, **kw):
 @pytest.mark.parametrize("kind", ["roberta", "llama"])
 def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
     start, ref, ref_losses, ref_eval, _ = train_three_steps(checkpoints[kind], kind, tmp_path / "cpu", True)
-    _, ours, losses, eval_loss, _ = train_three_steps(checkpoints[kind], kind, tmp_path / "cuda", False)
+    _, ours, losses, eval_loss, trainer = train_three_steps(checkpoints[kind], kind, tmp_path / "cuda", False)
     assert sorted(ours) == sorted(ref) and len(losses) == len(ref_losses) == 3
     for name in ref:
         assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
@@ -271,3 +284,31 @@ def test_trainer_fp16_overflow_skips_the_update(checkpoints, tmp_path):
     assert not np.any(trainer._m) and not np.any(trainer._v)
     skipped, scale = trainer._counters[5], trainer._losses[2]
     assert (skipped, scale) == (3, LOSS_SCALE_INIT / 8)
+
+
+def test_trainer_on_cuda_resumes_from_a_checkpoint(checkpoints, tmp_path):
+    """A checkpoint written during a CUDA run holds the device's params and AdamW moments (they are
+    copied back for it): resuming from it at step 2 ends where the uninterrupted 4-step run ends."""
+    kw = dict(max_steps=4, save_strategy="steps", save_steps=2)
+    _, whole, losses, _, _ = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "a", False, **kw)
+    checkpoint = tmp_path / "a" / "checkpoint-2"
+    assert checkpoint.is_dir()
+    _, resumed, resumed_losses, _, _ = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "a", False,
+                                                        resume=str(checkpoint), **kw)
+    for name in whole:
+        assert_close(name, resumed[name], whole[name], 1e-5)
+    np.testing.assert_allclose(resumed_losses, losses, rtol=1e-5)
+
+
+def test_trainer_on_cuda_plans_its_memory_up_front(checkpoints, tmp_path):
+    """The run's device memory is reserved at its start for batches of its longest example: with one
+    long example among short ones, the step that meets it allocates nothing more."""
+    rows = token_rows(23, 97, seed=5, bos=0, min_len=4, max_len=6, num_labels=3)
+    rows.insert(18, token_rows(1, 97, seed=6, bos=0, min_len=60, max_len=60, num_labels=3)[0])
+    model = lf_model(checkpoints["roberta"], "roberta", None, "cuda")
+    device_bytes = DeviceBytes(model)
+    args = lf.TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=6,
+                                save_strategy="no", report_to="none", disable_tqdm=True, seed=42)
+    lf.Trainer(model=model, args=args, train_dataset=rows, callbacks=[device_bytes]).train()
+    per_step = device_bytes.per_step
+    assert len(per_step) == 4 and per_step[0] > 0 and len(set(per_step)) == 1, per_step
