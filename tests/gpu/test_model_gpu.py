@@ -193,6 +193,9 @@ def test_moving_between_devices(checkpoints):
     assert model.c_model.device_dtype == "bfloat16"
     assert_close("logits in bf16", model(input_ids=ids, attention_mask=mask).logits, ref, 2e-2)
     assert model.c_model.device_bytes < f32_bytes  # 2-D weights and activations in 2 bytes
+    model.to(dtype="float16")
+    assert model.device == "cuda:0" and model.c_model.device_dtype == "float16"
+    assert_close("logits in fp16", model(input_ids=ids, attention_mask=mask).logits, ref, 2e-2)
     assert model.cpu() is model and model.device == "cpu" and model.c_model.device_bytes == 0
     np.testing.assert_array_equal(model(input_ids=ids, attention_mask=mask).logits, ref)
     model.cuda()
