@@ -22,7 +22,7 @@ extern "C" {
 
 // ----------------------------------------------------------------------------- activations
 
-typedef struct {        // one layer's activations: (T, C) / (T, I) of the dtype, statistics f32
+typedef struct { // one layer's activations: (T, C) / (T, I) of the dtype, statistics f32
     void *q, *k, *v, *att, *r1, *x1, *r2, *out, *h, *g;
     float *m1, *s1, *m2, *s2, *lse, *u[ENC_N_LINEARS];
 } layer_acts;
@@ -49,13 +49,16 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, layer_acts
            TI = (size_t)T * m->cfg.intermediate_size * E;
     cursor c = {base, 0};
     void **tc[] = {&a->q, &a->k, &a->v, &a->att, &a->r1, &a->x1, &a->r2, &a->out};
-    for (void **p : tc) *p = take(&c, TC);
+    for (void **p : tc)
+        *p = take(&c, TC);
     a->h = take(&c, TI);
     a->g = take(&c, TI);
     float **stats[] = {&a->m1, &a->s1, &a->m2, &a->s2};
-    for (float **p : stats) *p = (float *)take(&c, (size_t)T * sizeof(float));
+    for (float **p : stats)
+        *p = (float *)take(&c, (size_t)T * sizeof(float));
     a->lse = (float *)take(&c, (size_t)T * m->cfg.num_heads * sizeof(float));
-    for (int k = 0; k < ENC_N_LINEARS; k++) a->u[k] = (float *)take(&c, (size_t)T * lora_rank(m) * sizeof(float));
+    for (int k = 0; k < ENC_N_LINEARS; k++)
+        a->u[k] = (float *)take(&c, (size_t)T * lora_rank(m) * sizeof(float));
     return c.used;
 }
 
@@ -66,17 +69,21 @@ static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
            TI = (size_t)T * m->cfg.intermediate_size * E, BC = (size_t)B * C;
     cursor c = {base, 0};
     void **tc[] = {&a->x0, &a->tmp, &a->dres, &a->da, &a->db, &a->dq, &a->dk, &a->dv};
-    for (void **p : tc) *p = take(&c, TC);
+    for (void **p : tc)
+        *p = take(&c, TC);
     a->di1 = take(&c, TI);
     a->di2 = take(&c, TI);
     a->em = (float *)take(&c, (size_t)T * sizeof(float));
     a->es = (float *)take(&c, (size_t)T * sizeof(float));
     void **bc16[] = {&a->pooled, &a->dpooled, &a->pd16, &a->d16};
-    for (void **p : bc16) *p = take(&c, BC * E);
+    for (void **p : bc16)
+        *p = take(&c, BC * E);
     float **bc32[] = {&a->pooled32, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
-    for (float **p : bc32) *p = (float *)take(&c, BC * sizeof(float));
+    for (float **p : bc32)
+        *p = (float *)take(&c, BC * sizeof(float));
     a->lora_scratch = take(&c, lora_scratch_bytes(T, lora_rank(m)));
-    a->att_scratch = take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
+    a->att_scratch =
+        take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
     layer_acts unused;
     a->layer_bytes = layer_block(dm, NULL, T, &unused);
     a->layers = (char *)take(&c, a->layer_bytes * (size_t)(ckpt ? 1 : L));
@@ -94,7 +101,8 @@ static layer_acts layer_at(const lf_cuda_model *dm, const enc_acts *a, int l, in
     layer_acts la;
     int ckpt = dm->host->gradient_checkpointing;
     layer_block(dm, a->layers + a->layer_bytes * (size_t)(ckpt ? 0 : l), T, &la);
-    if (ckpt) la.out = (char *)a->xs + (size_t)l * T * dm->host->cfg.hidden_size * lf_cuda_dtype_size(dm->dtype);
+    if (ckpt)
+        la.out = (char *)a->xs + (size_t)l * T * dm->host->cfg.hidden_size * lf_cuda_dtype_size(dm->dtype);
     return la;
 }
 
@@ -126,60 +134,59 @@ static int embeddings_forward(lf_cuda_model *dm, const enc_state *s, const lf_ba
     if (int rc = embedding_add(dm, a->tmp, dm->batch.tokens, s->word, T, 0)) return rc;
     if (int rc = embedding_add(dm, a->tmp, dm->batch.positions, s->pos, T, 1)) return rc;
     if (int rc = embedding_add(dm, a->tmp, dm->batch.token_types, s->type, T, 1)) return rc;
-    if (int rc = layernorm_forward_cuda(a->x0, a->em, a->es, a->tmp, frozen_f32(dm, s->ln_w), frozen_f32(dm, s->ln_b),
-                                        T, C, m->cfg.norm_eps, dm->dtype, dm->stream))
+    if (int rc =
+            layernorm_forward_cuda(a->x0, a->em, a->es, a->tmp, frozen_f32(dm, s->ln_w),
+                                   frozen_f32(dm, s->ln_b), T, C, m->cfg.norm_eps, dm->dtype, dm->stream))
         return rc;
     return dropout_forward_cuda(a->x0, a->x0, (int64_t)T * C, drop_p(m, m->cfg.hidden_dropout),
                                 lf_model_dropout_key(m, SITE_EMB), dm->dtype, dm->stream);
 }
 
-static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *b, const void *x0, layer_acts *la,
-                         int l) {
+static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *b, const void *x0,
+                         layer_acts *la, int l) {
     const lf_model *m = dm->host;
     const lf_linear *lin = m->linears;
     int T = b->T, C = m->cfg.hidden_size;
-    int64_t TC = (int64_t)T * C;
     lf_dtype dt = dm->dtype;
     float p = drop_p(m, m->cfg.hidden_dropout);
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_Q]], la->q, la->u[ENC_Q], x0, T, dt)) return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_K]], la->k, la->u[ENC_K], x0, T, dt)) return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_V]], la->v, la->u[ENC_V], x0, T, dt)) return rc;
-    if (int rc = attention_forward_cuda(la->att, la->lse, la->q, la->k, la->v, dm->batch.offsets, T, b->max_len,
-                                        attn_shape(m, b, l), dt, dm->stream))
+    if (int rc = attention_forward_cuda(la->att, la->lse, la->q, la->k, la->v, dm->batch.offsets, T,
+                                        b->max_len, attn_shape(m, b, l), dt, dm->stream))
         return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_O]], la->r1, la->u[ENC_O], la->att, T, dt)) return rc;
-    if (int rc = dropout_forward_cuda(la->r1, la->r1, TC, p, lf_model_dropout_key(m, layer_site(l, 1)), dt,
-                                      dm->stream))
-        return rc;
-    if (int rc = residual_forward_cuda(la->r1, la->r1, x0, TC, dt, dm->stream)) return rc;
-    if (int rc = layernorm_forward_cuda(la->x1, la->m1, la->s1, la->r1, frozen_f32(dm, L->ln1_w),
-                                        frozen_f32(dm, L->ln1_b), T, C, m->cfg.norm_eps, dt, dm->stream))
+    // r1 = dropout(r1) + x0, x1 = LayerNorm(r1)
+    if (int rc = dropout_residual_layernorm_forward_cuda(
+            la->x1, la->m1, la->s1, la->r1, la->r1, x0, frozen_f32(dm, L->ln1_w), frozen_f32(dm, L->ln1_b), T,
+            C, m->cfg.norm_eps, p, lf_model_dropout_key(m, layer_site(l, 1)), dt, dm->stream))
         return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_I]], la->h, la->u[ENC_I], la->x1, T, dt)) return rc;
-    if (int rc = gelu_forward_cuda(la->g, la->h, (int64_t)T * m->cfg.intermediate_size, dt, dm->stream)) return rc;
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_F]], la->r2, la->u[ENC_F], la->g, T, dt)) return rc;
-    if (int rc = dropout_forward_cuda(la->r2, la->r2, TC, p, lf_model_dropout_key(m, layer_site(l, 2)), dt,
-                                      dm->stream))
+    if (int rc = gelu_forward_cuda(la->g, la->h, (int64_t)T * m->cfg.intermediate_size, dt, dm->stream))
         return rc;
-    if (int rc = residual_forward_cuda(la->r2, la->r2, la->x1, TC, dt, dm->stream)) return rc;
-    return layernorm_forward_cuda(la->out, la->m2, la->s2, la->r2, frozen_f32(dm, L->ln2_w), frozen_f32(dm, L->ln2_b),
-                                  T, C, m->cfg.norm_eps, dt, dm->stream);
+    if (int rc = linear_forward(dm, &lin[L->lin[ENC_F]], la->r2, la->u[ENC_F], la->g, T, dt)) return rc;
+    // r2 = dropout(r2) + x1, out = LayerNorm(r2)
+    return dropout_residual_layernorm_forward_cuda(
+        la->out, la->m2, la->s2, la->r2, la->r2, la->x1, frozen_f32(dm, L->ln2_w), frozen_f32(dm, L->ln2_b),
+        T, C, m->cfg.norm_eps, p, lf_model_dropout_key(m, layer_site(l, 2)), dt, dm->stream);
 }
 
 // The pooled rows through the head into dm->logits. RoBERTa: dropout, dense, tanh, dropout,
 // out_proj, all trained, in f32. BERT: the frozen pooler (dense, tanh) in the dtype, then
 // dropout and the trained classifier in f32.
-static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b, const void *x, enc_acts *a) {
+static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b, const void *x,
+                        enc_acts *a) {
     const lf_model *m = dm->host;
     int B = b->B, C = m->cfg.hidden_size;
     int64_t BC = (int64_t)B * C;
     float p = drop_p(m, m->cfg.classifier_dropout);
     const lf_linear *dense = &m->linears[s->head_dense], *out = &m->linears[s->head_out];
-    if (int rc = gather_rows_forward_cuda(a->pooled, x, dm->batch.pool_index, B, C, dm->dtype, dm->stream)) return rc;
+    if (int rc = gather_rows_forward_cuda(a->pooled, x, dm->batch.pool_index, B, C, dm->dtype, dm->stream))
+        return rc;
     if (s->pre_dropout) { // RoBERTa
         if (int rc = convert_cuda(a->pooled32, LF_F32, a->pooled, dm->dtype, BC, dm->stream)) return rc;
-        if (int rc = dropout_forward_cuda(a->pd, a->pooled32, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN), LF_F32,
-                                          dm->stream))
+        if (int rc = dropout_forward_cuda(a->pd, a->pooled32, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN),
+                                          LF_F32, dm->stream))
             return rc;
         if (int rc = linear_forward(dm, dense, a->d, NULL, a->pd, B, LF_F32)) return rc;
         if (int rc = tanh_forward_cuda(a->t, a->d, BC, LF_F32, dm->stream)) return rc;
@@ -188,7 +195,8 @@ static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b
         if (int rc = tanh_forward_cuda(a->d16, a->d16, BC, dm->dtype, dm->stream)) return rc;
         if (int rc = convert_cuda(a->t, LF_F32, a->d16, dm->dtype, BC, dm->stream)) return rc;
     }
-    if (int rc = dropout_forward_cuda(a->td, a->t, BC, p, lf_model_dropout_key(m, SITE_HEAD_MID), LF_F32, dm->stream))
+    if (int rc = dropout_forward_cuda(a->td, a->t, BC, p, lf_model_dropout_key(m, SITE_HEAD_MID), LF_F32,
+                                      dm->stream))
         return rc;
     return linear_forward(dm, out, dm->logits, NULL, a->td, B, LF_F32);
 }
@@ -210,10 +218,8 @@ static int encoder_forward(lf_cuda_model *dm, const lf_batch *b) {
 
 // ----------------------------------------------------------------------------- backward
 
-static int zero(lf_cuda_model *dm, void *x, size_t bytes) { return (int)cudaMemsetAsync(x, 0, bytes, dm->stream); }
-
-static int copy(lf_cuda_model *dm, void *dst, const void *src, size_t bytes) {
-    return (int)cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, dm->stream);
+static int zero(lf_cuda_model *dm, void *x, size_t bytes) {
+    return (int)cudaMemsetAsync(x, 0, bytes, dm->stream);
 }
 
 // a->dres: (T, C) in = d layer output, out = d layer input (when need_dx)
@@ -226,44 +232,41 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     lf_dtype dt = dm->dtype;
     size_t E = lf_cuda_dtype_size(dt);
     float p = drop_p(m, m->cfg.hidden_dropout);
-    if (int rc = zero(dm, a->da, TC * E)) return rc; // d r2
-    if (int rc = layernorm_backward_cuda(a->da, NULL, NULL, a->dres, la->r2, frozen_f32(dm, L->ln2_w), la->m2, la->s2,
-                                         T, C, dt, dm->stream))
-        return rc;
-    if (int rc = copy(dm, a->db, a->da, TC * E)) return rc; // d x1 through the residual
-    if (int rc = dropout_backward_inplace_cuda(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 2)), dt,
-                                               dm->stream))
+    // db = d x1 through the residual, da = d r2 (the FFN's output) through the dropout
+    if (int rc = dropout_residual_layernorm_backward_cuda(
+            a->db, a->da, NULL, NULL, a->dres, la->r2, frozen_f32(dm, L->ln2_w), la->m2, la->s2, T, C, p,
+            lf_model_dropout_key(m, layer_site(l, 2)), dt, dm->stream))
         return rc;
     if (int rc = zero(dm, a->di1, TI * E)) return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_F]], a->di1, a->lora_scratch, a->da, la->g, la->u[ENC_F], T, dt))
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_F]], a->di1, a->lora_scratch, a->da, la->g, la->u[ENC_F],
+                                 T, dt))
         return rc;
     if (int rc = zero(dm, a->di2, TI * E)) return rc;
     if (int rc = gelu_backward_cuda(a->di2, la->h, a->di1, TI, dt, dm->stream)) return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_I]], a->db, a->lora_scratch, a->di2, la->x1, la->u[ENC_I], T,
-                                 dt))
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_I]], a->db, a->lora_scratch, a->di2, la->x1,
+                                 la->u[ENC_I], T, dt))
         return rc;
-    if (int rc = zero(dm, a->da, TC * E)) return rc; // d r1
-    if (int rc = layernorm_backward_cuda(a->da, NULL, NULL, a->db, la->r1, frozen_f32(dm, L->ln1_w), la->m1, la->s1,
-                                         T, C, dt, dm->stream))
-        return rc;
-    if (int rc = copy(dm, a->dres, a->da, TC * E)) return rc; // d x0 through the residual
-    if (int rc = dropout_backward_inplace_cuda(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 1)), dt,
-                                               dm->stream))
+    // dres = d x0 through the residual, da = d r1 (the attention output projection's) through the dropout
+    if (int rc = dropout_residual_layernorm_backward_cuda(
+            a->dres, a->da, NULL, NULL, a->db, la->r1, frozen_f32(dm, L->ln1_w), la->m1, la->s1, T, C, p,
+            lf_model_dropout_key(m, layer_site(l, 1)), dt, dm->stream))
         return rc;
     if (int rc = zero(dm, a->db, TC * E)) return rc; // d att
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, a->lora_scratch, a->da, la->att, la->u[ENC_O], T,
-                                 dt))
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, a->lora_scratch, a->da, la->att,
+                                 la->u[ENC_O], T, dt))
         return rc;
     for (void *d : {a->dq, a->dk, a->dv})
         if (int rc = zero(dm, d, TC * E)) return rc;
     if (int rc = attention_backward_cuda(a->dq, a->dk, a->dv, a->db, la->att, la->lse, la->q, la->k, la->v,
-                                         dm->batch.offsets, T, b->max_len, attn_shape(m, b, l), a->att_scratch, dt,
-                                         dm->stream))
+                                         dm->batch.offsets, T, b->max_len, attn_shape(m, b, l),
+                                         a->att_scratch, dt, dm->stream))
         return rc;
     void *dx = need_dx ? a->dres : NULL;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_Q]], dx, a->lora_scratch, a->dq, x0, la->u[ENC_Q], T, dt))
+    if (int rc =
+            linear_backward(dm, &lin[L->lin[ENC_Q]], dx, a->lora_scratch, a->dq, x0, la->u[ENC_Q], T, dt))
         return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_K]], dx, a->lora_scratch, a->dk, x0, la->u[ENC_K], T, dt))
+    if (int rc =
+            linear_backward(dm, &lin[L->lin[ENC_K]], dx, a->lora_scratch, a->dk, x0, la->u[ENC_K], T, dt))
         return rc;
     return linear_backward(dm, &lin[L->lin[ENC_V]], dx, a->lora_scratch, a->dv, x0, la->u[ENC_V], T, dt);
 }
@@ -285,18 +288,20 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
     if (int rc = tanh_backward_cuda(a->dh2, a->t, a->dh1, BC, LF_F32, dm->stream)) return rc;
     if (s->pre_dropout) { // RoBERTa: dense is trained, in f32
         if (int rc = zero(dm, a->dh1, BC * sizeof(float))) return rc;
-        if (int rc = linear_backward(dm, dense, need_dx ? a->dh1 : NULL, NULL, a->dh2, a->pd, NULL, B, LF_F32))
+        if (int rc =
+                linear_backward(dm, dense, need_dx ? a->dh1 : NULL, NULL, a->dh2, a->pd, NULL, B, LF_F32))
             return rc;
         if (!need_dx) return 0;
-        if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN), LF_F32,
-                                                   dm->stream))
+        if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN),
+                                                   LF_F32, dm->stream))
             return rc;
         if (int rc = convert_cuda(a->dpooled, dm->dtype, a->dh1, LF_F32, BC, dm->stream)) return rc;
     } else { // BERT: the frozen pooler, in the dtype
         if (!need_dx) return 0;
         if (int rc = convert_cuda(a->pd16, dm->dtype, a->dh2, LF_F32, BC, dm->stream)) return rc;
         if (int rc = zero(dm, a->dpooled, BC * E)) return rc;
-        if (int rc = linear_backward(dm, dense, a->dpooled, NULL, a->pd16, a->pooled, NULL, B, dm->dtype)) return rc;
+        if (int rc = linear_backward(dm, dense, a->dpooled, NULL, a->pd16, a->pooled, NULL, B, dm->dtype))
+            return rc;
     }
     if (int rc = zero(dm, a->dres, (size_t)b->T * C * E)) return rc;
     return gather_rows_backward_cuda(a->dres, a->dpooled, dm->batch.pool_index, B, C, dm->dtype, dm->stream);
@@ -328,4 +333,5 @@ static int encoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     return 0;
 }
 
-const lf_cuda_arch lf_cuda_arch_encoder = {"encoder", encoder_workspace_bytes, encoder_forward, encoder_backward};
+const lf_cuda_arch lf_cuda_arch_encoder = {"encoder", encoder_workspace_bytes, encoder_forward,
+                                           encoder_backward};
