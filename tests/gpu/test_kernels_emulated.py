@@ -46,7 +46,9 @@ import sys
 
 import emulated_build
 import pytest
-from conftest import skip_or_fail
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests/, also when run as a script
+from conftest import skip_or_fail  # noqa: E402
 
 # the slowest first, so that the runs on two cores end together
 RUN_ORDER = ["check_attention", "check_lora", "check_matmul", "check_layernorm", "check_rmsnorm"]
