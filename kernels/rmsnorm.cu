@@ -2,6 +2,18 @@
 #include "norm_common.cuh"
 #include "rmsnorm.cuh"
 
+// y, x: (C,) one row, weight: (C,); squares: this thread's share of sum(x^2) over the row. The block
+// writes y = weight * x * rstd and thread 0 saves rstd[blockIdx.x] when rstd is not NULL. shared: 32
+// floats of __shared__ memory.
+template <typename T>
+__device__ void rmsnorm_row(T *y, float *rstd, const T *x, const float *weight, float squares, int C,
+                            float eps, float *shared) {
+    float r = 1.0f / sqrtf(block_sum(squares, shared) / C + eps);
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        y[c] = from_f32<T>(weight[c] * (to_f32(x[c]) * r));
+    if (threadIdx.x == 0 && rstd != NULL) rstd[blockIdx.x] = r;
+}
+
 // out, inp: (N, C), weight: (C,), rstd: (N,) or NULL; block n normalizes row n
 template <typename T>
 __global__ void rmsnorm_forward_kernel(T *out, float *rstd, const T *inp, const float *weight, int C,
@@ -14,11 +26,7 @@ __global__ void rmsnorm_forward_kernel(T *out, float *rstd, const T *inp, const 
         float v = to_f32(x[c]);
         squares += v * v;
     }
-    float r = 1.0f / sqrtf(block_sum(squares, shared) / C + eps);
-    T *y = out + row;
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        y[c] = from_f32<T>(weight[c] * (to_f32(x[c]) * r));
-    if (threadIdx.x == 0 && rstd != NULL) rstd[blockIdx.x] = r;
+    rmsnorm_row(out + row, rstd, x, weight, squares, C, eps, shared);
 }
 
 int rmsnorm_forward_cuda(void *out, float *rstd, const void *inp, const float *weight, int N, int C,
@@ -30,6 +38,39 @@ int rmsnorm_forward_cuda(void *out, float *rstd, const void *inp, const float *w
         using E = decltype(t);
         rmsnorm_forward_kernel<E>
             <<<N, norm_row_threads(C), 0, stream>>>((E *)out, rstd, (const E *)inp, weight, C, eps);
+        return lf_launch_status();
+    });
+}
+
+// sum, out, branch, residual: (N, C), weight: (C,), rstd: (N,) or NULL; block n writes row n of
+// sum = branch + residual (rounded to T, as residual_forward stores it) and normalizes that stored row.
+// Each thread reads an element of branch and residual before it writes that element of sum, and
+// reads it back itself, so sum may alias branch or residual.
+template <typename T>
+__global__ void residual_rmsnorm_forward_kernel(T *sum, T *out, float *rstd, const T *branch,
+                                                const T *residual, const float *weight, int C, float eps) {
+    __shared__ float shared[32];
+    size_t row = (size_t)blockIdx.x * C;
+    T *x = sum + row;
+    float squares = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        x[c] = from_f32<T>(to_f32(branch[row + c]) + to_f32(residual[row + c]));
+        float v = to_f32(x[c]);
+        squares += v * v;
+    }
+    rmsnorm_row(out + row, rstd, (const T *)x, weight, squares, C, eps, shared);
+}
+
+int residual_rmsnorm_forward_cuda(void *sum, void *out, float *rstd, const void *branch, const void *residual,
+                                  const float *weight, int N, int C, float eps, lf_dtype dtype,
+                                  cudaStream_t stream) {
+    if (N < 0 || C < 0) return (int)cudaErrorInvalidValue;
+    if (N == 0 || C == 0) return 0;
+    if (!sum || !out || !branch || !residual || !weight) return (int)cudaErrorInvalidValue;
+    return lf_dispatch_dtype(dtype, [&](auto t) {
+        using E = decltype(t);
+        residual_rmsnorm_forward_kernel<E><<<N, norm_row_threads(C), 0, stream>>>(
+            (E *)sum, (E *)out, rstd, (const E *)branch, (const E *)residual, weight, C, eps);
         return lf_launch_status();
     });
 }

@@ -182,23 +182,46 @@ static attention_shape attention_of(const lf_model *m, const lf_batch *b, int l)
     return s;
 }
 
-// a->x: (T, C) -> x_out: (T, C)
+// layer l's input norm: a->x -> a->ln1, a->rstd1 (layer 0's, and every layer's when recomputed; the
+// forward computes the others with the previous layer's mlp residual)
+static int input_norm_forward(lf_cuda_model *dm, const layer_acts *a, int T, int l) {
+    const lf_model_config *c = &dm->host->cfg;
+    const float *weight = norm_weight(dm, state_of(dm->host)->layers[l].input_norm);
+    return step(rmsnorm_forward_cuda(a->ln1, a->rstd1, a->x, weight, T, c->hidden_size, c->norm_eps,
+                                     dm->dtype, dm->stream),
+                "input_layernorm", l);
+}
+
+// x_out += a->mid, the mlp residual of layer l; with next_norm, also layer l + 1's input norm of it
+// (x_out is that layer's input) in the same launch. With checkpointing layer l + 1's ln1 and rstd1
+// are a's, which layer l no longer reads.
+static int mlp_residual_forward(lf_cuda_model *dm, const decoder_work *w, const layer_acts *a, void *x_out,
+                                int T, int l, int next_norm) {
+    const lf_model *m = dm->host;
+    int C = m->cfg.hidden_size;
+    if (!next_norm)
+        return step(residual_forward_cuda(x_out, x_out, a->mid, (int64_t)T * C, dm->dtype, dm->stream),
+                    "mlp residual", l);
+    layer_acts next = layer_at(dm, w, l + 1, T);
+    const float *weight = norm_weight(dm, state_of(m)->layers[l + 1].input_norm);
+    return step(residual_rmsnorm_forward_cuda(x_out, next.ln1, next.rstd1, x_out, a->mid, weight, T, C,
+                                              m->cfg.norm_eps, dm->dtype, dm->stream),
+                "mlp residual and the next input_layernorm", l);
+}
+
+// a->x: (T, C) -> x_out: (T, C); a->ln1 and a->rstd1 hold the input norm on entry; next_norm: see
+// mlp_residual_forward
 static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_acts *a, void *x_out,
-                         const lf_batch *b, int l) {
+                         const lf_batch *b, int l, int next_norm) {
     const lf_model *m = dm->host;
     const lf_model_config *c = &m->cfg;
     const dec_layer *L = &state_of(m)->layers[l];
     const char *const *name = m->arch->lora_targets;
     int T = b->T, C = c->hidden_size, D = c->head_dim;
-    int64_t TC = (int64_t)T * C;
     lf_dtype dt = dm->dtype;
     cudaStream_t st = dm->stream;
     void *out[DEC_NPROJ] = {a->q, a->k, a->v, a->mid, a->gate, a->up, x_out};
     const void *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
-    if (int rc = step(rmsnorm_forward_cuda(a->ln1, a->rstd1, a->x, norm_weight(dm, L->input_norm), T, C,
-                                           c->norm_eps, dt, st),
-                      "input_layernorm", l))
-        return rc;
     for (int p = DEC_Q; p <= DEC_V; p++)
         if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
             return rc;
@@ -213,11 +236,10 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     if (int rc = step(linear_forward(dm, projection(m, l, DEC_O), a->mid, a->u[DEC_O], a->att, T, dt),
                       name[DEC_O], l))
         return rc;
-    if (int rc = step(residual_forward_cuda(a->mid, a->mid, a->x, TC, dt, st), "attention residual", l))
-        return rc;
-    if (int rc = step(rmsnorm_forward_cuda(a->ln2, a->rstd2, a->mid, norm_weight(dm, L->post_attention_norm),
-                                           T, C, c->norm_eps, dt, st),
-                      "post_attention_layernorm", l))
+    if (int rc = step(residual_rmsnorm_forward_cuda(a->mid, a->ln2, a->rstd2, a->mid, a->x,
+                                                    norm_weight(dm, L->post_attention_norm), T, C,
+                                                    c->norm_eps, dt, st),
+                      "attention residual and post_attention_layernorm", l))
         return rc;
     for (int p = DEC_GATE; p <= DEC_UP; p++)
         if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
@@ -229,7 +251,7 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     if (int rc = step(linear_forward(dm, projection(m, l, DEC_DOWN), x_out, a->u[DEC_DOWN], a->act, T, dt),
                       name[DEC_DOWN], l))
         return rc;
-    return step(residual_forward_cuda(x_out, x_out, a->mid, TC, dt, st), "mlp residual", l);
+    return mlp_residual_forward(dm, w, a, x_out, T, l, next_norm);
 }
 
 // x: (T, C) the last layer's output -> dm->logits: (B, NL) f32; the final norm and score in f32
@@ -269,9 +291,13 @@ static int decoder_forward(lf_cuda_model *dm, const lf_batch *b) {
                                         (int)embed->shape[1], 0, dm->dtype, dm->stream),
                  "embed_tokens", -1))
         return rc;
-    for (int l = 0; l < c->num_layers; l++) {
+    for (int l = 0; l < c->num_layers; l++) { // each layer's last residual brings the next one's input norm
         layer_acts a = layer_at(dm, &w, l, T);
-        if (int rc = layer_forward(dm, &w, &a, layer_input(dm, &w, l + 1, T), b, l)) return rc;
+        if (l == 0) {
+            if (int rc = input_norm_forward(dm, &a, T, 0)) return rc;
+        }
+        if (int rc = layer_forward(dm, &w, &a, layer_input(dm, &w, l + 1, T), b, l, l + 1 < c->num_layers))
+            return rc;
     }
     return head_forward(dm, b, layer_input(dm, &w, c->num_layers, T), &w);
 }
@@ -397,8 +423,9 @@ static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     if (int rc = head_backward(dm, b, &w, lowest < L)) return rc;
     for (int l = L - 1; l >= lowest; l--) {
         layer_acts a = layer_at(dm, &w, l, T);
-        if (m->gradient_checkpointing) {
-            if (int rc = layer_forward(dm, &w, &a, layer_input(dm, &w, l + 1, T), b, l)) return rc;
+        if (m->gradient_checkpointing) { // layer l again from its input, leaving layer l + 1's norm alone
+            if (int rc = input_norm_forward(dm, &a, T, l)) return rc;
+            if (int rc = layer_forward(dm, &w, &a, layer_input(dm, &w, l + 1, T), b, l, 0)) return rc;
         }
         if (int rc = layer_backward(dm, &w, &a, b, l, l > lowest)) return rc;
     }

@@ -1,8 +1,9 @@
-// kernels/rmsnorm.cu against csrc/ops/rmsnorm.c
+// kernels/rmsnorm.cu against csrc/ops/rmsnorm.c (and residual.c for the fused residual)
 #include "kernel_check.cuh"
 #include "rmsnorm.cuh"
 
 extern "C" {
+#include "ops/residual.h"
 #include "ops/rmsnorm.h"
 }
 
@@ -68,6 +69,72 @@ static void check_rmsnorm_shape(lf_dtype dt, rmsnorm_shape shape, uint64_t seed)
         CHECK_CUDA(cudaFree(p));
 }
 
+// the residual's shapes: Llama's rows (C = 4096), a small C, odd ones
+static const rmsnorm_shape residual_rmsnorm_shapes[] = {{3, 7}, {300, 64}, {17, 77}, {9, 1025}, {6, 4096}};
+
+// where residual_rmsnorm_forward_cuda writes the sum: its own buffer, over branch (the decoder's
+// way), over residual
+enum { SUM_APART, SUM_OVER_BRANCH, SUM_OVER_RESIDUAL };
+static const char *const sum_places[] = {"apart", "over branch", "over residual"};
+
+// residual_rmsnorm_forward_cuda against residual_forward then rmsnorm_forward (the sum rounded to dt
+// between them, as the unfused GPU path stores it), then its backward: rmsnorm_backward_cuda from the
+// fused rstd into the sum's gradient
+static void check_residual_rmsnorm_shape(lf_dtype dt, rmsnorm_shape shape, uint64_t seed) {
+    const int N = shape.N, C = shape.C;
+    const int64_t n = (int64_t)N * C;
+    const float eps = 1e-5f;
+    char what[160];
+    std::vector<float> branch = rounded(random_vector(n, -2, 2, seed), dt);
+    std::vector<float> residual = rounded(random_vector(n, -2, 2, seed + 1), dt);
+    std::vector<float> weight = random_vector(C, 0.5f, 1.5f, seed + 2);
+    std::vector<float> want_sum((size_t)n), want_out((size_t)n), want_rstd(N);
+    residual_forward(want_sum.data(), branch.data(), residual.data(), n);
+    want_sum = rounded(want_sum, dt);
+    rmsnorm_forward(want_out.data(), want_rstd.data(), want_sum.data(), weight.data(), N, C, eps);
+    std::vector<float> dout = rounded(random_vector(n, -1, 1, seed + 3), dt);
+    std::vector<float> dsum = rounded(random_vector(n, -1, 1, seed + 4), dt); // the pass-through gradient
+    std::vector<float> want_dsum = dsum;
+    rmsnorm_backward(want_dsum.data(), NULL, dout.data(), want_sum.data(), weight.data(), want_rstd.data(), N,
+                     C);
+
+    float *d_weight = (float *)to_device(weight, LF_F32);
+    for (int place = SUM_APART; place <= SUM_OVER_RESIDUAL; place++) {
+        void *d_branch = to_device(branch, dt), *d_residual = to_device(residual, dt);
+        void *d_sum = place == SUM_OVER_BRANCH     ? d_branch
+                      : place == SUM_OVER_RESIDUAL ? d_residual
+                                                   : device_zeros(n, dt);
+        void *d_out = device_zeros(n, dt);
+        float *d_rstd = (float *)device_zeros(N, LF_F32);
+        CHECK_CUDA(residual_rmsnorm_forward_cuda(d_sum, d_out, d_rstd, d_branch, d_residual, d_weight, N, C,
+                                                 eps, dt, 0));
+        snprintf(what, sizeof what, "residual_rmsnorm_forward sum %s N=%d C=%d", sum_places[place], N, C);
+        check_close(what, dt, from_device(d_sum, n, dt), want_sum, tolerance(dt));
+        snprintf(what, sizeof what, "residual_rmsnorm_forward out, sum %s N=%d C=%d", sum_places[place], N,
+                 C);
+        check_close(what, dt, from_device(d_out, n, dt), want_out, tolerance(dt));
+        snprintf(what, sizeof what, "residual_rmsnorm_forward rstd, sum %s N=%d C=%d", sum_places[place], N,
+                 C);
+        check_close(what, dt, from_device(d_rstd, N, LF_F32), want_rstd, tolerance(LF_F32));
+        if (place == SUM_APART) {
+            void *d_out_no_rstd = device_zeros(n, dt), *d_sum2 = device_zeros(n, dt);
+            CHECK_CUDA(residual_rmsnorm_forward_cuda(d_sum2, d_out_no_rstd, NULL, d_branch, d_residual,
+                                                     d_weight, N, C, eps, dt, 0));
+            snprintf(what, sizeof what, "residual_rmsnorm_forward rstd NULL N=%d C=%d", N, C);
+            check_close(what, dt, from_device(d_out_no_rstd, n, dt), want_out, tolerance(dt));
+            void *d_dout = to_device(dout, dt), *d_dsum = to_device(dsum, dt);
+            CHECK_CUDA(rmsnorm_backward_cuda(d_dsum, NULL, d_dout, d_sum, d_weight, d_rstd, N, C, dt, 0));
+            snprintf(what, sizeof what, "residual_rmsnorm backward dsum N=%d C=%d", N, C);
+            check_close(what, dt, from_device(d_dsum, n, dt), want_dsum, tolerance(dt));
+            for (void *p : {d_out_no_rstd, d_sum2, d_dout, d_dsum, d_sum})
+                CHECK_CUDA(cudaFree(p));
+        }
+        for (void *p : {d_branch, d_residual, d_out, (void *)d_rstd})
+            CHECK_CUDA(cudaFree(p));
+    }
+    CHECK_CUDA(cudaFree(d_weight));
+}
+
 int main(void) {
     for (lf_dtype dt : check_dtypes) {
         uint64_t seed = 200;
@@ -75,9 +142,15 @@ int main(void) {
             if (emulated() && shape.N > 16384 && dt != LF_F32) continue; // the capped row chunks: f32 only
             check_rmsnorm_shape(dt, shape, seed += 10);
         }
+        for (rmsnorm_shape shape : residual_rmsnorm_shapes)
+            check_residual_rmsnorm_shape(dt, shape, seed += 10);
     }
     check_equal("rmsnorm_forward rejects N < 0",
                 {(float)rmsnorm_forward_cuda(NULL, NULL, NULL, NULL, -1, 8, 1e-6f, LF_F32, 0)},
                 {(float)cudaErrorInvalidValue});
+    check_equal(
+        "residual_rmsnorm_forward rejects a NULL residual",
+        {(float)residual_rmsnorm_forward_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 2, 8, 1e-6f, LF_F32, 0)},
+        {(float)cudaErrorInvalidValue});
     return check_summary("check_rmsnorm");
 }
