@@ -1,23 +1,41 @@
-// The LoRA branch of a linear layer: the CUDA twin of csrc/ops/lora.c.
+// The LoRA branch of a linear layer: the CUDA twin of csrc/ops/lora.c, in three launches.
 //
-// Its products have one small side (r ranks), so three kernels do them all, with f32 weights
-// reached through strides so that A: (r, C) and B: (OC, r) both read as a (rank, column) matrix:
-// - lora_down: dst (T, r) = alpha * in (T, K) @ W^T, the u and du products (a tiled K loop);
-// - lora_up: out (T, N) += alpha * left (T, r) @ W, the out and dx products (one column per thread);
-// - lora_grad: dW (r, N) += alpha * left^T @ right (T, N), the dA and dB products (blocks of rows
-//   add their partial sums with atomicAdd).
+// Its products have one small side (r ranks). Two block-level pieces do them all, with the f32 weights
+// reached through a rank_view, so that A: (r, C) and B: (OC, r) both read as a (rank, column) matrix W:
+// - rows_down: dst[t, :] = alpha * in[t, :] @ W^T for a tile of TILE_ROWS tokens (a warp per token,
+//   its lanes over the columns): the u and du products;
+// - columns_up / columns_grad, a thread per column of COLS columns, over a group of tokens:
+//   out[t, n] += alpha * left[t, :] @ W[:, n] (the out and dx products) and
+//   dW[:, n] += alpha * sum_t left[t, :] right[t, n] (the dA and dB products; the group's sums go in with
+//   atomicAdd, one per element and group: at most MAX_GROUPS per element whatever T).
+// The kernels: lora_forward_kernel (u, then out, per token tile), lora_dout_kernel (du tiles and dB
+// groups: its blocks read dout, each for one of them), lora_du_kernel (dx and dA per column chunk of a
+// group: both read du). The sums over tokens use f32 atomics rather than a second reduction pass: that
+// pass would be a launch and scratch of its own, and with at most MAX_GROUPS adds per element (few,
+// spread over time) contention stays low; the order of the adds, and so the last bits of dA and dB,
+// varies from run to run (as with the previous kernels).
 // Dropout of x is applied where x is read (and on dx where it is written), with the CPU's mask.
+#include <type_traits>
+
 #include "lora.cuh"
 
 enum {
-    LORA_THREADS = 256,
-    DOWN_ROWS = 16, // lora_down: a block computes DOWN_ROWS rows x DOWN_RANKS ranks of dst,
-    DOWN_RANKS = 64,
-    DOWN_K = 64,     // stepping over K DOWN_K columns at a time
-    UP_ROWS = 16,    // lora_up: a block computes UP_ROWS rows x LORA_THREADS columns of out,
-    UP_RANKS = 64,   // stepping over the ranks UP_RANKS at a time
-    GRAD_ROWS = 128, // lora_grad: a block sums GRAD_ROWS rows for LORA_THREADS columns x GRAD_RANKS ranks
-    GRAD_RANKS = 16,
+    LORA_THREADS = 256, // every kernel; rows_down: a warp per token
+    TILE_ROWS = LORA_THREADS / 32,
+    DOWN_K = 256,        // rows_down stages DOWN_K columns of W at a time
+    COLS = LORA_THREADS, // columns_up / columns_grad: a thread per column
+    SUB_ROWS = 32,       // columns_up in lora_du_kernel: rows whose sums a thread holds
+    MAX_GROUPS = 32,     // the token groups of the sums over tokens (groups of a multiple of SUB_ROWS rows)
+    MAX_RANKS = 16,      // ranks per step (RC): 4 (r <= 4) or 16
+    // shared memory: the larger of rows_down's W tile and columns_up's W tile and left rows
+    SMEM_FLOATS = COLS * (MAX_RANKS + 1) + SUB_ROWS * MAX_RANKS,
+};
+static_assert(MAX_RANKS * (DOWN_K + 1) <= SMEM_FLOATS, "rows_down's tile fits");
+
+// element (j, n) of W: w[j * rank + n * col]; A: (r, C) is {C, 1}, B: (OC, r) is {1, r}
+struct rank_view {
+    int64_t rank, col;
+    __device__ int64_t at(int j, int n) const { return (int64_t)j * rank + (int64_t)n * col; }
 };
 
 // x * its inverted-dropout factor (element e of stream key), or x when p == 0
@@ -25,166 +43,201 @@ __device__ __forceinline__ float dropped(float x, int64_t e, float p, uint64_t k
     return p > 0.0f ? x * dropout_scale_device(key, (uint64_t)e, p) : x;
 }
 
-// dst: (rows, r) f32 = alpha * drop(in): (rows, K) @ W^T, W[j, k] = w[j * w_rank + k * w_col] f32;
-// drop: dropout of element t * K + k. Block (blockIdx.x, blockIdx.y): DOWN_ROWS rows x DOWN_RANKS ranks;
-// each step stages DOWN_K columns of in and of W in shared memory (rows padded against bank conflicts).
-template <typename E>
-__global__ void lora_down_kernel(float *dst, const E *in, const float *w, int64_t w_rank, int64_t w_col,
-                                 int rows, int K, int r, float alpha, float p, uint64_t key) {
-    constexpr int PER_THREAD = DOWN_ROWS * DOWN_RANKS / LORA_THREADS;
-    static_assert(PER_THREAD * LORA_THREADS == DOWN_ROWS * DOWN_RANKS, "outputs split evenly over threads");
-    __shared__ float xs[DOWN_ROWS][DOWN_K + 1];
-    __shared__ float ws[DOWN_RANKS][DOWN_K + 1];
-    const int t0 = blockIdx.x * DOWN_ROWS, j0 = blockIdx.y * DOWN_RANKS;
-    const int nj = min(DOWN_RANKS, r - j0);
-    int out_row[PER_THREAD], out_rank[PER_THREAD]; // this thread's outputs; out_row >= DOWN_ROWS: none
-    float acc[PER_THREAD];
-#pragma unroll
-    for (int o = 0; o < PER_THREAD; o++) {
-        const int idx = threadIdx.x + o * LORA_THREADS;
-        out_row[o] = idx / nj;
-        out_rank[o] = idx % nj;
-        acc[o] = 0.0f;
-    }
-    for (int k0 = 0; k0 < K; k0 += DOWN_K) {
-        for (int i = threadIdx.x; i < DOWN_ROWS * DOWN_K; i += LORA_THREADS) {
-            const int row = i / DOWN_K, k = i % DOWN_K, t = t0 + row, kk = k0 + k;
-            float v = 0.0f;
-            if (t < rows && kk < K) {
-                const int64_t e = (int64_t)t * K + kk;
-                v = dropped(to_f32(in[e]), e, p, key);
-            }
-            xs[row][k] = v;
-        }
-        for (int i = threadIdx.x; i < nj * DOWN_K; i += LORA_THREADS) {
-            const int j = i / DOWN_K, k = i % DOWN_K, kk = k0 + k;
-            ws[j][k] = kk < K ? w[(int64_t)(j0 + j) * w_rank + (int64_t)kk * w_col] : 0.0f;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int o = 0; o < PER_THREAD; o++) {
-            if (out_row[o] >= DOWN_ROWS) continue;
-            const float *xr = xs[out_row[o]], *wr = ws[out_rank[o]];
-            float s = 0.0f;
-            for (int k = 0; k < DOWN_K; k++)
-                s += xr[k] * wr[k];
-            acc[o] += s;
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int o = 0; o < PER_THREAD; o++)
-        if (out_row[o] < DOWN_ROWS && t0 + out_row[o] < rows)
-            dst[(int64_t)(t0 + out_row[o]) * r + j0 + out_rank[o]] = alpha * acc[o];
-}
-
-// out: (rows, N) of E += drop(alpha * left: (rows, r) f32 @ W), W[j, n] = w[j * w_rank + n * w_col] f32;
-// drop: dropout of element t * N + n (dropout's backward on dx). Block (blockIdx.x, blockIdx.y):
-// UP_ROWS rows x LORA_THREADS columns, one column per thread; left's rows staged in shared memory.
-template <typename E>
-__global__ void lora_up_kernel(E *out, const float *left, const float *w, int64_t w_rank, int64_t w_col,
-                               int rows, int N, int r, float alpha, float p, uint64_t key) {
-    __shared__ float ls[UP_ROWS][UP_RANKS];
-    const int t0 = blockIdx.x * UP_ROWS, n = blockIdx.y * LORA_THREADS + threadIdx.x;
-    float acc[UP_ROWS];
-#pragma unroll
-    for (int row = 0; row < UP_ROWS; row++)
-        acc[row] = 0.0f;
-    for (int j0 = 0; j0 < r; j0 += UP_RANKS) {
-        const int nj = min(UP_RANKS, r - j0);
-        for (int i = threadIdx.x; i < UP_ROWS * UP_RANKS; i += LORA_THREADS) {
-            const int row = i / UP_RANKS, j = i % UP_RANKS;
-            ls[row][j] = t0 + row < rows && j < nj ? left[(int64_t)(t0 + row) * r + j0 + j] : 0.0f;
-        }
-        __syncthreads();
-        if (n < N) {
-            for (int j = 0; j < nj; j++) {
-                const float wv = w[(int64_t)(j0 + j) * w_rank + (int64_t)n * w_col];
-#pragma unroll
-                for (int row = 0; row < UP_ROWS; row++)
-                    acc[row] += ls[row][j] * wv;
-            }
-        }
-        __syncthreads();
-    }
-    if (n >= N) return;
-#pragma unroll
-    for (int row = 0; row < UP_ROWS; row++) {
-        if (t0 + row >= rows) break;
-        const int64_t e = (int64_t)(t0 + row) * N + n;
-        out[e] = from_f32<E>(to_f32(out[e]) + dropped(alpha * acc[row], e, p, key));
+// f(j, n) for j < nj, n < nn over the block's threads, consecutive threads along W's contiguous index
+// (columns of A, ranks of B), so that what f reads or writes of W is coalesced
+template <typename F> __device__ void for_tile(rank_view v, int nj, int nn, F f) {
+    for (int e = threadIdx.x; e < nj * nn; e += blockDim.x) {
+        if (v.col == 1)
+            f(e / nn, e % nn);
+        else
+            f(e % nj, e / nj);
     }
 }
 
-// dW[j, n] += alpha * sum_t left[t, j] * drop(right[t, n]), dW[j, n] = dw[j * dw_rank + n * dw_col] f32;
-// left: (rows, r) f32, right: (rows, N) of E; drop: dropout of element t * N + n. Block (blockIdx.x,
-// blockIdx.y, blockIdx.z): GRAD_ROWS rows x LORA_THREADS columns x GRAD_RANKS ranks; blocks of other
-// rows add into the same dW elements, so the sums go in with atomicAdd.
-template <typename E>
-__global__ void lora_grad_kernel(float *dw, int64_t dw_rank, int64_t dw_col, const float *left,
-                                 const E *right, int rows, int N, int r, float alpha, float p, uint64_t key) {
-    __shared__ float ls[GRAD_ROWS][GRAD_RANKS];
-    const int t0 = blockIdx.x * GRAD_ROWS, n = blockIdx.y * LORA_THREADS + threadIdx.x;
-    const int j0 = blockIdx.z * GRAD_RANKS;
-    const int nt = min(GRAD_ROWS, rows - t0), nj = min(GRAD_RANKS, r - j0);
-    for (int i = threadIdx.x; i < GRAD_ROWS * GRAD_RANKS; i += LORA_THREADS) {
-        const int row = i / GRAD_RANKS, j = i % GRAD_RANKS;
-        ls[row][j] = row < nt && j < nj ? left[(int64_t)(t0 + row) * r + j0 + j] : 0.0f;
+// ls[row * RC + j] = left[t0 + row, j0 + j] for row < nt, j < RC (0 for j >= nj); left: (rows, r) f32
+template <int RC>
+__device__ void stage_left(float *ls, const float *left, int t0, int nt, int j0, int nj, int r) {
+    for (int e = threadIdx.x; e < nt * RC; e += blockDim.x) {
+        const int row = e / RC, j = e % RC;
+        ls[e] = j < nj ? left[(int64_t)(t0 + row) * r + j0 + j] : 0.0f;
     }
-    __syncthreads();
-    if (n >= N) return;
-    float acc[GRAD_RANKS];
+}
+
+// dst: (rows, r) f32, dst[t, j] = alpha * sum_k drop(in[t, k]) W[j, k] for the tile of tokens t0 ..
+// t0 + TILE_ROWS - 1 (< rows); in: (rows, K) of E, drop: dropout of element t * K + k. Warp w sums token
+// t0 + w, its lanes over the columns; each step stages DOWN_K columns of RC ranks of W.
+template <typename E, int RC>
+__device__ void rows_down(float *smem, float *dst, const E *in, const float *w, rank_view v, int t0, int rows,
+                          int K, int r, float alpha, float p, uint64_t key) {
+    const int lane = threadIdx.x % 32, t = t0 + (int)threadIdx.x / 32;
+    for (int j0 = 0; j0 < r; j0 += RC) {
+        const int nj = min(RC, r - j0);
+        float acc[RC] = {};
+        for (int k0 = 0; k0 < K; k0 += DOWN_K) {
+            const int nk = min(DOWN_K, K - k0);
+            __syncthreads(); // the previous tile is read
+            for_tile(v, nj, nk, [&](int j, int k) { smem[j * (DOWN_K + 1) + k] = w[v.at(j0 + j, k0 + k)]; });
+            __syncthreads();
+            if (t >= rows) continue;
+            for (int k = lane; k < nk; k += 32) {
+                const int64_t e = (int64_t)t * K + k0 + k;
+                const float x = dropped(to_f32(in[e]), e, p, key);
 #pragma unroll
-    for (int j = 0; j < GRAD_RANKS; j++)
-        acc[j] = 0.0f;
-    for (int row = 0; row < nt; row++) {
-        const int64_t e = (int64_t)(t0 + row) * N + n;
-        const float v = dropped(to_f32(right[e]), e, p, key);
+                for (int j = 0; j < RC; j++)
+                    if (j < nj) acc[j] += x * smem[j * (DOWN_K + 1) + k];
+            }
+        }
+        if (t >= rows) continue;
 #pragma unroll
-        for (int j = 0; j < GRAD_RANKS; j++)
-            acc[j] += ls[row][j] * v;
+        for (int j = 0; j < RC; j++) {
+            if (j >= nj) break;
+            const float s = warp_sum(acc[j]);
+            if (lane == 0) dst[(int64_t)t * r + j0 + j] = alpha * s;
+        }
     }
+}
+
+// out: (rows, N) of E, out[t, n] += drop(alpha * sum_j left[t, j] W[j, n]) for tokens t0 .. t0 + nt - 1
+// and columns n0 .. n0 + COLS - 1 (< N), a thread per column; left: (rows, r) f32, written before this
+// call by this block or an earlier launch; drop: dropout of element t * N + n. ROWS tokens at a time: their
+// sums stay in registers over the steps of RC ranks (W's and left's staged in shared memory).
+template <typename E, int RC, int ROWS>
+__device__ void columns_up(float *smem, E *out, const float *left, const float *w, rank_view v, int t0,
+                           int nt, int n0, int N, int r, float alpha, float p, uint64_t key) {
+    float *ws = smem, *ls = smem + COLS * (RC + 1);
+    const int i = threadIdx.x, nn = min(COLS, N - n0);
+    for (int s0 = 0; s0 < nt; s0 += ROWS) {
+        const int ns = min(ROWS, nt - s0);
+        float acc[ROWS] = {};
+        for (int j0 = 0; j0 < r; j0 += RC) {
+            const int nj = min(RC, r - j0);
+            __syncthreads(); // the previous tiles are read
+            for_tile(v, nj, nn, [&](int j, int n) { ws[n * (RC + 1) + j] = w[v.at(j0 + j, n0 + n)]; });
+            stage_left<RC>(ls, left, t0 + s0, ns, j0, nj, r);
+            __syncthreads();
+            float wj[RC];
 #pragma unroll
-    for (int j = 0; j < GRAD_RANKS; j++)
-        if (j < nj) atomicAdd(&dw[(int64_t)(j0 + j) * dw_rank + (int64_t)n * dw_col], alpha * acc[j]);
+            for (int j = 0; j < RC; j++)
+                wj[j] = i < nn && j < nj ? ws[i * (RC + 1) + j] : 0.0f;
+#pragma unroll
+            for (int row = 0; row < ROWS; row++) {
+                if (row >= ns) break;
+#pragma unroll
+                for (int j = 0; j < RC; j++)
+                    acc[row] += ls[row * RC + j] * wj[j];
+            }
+        }
+        if (i >= nn) continue;
+#pragma unroll
+        for (int row = 0; row < ROWS; row++) {
+            if (row >= ns) break;
+            const int64_t e = (int64_t)(t0 + s0 + row) * N + n0 + i;
+            out[e] = from_f32<E>(to_f32(out[e]) + dropped(alpha * acc[row], e, p, key));
+        }
+    }
+}
+
+// dW[j, n] += alpha * sum_t left[t, j] drop(right[t, n]) for tokens t0 .. t0 + nt - 1 and columns n0 ..
+// n0 + COLS - 1 (< N), a thread per column; left: (rows, r) f32, right: (rows, N) of E, drop: dropout of
+// element t * N + n. The block's sums go into dW with atomicAdd, through shared memory so that the adds
+// run along dW's contiguous index.
+template <typename E, int RC>
+__device__ void columns_grad(float *smem, float *dw, rank_view v, const float *left, const E *right, int t0,
+                             int nt, int n0, int N, int r, float alpha, float p, uint64_t key) {
+    float *ws = smem, *ls = smem + COLS * (RC + 1);
+    const int i = threadIdx.x, nn = min(COLS, N - n0);
+    for (int j0 = 0; j0 < r; j0 += RC) {
+        const int nj = min(RC, r - j0);
+        float acc[RC] = {};
+        for (int s0 = 0; s0 < nt; s0 += SUB_ROWS) {
+            const int ns = min(SUB_ROWS, nt - s0);
+            __syncthreads(); // the previous tiles are read
+            stage_left<RC>(ls, left, t0 + s0, ns, j0, nj, r);
+            __syncthreads();
+            if (i >= nn) continue;
+            for (int row = 0; row < ns; row++) {
+                const int64_t e = (int64_t)(t0 + s0 + row) * N + n0 + i;
+                const float x = dropped(to_f32(right[e]), e, p, key);
+#pragma unroll
+                for (int j = 0; j < RC; j++)
+                    acc[j] += ls[row * RC + j] * x;
+            }
+        }
+        if (i < nn) {
+#pragma unroll
+            for (int j = 0; j < RC; j++)
+                if (j < nj) ws[i * (RC + 1) + j] = alpha * acc[j];
+        }
+        __syncthreads();
+        for_tile(v, nj, nn,
+                 [&](int j, int n) { atomicAdd(&dw[v.at(j0 + j, n0 + n)], ws[n * (RC + 1) + j]); });
+    }
+}
+
+static __device__ __forceinline__ rank_view a_view(int C) { return rank_view{C, 1}; }
+static __device__ __forceinline__ rank_view b_view(int r) { return rank_view{1, r}; }
+
+// out: (T, OC) += scaling * u @ B^T, u: (T, r) f32 = dropout(x: (T, C)) @ A^T (written). A block: the u
+// rows of TILE_ROWS tokens, then their out rows.
+template <typename E, int RC>
+__global__ void lora_forward_kernel(E *out, float *u, const E *x, const float *A, const float *B, int T,
+                                    int C, int OC, int r, float scaling, float p, uint64_t key) {
+    __shared__ float smem[SMEM_FLOATS];
+    const int t0 = blockIdx.x * TILE_ROWS;
+    rows_down<E, RC>(smem, u, x, A, a_view(C), t0, T, C, r, 1.0f, p, key);
+    for (int n0 = 0; n0 < OC; n0 += COLS) // (columns_up synchronizes the block before it reads u)
+        columns_up<E, RC, TILE_ROWS>(smem, out, u, B, b_view(r), t0, min(TILE_ROWS, T - t0), n0, OC, r,
+                                     scaling, 0.0f, key);
+}
+
+// du: (T, r) f32 = scaling * dout @ B (NULL: not needed) and dB: (OC, r) += scaling * dout^T @ u (NULL: not
+// needed); dout: (T, OC). Blocks [0, du_blocks): du of a tile of TILE_ROWS tokens; the others: dB's sums
+// for COLS columns over a group of group_rows tokens.
+template <typename E, int RC>
+__global__ void lora_dout_kernel(float *du, float *dB, const E *dout, const float *u, const float *B, int T,
+                                 int OC, int r, float scaling, int du_blocks, int group_rows) {
+    __shared__ float smem[SMEM_FLOATS];
+    if ((int)blockIdx.x < du_blocks) {
+        rows_down<E, RC>(smem, du, dout, B, b_view(r), blockIdx.x * TILE_ROWS, T, OC, r, scaling, 0.0f, 0);
+        return;
+    }
+    const int b = blockIdx.x - du_blocks, chunks = (OC + COLS - 1) / COLS, t0 = b / chunks * group_rows;
+    columns_grad<E, RC>(smem, dB, b_view(r), u, dout, t0, min(group_rows, T - t0), b % chunks * COLS, OC, r,
+                        scaling, 0.0f, 0);
+}
+
+// dx: (T, C) += dropout'(du @ A) and dA: (r, C) += du^T @ dropout(x) (either NULL: not needed); du: (T, r)
+// f32, x: (T, C). A block: COLS columns of both over a group of group_rows tokens.
+template <typename E, int RC>
+__global__ void lora_du_kernel(E *dx, float *dA, const float *du, const E *x, const float *A, int T, int C,
+                               int r, float p, uint64_t key, int group_rows) {
+    __shared__ float smem[SMEM_FLOATS];
+    const int chunks = (C + COLS - 1) / COLS, t0 = blockIdx.x / chunks * group_rows;
+    const int nt = min(group_rows, T - t0), n0 = blockIdx.x % chunks * COLS;
+    if (dx != nullptr)
+        columns_up<E, RC, SUB_ROWS>(smem, dx, du, A, a_view(C), t0, nt, n0, C, r, 1.0f, p, key);
+    if (dA != nullptr) columns_grad<E, RC>(smem, dA, a_view(C), du, x, t0, nt, n0, C, r, 1.0f, p, key);
 }
 
 static unsigned chunks(int64_t n, int size) { return (unsigned)((n + size - 1) / size); }
 
-template <typename E>
-static int lora_down(float *dst, const E *in, const float *w, int64_t w_rank, int64_t w_col, int rows, int K,
-                     int r, float alpha, float p, uint64_t key, cudaStream_t stream) {
-    const dim3 grid(chunks(rows, DOWN_ROWS), chunks(r, DOWN_RANKS));
-    lora_down_kernel<E>
-        <<<grid, LORA_THREADS, 0, stream>>>(dst, in, w, w_rank, w_col, rows, K, r, alpha, p, key);
-    return lf_launch_status();
+// Calls f(std::integral_constant<int, RC>{}) with RC, the ranks the kernels take per step, for rank r
+template <typename F> static int lora_dispatch_ranks(int r, F f) {
+    if (r <= 4) return f(std::integral_constant<int, 4>{});
+    return f(std::integral_constant<int, MAX_RANKS>{});
 }
 
-template <typename E>
-static int lora_up(E *out, const float *left, const float *w, int64_t w_rank, int64_t w_col, int rows, int N,
-                   int r, float alpha, float p, uint64_t key, cudaStream_t stream) {
-    const dim3 grid(chunks(rows, UP_ROWS), chunks(N, LORA_THREADS));
-    lora_up_kernel<E>
-        <<<grid, LORA_THREADS, 0, stream>>>(out, left, w, w_rank, w_col, rows, N, r, alpha, p, key);
-    return lf_launch_status();
-}
-
-template <typename E>
-static int lora_grad(float *dw, int64_t dw_rank, int64_t dw_col, const float *left, const E *right, int rows,
-                     int N, int r, float alpha, float p, uint64_t key, cudaStream_t stream) {
-    const dim3 grid(chunks(rows, GRAD_ROWS), chunks(N, LORA_THREADS), chunks(r, GRAD_RANKS));
-    lora_grad_kernel<E>
-        <<<grid, LORA_THREADS, 0, stream>>>(dw, dw_rank, dw_col, left, right, rows, N, r, alpha, p, key);
-    return lf_launch_status();
+// the tokens of a group of the sums over tokens: a multiple of SUB_ROWS, at most MAX_GROUPS groups
+static int group_rows(int T) {
+    const int sub = (int)chunks(T, SUB_ROWS);
+    return SUB_ROWS * (int)chunks(sub, min(sub, (int)MAX_GROUPS));
 }
 
 size_t lora_scratch_bytes(int T, int r) { return T > 0 && r > 0 ? (size_t)T * (size_t)r * sizeof(float) : 0; }
 
-// sizes the kernels' grids can hold (gridDim.y, gridDim.z <= 65535) and a dropout probability in [0, 1)
+// sizes the kernels can run (every grid fits gridDim.x) and a dropout probability in [0, 1)
 static int lora_sizes_ok(int T, int C, int OC, int r, float p) {
-    const int64_t max_columns = (int64_t)65535 * LORA_THREADS, max_ranks = (int64_t)65535 * GRAD_RANKS;
-    return T >= 0 && C >= 1 && OC >= 1 && r >= 1 && C <= max_columns && OC <= max_columns && r <= max_ranks &&
-           p >= 0.0f && p < 1.0f;
+    return T >= 0 && C >= 1 && OC >= 1 && r >= 1 && p >= 0.0f && p < 1.0f;
 }
 
 int lora_forward_cuda(void *out, float *u, const void *x, const float *A, const float *B, int T, int C,
@@ -194,11 +247,11 @@ int lora_forward_cuda(void *out, float *u, const void *x, const float *A, const 
     if (T == 0) return 0;
     return lf_dispatch_dtype(dtype, [&](auto e) {
         using E = decltype(e);
-        // u = dropout(x) @ A^T: A[j, c] = A[j * C + c]
-        int rc = lora_down<E>(u, (const E *)x, A, C, 1, T, C, r, 1.0f, p, key, stream);
-        // out += scaling * u @ B^T: B^T[j, o] = B[o * r + j]
-        if (rc == 0) rc = lora_up<E>((E *)out, u, B, 1, r, T, OC, r, scaling, 0.0f, key, stream);
-        return rc;
+        return lora_dispatch_ranks(r, [&](auto ranks) {
+            lora_forward_kernel<E, decltype(ranks)::value><<<chunks(T, TILE_ROWS), LORA_THREADS, 0, stream>>>(
+                (E *)out, u, (const E *)x, A, B, T, C, OC, r, scaling, p, key);
+            return lf_launch_status();
+        });
     });
 }
 
@@ -206,23 +259,24 @@ int lora_backward_cuda(void *dx, float *dA, float *dB, void *scratch, const void
                        const float *u, const float *A, const float *B, int T, int C, int OC, int r,
                        float scaling, float p, uint64_t key, lf_dtype dtype, cudaStream_t stream) {
     if (!lora_sizes_ok(T, C, OC, r, p)) return (int)cudaErrorInvalidValue;
-    if ((dx != nullptr || dA != nullptr) && scratch == nullptr) return (int)cudaErrorInvalidValue;
-    if (T == 0) return 0;
+    const bool need_du = dx != nullptr || dA != nullptr;
+    if (need_du && scratch == nullptr) return (int)cudaErrorInvalidValue;
+    if (T == 0 || (!need_du && dB == nullptr)) return 0;
     float *du = (float *)scratch;
+    const int rows = group_rows(T);
+    const unsigned groups = chunks(T, rows), du_blocks = need_du ? chunks(T, TILE_ROWS) : 0;
+    const unsigned dB_blocks = dB != nullptr ? chunks(OC, COLS) * groups : 0;
     return lf_dispatch_dtype(dtype, [&](auto e) {
         using E = decltype(e);
-        const E *dout_e = (const E *)dout;
-        int rc = 0;
-        // dB[o, j] = dB[o * r + j] += scaling * sum_t u[t, j] * dout[t, o]
-        if (dB != nullptr) rc = lora_grad<E>(dB, 1, r, u, dout_e, T, OC, r, scaling, 0.0f, key, stream);
-        if (dx == nullptr && dA == nullptr) return rc;
-        // du = scaling * dout @ B: B[o, j] = B[o * r + j], read as W[j, o]
-        if (rc == 0) rc = lora_down<E>(du, dout_e, B, 1, r, T, OC, r, scaling, 0.0f, key, stream);
-        // dA[j, c] = dA[j * C + c] += sum_t du[t, j] * dropout(x)[t, c]
-        if (rc == 0 && dA != nullptr)
-            rc = lora_grad<E>(dA, C, 1, du, (const E *)x, T, C, r, 1.0f, p, key, stream);
-        // dx += dropout'(du @ A)
-        if (rc == 0 && dx != nullptr) rc = lora_up<E>((E *)dx, du, A, C, 1, T, C, r, 1.0f, p, key, stream);
-        return rc;
+        return lora_dispatch_ranks(r, [&](auto ranks) {
+            constexpr int RC = decltype(ranks)::value;
+            lora_dout_kernel<E, RC><<<du_blocks + dB_blocks, LORA_THREADS, 0, stream>>>(
+                du, dB, (const E *)dout, u, B, T, OC, r, scaling, (int)du_blocks, rows);
+            const int status = lf_launch_status();
+            if (status != 0 || !need_du) return status;
+            lora_du_kernel<E, RC><<<chunks(C, COLS) * groups, LORA_THREADS, 0, stream>>>(
+                (E *)dx, dA, du, (const E *)x, A, T, C, r, p, key, rows);
+            return lf_launch_status();
+        });
     });
 }

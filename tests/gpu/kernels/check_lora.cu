@@ -103,14 +103,22 @@ static void check_lora_mask(lf_dtype dt) {
                     from_device(d_u, (int64_t)T * r, LF_F32), want_u);
 }
 
+// The kernels take the ranks 4 at a time (r <= 4) or 16 at a time, tokens a warp each in tiles of 8 (u, du),
+// columns a thread each in chunks of 256, and the sums over tokens in at most 32 groups of a multiple of 32
+// tokens (dA, dB): the cases cover one and several steps of each.
 static const lora_case cases[] = {
     {37, 1024, 1024, 2, 8.0f, 0.1f},    // RoBERTa-large query/value, r=2, alpha 16
     {256, 1024, 1024, 2, 8.0f, 0.0f},   // no dropout
     {1, 4096, 4096, 16, 1.0f, 0.05f},   // Llama-2 q_proj, one token
     {100, 4096, 1024, 16, 1.0f, 0.1f},  // Mistral v_proj (grouped KV heads)
-    {33, 1000, 384, 70, 0.5f, 0.1f},    // r above one tile of ranks, odd sizes
+    {33, 1000, 384, 70, 0.5f, 0.1f},    // r above one step of ranks, odd sizes
     {129, 384, 1000, 3, 2.0f, 0.0f},    // rows one past a multiple of 128
     {300, 14336, 4096, 16, 2.0f, 0.1f}, // down_proj-sized rows
+    {50, 300, 200, 1, 4.0f, 0.2f},      // r = 1
+    {70, 512, 640, 64, 0.25f, 0.1f},    // r = 64: four steps of ranks
+    {61, 257, 255, 5, 1.0f, 0.1f},      // r one past a step of 4, columns one past / short of 256
+    {1500, 96, 80, 17, 0.5f, 0.1f},     // over 32 * 32 tokens: groups of 64, r one past 16
+    {8, 31, 17, 4, 3.0f, 0.3f},         // one tile of tokens, fewer columns than a warp
 };
 
 int main(void) {
@@ -119,9 +127,10 @@ int main(void) {
         int i = 0;
         for (const lora_case &k : cases) {
             check_lora(dt, k, 1, 1, 1, seed += 10);
-            if (i % 3 == 0) check_lora(dt, k, 0, 1, 1, seed += 10); // frozen input (first layer)
-            if (i % 3 == 1) check_lora(dt, k, 1, 0, 1, seed += 10);
-            if (i % 3 == 2) check_lora(dt, k, 0, 0, 1, seed += 10);
+            if (i % 4 == 0) check_lora(dt, k, 0, 1, 1, seed += 10); // frozen input (first layer)
+            if (i % 4 == 1) check_lora(dt, k, 1, 0, 1, seed += 10);
+            if (i % 4 == 2) check_lora(dt, k, 0, 0, 1, seed += 10);
+            if (i % 4 == 3) check_lora(dt, k, 1, 1, 0, seed += 10);
             i++;
         }
         check_lora_mask(dt);
