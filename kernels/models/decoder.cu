@@ -225,9 +225,9 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     for (int p = DEC_Q; p <= DEC_V; p++)
         if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
             return rc;
-    if (int rc = step(rope_forward_cuda(a->q, w->cos, w->sin, T, c->num_heads, D, dt, st), "rope q", l))
-        return rc;
-    if (int rc = step(rope_forward_cuda(a->k, w->cos, w->sin, T, c->num_kv_heads, D, dt, st), "rope k", l))
+    if (int rc = step(
+            rope_qk_forward_cuda(a->q, a->k, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
+            "rope q and k", l))
         return rc;
     if (int rc = step(attention_forward_cuda(a->att, a->lse, a->q, a->k, a->v, dm->batch.offsets, T,
                                              b->max_len, attention_of(m, b, l), dt, st),
@@ -357,11 +357,9 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                               w->att_scratch, dt, st),
                       "attention backward", l))
         return rc;
-    if (int rc =
-            step(rope_backward_cuda(w->dq, w->cos, w->sin, T, c->num_heads, D, dt, st), "rope q backward", l))
-        return rc;
-    if (int rc = step(rope_backward_cuda(w->dk, w->cos, w->sin, T, c->num_kv_heads, D, dt, st),
-                      "rope k backward", l))
+    if (int rc = step(
+            rope_qk_backward_cuda(w->dq, w->dk, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
+            "rope q and k backward", l))
         return rc;
     void *dln = need_dx ? w->dln : NULL;
     if (need_dx) {
