@@ -180,15 +180,20 @@ template <typename E> __global__ void bias_grad_kernel(float *db, const E *dout,
 }
 
 int matmul_backward_cuda(void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
-                         int T, int C, int OC, void *workspace, lf_dtype dtype, cudaStream_t stream) {
+                         int T, int C, int OC, int accumulate_dx, void *workspace, lf_dtype dtype,
+                         cudaStream_t stream) {
     if (T < 0 || C < 1 || OC < 0 || !valid_dtype(dtype)) return (int)cudaErrorInvalidValue;
-    if (T == 0 || OC == 0) return 0;
+    if (T == 0) return 0;
+    if (OC == 0) { // no product: dx = 0 when it is written, all else unchanged
+        if (dx == nullptr || accumulate_dx) return 0;
+        return (int)cudaMemsetAsync(dx, 0, (size_t)T * C * lf_cuda_dtype_size(dtype), stream);
+    }
     const cudaDataType_t type = lt_type(dtype);
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
     if (dx != nullptr) {
-        // dx^T: (C, T) += (w as stored: (C, OC)) @ (dout as stored: (OC, T))
+        // dx^T: (C, T) (+)= (w as stored: (C, OC)) @ (dout as stored: (OC, T))
         const lt_matrix wm = {w, type, C, OC}, dom = {dout, type, OC, T}, dxm = {dx, type, C, T};
-        const lt_product p = {CUBLAS_OP_N, CUBLAS_OP_N, wm, dom, dxm, 1.0f, 1.0f};
+        const lt_product p = {CUBLAS_OP_N, CUBLAS_OP_N, wm, dom, dxm, 1.0f, accumulate_dx ? 1.0f : 0.0f};
         st = lt_run(p, nullptr, workspace, stream);
         if (st != CUBLAS_STATUS_SUCCESS) return lf_cublas_error(st);
     }

@@ -13,10 +13,12 @@ size_t matmul_workspace_bytes(void);
 // out: (T, OC) = x: (T, C) @ w: (OC, C)^T + bias: (OC,) or NULL; accumulate: out += instead
 int matmul_forward_cuda(void *out, const void *x, const void *w, const void *bias, int T, int C, int OC,
                         int accumulate, void *workspace, lf_dtype dtype, cudaStream_t stream);
-// dx: (T, C) += dout: (T, OC) @ w: (OC, C), of dtype; dw: (OC, C) += dout^T @ x: (T, C), f32;
-// db: (OC,) += sum_t dout, f32. Any of dx, dw, db may be NULL (not needed).
+// dx: (T, C) += dout: (T, OC) @ w: (OC, C), of dtype (accumulate_dx 0: dx = instead, dx not read);
+// dw: (OC, C) += dout^T @ x: (T, C), f32; db: (OC,) += sum_t dout, f32. Any of dx, dw, db may be NULL
+// (not needed).
 int matmul_backward_cuda(void *dx, float *dw, float *db, const void *dout, const void *x, const void *w,
-                         int T, int C, int OC, void *workspace, lf_dtype dtype, cudaStream_t stream);
+                         int T, int C, int OC, int accumulate_dx, void *workspace, lf_dtype dtype,
+                         cudaStream_t stream);
 // out: (T, OC) += bias: (OC,) on every row, both of dtype (the forward's bias when the cuBLASLt
 // epilogue cannot take it)
 int matmul_bias_add_cuda(void *out, const void *bias, int T, int OC, lf_dtype dtype, cudaStream_t stream);

@@ -225,9 +225,9 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     for (int p = DEC_Q; p <= DEC_V; p++)
         if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
             return rc;
-    if (int rc = step(rope_forward_cuda(a->q, w->cos, w->sin, T, c->num_heads, D, dt, st), "rope q", l))
-        return rc;
-    if (int rc = step(rope_forward_cuda(a->k, w->cos, w->sin, T, c->num_kv_heads, D, dt, st), "rope k", l))
+    if (int rc = step(
+            rope_qk_forward_cuda(a->q, a->k, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
+            "rope q and k", l))
         return rc;
     if (int rc = step(attention_forward_cuda(a->att, a->lse, a->q, a->k, a->v, dm->batch.offsets, T,
                                              b->max_len, attention_of(m, b, l), dt, st),
@@ -320,8 +320,7 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
     lf_dtype dt = dm->dtype;
     cudaStream_t st = dm->stream;
     void *sc = w->lora_scratch;
-    if (int rc = step(zero(dm, w->dact, n.TI), "zeroing d act", l)) return rc;
-    if (int rc = step(linear_backward(dm, projection(m, l, DEC_DOWN), w->dact, sc, w->dx, a->act,
+    if (int rc = step(linear_backward(dm, projection(m, l, DEC_DOWN), w->dact, DX_WRITE, sc, w->dx, a->act,
                                       a->u[DEC_DOWN], T, dt),
                       name[DEC_DOWN], l))
         return rc;
@@ -331,23 +330,21 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                              (int64_t)T * c->intermediate_size, dt, st),
                       "silu_mul backward", l))
         return rc;
-    if (int rc = step(zero(dm, w->dln, n.TC), "zeroing d ln2", l)) return rc;
-    if (int rc = step(linear_backward(dm, projection(m, l, DEC_GATE), w->dln, sc, w->dgate, a->ln2,
+    if (int rc = step(linear_backward(dm, projection(m, l, DEC_GATE), w->dln, DX_WRITE, sc, w->dgate, a->ln2,
                                       a->u[DEC_GATE], T, dt),
                       name[DEC_GATE], l))
         return rc;
-    if (int rc = step(
-            linear_backward(dm, projection(m, l, DEC_UP), w->dln, sc, w->dup, a->ln2, a->u[DEC_UP], T, dt),
-            name[DEC_UP], l))
+    if (int rc = step(linear_backward(dm, projection(m, l, DEC_UP), w->dln, DX_ADD, sc, w->dup, a->ln2,
+                                      a->u[DEC_UP], T, dt),
+                      name[DEC_UP], l))
         return rc;
     if (int rc = step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->mid,
                                             norm_weight(dm, L->post_attention_norm), a->rstd2, T, C, dt, st),
                       "post_attention_layernorm backward", l))
         return rc;
-    if (int rc = step(zero(dm, w->datt, n.TQ), "zeroing d att", l)) return rc;
-    if (int rc =
-            step(linear_backward(dm, projection(m, l, DEC_O), w->datt, sc, w->dx, a->att, a->u[DEC_O], T, dt),
-                 name[DEC_O], l))
+    if (int rc = step(linear_backward(dm, projection(m, l, DEC_O), w->datt, DX_WRITE, sc, w->dx, a->att,
+                                      a->u[DEC_O], T, dt),
+                      name[DEC_O], l))
         return rc;
     if (int rc = step(zero(dm, w->dq, n.TQ), "zeroing d q", l)) return rc;
     if (int rc = step(zero(dm, w->dk, n.TKV), "zeroing d k", l)) return rc;
@@ -357,19 +354,15 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                               w->att_scratch, dt, st),
                       "attention backward", l))
         return rc;
-    if (int rc =
-            step(rope_backward_cuda(w->dq, w->cos, w->sin, T, c->num_heads, D, dt, st), "rope q backward", l))
-        return rc;
-    if (int rc = step(rope_backward_cuda(w->dk, w->cos, w->sin, T, c->num_kv_heads, D, dt, st),
-                      "rope k backward", l))
+    if (int rc = step(
+            rope_qk_backward_cuda(w->dq, w->dk, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
+            "rope q and k backward", l))
         return rc;
     void *dln = need_dx ? w->dln : NULL;
-    if (need_dx) {
-        if (int rc = step(zero(dm, w->dln, n.TC), "zeroing d ln1", l)) return rc;
-    }
     void *dproj[3] = {w->dq, w->dk, w->dv};
-    for (int p = DEC_Q; p <= DEC_V; p++)
-        if (int rc = step(linear_backward(dm, projection(m, l, p), dln, sc, dproj[p], a->ln1, a->u[p], T, dt),
+    for (int p = DEC_Q; p <= DEC_V; p++) // q writes d ln1, k and v add to it
+        if (int rc = step(linear_backward(dm, projection(m, l, p), dln, p == DEC_Q ? DX_WRITE : DX_ADD, sc,
+                                          dproj[p], a->ln1, a->u[p], T, dt),
                           name[p], l))
             return rc;
     if (!need_dx) return 0;
@@ -385,9 +378,8 @@ static int head_backward(lf_cuda_model *dm, const lf_batch *b, decoder_work *w, 
     const dec_state *s = state_of(m);
     int B = b->B, C = m->cfg.hidden_size;
     size_t BC = (size_t)B * C;
-    if (int rc = step(zero(dm, w->dlnf, BC * sizeof(float)), "zeroing d model.norm", -1)) return rc;
-    if (int rc = step(linear_backward(dm, &m->linears[s->score], need_dx ? w->dlnf : NULL, NULL, dm->dlogits,
-                                      w->lnf, NULL, B, LF_F32),
+    if (int rc = step(linear_backward(dm, &m->linears[s->score], need_dx ? w->dlnf : NULL, DX_WRITE, NULL,
+                                      dm->dlogits, w->lnf, NULL, B, LF_F32),
                       "score backward", -1))
         return rc;
     if (!need_dx) return 0;

@@ -237,13 +237,12 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
             a->db, a->da, NULL, NULL, a->dres, la->r2, frozen_f32(dm, L->ln2_w), la->m2, la->s2, T, C, p,
             lf_model_dropout_key(m, layer_site(l, 2)), dt, dm->stream))
         return rc;
-    if (int rc = zero(dm, a->di1, TI * E)) return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_F]], a->di1, a->lora_scratch, a->da, la->g, la->u[ENC_F],
-                                 T, dt))
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_F]], a->di1, DX_WRITE, a->lora_scratch, a->da, la->g,
+                                 la->u[ENC_F], T, dt))
         return rc;
     if (int rc = zero(dm, a->di2, TI * E)) return rc;
     if (int rc = gelu_backward_cuda(a->di2, la->h, a->di1, TI, dt, dm->stream)) return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_I]], a->db, a->lora_scratch, a->di2, la->x1,
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_I]], a->db, DX_ADD, a->lora_scratch, a->di2, la->x1,
                                  la->u[ENC_I], T, dt))
         return rc;
     // dres = d x0 through the residual, da = d r1 (the attention output projection's) through the dropout
@@ -251,8 +250,8 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
             a->dres, a->da, NULL, NULL, a->db, la->r1, frozen_f32(dm, L->ln1_w), la->m1, la->s1, T, C, p,
             lf_model_dropout_key(m, layer_site(l, 1)), dt, dm->stream))
         return rc;
-    if (int rc = zero(dm, a->db, TC * E)) return rc; // d att
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, a->lora_scratch, a->da, la->att,
+    // db = d att
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, DX_WRITE, a->lora_scratch, a->da, la->att,
                                  la->u[ENC_O], T, dt))
         return rc;
     for (void *d : {a->dq, a->dk, a->dv})
@@ -262,13 +261,14 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
                                          a->att_scratch, dt, dm->stream))
         return rc;
     void *dx = need_dx ? a->dres : NULL;
-    if (int rc =
-            linear_backward(dm, &lin[L->lin[ENC_Q]], dx, a->lora_scratch, a->dq, x0, la->u[ENC_Q], T, dt))
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_Q]], dx, DX_ADD, a->lora_scratch, a->dq, x0,
+                                 la->u[ENC_Q], T, dt))
         return rc;
-    if (int rc =
-            linear_backward(dm, &lin[L->lin[ENC_K]], dx, a->lora_scratch, a->dk, x0, la->u[ENC_K], T, dt))
+    if (int rc = linear_backward(dm, &lin[L->lin[ENC_K]], dx, DX_ADD, a->lora_scratch, a->dk, x0,
+                                 la->u[ENC_K], T, dt))
         return rc;
-    return linear_backward(dm, &lin[L->lin[ENC_V]], dx, a->lora_scratch, a->dv, x0, la->u[ENC_V], T, dt);
+    return linear_backward(dm, &lin[L->lin[ENC_V]], dx, DX_ADD, a->lora_scratch, a->dv, x0, la->u[ENC_V], T,
+                           dt);
 }
 
 // dm->dlogits -> head grads; d pooled rows scattered into a->dres (when need_dx)
@@ -279,17 +279,16 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
     size_t E = lf_cuda_dtype_size(dm->dtype);
     float p = drop_p(m, m->cfg.classifier_dropout);
     const lf_linear *dense = &m->linears[s->head_dense], *out = &m->linears[s->head_out];
-    if (int rc = zero(dm, a->dh1, BC * sizeof(float))) return rc;
-    if (int rc = linear_backward(dm, out, a->dh1, NULL, dm->dlogits, a->td, NULL, B, LF_F32)) return rc;
+    if (int rc = linear_backward(dm, out, a->dh1, DX_WRITE, NULL, dm->dlogits, a->td, NULL, B, LF_F32))
+        return rc;
     if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_MID), LF_F32,
                                                dm->stream))
         return rc;
     if (int rc = zero(dm, a->dh2, BC * sizeof(float))) return rc;
     if (int rc = tanh_backward_cuda(a->dh2, a->t, a->dh1, BC, LF_F32, dm->stream)) return rc;
     if (s->pre_dropout) { // RoBERTa: dense is trained, in f32
-        if (int rc = zero(dm, a->dh1, BC * sizeof(float))) return rc;
-        if (int rc =
-                linear_backward(dm, dense, need_dx ? a->dh1 : NULL, NULL, a->dh2, a->pd, NULL, B, LF_F32))
+        if (int rc = linear_backward(dm, dense, need_dx ? a->dh1 : NULL, DX_WRITE, NULL, a->dh2, a->pd, NULL,
+                                     B, LF_F32))
             return rc;
         if (!need_dx) return 0;
         if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN),
@@ -299,8 +298,8 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
     } else { // BERT: the frozen pooler, in the dtype
         if (!need_dx) return 0;
         if (int rc = convert_cuda(a->pd16, dm->dtype, a->dh2, LF_F32, BC, dm->stream)) return rc;
-        if (int rc = zero(dm, a->dpooled, BC * E)) return rc;
-        if (int rc = linear_backward(dm, dense, a->dpooled, NULL, a->pd16, a->pooled, NULL, B, dm->dtype))
+        if (int rc = linear_backward(dm, dense, a->dpooled, DX_WRITE, NULL, a->pd16, a->pooled, NULL, B,
+                                     dm->dtype))
             return rc;
     }
     if (int rc = zero(dm, a->dres, (size_t)b->T * C * E)) return rc;

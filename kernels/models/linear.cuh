@@ -30,15 +30,20 @@ static inline int linear_forward(lf_cuda_model *dm, const lf_linear *l, void *ou
                              dm->stream);
 }
 
-// dx: (T, in) += (NULL: not needed); the trained weight's, bias's and LoRA's gradients +=;
+// what linear_backward does with dx: adds the input gradient to it, or writes it (dx need not be zeroed)
+typedef enum { DX_WRITE = 0, DX_ADD = 1 } dx_mode;
+
+// dx: (T, in) += or = by mode (NULL: not needed); the trained weight's, bias's and LoRA's gradients +=;
 // lora_scratch: lora_scratch_bytes(T, r)
-static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *dx, void *lora_scratch,
-                                  const void *dout, const void *x, const float *u, int T, lf_dtype dt) {
+static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *dx, dx_mode mode,
+                                  void *lora_scratch, const void *dout, const void *x, const float *u, int T,
+                                  lf_dtype dt) {
     const lf_model *m = dm->host;
     if (int rc = matmul_backward_cuda(dx, lf_cuda_grad(dm, l->weight_param), lf_cuda_grad(dm, l->bias_param),
-                                      dout, x, linear_weight(dm, l), T, l->in, l->out, dm->blas_workspace, dt,
-                                      dm->stream))
+                                      dout, x, linear_weight(dm, l), T, l->in, l->out, mode == DX_ADD,
+                                      dm->blas_workspace, dt, dm->stream))
         return rc;
+    // the LoRA branch's dx adds to what the matmul wrote
     if (l->lora_a < 0) return 0;
     return lora_backward_cuda(dx, lf_cuda_grad(dm, l->lora_a), lf_cuda_grad(dm, l->lora_b), lora_scratch,
                               dout, x, u, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T,

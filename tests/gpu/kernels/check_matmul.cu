@@ -70,24 +70,28 @@ static void check_forward(lf_dtype dt, const matmul_inputs &in, int with_bias, i
     check_close(what, dt, from_device(dout, (int64_t)s.T * s.OC, dt), want, tolerance(dt));
 }
 
-// dx += dout w, dw += dout^T x, db += sum_t dout, each optional, against matmul_backward
-static void check_backward(lf_dtype dt, const matmul_inputs &in, int need_dx, int need_dw, int need_db) {
+// dx += dout w (accumulate_dx 0: dx =, over a NaN-filled dx it must not read), dw += dout^T x,
+// db += sum_t dout, each optional, against matmul_backward
+static void check_backward(lf_dtype dt, const matmul_inputs &in, int need_dx, int need_dw, int need_db,
+                           int accumulate_dx) {
     const matmul_shape &s = in.s;
     char variant[80], what[160], name[200];
-    snprintf(variant, sizeof variant, "%s%s%s", need_dx ? "dx" : "", need_dw ? " dw" : "",
-             need_db ? " db" : "");
+    snprintf(variant, sizeof variant, "%s%s%s%s", need_dx ? "dx" : "", need_dw ? " dw" : "",
+             need_db ? " db" : "", accumulate_dx ? "" : " dx-written");
     label(what, sizeof what, "matmul_backward", s, variant);
-    std::vector<float> want_dx = in.dx0, want_dw = in.dw0, want_db = in.db0;
+    const std::vector<float> dx0 = accumulate_dx ? in.dx0 : std::vector<float>(in.dx0.size(), NAN);
+    std::vector<float> want_dx = accumulate_dx ? in.dx0 : std::vector<float>(in.dx0.size(), 0.0f);
+    std::vector<float> want_dw = in.dw0, want_db = in.db0;
     matmul_backward(need_dx ? want_dx.data() : NULL, need_dw ? want_dw.data() : NULL,
                     need_db ? want_db.data() : NULL, in.dout.data(), in.x.data(), lf_weight_f32(in.w.data()),
                     s.T, s.C, s.OC, NULL);
     device_buffers buf;
-    void *dx = buf.add(to_device(in.dx0, dt)), *dw = buf.add(to_device(in.dw0, LF_F32));
+    void *dx = buf.add(to_device(dx0, dt)), *dw = buf.add(to_device(in.dw0, LF_F32));
     void *db = buf.add(to_device(in.db0, LF_F32)), *dout = buf.add(to_device(in.dout, dt));
     void *x = buf.add(to_device(in.x, dt)), *w = buf.add(to_device(in.w, dt));
     if (!launched(what, matmul_backward_cuda(need_dx ? dx : NULL, need_dw ? (float *)dw : NULL,
                                              need_db ? (float *)db : NULL, dout, x, w, s.T, s.C, s.OC,
-                                             workspace, dt, 0)))
+                                             accumulate_dx, workspace, dt, 0)))
         return;
     if (need_dx) {
         snprintf(name, sizeof name, "%s: dx", what);
@@ -118,6 +122,17 @@ static void check_bias_add(lf_dtype dt) {
                     tolerance(dt));
 }
 
+// OC == 0: no product, so a written dx is all zeros (operands other than dx are never read)
+static void check_backward_empty(lf_dtype dt) {
+    const int T = 5, C = 64;
+    device_buffers buf;
+    void *dx = buf.add(to_device(std::vector<float>((size_t)T * C, NAN), dt));
+    if (launched("matmul_backward OC=0",
+                 matmul_backward_cuda(dx, NULL, NULL, NULL, NULL, NULL, T, C, 0, 0, workspace, dt, 0)))
+        check_equal("matmul_backward T=5 C=64 OC=0 dx-written", from_device(dx, (int64_t)T * C, dt),
+                    std::vector<float>((size_t)T * C, 0.0f));
+}
+
 static const matmul_shape shapes[] = {
     {1, 64, 64},      {37, 64, 64},    {256, 64, 64},     {1, 384, 1000},    {37, 384, 1000},
     {256, 1000, 384}, {1, 1024, 1024}, {37, 1024, 1024},  {256, 1024, 1024}, {256, 4096, 1024},
@@ -142,9 +157,11 @@ int main(void) {
                 check_forward(dt, in, 0, 0, workspace, 0);
                 check_forward(dt, in, 1, 1, workspace, 0);
             }
-            check_backward(dt, in, 1, 1, 1);
-            check_backward(dt, in, i % 3 != 0, i % 3 != 1, i % 3 != 2); // each of dx, dw, db left out in turn
-            if (i == 4) check_backward(dt, in, 0, 0, 1);
+            check_backward(dt, in, 1, 1, 1, 1);
+            // each of dx, dw, db left out in turn; then dx written, not accumulated
+            check_backward(dt, in, i % 3 != 0, i % 3 != 1, i % 3 != 2, 1);
+            if (small) check_backward(dt, in, 1, i % 2, 0, 0);
+            if (i == 4) check_backward(dt, in, 0, 0, 1, 1);
             i++;
         }
         const matmul_inputs in = make_inputs({37, 1000, 384}, dt, seed += 10);
@@ -152,6 +169,7 @@ int main(void) {
         check_forward(dt, in, 1, 1, workspace, 4); // operands 8 (16-bit) or 16 (f32) bytes past alignment
         check_forward(dt, in, 0, 0, workspace, 4);
         check_bias_add(dt);
+        check_backward_empty(dt);
     }
     cudaFree(workspace);
     return check_summary("check_matmul");

@@ -69,6 +69,40 @@ static void check_rope_rotation(lf_dtype dt, rope_shape shape, uint64_t seed) {
         CHECK_CUDA(cudaFree(p));
 }
 
+// q: (T, H, D) and k: (T, NKV, D) rotated in one launch (backward: rotated back), against the CPU op on each
+static void check_rope_qk(lf_dtype dt, rope_shape shape, int NKV, int backward, uint64_t seed) {
+    const int T = shape.T, H = shape.H, D = shape.D, half = D / 2;
+    const int64_t nq = (int64_t)T * H * D, nk = (int64_t)T * NKV * D;
+    char what[160], name[200];
+    std::vector<int> pos = packed_positions(T, 200, 3);
+    std::vector<float> cos((size_t)T * half), sin((size_t)T * half);
+    rope_tables(cos.data(), sin.data(), pos.data(), T, D, shape.theta);
+    std::vector<float> q = rounded(random_vector(nq, -2, 2, seed), dt), want_q = q;
+    std::vector<float> k = rounded(random_vector(nk, -2, 2, seed + 1), dt), want_k = k;
+    auto cpu = backward ? rope_backward : rope_forward;
+    cpu(want_q.data(), cos.data(), sin.data(), T, H, D);
+    cpu(want_k.data(), cos.data(), sin.data(), T, NKV, D);
+    float *d_cos = (float *)to_device(cos, LF_F32), *d_sin = (float *)to_device(sin, LF_F32);
+    void *d_q = to_device(q, dt), *d_k = to_device(k, dt);
+    auto launcher = backward ? rope_qk_backward_cuda : rope_qk_forward_cuda;
+    CHECK_CUDA(launcher(d_q, d_k, d_cos, d_sin, T, H, NKV, D, dt, 0));
+    snprintf(what, sizeof what, "rope_qk_%s T=%d NH=%d NKV=%d D=%d", backward ? "backward" : "forward", T, H,
+             NKV, D);
+    snprintf(name, sizeof name, "%s: q", what);
+    check_close(name, dt, from_device(d_q, nq, dt), want_q, tolerance(dt));
+    snprintf(name, sizeof name, "%s: k", what);
+    check_close(name, dt, from_device(d_k, nk, dt), want_k, tolerance(dt));
+    for (void *p : {(void *)d_cos, (void *)d_sin, d_q, d_k})
+        CHECK_CUDA(cudaFree(p));
+}
+
+// a GQA count of key/value heads for H query heads: the largest proper divisor of H (H itself when 1)
+static int gqa_heads(int H) {
+    for (int d = H / 2; d > 1; d--)
+        if (H % d == 0) return d;
+    return 1;
+}
+
 int main(void) {
     for (rope_shape shape : rope_shapes)
         check_rope_tables(packed_positions(shape.T, 200, 0), shape.D, shape.theta, "packed from 0");
@@ -81,11 +115,20 @@ int main(void) {
     check_rope_tables(far, 128, 1000000.0f, "random up to 32767");
     for (lf_dtype dt : check_dtypes) {
         uint64_t seed = 700;
-        for (rope_shape shape : rope_shapes)
+        for (rope_shape shape : rope_shapes) {
             check_rope_rotation(dt, shape, seed += 10);
+            for (int backward = 0; backward < 2; backward++) {
+                check_rope_qk(dt, shape, shape.H, backward, seed += 10);            // NKV == NH
+                check_rope_qk(dt, shape, gqa_heads(shape.H), backward, seed += 10); // GQA (but for H == 1)
+            }
+        }
     }
     check_equal("rope_forward rejects an odd D",
                 {(float)rope_forward_cuda(NULL, NULL, NULL, 4, 2, 7, LF_F32, 0)},
+                {(float)cudaErrorInvalidValue});
+    float unread[1]; // validation rejects the call before any launch reads a pointer
+    check_equal("rope_qk_forward rejects a NULL k with NKV > 0",
+                {(float)rope_qk_forward_cuda(unread, NULL, unread, unread, 4, 2, 1, 8, LF_F32, 0)},
                 {(float)cudaErrorInvalidValue});
     return check_summary("check_rope");
 }
