@@ -197,14 +197,12 @@ def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, 
         if device == "cuda":
             model.to("cuda", dtype=dtype)
         model.train()
-
-        def step(ids, mask, labels):
-            loss, _ = model.forward_backward(ids, mask, labels, class_weights=CLASS_WEIGHTS)
-            return loss
-
         if train:
             row = trainer_timed(lf, model, batches, steps, warmup, config, lora["r"], peak, dtype == "float16")
         else:  # each step synchronizes
+            def step(ids, mask, labels):
+                return model.forward_backward(ids, mask, labels, class_weights=CLASS_WEIGHTS)[0]
+
             row = timed(step, batches, steps, warmup, config, lora["r"], lambda: 0, peak)
         used = (free_before - torch.cuda.mem_get_info()[0]) / 2**20 if device == "cuda" else None
         rows.append(dict(model=name, impl="lorafast", setting=label, step="train" if train else "fwd+bwd", **row,

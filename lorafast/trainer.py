@@ -48,7 +48,7 @@ _EVERY = {"no": 0, "steps": 1, "epoch": 2}  # lf_train_config's LF_EVERY_*
 _LABEL_COLUMNS = ("labels", "label", "label_ids")
 _COUNTERS = ("global_step", "epoch", "batch_in_epoch", "micro_steps", "last_log_step", "skipped_steps",
              "growth_tracker")
-LOSS_SCALE_INIT = 65536.0  # torch.amp.GradScaler's init_scale (csrc/train/loss_scale.h)
+LOSS_SCALE_INIT = _C.LOSS_SCALE_INIT  # torch.amp.GradScaler's init_scale (csrc/train/loss_scale.h)
 
 
 # transformers.trainer_utils' NamedTuples

@@ -453,4 +453,7 @@ static PyMethodDef train_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-int lf_bind_train(PyObject *module) { return PyModule_AddFunctions(module, train_methods); }
+int lf_bind_train(PyObject *module) {
+    if (PyModule_AddFunctions(module, train_methods) < 0) return -1;
+    return PyModule_AddObject(module, "LOSS_SCALE_INIT", PyFloat_FromDouble(LF_LOSS_SCALE_INIT));
+}

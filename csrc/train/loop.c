@@ -139,9 +139,12 @@ static double clip_grads(lf_trainable *model, double max_grad_norm) {
     return norm;
 }
 
+// updates AdamW and the schedule have made: skipped ones (loss scaling) do not count
+static int64_t optimizer_steps(const lf_train_state *st) { return st->global_step - st->skipped_steps; }
+
 static double scheduled_lr(const lf_train_config *cfg, const lf_train_state *st) {
-    return cfg->adam.lr * lr_schedule_factor(cfg->schedule, st->global_step - st->skipped_steps,
-                                             cfg->warmup_steps, cfg->max_steps);
+    return cfg->adam.lr *
+           lr_schedule_factor(cfg->schedule, optimizer_steps(st), cfg->warmup_steps, cfg->max_steps);
 }
 
 static double optimizer_step(lf_trainable *model, const lf_train_config *cfg, lf_train_state *st) {
@@ -153,7 +156,7 @@ static double optimizer_step(lf_trainable *model, const lf_train_config *cfg, lf
         h.lr = lr;
         if (param->no_decay) h.weight_decay = 0.0;
         adamw_update(param->data, param->grad, st->m + offset, st->v + offset, param->numel, &h,
-                     st->global_step - st->skipped_steps + 1);
+                     optimizer_steps(st) + 1);
         offset += param->numel;
     }
     return lr;
@@ -174,18 +177,25 @@ static int apply_update(lf_trainable *model, const lf_train_config *cfg, lf_trai
     // the mean over the micro-batches and the loss scale undone, in one factor for the device
     float grad_scale = (float)(1.0 / ((double)micro * (cfg->loss_scaling ? st->loss_scale : 1.0)));
     int found_inf = 0;
-    int rc = model->device->update(model->self, &h, st->global_step - st->skipped_steps + 1, grad_scale,
-                                   cfg->max_grad_norm, cfg->loss_scaling, &ev->grad_norm, &found_inf);
+    int rc = model->device->update(model->self, &h, optimizer_steps(st) + 1, grad_scale, cfg->max_grad_norm,
+                                   cfg->loss_scaling, &ev->grad_norm, &found_inf);
     if (rc != LF_OK || !cfg->loss_scaling) return rc;
     if (found_inf) st->skipped_steps++;
     loss_scale_update(&st->loss_scale, &st->growth_tracker, found_inf);
     return LF_OK;
 }
 
-// the device's params and moments back into the host's before Python reads them
-static int sync_for_callback(lf_trainable *model, lf_train_state *st, const lf_train_event *ev) {
-    if (model->device == NULL || !(ev->should_save || ev->should_evaluate || ev->is_last)) return LF_OK;
-    return model->device->sync(model->self, st->m, st->v);
+// the device's params and moments back into the host's before Python reads them (needed: the
+// callback saves, evaluates or ends the run), unless they were copied since the last update
+static int sync_device(lf_trainable *model, lf_train_state *st, int needed, int64_t *synced_step) {
+    if (model->device == NULL || !needed || *synced_step == st->global_step) return LF_OK;
+    int rc = model->device->sync(model->self, st->m, st->v);
+    if (rc == LF_OK) *synced_step = st->global_step;
+    return rc;
+}
+
+static int callback_reads_params(const lf_train_event *ev) {
+    return ev->should_save || ev->should_evaluate || ev->is_last;
 }
 
 static int due(int every, int64_t interval, int64_t step) {
@@ -291,6 +301,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
         return rc;
     }
     int stop = 0;
+    int64_t synced_step = -1; // global_step at the last copy of the device's params to the host
     while (!stop && st->global_step < cfg->max_steps) {
         shuffle_order(b.order, d->n, cfg->seed, st->epoch);
         while (!stop && st->batch_in_epoch < batches && st->global_step < cfg->max_steps) {
@@ -314,7 +325,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             ev.should_save = due(cfg->save_every, cfg->save_steps, st->global_step) ||
                              (ev.is_last && cfg->save_every == LF_EVERY_STEPS);
             if (ev.should_log) take_log_loss(st, &ev);
-            if ((rc = sync_for_callback(model, st, &ev)) != LF_OK) goto done;
+            if ((rc = sync_device(model, st, callback_reads_params(&ev), &synced_step)) != LF_OK) goto done;
             int r = callback(ctx, &ev);
             if (r < 0) rc = LF_EINTR;
             if (r != 0) goto done;
@@ -330,14 +341,14 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
         if (ev.should_log) take_log_loss(st, &ev);
         st->epoch++;
         st->batch_in_epoch = 0;
-        if ((rc = sync_for_callback(model, st, &ev)) != LF_OK) break;
+        if ((rc = sync_device(model, st, callback_reads_params(&ev), &synced_step)) != LF_OK) break;
         int r = callback(ctx, &ev);
         if (r < 0) rc = LF_EINTR;
         if (r != 0) break;
     }
 done:
     if (model->device) { // the params and moments the run reached, even when it stopped on an error
-        int synced = model->device->sync(model->self, st->m, st->v);
+        int synced = sync_device(model, st, 1, &synced_step);
         model->device->end(model->self);
         if (rc == LF_OK) rc = synced;
     }

@@ -10,18 +10,15 @@ and is skipped without one.
 
 import concurrent.futures
 import os
-import pathlib
 import shutil
 import subprocess
 import sysconfig
 
+import emulated_build
 import pytest
 from conftest import skip_or_fail
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-CHECKS = sorted((REPO / "tests" / "gpu" / "kernels").glob("check_*.cu"))
-CPU_SOURCES = sorted((REPO / "csrc" / "ops").glob("*.c")) + sorted((REPO / "csrc" / "core").glob("*.c")) + [
-    REPO / "csrc" / "train" / "adamw.c", REPO / "csrc" / "train" / "clip.c"]
+REPO, CHECKS, CPU_SOURCES = emulated_build.REPO, emulated_build.CHECKS, emulated_build.CPU_SOURCES
 
 
 def _nvcc():
