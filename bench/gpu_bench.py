@@ -174,7 +174,10 @@ def trainer_timed(lf, model, batches, steps, warmup, config, r, peak, fp16):
 
 def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, tiny, peak, train=False):
     """One row per compute dtype: lorafast's forward + backward on the device (model.to("cuda")), or
-    with train whole Trainer steps (the setting's dtype: bf16=True / fp16=True)."""
+    with train whole Trainer steps (the setting's dtype: bf16=True / fp16=True). A setting's third
+    value False launches kernel by kernel (LORAFAST_CUDA_GRAPHS=0) instead of replaying CUDA graphs."""
+    import os
+
     import lorafast as lf
 
     info = lf.build_info()
@@ -183,7 +186,7 @@ def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, 
     import torch
 
     rows = []
-    for label, dtype in settings:
+    for label, dtype, *graphs in settings:
         config = lf.AutoConfig.from_pretrained(folder)
         if tiny:
             for key, value in (TINY_DECODER if config.model_type in ("llama", "mistral") else TINY).items():
@@ -195,7 +198,12 @@ def lorafast_rows(name, folder, batches, lora, settings, steps, warmup, device, 
         model = lf.get_peft_model(model, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, bias="none", **lora))
         free_before = torch.cuda.mem_get_info()[0] if device == "cuda" else 0
         if device == "cuda":
-            model.to("cuda", dtype=dtype)
+            if graphs and not graphs[0]:
+                os.environ["LORAFAST_CUDA_GRAPHS"] = "0"  # read when the device copy is made
+            try:
+                model.to("cuda", dtype=dtype)
+            finally:
+                os.environ.pop("LORAFAST_CUDA_GRAPHS", None)
         model.train()
         if train:
             row = trainer_timed(lf, model, batches, steps, warmup, config, lora["r"], peak, dtype == "float16")
@@ -232,7 +240,8 @@ def main():
     plans = {  # HF settings (label, weights dtype, autocast dtype); lorafast settings (label, compute dtype)
         "roberta": ("roberta-large", ROBERTA_LORA, args.steps,
                     [("f32", torch.float32, None), ("fp16 autocast", torch.float32, torch.float16)],
-                    [("f32", "float32"), ("bf16", "bfloat16"), ("fp16", "float16")]),
+                    [("f32", "float32"), ("bf16", "bfloat16"), ("fp16", "float16"),
+                     ("bf16, graphs off", "bfloat16", False)]),
         "mistral": ("mistral", MISTRAL_LORA, args.mistral_steps,
                     [("bf16 weights, fp16 autocast", torch.bfloat16, torch.float16)], [("bf16", "bfloat16")]),
     }

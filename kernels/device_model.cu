@@ -226,6 +226,7 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
     rt->n_params = m->n_params;
     rc = lf_cuda_checked(cudaStreamCreateWithFlags(&dm->stream, cudaStreamNonBlocking),
                          "creating a CUDA stream");
+    if (rc == 0 && lf_cuda_graphs_wanted()) rc = lf_cuda_graphs_create(&rt->graphs);
     if (rc == 0) rc = upload_frozen(rt, m);
     if (rc == 0) rc = plan_params(rt, m);
     if (rc == 0) {
@@ -251,6 +252,7 @@ void lf_cuda_model_free(void *cuda_model) {
     lf_cuda_model *dm = &rt->dm;
     if (dm->stream != NULL) (void)cudaStreamSynchronize(dm->stream); // nothing in flight uses what goes
     lf_cuda_optimizer_free(rt);
+    lf_cuda_graphs_free(rt->graphs);
     for (int i = 0; dm->frozen != NULL && i < rt->n_frozen; i++)
         (void)cudaFree(dm->frozen[i]);
     void *device[] = {dm->params, dm->grads,   dm->batch.tokens, dm->work,         dm->blas_workspace,
@@ -342,6 +344,19 @@ static int reserve_work(lf_cuda_model *dm, const lf_batch *b) {
     return rc;
 }
 
+// the batch arrays, logits and activations for batches of b's sizes; a graph uses these buffers, so
+// when one moves every graph is dropped
+static int reserve_buffers(runtime *rt, const lf_batch *b) {
+    lf_cuda_model *dm = &rt->dm;
+    const void *before[] = {dm->batch.tokens, dm->logits, dm->work};
+    int rc = reserve_batch(rt, b);
+    if (rc == 0) rc = reserve_logits(dm, b->B);
+    if (rc == 0) rc = reserve_work(dm, b);
+    if (before[0] != dm->batch.tokens || before[1] != dm->logits || before[2] != dm->work)
+        lf_cuda_graphs_clear(rt->graphs);
+    return rc;
+}
+
 int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
@@ -352,24 +367,27 @@ int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len) {
     most.T = max_batch * max_len;
     most.B = max_batch;
     most.max_len = max_len;
-    int rc = reserve_batch(rt, &most);
-    if (rc == 0) rc = reserve_logits(&rt->dm, max_batch);
-    if (rc == 0) rc = reserve_work(&rt->dm, &most);
-    return rc;
+    if (rt->graphs != NULL) most = lf_cuda_graph_batch_bound(max_batch, max_len);
+    return reserve_buffers(rt, &most);
 }
 
-// the host batch arrays into the pinned staging (the device layout), then one copy up
-static int upload_batch(runtime *rt, const lf_batch *b) {
+// the host batch arrays into the pinned staging (the device layout), with the ghost sequence when
+// the device runs the batch padded (run: its sizes), then one copy up
+static int upload_batch(runtime *rt, const lf_batch *b, const lf_batch *run) {
     lf_cuda_model *dm = &rt->dm;
     int32_t *h = rt->host_batch;
     size_t cap_T = (size_t)dm->batch.cap_T, cap_B = (size_t)dm->batch.cap_B, T = (size_t)b->T,
            B = (size_t)b->B;
-    memcpy(h, b->tokens, T * sizeof(int32_t));
-    memcpy(h + cap_T, b->positions, T * sizeof(int32_t));
-    memcpy(h + 2 * cap_T, b->token_types, T * sizeof(int32_t));
-    memcpy(h + 3 * cap_T, b->offsets, (B + 1) * sizeof(int32_t));
-    memcpy(h + 3 * cap_T + cap_B + 1, b->pool_index, B * sizeof(int32_t));
-    memcpy(h + 3 * cap_T + 2 * cap_B + 1, b->labels, B * sizeof(int32_t));
+    int32_t *tokens = h, *positions = h + cap_T, *token_types = h + 2 * cap_T, *offsets = h + 3 * cap_T,
+            *pool_index = offsets + cap_B + 1, *labels = pool_index + cap_B;
+    memcpy(tokens, b->tokens, T * sizeof(int32_t));
+    memcpy(positions, b->positions, T * sizeof(int32_t));
+    memcpy(token_types, b->token_types, T * sizeof(int32_t));
+    memcpy(offsets, b->offsets, (B + 1) * sizeof(int32_t));
+    memcpy(pool_index, b->pool_index, B * sizeof(int32_t));
+    memcpy(labels, b->labels, B * sizeof(int32_t));
+    if (run->B > b->B)
+        lf_cuda_graph_fill_ghost(b, run, tokens, positions, token_types, offsets, pool_index, labels);
     return lf_cuda_checked(cudaMemcpyAsync(dm->batch.tokens, h,
                                            batch_ints((int)cap_T, (int)cap_B) * sizeof(int32_t),
                                            cudaMemcpyHostToDevice, dm->stream),
@@ -412,13 +430,15 @@ static int check_current(const runtime *rt, const lf_model *m) {
     return 0;
 }
 
-static int prepare_step(runtime *rt, const lf_model *m) {
+// checks, buffers and uploads for the model's batch; *run: the sizes the device runs it as (padded
+// for a graph, else the batch's own)
+static int prepare_step(runtime *rt, const lf_model *m, lf_batch *run) {
     const lf_batch *b = &m->batch;
     int rc = check_current(rt, m);
-    if (rc == 0) rc = reserve_batch(rt, b);
-    if (rc == 0) rc = reserve_logits(&rt->dm, b->B);
-    if (rc == 0) rc = reserve_work(&rt->dm, b);
-    if (rc == 0) rc = upload_batch(rt, b);
+    if (rc != 0) return rc;
+    *run = rt->graphs != NULL && b->T > 0 ? lf_cuda_graph_batch(b) : *b;
+    rc = reserve_buffers(rt, run);
+    if (rc == 0) rc = upload_batch(rt, b, run);
     if (rc == 0 && rt->optimizer == NULL) rc = lf_cuda_upload_params(rt, m); // else the device's are newer
     return rc;
 }
@@ -444,13 +464,57 @@ static int finish(runtime *rt, int rc, const char *what) {
     return rc;
 }
 
+// the device work of a step on the batch as the device runs it: forward, and for a training step
+// the cross-entropy of the batch's own sequences (run may add the ghost) and backward
+typedef struct {
+    const lf_batch *run;
+    int B;                // the batch's own sequences
+    const float *weights; // device class weights or NULL
+    int backward;
+} step_work;
+
+static int run_step(runtime *rt, void *ctx) {
+    const step_work *w = (const step_work *)ctx;
+    lf_cuda_model *dm = &rt->dm;
+    int NL = dm->host->cfg.num_labels;
+    int rc = run_pass(rt, dm->arch->forward, w->run, "forward");
+    if (rc != 0 || !w->backward) return rc;
+    if (w->run->B > w->B) // the ghost's logits are outside the loss: their gradient is zero
+        rc = lf_cuda_checked(cudaMemsetAsync(dm->dlogits + (size_t)w->B * NL, 0,
+                                             (size_t)(w->run->B - w->B) * NL * sizeof(float), dm->stream),
+                             "zeroing the ghost's logits gradient");
+    if (rc == 0)
+        rc = lf_cuda_checked(crossentropy_forward_backward_cuda(
+                                 dm->loss, dm->dlogits, dm->logits, dm->batch.labels, w->weights, w->B, NL,
+                                 rt->optimizer ? rt->optimizer->loss_scale : 1.0f, dm->stream),
+                             "the cross-entropy");
+    if (rc == 0) rc = run_pass(rt, dm->arch->backward, w->run, "backward");
+    return rc;
+}
+
+// run_step through its graph, or directly when graphs are off
+static int launch_step(runtime *rt, const step_work *w) {
+    if (rt->graphs == NULL) return run_step(rt, (void *)w);
+    const lf_model *m = rt->dm.host;
+    lf_cuda_graph_shape shape = {};
+    shape.backward = w->backward;
+    shape.T = w->run->T, shape.B = w->run->B, shape.max_len = w->run->max_len, shape.real_B = w->B;
+    shape.training = m->training, shape.checkpointing = m->gradient_checkpointing;
+    shape.weighted = w->weights != NULL;
+    shape.loss_scale = w->backward && rt->optimizer ? rt->optimizer->loss_scale : 1.0f;
+    shape.lora_dropout = m->lora.dropout;
+    return lf_cuda_graph_run(rt, &shape, run_step, (void *)w);
+}
+
 int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
-    int rc = prepare_step(rt, m);
-    if (rc == 0) rc = run_pass(rt, dm->arch->forward, b, "forward");
+    lf_batch run;
+    int rc = prepare_step(rt, m, &run);
+    step_work w = {&run, b->B, NULL, 0};
+    if (rc == 0) rc = launch_step(rt, &w);
     if (rc == 0)
         rc = lf_cuda_checked(cudaMemcpyAsync(logits, dm->logits,
                                              (size_t)b->B * m->cfg.num_labels * sizeof(float),
@@ -475,7 +539,8 @@ int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *c
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
     int NL = m->cfg.num_labels;
-    int rc = prepare_step(rt, m);
+    lf_batch run;
+    int rc = prepare_step(rt, m, &run);
     const float *weights = NULL;
     if (rc == 0 && class_weights != NULL) {
         rc = lf_cuda_checked(cudaMemcpyAsync(dm->class_weights, class_weights, (size_t)NL * sizeof(float),
@@ -488,13 +553,8 @@ int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *c
     if (rc == 0 && grads_down)
         rc = lf_cuda_checked(cudaMemsetAsync(dm->grads, 0, rt->param_floats * sizeof(float), dm->stream),
                              "zeroing the gradients");
-    if (rc == 0) rc = run_pass(rt, dm->arch->forward, b, "forward");
-    if (rc == 0)
-        rc = lf_cuda_checked(crossentropy_forward_backward_cuda(
-                                 dm->loss, dm->dlogits, dm->logits, dm->batch.labels, weights, b->B, NL,
-                                 rt->optimizer ? rt->optimizer->loss_scale : 1.0f, dm->stream),
-                             "the cross-entropy");
-    if (rc == 0) rc = run_pass(rt, dm->arch->backward, b, "backward");
+    step_work w = {&run, b->B, weights, 1};
+    if (rc == 0) rc = launch_step(rt, &w);
     float loss_value = 0.0f;
     if (rc == 0)
         rc = lf_cuda_checked(cudaMemcpyAsync(logits, dm->logits, (size_t)b->B * NL * sizeof(float),

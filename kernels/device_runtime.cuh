@@ -16,6 +16,8 @@ typedef struct {
     float loss_scale;              // of the update's backward passes (fp16's dynamic loss scale; else 1)
 } lf_cuda_optimizer;
 
+typedef struct lf_cuda_graphs lf_cuda_graphs; // the captured steps of a model (device_graph.cu)
+
 // What _C holds: the documented lf_cuda_model (first, so the architectures see only it) and
 // what only the runtime uses.
 typedef struct {
@@ -25,6 +27,8 @@ typedef struct {
     float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
     int32_t *host_batch;             // pinned, laid out as the device batch arrays
     lf_cuda_optimizer *optimizer;    // non-NULL during a training run with AdamW on the device
+    lf_cuda_graphs *graphs;          // NULL: steps run launch by launch (LORAFAST_CUDA_GRAPHS=0, or
+                                     // a capture failed)
 } runtime;
 
 // 0, or code with the message "what: CUDA's words for code"
@@ -44,3 +48,38 @@ int lf_cuda_upload_params(runtime *rt, const lf_model *m);
 int lf_cuda_download_params(runtime *rt, lf_model *m);
 // frees the optimizer of a run, if any (the params stay on the device, the host's are not updated)
 void lf_cuda_optimizer_free(runtime *rt);
+
+// ---- CUDA graphs of the steps (device_graph.cu) ----
+
+// Everything a graph's replay cannot change: another value is another graph.
+typedef struct {
+    int backward;      // 0: forward only; 1: forward, cross-entropy and backward
+    int T, B, max_len; // the padded batch (lf_cuda_graph_batch)
+    int real_B;        // the batch's own sequences (the loss's rows)
+    int training, checkpointing, weighted;
+    float loss_scale, lora_dropout;
+} lf_cuda_graph_shape;
+
+// 0 when LORAFAST_CUDA_GRAPHS=0 asks for launches one by one
+int lf_cuda_graphs_wanted(void);
+int lf_cuda_graphs_create(lf_cuda_graphs **out);
+// destroys every graph (the buffers they use moved)
+void lf_cuda_graphs_clear(lf_cuda_graphs *g);
+void lf_cuda_graphs_free(lf_cuda_graphs *g);
+// The sizes (T, B, max_len; no arrays) a graph runs batch b as: b with a ghost sequence appended
+// (at least one token) that brings T up to its bucket.
+lf_batch lf_cuda_graph_batch(const lf_batch *b);
+// sizes at least those of lf_cuda_graph_batch for every batch of at most max_batch sequences of at
+// most max_len tokens
+lf_batch lf_cuda_graph_batch_bound(int max_batch, int max_len);
+// the ghost sequence of padded (lf_cuda_graph_batch(b)) written into arrays laid out as a batch's
+// (tokens, positions, token_types: (padded T,), offsets: (padded B + 1,), pool_index, labels:
+// (padded B,)) after b's own values: the ghost's tokens repeat b's first token
+void lf_cuda_graph_fill_ghost(const lf_batch *b, const lf_batch *padded, int32_t *tokens, int32_t *positions,
+                              int32_t *token_types, int32_t *offsets, int32_t *pool_index, int32_t *labels);
+// the device work of a step (enqueued on dm.stream, no synchronization, no allocation)
+typedef int (*lf_cuda_step_body)(runtime *rt, void *ctx);
+// runs body through the graph of shape, capturing it at its first use (rt->graphs non-NULL). When
+// CUDA cannot capture it, graphs go off for the model (rt->graphs NULL, a line on stderr) and body
+// runs directly. Returns body's error or a launch error.
+int lf_cuda_graph_run(runtime *rt, const lf_cuda_graph_shape *shape, lf_cuda_step_body body, void *ctx);

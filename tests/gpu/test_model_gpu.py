@@ -10,6 +10,7 @@ Runs on a GPU machine against lorafast/_cuda_kernels.so; without one, test_model
 against the kernels library built for the CPU emulator (LORAFAST_CUDA_LIBRARY names it); else skipped.
 """
 
+import ctypes
 import os
 import pathlib
 import shutil
@@ -315,3 +316,53 @@ def test_trainer_on_cuda_plans_its_memory_up_front(checkpoints, tmp_path):
     lf.Trainer(model=model, args=args, train_dataset=rows, callbacks=[device_bytes]).train()
     per_step = device_bytes.per_step
     assert len(per_step) == 4 and per_step[0] > 0 and len(set(per_step)) == 1, per_step
+
+
+def emulator_launches():
+    """(kernels launched directly, graphs launched) so far, on the emulator; None on a GPU."""
+    path = os.environ.get("LORAFAST_CUDA_LIBRARY")
+    lib = ctypes.CDLL(path) if path else None  # the library _C opened (the same handle)
+    if lib is None or not hasattr(lib, "emu_graph_launch_count"):
+        return None
+    lib.emu_direct_launch_count.restype = lib.emu_graph_launch_count.restype = ctypes.c_longlong
+    return lib.emu_direct_launch_count(), lib.emu_graph_launch_count()
+
+
+@pytest.mark.parametrize("kind", ["roberta", "mistral"])
+def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch):
+    """Graphed steps (each batch padded to its bucket with a ghost sequence, dropout seeds read on the
+    device) against the same model launching kernel by kernel (LORAFAST_CUDA_GRAPHS=0): eval logits,
+    train logits, losses and gradients at 1e-5 over batches of changing sizes (a small batch first, so
+    the buffers grow under the graphs), each call a new step with new dropout masks."""
+    monkeypatch.setenv("LORAFAST_CUDA_GRAPHS", "0")
+    direct = lf_model(checkpoints[kind], kind, None, "cuda")
+    monkeypatch.delenv("LORAFAST_CUDA_GRAPHS")
+    graphed = lf_model(checkpoints[kind], kind, None, "cuda")
+    ids, mask, types, labels = batch(kind)
+    weights = np.array([0.8, 1.3, 1.1], np.float32)
+    for model in (direct, graphed):
+        model.manual_seed(5)
+    for rows in ([0, 2], [0, 1, 2, 3, 4, 5], [1, 4]):
+        cut = [a if a is None else a[rows] for a in (ids, mask, types)]
+        for model in (direct, graphed):
+            model.eval()
+        assert_close(f"rows {rows}: eval logits", graphed(input_ids=cut[0], attention_mask=cut[1]).logits,
+                     direct(input_ids=cut[0], attention_mask=cut[1]).logits, 1e-5)
+        for model in (direct, graphed):
+            model.train()
+        assert_close(f"rows {rows}: train logits", graphed(input_ids=cut[0], attention_mask=cut[1]).logits,
+                     direct(input_ids=cut[0], attention_mask=cut[1]).logits, 1e-5)
+        for step in range(2):
+            ref_loss, ref_grads = direct.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
+            loss, grads = graphed.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
+            assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss), f"rows {rows} step {step}: {loss} != {ref_loss}"
+            assert_grads_close(f"rows {rows} step {step}", grads, ref_grads, TOL["float32"])
+    counts = emulator_launches()
+    if counts is not None:  # a replay is one graph launch and no kernel launched by itself
+        before = counts
+        graphed.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
+        after = emulator_launches()
+        assert (after[0] - before[0], after[1] - before[1]) == (0, 1), (before, after)
+        direct.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
+        again = emulator_launches()
+        assert again[0] - after[0] > 100 and again[1] == after[1], (after, again)
