@@ -25,6 +25,9 @@ What the emulation checks:
   smallest of the architectures built), 32764 bytes of parameters, live streams;
 - cuBLASLt: layouts, shapes, type combinations, alignment promises, workspace and operand bounds of
   every call (tests/gpu/emulator/cublaslt.cpp), the product itself in double.
+- stream capture and graphs: a capturing stream records its work by value and runs none of it; each
+  cudaGraphLaunch replays it with the checks of a direct call; the calls CUDA refuses during a capture
+  return CUDA's codes and invalidate the capture (the self-test's GRAPH_FAULTS).
 
 What it cannot check: timing, occupancy, registers, coalescing and anything of performance; races
 between threads of a grid that a sequential order hides (two blocks writing one element without an

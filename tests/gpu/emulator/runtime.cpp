@@ -16,6 +16,17 @@
 // order (chosen per block). Shared memory is filled with 0xff bytes before each block; dynamic shared
 // memory ends at an inaccessible page. No thread able to go on while some have not exited is a deadlock.
 //
+// Stream capture: work enqueued on a capturing stream (kernel launches, cudaMemcpyAsync, cudaMemsetAsync,
+// cuBLASLt calls) is checked and recorded by value, not run; cudaGraphLaunch of the graph's instantiation
+// runs it again in order, each with the checks of a direct call. The misuses CUDA refuses are reported
+// with CUDA's codes and invalidate the capture as CUDA does (cudaStreamEndCapture then returns
+// cudaErrorStreamCaptureInvalidated and no graph): synchronizing a capturing stream or the device;
+// cudaMalloc, cudaFree, cudaMallocHost, cudaFreeHost, cudaMemcpy and cudaMemset (synchronous) while a
+// capture not in the relaxed mode is active; the legacy stream while a blocking stream captures; a
+// pageable host buffer in a captured copy; an invalid launch; a graph launched into, or the destruction
+// of, a capturing stream. Graphs and their instantiations are never freed, so a use after their
+// destruction is reported too.
+//
 // Built with -fsanitize=address, the fiber switches are announced to AddressSanitizer.
 #include <errno.h>
 #include <signal.h>
@@ -53,10 +64,7 @@ struct CUgraph_st {
     std::vector<emu_graph_work> nodes;
     bool destroyed = false;
 };
-struct CUgraphExec_st {
-    std::vector<emu_graph_work> nodes;
-    bool destroyed = false;
-};
+struct CUgraphExec_st : CUgraph_st {};
 
 // emu_switch(save, next): pushes the callee-saved registers, stores the stack pointer in *save, and
 // continues the fiber whose stack pointer is next (popping its registers and its return address, and
@@ -650,6 +658,7 @@ struct capture {
 std::map<cudaStream_t, capture> captures; // by stream
 std::set<cudaGraph_t> graphs;             // every graph made (a destroyed one stays, marked)
 std::set<cudaGraphExec_t> execs;          // every instantiation made (likewise)
+
 bool is_legacy(cudaStream_t s) { return s == nullptr || s == cudaStreamLegacy; }
 
 // a blocking stream (cudaStreamPerThread too) waits for the legacy stream, and the legacy stream for it
@@ -778,8 +787,8 @@ cudaError_t copy_async(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     const char *api = "cudaMemcpyAsync";
     capture *into;
     cudaError_t e = enqueue(api, stream, &into);
-    if (e != cudaSuccess || into == nullptr)
-        return e != cudaSuccess ? e : run_copy(api, dst, src, bytes, kind);
+    if (e != cudaSuccess) return e;
+    if (into == nullptr) return run_copy(api, dst, src, bytes, kind);
     e = copy_error(api, dst, src, bytes, kind);
     if (e != cudaSuccess) return invalidate(api, stream, *into, "with invalid arguments", e);
     const bool pageable = bytes > 0 && ((kind_of(dst, bytes) == MEMORY_HOST && !is_pinned(dst, bytes)) ||
@@ -795,7 +804,8 @@ cudaError_t set_async(void *p, int value, size_t bytes, cudaStream_t stream) {
     const char *api = "cudaMemsetAsync";
     capture *into;
     cudaError_t e = enqueue(api, stream, &into);
-    if (e != cudaSuccess || into == nullptr) return e != cudaSuccess ? e : run_set(api, p, value, bytes);
+    if (e != cudaSuccess) return e;
+    if (into == nullptr) return run_set(api, p, value, bytes);
     e = set_error(api, p, bytes);
     if (e != cudaSuccess) return invalidate(api, stream, *into, "with invalid arguments", e);
     into->nodes.push_back([=](cudaStream_t) { return run_set(api, p, value, bytes); });
@@ -1298,7 +1308,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
         emu_error("cudaGraphInstantiate with flags %llu (only 0 is emulated)", flags);
         return record(cudaErrorInvalidValue);
     }
-    *exec = new CUgraphExec_st{graph->nodes};
+    *exec = new CUgraphExec_st{{graph->nodes}};
     execs.insert(*exec);
     return cudaSuccess;
 }
@@ -1324,26 +1334,30 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
     return e;
 }
 
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
-    if (execs.count(exec) == 0 || exec->destroyed) {
-        emu_error("cudaGraphExecDestroy of %p: %s", (void *)exec,
-                  execs.count(exec) == 0 ? "not a graph of cudaGraphInstantiate" : "destroyed already");
+namespace {
+
+// api destroys g, a graph or an instantiation if made says so (maker makes them): its work goes, the
+// handle stays, marked
+cudaError_t destroy_graph(const char *api, CUgraph_st *g, bool made, const char *maker) {
+    if (!made || g->destroyed) {
+        emu_error("%s of %p: %s", api, (void *)g, !made ? maker : "destroyed already");
         return record(cudaErrorInvalidValue);
     }
-    exec->nodes.clear();
-    exec->destroyed = true;
+    g->nodes.clear();
+    g->destroyed = true;
     return cudaSuccess;
 }
 
+} // namespace
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    return destroy_graph("cudaGraphExecDestroy", exec, execs.count(exec) > 0,
+                         "not a graph of cudaGraphInstantiate");
+}
+
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
-    if (graphs.count(graph) == 0 || graph->destroyed) {
-        emu_error("cudaGraphDestroy of %p: %s", (void *)graph,
-                  graphs.count(graph) == 0 ? "not a graph of cudaStreamEndCapture" : "destroyed already");
-        return record(cudaErrorInvalidValue);
-    }
-    graph->nodes.clear();
-    graph->destroyed = true;
-    return cudaSuccess;
+    return destroy_graph("cudaGraphDestroy", graph, graphs.count(graph) > 0,
+                         "not a graph of cudaStreamEndCapture");
 }
 
 // ---- the emulator's counts, for tests (ctypes) ----
