@@ -25,6 +25,9 @@ What the emulation checks:
   smallest of the architectures built), 32764 bytes of parameters, live streams;
 - cuBLASLt: layouts, shapes, type combinations, alignment promises, workspace and operand bounds of
   every call (tests/gpu/emulator/cublaslt.cpp), the product itself in double.
+- stream capture and graphs: a capturing stream records its work by value and runs none of it; each
+  cudaGraphLaunch replays it with the checks of a direct call; the calls CUDA refuses during a capture
+  return CUDA's codes and invalidate the capture (the self-test's GRAPH_FAULTS).
 
 What it cannot check: timing, occupancy, registers, coalescing and anything of performance; races
 between threads of a grid that a sequential order hides (two blocks writing one element without an
@@ -42,6 +45,8 @@ the fiber switches are announced to ASan). LF_EMU_SEED=n changes the block order
 import concurrent.futures
 import os
 import pathlib
+import shutil
+import subprocess
 import sys
 
 import emulated_build
@@ -69,6 +74,33 @@ SELFTEST_FAULTS = [
     ("shared_attribute", 71, "102400 bytes of dynamic shared memory (at most 101376"),
     ("dynamic_shared_overrun", 70, "past the end of the block's 64 bytes of dynamic shared memory"),
     ("copy_out_of_bounds", 71, "past the end of its device allocation"),
+]
+# a misuse of stream capture or graphs: (mode, what the emulator must say, the codes the calls returned
+# and cudaStreamEndCapture's, as CUDA's; -1 where none); each exits with status 71
+GRAPH_FAULTS = [
+    ("capture_legacy_stream", "cudaStreamBeginCapture of the legacy stream", "returned 900 -1 -1 -1, end capture -1"),
+    ("end_not_capturing", "not capturing: cudaErrorIllegalState", "returned 401 -1 -1 -1, end capture -1"),
+    ("exec_after_destroy", "used after cudaGraphExecDestroy", "returned 400 -1 -1 -1, end capture -1"),
+    ("capture_twice", "capturing already: cudaErrorIllegalState", "returned 401 -1 -1 -1, end capture 0, graph made"),
+    ("capture_sync_stream", "cudaStreamSynchronize of a capturing stream: cudaErrorStreamCaptureUnsupported; "
+     "the capture of stream", "returned 900 -1 -1 -1, end capture 901, graph null"),
+    ("capture_device_sync", "cudaDeviceSynchronize while a stream captures",
+     "returned 900 -1 -1 -1, end capture 901, graph null"),
+    ("capture_sync_copy", "cudaMemcpy while a stream captures in the global mode",
+     "returned 900 -1 -1 -1, end capture 901, graph null"),
+    ("capture_allocations", "cudaFreeHost while a stream captures in the thread-local mode",
+     "returned 900 900 900 900, end capture 901, graph null"),
+    ("capture_legacy_work", "launch of write_at_kernel on the legacy stream while a blocking stream captures: "
+     "cudaErrorStreamCaptureImplicit", "returned 906 -1 -1 -1, end capture 901, graph null"),
+    ("capture_launch_on_capturing", "cudaGraphLaunch on a capturing stream",
+     "returned 900 -1 -1 -1, end capture 901, graph null"),
+    ("capture_destroy_stream", "cudaStreamDestroy of a capturing stream",
+     "returned 900 -1 -1 -1, end capture 901, graph null"),
+    ("capture_pageable_copy", "cudaMemcpyAsync of pageable host memory",
+     "returned 900 -1 -1 -1, end capture 901, graph null"),
+    ("capture_bad_launch", "launch of nothing_kernel with an invalid configuration: cudaErrorInvalidConfiguration",
+     "returned 9 -1 -1 -1, end capture 901, graph null"),
+    ("graph_use_after_free", "launch of write_at_kernel: argument 0 (", "returned 700 -1 -1 -1, end capture -1"),
 ]
 
 
@@ -120,6 +152,26 @@ def test_emulator_reports_fault(emulated, mode, status, message):
     """Each planted misuse of CUDA stops or fails the program with the emulator's report of it."""
     done = run_check(emulated[0]["selftest"], [mode], timeout=120)
     assert done.returncode == status and message in done.stderr, f"{done.returncode}\n{done.stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("mode,message,codes", GRAPH_FAULTS, ids=[f[0] for f in GRAPH_FAULTS])
+def test_emulator_reports_graph_misuse(emulated, mode, message, codes):
+    """Each planted misuse of stream capture or graphs is reported, and the calls return CUDA's codes
+    (the capture invalidated where CUDA invalidates it: no graph)."""
+    done = run_check(emulated[0]["selftest"], [mode], timeout=120)
+    assert done.returncode == 71 and message in done.stderr, f"{done.returncode}\n{done.stderr[-4000:]}"
+    assert f"planted fault {mode}: {codes}" in done.stdout, done.stdout
+
+
+def test_emulated_library_exports_counts(emulated):
+    """The emulated kernels library exports the emulator's counts of launches (for ctypes)."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("no nm")
+    library = emulated_build.objects().kernels_library()
+    symbols = subprocess.run([nm, "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    for name in ("emu_kernel_launch_count", "emu_graph_launch_count", "emu_direct_launch_count"):
+        assert f" T {name}\n" in symbols, name
 
 
 @pytest.mark.parametrize("name", [p.stem for p in emulated_build.CHECKS])

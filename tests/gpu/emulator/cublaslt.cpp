@@ -10,16 +10,20 @@
 // at least as large as the heuristic asked for (which it then fills with NaN bytes). The heuristic
 // declines the bias epilogue (CUBLAS_STATUS_NOT_SUPPORTED) for a bias less than 16-byte aligned, so a
 // caller's fallback for it runs too; it asks for a workspace of min(the preference's, 1 MiB).
-#include <cublasLt.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+//
+// On a capturing stream the call is checked as made and recorded by value (alpha's and beta's values,
+// the descriptors and layouts, which may be destroyed after the call), then checked again and run at
+// each replay of the graph.
 #include <stdio.h>
 #include <string.h>
 
 #include <vector>
 
-#include "emu_internal.h"
+#include "emu_internal.h" // after the standard headers (cuda_runtime.h's __noinline__)
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #ifdef EMU_WITH_OPENBLAS
 extern "C" void scipy_cblas_dgemm(int order, int transa, int transb, int m, int n, int k, double alpha,
@@ -326,6 +330,111 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     return CUBLAS_STATUS_SUCCESS;
 }
 
+namespace {
+
+// a matmul call by value: what a capturing stream records
+struct matmul_call {
+    emu_lt_matmul_desc desc;
+    emu_lt_layout a, b, c, d;
+    cublasLtMatmulAlgo_t algo;
+    const void *A, *B, *C;
+    void *D, *workspace;
+    size_t workspace_bytes;
+    float alpha, beta;
+};
+
+// the checks of a call (reported) on its shapes, algorithm, alignment, workspace and operands
+cublasStatus_t check_matmul(const matmul_call &m) {
+    uint64_t rows, cols, inner;
+    const emu_lt_matmul_desc *desc = &m.desc;
+    if (!problem_of(desc, &m.a, &m.b, &m.c, &m.d, &rows, &cols, &inner)) return CUBLAS_STATUS_INVALID_VALUE;
+    const cublasLtMatmulAlgo_t *algo = &m.algo;
+    if (algo->data[0] != ALGO_MAGIC || algo->data[1] != problem_key(desc, &m.a, &m.b, &m.d)) {
+        emu_error("the algorithm is not one the heuristic returned for this problem");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    const void *ptrs[4] = {m.A, m.B, m.C, m.D};
+    const char *names[4] = {"A", "B", "C", "D"};
+    for (int i = 0; i < 4; i++)
+        if (alignment_of(ptrs[i]) < algo->data[2 + i]) {
+            emu_error("operand %s at %p is %u-byte aligned, but the preference promised %llu", names[i],
+                      ptrs[i], alignment_of(ptrs[i]), (unsigned long long)algo->data[2 + i]);
+            return CUBLAS_STATUS_INVALID_VALUE;
+        }
+    const size_t asked = (size_t)algo->data[6];
+    if (m.workspace_bytes < asked || (asked > 0 && !emu_device_range("workspace", m.workspace, asked))) {
+        emu_error("a workspace of %zu bytes at %p; the heuristic asked for %zu", m.workspace_bytes,
+                  m.workspace, asked);
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (!operand_in_device("A", m.A, &m.a) || !operand_in_device("B", m.B, &m.b) ||
+        !operand_in_device("D", m.D, &m.d) || (m.beta != 0.0f && !operand_in_device("C", m.C, &m.c)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
+    if (bias && !emu_device_range("bias", desc->bias, rows * type_bytes(m.d.type)))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const size_t dn = extent_bytes(&m.d);
+    if (overlap(m.D, dn, m.A, extent_bytes(&m.a)) || overlap(m.D, dn, m.B, extent_bytes(&m.b)) ||
+        overlap(m.D, dn, m.workspace, asked) || (m.C != m.D && overlap(m.D, dn, m.C, extent_bytes(&m.c)))) {
+        emu_error("D overlaps A, B, C or the workspace");
+        return CUBLAS_STATUS_INVALID_VALUE;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// D = alpha op(A) op(B) + beta C (+ bias) of a checked call; the workspace filled with NaN bytes
+void compute_matmul(const matmul_call &m) {
+    const emu_lt_matmul_desc *desc = &m.desc;
+    const emu_lt_layout *a = &m.a, *b = &m.b, *c = &m.c, *d = &m.d;
+    const uint64_t rows = d->rows, cols = d->cols, k = desc->transa ? a->rows : a->cols;
+    if (m.algo.data[6] > 0) memset(m.workspace, 0xff, (size_t)m.algo.data[6]);
+    if (rows == 0 || cols == 0) return;
+
+    // op(A) as rows x k and op(B) as k x cols, row-major, in double; their product p: rows x cols
+    std::vector<double> x(rows * k), y(k * cols), p(rows * cols, 0.0);
+    for (uint64_t i = 0; i < rows; i++)
+        for (uint64_t kk = 0; kk < k; kk++)
+            x[i * k + kk] =
+                load(m.A, a->type, desc->transa ? kk + i * (uint64_t)a->ld : i + kk * (uint64_t)a->ld);
+    for (uint64_t kk = 0; kk < k; kk++)
+        for (uint64_t j = 0; j < cols; j++)
+            y[kk * cols + j] =
+                load(m.B, b->type, desc->transb ? j + kk * (uint64_t)b->ld : kk + j * (uint64_t)b->ld);
+#ifdef EMU_WITH_OPENBLAS
+    if (k > 0) // CblasRowMajor, CblasNoTrans
+        scipy_cblas_dgemm(101, 111, 111, (int)rows, (int)cols, (int)k, 1.0, x.data(), (int)k, y.data(),
+                          (int)cols, 0.0, p.data(), (int)cols);
+#else
+#pragma omp parallel for
+    for (int64_t i = 0; i < (int64_t)rows; i++)
+        for (uint64_t kk = 0; kk < k; kk++) {
+            const double xi = x[i * k + kk];
+            for (uint64_t j = 0; j < cols; j++)
+                p[i * cols + j] += xi * y[kk * cols + j];
+        }
+#endif
+    const bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
+    for (uint64_t j = 0; j < cols; j++)
+        for (uint64_t i = 0; i < rows; i++) {
+            const uint64_t at = i + j * (uint64_t)d->ld;
+            double v = (double)m.alpha * p[i * cols + j];
+            if (m.beta != 0.0f) v += (double)m.beta * load(m.C, c->type, at);
+            if (bias) v += load(desc->bias, d->type, i);
+            store(m.D, d->type, at, v);
+        }
+    emu_check_allocation_bounds("cublasLtMatmul");
+}
+
+// a call checked (again, at a replay: its operands may be gone) and run
+cudaError_t run_matmul(const matmul_call &m) {
+    library_call call("cublasLtMatmul");
+    if (check_matmul(m) != CUBLAS_STATUS_SUCCESS) return cudaErrorLaunchFailure;
+    compute_matmul(m);
+    return cudaSuccess;
+}
+
+} // namespace
+
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha,
                               const void *A, cublasLtMatrixLayout_t a, const void *B,
                               cublasLtMatrixLayout_t b, const void *beta, const void *C,
@@ -333,11 +442,11 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspace_bytes,
                               cudaStream_t stream) {
     library_call call("cublasLtMatmul");
-    uint64_t m, n, k;
     if (handle == nullptr || alpha == nullptr || beta == nullptr) {
         emu_error("a NULL handle, alpha or beta");
         return CUBLAS_STATUS_INVALID_VALUE;
     }
+    uint64_t m, n, k;
     if (!problem_of(desc, a, b, c, d, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
     if (!emu_valid_stream(stream)) {
         emu_error("stream %p is not a live stream", (void *)stream);
@@ -347,71 +456,27 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         emu_error("alpha and beta must be host pointers in the host pointer mode");
         return CUBLAS_STATUS_INVALID_VALUE;
     }
-    if (algo == nullptr || algo->data[0] != ALGO_MAGIC || algo->data[1] != problem_key(desc, a, b, d)) {
-        emu_error("the algorithm is not one the heuristic returned for this problem");
+    if (algo == nullptr) {
+        emu_error("a NULL algorithm");
         return CUBLAS_STATUS_INVALID_VALUE;
     }
-    const void *ptrs[4] = {A, B, C, D};
-    const char *names[4] = {"A", "B", "C", "D"};
-    for (int i = 0; i < 4; i++)
-        if (alignment_of(ptrs[i]) < algo->data[2 + i]) {
-            emu_error("operand %s at %p is %u-byte aligned, but the preference promised %llu", names[i],
-                      ptrs[i], alignment_of(ptrs[i]), (unsigned long long)algo->data[2 + i]);
-            return CUBLAS_STATUS_INVALID_VALUE;
-        }
-    const size_t asked = (size_t)algo->data[6];
-    if (workspace_bytes < asked || (asked > 0 && !emu_device_range("workspace", workspace, asked))) {
-        emu_error("a workspace of %zu bytes at %p; the heuristic asked for %zu", workspace_bytes, workspace,
-                  asked);
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    const float al = *(const float *)alpha, be = *(const float *)beta;
-    if (!operand_in_device("A", A, a) || !operand_in_device("B", B, b) || !operand_in_device("D", D, d) ||
-        (be != 0.0f && !operand_in_device("C", C, c)))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    const bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS;
-    if (bias && !emu_device_range("bias", desc->bias, m * type_bytes(d->type)))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    const size_t dn = extent_bytes(d);
-    if (overlap(D, dn, A, extent_bytes(a)) || overlap(D, dn, B, extent_bytes(b)) ||
-        overlap(D, dn, workspace, asked) || (C != D && overlap(D, dn, C, extent_bytes(c)))) {
-        emu_error("D overlaps A, B, C or the workspace");
-        return CUBLAS_STATUS_INVALID_VALUE;
-    }
-    if (asked > 0) memset(workspace, 0xff, asked);
-    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
-
-    // op(A) as m x k and op(B) as k x n, row-major, in double; their product p: m x n row-major
-    std::vector<double> x(m * k), y(k * n), p(m * n, 0.0);
-    for (uint64_t i = 0; i < m; i++)
-        for (uint64_t kk = 0; kk < k; kk++)
-            x[i * k + kk] =
-                load(A, a->type, desc->transa ? kk + i * (uint64_t)a->ld : i + kk * (uint64_t)a->ld);
-    for (uint64_t kk = 0; kk < k; kk++)
-        for (uint64_t j = 0; j < n; j++)
-            y[kk * n + j] =
-                load(B, b->type, desc->transb ? j + kk * (uint64_t)b->ld : kk + j * (uint64_t)b->ld);
-#ifdef EMU_WITH_OPENBLAS
-    if (k > 0) // CblasRowMajor, CblasNoTrans
-        scipy_cblas_dgemm(101, 111, 111, (int)m, (int)n, (int)k, 1.0, x.data(), (int)k, y.data(), (int)n, 0.0,
-                          p.data(), (int)n);
-#else
-#pragma omp parallel for
-    for (int64_t i = 0; i < (int64_t)m; i++)
-        for (uint64_t kk = 0; kk < k; kk++) {
-            const double xi = x[i * k + kk];
-            for (uint64_t j = 0; j < n; j++)
-                p[i * n + j] += xi * y[kk * n + j];
-        }
-#endif
-    for (uint64_t j = 0; j < n; j++)
-        for (uint64_t i = 0; i < m; i++) {
-            const uint64_t at = i + j * (uint64_t)d->ld;
-            double v = (double)al * p[i * n + j];
-            if (be != 0.0f) v += (double)be * load(C, c->type, at);
-            if (bias) v += load(desc->bias, d->type, i);
-            store(D, d->type, at, v);
-        }
-    emu_check_allocation_bounds("cublasLtMatmul");
-    return CUBLAS_STATUS_SUCCESS;
+    const matmul_call call_by_value = {*desc,
+                                       *a,
+                                       *b,
+                                       *c,
+                                       *d,
+                                       *algo,
+                                       A,
+                                       B,
+                                       C,
+                                       D,
+                                       workspace,
+                                       workspace_bytes,
+                                       *(const float *)alpha,
+                                       *(const float *)beta};
+    const cublasStatus_t status = check_matmul(call_by_value);
+    if (status != CUBLAS_STATUS_SUCCESS) return status;
+    const cudaError_t e = emu_enqueue("cublasLtMatmul", stream,
+                                      [call_by_value](cudaStream_t) { return run_matmul(call_by_value); });
+    return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }

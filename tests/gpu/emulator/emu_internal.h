@@ -2,6 +2,8 @@
 // memory bookkeeping.
 #pragma once
 
+#include <functional> // before cuda_runtime.h, whose __noinline__ libstdc++ spells its own way
+
 #include <cuda_runtime.h>
 
 // prints "EMU ERROR: ..." with where it happened; the program then exits non-zero at its end
@@ -18,3 +20,11 @@ void emu_check_allocation_bounds(const char *writer);
 bool emu_valid_stream(cudaStream_t stream);
 // names the library call being emulated in reports (NULL when it returns)
 void emu_set_library_call(const char *name);
+
+// work recorded into a graph by a capturing stream; each replay runs it on the launch's stream and
+// returns its error
+using emu_graph_work = std::function<cudaError_t(cudaStream_t stream)>;
+// work a library call enqueues on stream (api names it): run now, returning its error, or recorded when
+// the stream captures; an error (reported) when the stream cannot take it: not a live stream, its
+// capture invalidated, the legacy stream while a blocking stream captures
+cudaError_t emu_enqueue(const char *api, cudaStream_t stream, emu_graph_work work);

@@ -16,9 +16,18 @@
 // order (chosen per block). Shared memory is filled with 0xff bytes before each block; dynamic shared
 // memory ends at an inaccessible page. No thread able to go on while some have not exited is a deadlock.
 //
+// Stream capture: work enqueued on a capturing stream (kernel launches, cudaMemcpyAsync, cudaMemsetAsync,
+// cuBLASLt calls) is checked and recorded by value, not run; cudaGraphLaunch of the graph's instantiation
+// runs it again in order, each with the checks of a direct call. The misuses CUDA refuses are reported
+// with CUDA's codes and invalidate the capture as CUDA does (cudaStreamEndCapture then returns
+// cudaErrorStreamCaptureInvalidated and no graph): synchronizing a capturing stream or the device;
+// cudaMalloc, cudaFree, cudaMallocHost, cudaFreeHost, cudaMemcpy and cudaMemset (synchronous) while a
+// capture not in the relaxed mode is active; the legacy stream while a blocking stream captures; a
+// pageable host buffer in a captured copy; an invalid launch; a graph launched into, or the destruction
+// of, a capturing stream. Graphs and their instantiations are never freed, so a use after their
+// destruction is reported too.
+//
 // Built with -fsanitize=address, the fiber switches are announced to AddressSanitizer.
-#include "emu_internal.h"
-
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,9 +39,13 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
+
+#include "emu_internal.h" // after the standard headers (cuda_runtime.h's __noinline__)
 
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
@@ -44,6 +57,14 @@
 
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
+
+// a graph: the work its capture recorded, in order (a captured stream is a chain); an instantiation
+// holds a copy of it. A destroyed one stays, marked, so that a use after it is reported.
+struct CUgraph_st {
+    std::vector<emu_graph_work> nodes;
+    bool destroyed = false;
+};
+struct CUgraphExec_st : CUgraph_st {};
 
 // emu_switch(save, next): pushes the callee-saved registers, stores the stack pointer in *save, and
 // continues the fiber whose stack pointer is next (popping its registers and its return address, and
@@ -86,8 +107,9 @@ constexpr uint64_t MAX_BLOCKS = (uint64_t)1 << 26; // more would take hours to e
 constexpr size_t STACK_COLOURING = 128 * 1024;     // of a thread's stack, at most this is left unused
 
 size_t page_bytes, stack_bytes;
-bool profile; // LF_EMU_PROFILE: every launch's time on stderr
-long error_count, launch_count;
+bool profile;                                   // LF_EMU_PROFILE: every launch's time on stderr
+long error_count, launch_count;                 // launches: of kernels run, directly or replayed
+long graph_launch_count, replayed_launch_count; // cudaGraphLaunch calls, the kernels they ran
 cudaError_t last_error = cudaSuccess;
 std::mt19937_64 rng;
 
@@ -116,17 +138,19 @@ struct fiber {
 const emu_launch_config *launch; // the kernel being run, or NULL
 const char *library_call;        // the library call being emulated, or NULL
 fiber *current;                  // the thread running, or NULL (the scheduler or host code)
+bool replaying;                  // cudaGraphLaunch runs a graph's work
 
 void context(char *out, size_t size) {
+    const char *replay = replaying ? ", replayed by cudaGraphLaunch" : "";
     if (current != nullptr)
-        snprintf(out, size, " [kernel %s, block (%u,%u,%u), thread (%u,%u,%u)]", launch->name, blockIdx.x,
-                 blockIdx.y, blockIdx.z, current->tid.x, current->tid.y, current->tid.z);
+        snprintf(out, size, " [kernel %s%s, block (%u,%u,%u), thread (%u,%u,%u)]", launch->name, replay,
+                 blockIdx.x, blockIdx.y, blockIdx.z, current->tid.x, current->tid.y, current->tid.z);
     else if (launch != nullptr)
-        snprintf(out, size, " [kernel %s]", launch->name);
+        snprintf(out, size, " [kernel %s%s]", launch->name, replay);
     else if (library_call != nullptr)
-        snprintf(out, size, " [%s]", library_call);
+        snprintf(out, size, " [%s%s]", library_call, replay);
     else
-        snprintf(out, size, " [host code]");
+        snprintf(out, size, " [%s]", replaying ? "cudaGraphLaunch" : "host code");
 }
 
 void report(const char *label, const char *fmt, va_list args) {
@@ -532,6 +556,18 @@ const char *error_name(cudaError_t e) {
         return "cudaErrorLaunchFailure";
     case cudaErrorNotSupported:
         return "cudaErrorNotSupported";
+    case cudaErrorIllegalState:
+        return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported:
+        return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated:
+        return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched:
+        return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureImplicit:
+        return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorStreamCaptureWrongThread:
+        return "cudaErrorStreamCaptureWrongThread";
     default:
         return "cudaErrorUnknown";
     }
@@ -573,7 +609,8 @@ void on_fault(int sig, siginfo_t *info, void *) {
 
 void at_exit() {
     if (getenv("LF_EMU_STATS"))
-        fprintf(stderr, "EMU: %ld launches, %zu allocations\n", launch_count, allocations.size());
+        fprintf(stderr, "EMU: %ld launches (%ld of them in %ld graph launches), %zu allocations\n",
+                launch_count, replayed_launch_count, graph_launch_count, allocations.size());
     if (error_count > 0) {
         fflush(stdout);
         fprintf(stderr, "EMU: %ld errors: exit status 71\n", error_count);
@@ -607,55 +644,173 @@ __attribute__((constructor)) void init() {
     atexit(at_exit);
 }
 
-cudaError_t copy(const char *api, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
-                 cudaStream_t stream) {
+// ---- streams and their capture ----
+
+std::map<cudaStream_t, unsigned> streams; // those of cudaStreamCreate* alive, with their flags
+
+// a capture of a stream: what it recorded, run again at each replay of its graph
+struct capture {
+    cudaStreamCaptureMode mode;
+    std::thread::id thread; // the thread that began it
+    bool invalidated = false;
+    std::vector<emu_graph_work> nodes;
+};
+std::map<cudaStream_t, capture> captures; // by stream
+std::set<cudaGraph_t> graphs;             // every graph made (a destroyed one stays, marked)
+std::set<cudaGraphExec_t> execs;          // every instantiation made (likewise)
+
+bool is_legacy(cudaStream_t s) { return s == nullptr || s == cudaStreamLegacy; }
+
+// a blocking stream (cudaStreamPerThread too) waits for the legacy stream, and the legacy stream for it
+bool is_blocking(cudaStream_t s) {
+    auto it = streams.find(s);
+    return it == streams.end() || (it->second & cudaStreamNonBlocking) == 0;
+}
+
+const char *mode_name(cudaStreamCaptureMode mode) {
+    return mode == cudaStreamCaptureModeGlobal        ? "global"
+           : mode == cudaStreamCaptureModeThreadLocal ? "thread-local"
+                                                      : "relaxed";
+}
+
+// api's misuse (why) of the capture of stream c: reported, the capture invalidated; returns e
+cudaError_t invalidate(const char *api, cudaStream_t stream, capture &c, const char *why, cudaError_t e) {
+    emu_error("%s %s: %s; the capture of stream %p is invalidated", api, why, error_name(e), (void *)stream);
+    c.invalidated = true;
+    return record(e);
+}
+
+// api uses the legacy stream: an error while blocking streams capture (it would wait for their
+// work, which is not run), which invalidates their captures
+cudaError_t use_legacy_stream(const char *api) {
+    cudaError_t e = cudaSuccess;
+    for (auto &[stream, c] : captures)
+        if (is_blocking(stream))
+            e = invalidate(api, stream, c, "on the legacy stream while a blocking stream captures",
+                           cudaErrorStreamCaptureImplicit);
+    return e;
+}
+
+// api is a call that is not enqueued on a stream, which a capture in the global mode prohibits in every
+// thread, one in the thread-local mode in its own (cudaMalloc, cudaFree, synchronous copies): an error
+// that invalidates those captures
+cudaError_t unsafe_during_capture(const char *api) {
+    cudaError_t e = cudaSuccess;
+    char why[96];
+    for (auto &[stream, c] : captures)
+        if (c.mode == cudaStreamCaptureModeGlobal ||
+            (c.mode == cudaStreamCaptureModeThreadLocal && c.thread == std::this_thread::get_id())) {
+            snprintf(why, sizeof why, "while a stream captures in the %s mode", mode_name(c.mode));
+            e = invalidate(api, stream, c, why, cudaErrorStreamCaptureUnsupported);
+        }
+    return e;
+}
+
+// a synchronous call (on the legacy stream, and prohibited by captures not in the relaxed mode)
+cudaError_t synchronous_call(const char *api) {
+    const cudaError_t e = use_legacy_stream(api);
+    return e != cudaSuccess ? e : unsafe_during_capture(api);
+}
+
+// where work that api enqueues on stream goes: *into, the capture recording it, or NULL to run it now;
+// an error when the stream's capture is invalidated, or the legacy stream may not be used
+cudaError_t enqueue(const char *api, cudaStream_t stream, capture **into) {
+    *into = nullptr;
     if (!emu_valid_stream(stream)) {
         emu_error("%s on stream %p, which is not a live stream", api, (void *)stream);
         return record(cudaErrorInvalidResourceHandle);
     }
+    if (is_legacy(stream)) return use_legacy_stream(api);
+    auto it = captures.find(stream);
+    if (it == captures.end()) return cudaSuccess;
+    if (it->second.invalidated) {
+        emu_error("%s on stream %p, whose capture is invalidated", api, (void *)stream);
+        return record(cudaErrorStreamCaptureInvalidated);
+    }
+    *into = &it->second;
+    return cudaSuccess;
+}
+
+// ---- copies and memsets: run now, or recorded by a capturing stream ----
+
+// the error (reported) of a copy, or cudaSuccess
+cudaError_t copy_error(const char *api, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
     if (bytes == 0) return cudaSuccess;
     if (dst == nullptr || src == nullptr) {
         emu_error("%s of %zu bytes with a NULL pointer", api, bytes);
-        return record(cudaErrorInvalidValue);
+        return cudaErrorInvalidValue;
     }
     const memory_kind d = kind_of(dst, bytes), s = kind_of(src, bytes);
     const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
     const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
     if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) {
         emu_error("%s with kind %d", api, (int)kind);
-        return record(cudaErrorInvalidMemcpyDirection);
+        return cudaErrorInvalidMemcpyDirection;
     }
     if (d == MEMORY_PARTLY_DEVICE || d == MEMORY_FREED || s == MEMORY_PARTLY_DEVICE || s == MEMORY_FREED ||
         (kind != cudaMemcpyDefault &&
          (dst_device != (d == MEMORY_DEVICE) || src_device != (s == MEMORY_DEVICE)))) {
         emu_error("%s of %zu bytes (kind %d) to %p (%s) from %p (%s)", api, bytes, (int)kind, dst,
                   kind_name(d), src, kind_name(s));
-        return record(cudaErrorInvalidValue);
+        return cudaErrorInvalidValue;
     }
     if ((char *)dst < (const char *)src + bytes && (const char *)src < (char *)dst + bytes) {
         emu_error("%s of %zu bytes between overlapping ranges", api, bytes);
-        return record(cudaErrorInvalidValue);
+        return cudaErrorInvalidValue;
     }
-    memcpy(dst, src, bytes);
     return cudaSuccess;
 }
 
-cudaError_t set(const char *api, void *p, int value, size_t bytes, cudaStream_t stream) {
-    if (!emu_valid_stream(stream)) {
-        emu_error("%s on stream %p, which is not a live stream", api, (void *)stream);
-        return record(cudaErrorInvalidResourceHandle);
-    }
-    if (bytes == 0) return cudaSuccess;
+cudaError_t run_copy(const char *api, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    const cudaError_t e = copy_error(api, dst, src, bytes, kind);
+    if (e != cudaSuccess) return record(e);
+    if (bytes > 0) memcpy(dst, src, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t set_error(const char *api, void *p, size_t bytes) {
     const memory_kind k = kind_of(p, bytes);
-    if (k != MEMORY_DEVICE) {
-        emu_error("%s of %zu bytes at %p: %s", api, bytes, p, kind_name(k));
-        return record(cudaErrorInvalidValue);
-    }
-    memset(p, value, bytes);
+    if (bytes == 0 || k == MEMORY_DEVICE) return cudaSuccess;
+    emu_error("%s of %zu bytes at %p: %s", api, bytes, p, kind_name(k));
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t run_set(const char *api, void *p, int value, size_t bytes) {
+    const cudaError_t e = set_error(api, p, bytes);
+    if (e != cudaSuccess) return record(e);
+    if (bytes > 0) memset(p, value, bytes);
     return cudaSuccess;
 }
 
-std::set<cudaStream_t> streams;
+// an asynchronous copy on stream; a capture records it with its host memory, which must be pinned then
+cudaError_t copy_async(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+    const char *api = "cudaMemcpyAsync";
+    capture *into;
+    cudaError_t e = enqueue(api, stream, &into);
+    if (e != cudaSuccess) return e;
+    if (into == nullptr) return run_copy(api, dst, src, bytes, kind);
+    e = copy_error(api, dst, src, bytes, kind);
+    if (e != cudaSuccess) return invalidate(api, stream, *into, "with invalid arguments", e);
+    const bool pageable = bytes > 0 && ((kind_of(dst, bytes) == MEMORY_HOST && !is_pinned(dst, bytes)) ||
+                                        (kind_of(src, bytes) == MEMORY_HOST && !is_pinned(src, bytes)));
+    if (pageable)
+        return invalidate(api, stream, *into, "of pageable host memory (not of cudaMallocHost)",
+                          cudaErrorStreamCaptureUnsupported);
+    into->nodes.push_back([=](cudaStream_t) { return run_copy(api, dst, src, bytes, kind); });
+    return cudaSuccess;
+}
+
+cudaError_t set_async(void *p, int value, size_t bytes, cudaStream_t stream) {
+    const char *api = "cudaMemsetAsync";
+    capture *into;
+    cudaError_t e = enqueue(api, stream, &into);
+    if (e != cudaSuccess) return e;
+    if (into == nullptr) return run_set(api, p, value, bytes);
+    e = set_error(api, p, bytes);
+    if (e != cudaSuccess) return invalidate(api, stream, *into, "with invalid arguments", e);
+    into->nodes.push_back([=](cudaStream_t) { return run_set(api, p, value, bytes); });
+    return cudaSuccess;
+}
 
 } // namespace
 
@@ -727,14 +882,10 @@ bool emu_check_kernel_pointer(const char *kernel, int index, const void *p) {
     return false;
 }
 
-void emu_run_kernel(const emu_launch_config &c) {
-    if (current != nullptr)
-        emu_fail("a launch of %s from a kernel (dynamic parallelism is not emulated)", c.name);
-    const cudaError_t e = launch_error(c);
-    if (e != cudaSuccess) {
-        record(e);
-        return;
-    }
+namespace {
+
+// runs every block of the launch c (checked)
+void run_grid(const emu_launch_config &c) {
     timespec started;
     clock_gettime(CLOCK_MONOTONIC, &started);
     launch = &c;
@@ -762,6 +913,54 @@ void emu_run_kernel(const emu_launch_config &c) {
                 (now.tv_sec - started.tv_sec) * 1e3 + (now.tv_nsec - started.tv_nsec) * 1e-6, c.name,
                 c.grid.x, c.grid.y, c.grid.z, c.block.x, c.block.y, c.block.z, c.smem);
     }
+}
+
+// the launch c recorded: its parameters copied, checked again and run on the replay's stream
+emu_graph_work kernel_node(const emu_launch_config &c) {
+    std::shared_ptr<void> params(c.copy(c.context), c.destroy);
+    return [c, params](cudaStream_t stream) {
+        emu_launch_config replay = c;
+        replay.context = params.get(), replay.stream = stream;
+        if (!replay.check_pointers(replay.name, replay.context)) return cudaErrorIllegalAddress;
+        const cudaError_t e = launch_error(replay);
+        if (e != cudaSuccess) return record(e);
+        run_grid(replay);
+        replayed_launch_count++;
+        return cudaSuccess;
+    };
+}
+
+} // namespace
+
+void emu_run_kernel(const emu_launch_config &c) {
+    if (current != nullptr)
+        emu_fail("a launch of %s from a kernel (dynamic parallelism is not emulated)", c.name);
+    if (!c.check_pointers(c.name, c.context)) return;
+    char what[160];
+    snprintf(what, sizeof what, "launch of %s", c.name);
+    capture *into = nullptr;
+    const cudaError_t e = launch_error(c);
+    if (e != cudaSuccess) {
+        record(e);
+        auto it = captures.find(c.stream); // an invalid launch invalidates the capture
+        if (it != captures.end() && !it->second.invalidated)
+            invalidate(what, c.stream, it->second, "with an invalid configuration", e);
+        return;
+    }
+    if (enqueue(what, c.stream, &into) != cudaSuccess) return;
+    if (into != nullptr)
+        into->nodes.push_back(kernel_node(c));
+    else
+        run_grid(c);
+}
+
+cudaError_t emu_enqueue(const char *api, cudaStream_t stream, emu_graph_work work) {
+    capture *into;
+    const cudaError_t e = enqueue(api, stream, &into);
+    if (e != cudaSuccess) return e;
+    if (into == nullptr) return work(stream);
+    into->nodes.push_back(std::move(work));
+    return cudaSuccess;
 }
 
 cudaError_t emu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value) {
@@ -901,10 +1100,18 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+// it would wait for the work of every stream, which a capturing one has not enqueued: invalid in every mode
+cudaError_t cudaDeviceSynchronize(void) {
+    cudaError_t e = cudaSuccess;
+    for (auto &[stream, c] : captures)
+        e = invalidate("cudaDeviceSynchronize", stream, c, "while a stream captures",
+                       cudaErrorStreamCaptureUnsupported);
+    return e;
+}
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 
 cudaError_t cudaMalloc(void **ptr, size_t bytes) {
+    if (const cudaError_t e = unsafe_during_capture("cudaMalloc")) return e;
     if (ptr == nullptr) return record(cudaErrorInvalidValue);
     *ptr = nullptr;
     if (bytes == 0) return cudaSuccess;
@@ -924,6 +1131,7 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes) {
 }
 
 cudaError_t cudaFree(void *ptr) {
+    if (const cudaError_t e = unsafe_during_capture("cudaFree")) return e;
     if (ptr == nullptr) return cudaSuccess;
     auto it = allocations.find((uintptr_t)ptr);
     if (it == allocations.end() || it->second.freed) {
@@ -939,6 +1147,7 @@ cudaError_t cudaFree(void *ptr) {
 }
 
 cudaError_t cudaMallocHost(void **ptr, size_t bytes) {
+    if (const cudaError_t e = unsafe_during_capture("cudaMallocHost")) return e;
     if (ptr == nullptr) return record(cudaErrorInvalidValue);
     *ptr = malloc(bytes > 0 ? bytes : 1);
     if (*ptr == nullptr) return record(cudaErrorMemoryAllocation);
@@ -947,6 +1156,7 @@ cudaError_t cudaMallocHost(void **ptr, size_t bytes) {
 }
 
 cudaError_t cudaFreeHost(void *ptr) {
+    if (const cudaError_t e = unsafe_during_capture("cudaFreeHost")) return e;
     if (ptr == nullptr) return cudaSuccess;
     if (pinned.erase((uintptr_t)ptr) == 0) {
         emu_error("cudaFreeHost(%p): not memory of cudaMallocHost", ptr);
@@ -957,17 +1167,19 @@ cudaError_t cudaFreeHost(void *ptr) {
 }
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
-    return copy("cudaMemcpy", dst, src, bytes, kind, nullptr);
+    if (const cudaError_t e = synchronous_call("cudaMemcpy")) return e;
+    return run_copy("cudaMemcpy", dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                             cudaStream_t stream) {
-    return copy("cudaMemcpyAsync", dst, src, bytes, kind, stream);
+    return copy_async(dst, src, bytes, kind, stream);
 }
 cudaError_t cudaMemset(void *ptr, int value, size_t bytes) {
-    return set("cudaMemset", ptr, value, bytes, nullptr);
+    if (const cudaError_t e = synchronous_call("cudaMemset")) return e;
+    return run_set("cudaMemset", ptr, value, bytes);
 }
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t bytes, cudaStream_t stream) {
-    return set("cudaMemsetAsync", ptr, value, bytes, stream);
+    return set_async(ptr, value, bytes, stream);
 }
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     *free_bytes = (size_t)20 << 30;
@@ -979,14 +1191,19 @@ cudaError_t cudaStreamCreate(cudaStream_t *stream) { return cudaStreamCreateWith
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
     if (stream == nullptr || flags > cudaStreamNonBlocking) return record(cudaErrorInvalidValue);
     *stream = (cudaStream_t) new char[1];
-    streams.insert(*stream);
+    streams[*stream] = flags;
     return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    if (stream == nullptr || streams.erase(stream) == 0) {
+    if (stream == nullptr || streams.count(stream) == 0) {
         emu_error("cudaStreamDestroy(%p): not a live stream", (void *)stream);
         return record(cudaErrorInvalidResourceHandle);
     }
+    auto it = captures.find(stream); // the stream stays, for cudaStreamEndCapture to end the capture
+    if (it != captures.end())
+        return invalidate("cudaStreamDestroy", stream, it->second, "of a capturing stream",
+                          cudaErrorStreamCaptureUnsupported);
+    streams.erase(stream);
     delete[] (char *)stream;
     return cudaSuccess;
 }
@@ -995,5 +1212,162 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
         emu_error("cudaStreamSynchronize(%p): not a live stream", (void *)stream);
         return record(cudaErrorInvalidResourceHandle);
     }
+    if (is_legacy(stream)) return use_legacy_stream("cudaStreamSynchronize");
+    auto it = captures.find(stream);
+    if (it != captures.end())
+        return invalidate("cudaStreamSynchronize", stream, it->second, "of a capturing stream",
+                          cudaErrorStreamCaptureUnsupported);
     return cudaSuccess;
+}
+
+// ---- stream capture and graphs ----
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+    if (!emu_valid_stream(stream)) {
+        emu_error("cudaStreamBeginCapture(%p): not a live stream", (void *)stream);
+        return record(cudaErrorInvalidResourceHandle);
+    }
+    if (is_legacy(stream)) {
+        emu_error("cudaStreamBeginCapture of the legacy stream: %s",
+                  error_name(cudaErrorStreamCaptureUnsupported));
+        return record(cudaErrorStreamCaptureUnsupported);
+    }
+    if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed) {
+        emu_error("cudaStreamBeginCapture with mode %d", (int)mode);
+        return record(cudaErrorInvalidValue);
+    }
+    if (captures.count(stream) > 0) {
+        emu_error("cudaStreamBeginCapture(%p): the stream is capturing already: %s", (void *)stream,
+                  error_name(cudaErrorIllegalState));
+        return record(cudaErrorIllegalState);
+    }
+    captures[stream] = capture{mode, std::this_thread::get_id(), false, {}};
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
+    if (graph == nullptr) {
+        emu_error("cudaStreamEndCapture with a NULL graph pointer");
+        return record(cudaErrorInvalidValue);
+    }
+    auto it = captures.find(stream);
+    if (it == captures.end()) {
+        emu_error("cudaStreamEndCapture(%p): the stream is not capturing: %s", (void *)stream,
+                  error_name(cudaErrorIllegalState));
+        return record(cudaErrorIllegalState);
+    }
+    capture &c = it->second;
+    if (c.mode != cudaStreamCaptureModeRelaxed && c.thread != std::this_thread::get_id()) {
+        emu_error("cudaStreamEndCapture(%p) from another thread than its cudaStreamBeginCapture (%s mode)",
+                  (void *)stream, mode_name(c.mode));
+        return record(cudaErrorStreamCaptureWrongThread);
+    }
+    *graph = nullptr;
+    if (c.invalidated) {
+        captures.erase(it);
+        emu_error("cudaStreamEndCapture(%p): the capture was invalidated (reported above): no graph",
+                  (void *)stream);
+        return record(cudaErrorStreamCaptureInvalidated);
+    }
+    *graph = new CUgraph_st{std::move(c.nodes)};
+    graphs.insert(*graph);
+    captures.erase(it);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status) {
+    if (status == nullptr || !emu_valid_stream(stream)) {
+        emu_error("cudaStreamIsCapturing(%p) of no live stream or with a NULL status", (void *)stream);
+        return record(status == nullptr ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle);
+    }
+    *status = cudaStreamCaptureStatusNone;
+    if (is_legacy(stream)) {
+        for (const auto &entry : captures)
+            if (is_blocking(entry.first)) { // the query is refused; the capture goes on
+                emu_error("cudaStreamIsCapturing of the legacy stream while a blocking stream captures: %s",
+                          error_name(cudaErrorStreamCaptureImplicit));
+                return record(cudaErrorStreamCaptureImplicit);
+            }
+        return cudaSuccess;
+    }
+    auto it = captures.find(stream);
+    if (it != captures.end())
+        *status = it->second.invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags) {
+    if (exec == nullptr || graphs.count(graph) == 0 || graph->destroyed) {
+        emu_error("cudaGraphInstantiate of %p: %s", (void *)graph,
+                  exec == nullptr            ? "a NULL result pointer"
+                  : graphs.count(graph) == 0 ? "not a graph of cudaStreamEndCapture"
+                                             : "the graph was destroyed");
+        return record(cudaErrorInvalidValue);
+    }
+    if (flags != 0) {
+        emu_error("cudaGraphInstantiate with flags %llu (only 0 is emulated)", flags);
+        return record(cudaErrorInvalidValue);
+    }
+    *exec = new CUgraphExec_st{{graph->nodes}};
+    execs.insert(*exec);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+    if (execs.count(exec) == 0 || exec->destroyed) {
+        emu_error("cudaGraphLaunch of %p: %s", (void *)exec,
+                  execs.count(exec) == 0 ? "not a graph of cudaGraphInstantiate"
+                                         : "used after cudaGraphExecDestroy");
+        return record(execs.count(exec) == 0 ? cudaErrorInvalidValue : cudaErrorInvalidResourceHandle);
+    }
+    capture *into;
+    if (const cudaError_t e = enqueue("cudaGraphLaunch", stream, &into)) return e;
+    if (into != nullptr)
+        return invalidate("cudaGraphLaunch", stream, *into, "on a capturing stream",
+                          cudaErrorStreamCaptureUnsupported);
+    graph_launch_count++;
+    replaying = true;
+    cudaError_t e = cudaSuccess;
+    for (size_t i = 0; i < exec->nodes.size() && e == cudaSuccess; i++) // the rest waits for a failed node
+        e = exec->nodes[i](stream);
+    replaying = false;
+    return e;
+}
+
+namespace {
+
+// api destroys g, a graph or an instantiation if made says so (maker makes them): its work goes, the
+// handle stays, marked
+cudaError_t destroy_graph(const char *api, CUgraph_st *g, bool made, const char *maker) {
+    if (!made || g->destroyed) {
+        emu_error("%s of %p: %s", api, (void *)g, !made ? maker : "destroyed already");
+        return record(cudaErrorInvalidValue);
+    }
+    g->nodes.clear();
+    g->destroyed = true;
+    return cudaSuccess;
+}
+
+} // namespace
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    return destroy_graph("cudaGraphExecDestroy", exec, execs.count(exec) > 0,
+                         "not a graph of cudaGraphInstantiate");
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    return destroy_graph("cudaGraphDestroy", graph, graphs.count(graph) > 0,
+                         "not a graph of cudaStreamEndCapture");
+}
+
+// ---- the emulator's counts, for tests (ctypes) ----
+
+extern "C" __attribute__((visibility("default"))) long long emu_kernel_launch_count(void) {
+    return launch_count;
+}
+extern "C" __attribute__((visibility("default"))) long long emu_graph_launch_count(void) {
+    return graph_launch_count;
+}
+extern "C" __attribute__((visibility("default"))) long long emu_direct_launch_count(void) {
+    return launch_count - replayed_launch_count;
 }

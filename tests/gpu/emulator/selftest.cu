@@ -3,7 +3,15 @@
 // (test_kernels_emulated.py's SELFTEST_FAULTS lists them with the report expected).
 #include <string.h>
 
+#include <cublasLt.h>
+
 #include "kernel_check.cuh"
+
+// the emulator's counts (runtime.cpp): kernels run, directly or replayed; cudaGraphLaunch calls; kernels
+// run outside replays
+extern "C" long long emu_kernel_launch_count(void);
+extern "C" long long emu_graph_launch_count(void);
+extern "C" long long emu_direct_launch_count(void);
 
 // ---- kernels of the checks ----
 
@@ -57,6 +65,12 @@ __global__ void dynamic_kernel(float *out, int n) {
         f[i] = (float)i;
     __syncthreads();
     out[threadIdx.x] = f[n - 1 - threadIdx.x];
+}
+
+// y[i] = a x[i] + b for i < n
+__global__ void axpb_kernel(float *y, const float *x, float a, float b, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a * x[i] + b;
 }
 
 // ---- kernels of the planted faults ----
@@ -217,13 +231,219 @@ static void check_conversions(void) {
                 {(float)bad_bf16, (float)bad_f16, (float)bad_back}, {0.0f, 0.0f, 0.0f});
 }
 
+// D (m x n) = alpha Y W + beta D, column-major f32, Y: m x k, W: k x n, on stream; the descriptors
+// are destroyed before it returns (a capture must have copied what it needs)
+static void matmul_f32(cublasLtHandle_t lt, const float *Y, const float *W, float *D, int m, int n, int k,
+                       float alpha, float beta, void *workspace, cudaStream_t stream) {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t y, w, d;
+    cublasLtMatmulPreference_t pref;
+    CHECK_CUDA(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CHECK_CUDA(cublasLtMatrixLayoutCreate(&y, CUDA_R_32F, m, k, m));
+    CHECK_CUDA(cublasLtMatrixLayoutCreate(&w, CUDA_R_32F, k, n, k));
+    CHECK_CUDA(cublasLtMatrixLayoutCreate(&d, CUDA_R_32F, m, n, m));
+    CHECK_CUDA(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t bytes = 1 << 20;
+    CHECK_CUDA(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes,
+                                                    sizeof bytes));
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    CHECK_CUDA(cublasLtMatmulAlgoGetHeuristic(lt, op, y, w, d, d, pref, 1, &result, &found));
+    CHECK_CUDA(cublasLtMatmul(lt, op, &alpha, Y, y, W, w, &beta, D, d, D, d, &result.algo, workspace, bytes,
+                              stream));
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(d);
+    cublasLtMatrixLayoutDestroy(w);
+    cublasLtMatrixLayoutDestroy(y);
+    cublasLtMatmulDescDestroy(op);
+}
+
+// A graph captured from a stream: a pinned host-to-device copy, a kernel, a memset, a cuBLASLt matmul,
+// a device-to-device and a device-to-host copy. Nothing runs while capturing; each replay takes the
+// inputs of that moment and the kernel's arguments and alpha as captured.
+static void check_graph_replays(void) {
+    const int m = 8, k = 16, n = 4;
+    float *x_host, *out_host;
+    CHECK_CUDA(cudaMallocHost(&x_host, sizeof(float) * m * k));
+    CHECK_CUDA(cudaMallocHost(&out_host, sizeof(float) * m * n));
+    for (int i = 0; i < m * n; i++)
+        out_host[i] = -1.0f;
+    std::vector<float> w = random_vector(k * n, -1.0f, 1.0f, 7);
+    float *x = (float *)device_zeros(m * k, LF_F32), *y = (float *)device_zeros(m * k, LF_F32);
+    float *d = (float *)device_zeros(m * n, LF_F32), *e = (float *)device_zeros(m * n, LF_F32);
+    float *d_w = (float *)to_device(w, LF_F32), *workspace;
+    CHECK_CUDA(cudaMalloc(&workspace, 1 << 20));
+    CHECK_CUDA(cudaMemset(y, 0xff, sizeof(float) * m * k)); // NaN until a kernel writes it
+    cublasLtHandle_t lt;
+    CHECK_CUDA(cublasLtCreate(&lt));
+    cudaStream_t stream;
+    CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+
+    const long long kernels = emu_kernel_launch_count(), direct = emu_direct_launch_count();
+    float a = 2.0f, b = 0.5f, alpha = 0.25f;
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    CHECK_CUDA(cudaStreamIsCapturing(stream, &status));
+    const int capturing = status == cudaStreamCaptureStatusActive;
+    CHECK_CUDA(cudaMemcpyAsync(x, x_host, sizeof(float) * m * k, cudaMemcpyHostToDevice, stream));
+    axpb_kernel<<<2, 64, 0, stream>>>(y, x, a, b, m * k);
+    CHECK_CUDA(cudaGetLastError());
+    CHECK_CUDA(cudaFuncSetAttribute(axpb_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, 0));
+    CHECK_CUDA(cudaMemsetAsync(d, 0, sizeof(float) * m * n, stream));
+    matmul_f32(lt, y, d_w, d, m, n, k, alpha, 1.0f, workspace, stream);
+    CHECK_CUDA(cudaMemcpyAsync(e, d, sizeof(float) * m * n, cudaMemcpyDeviceToDevice, stream));
+    CHECK_CUDA(cudaMemcpyAsync(out_host, e, sizeof(float) * m * n, cudaMemcpyDeviceToHost, stream));
+    cudaGraph_t graph = nullptr;
+    CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
+    CHECK_CUDA(cudaStreamIsCapturing(stream, &status));
+    check_true("cudaStreamIsCapturing: active while capturing, none after",
+               capturing && status == cudaStreamCaptureStatusNone, status);
+    std::vector<float> y_now = from_device(y, m * k, LF_F32);
+    check_true("nothing runs while capturing (no kernel, the output untouched, y still NaN)",
+               emu_kernel_launch_count() == kernels && out_host[0] == -1.0f && isnan(y_now[0]),
+               (double)(emu_kernel_launch_count() - kernels));
+
+    cudaGraphExec_t exec = nullptr;
+    CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    CHECK_CUDA(cudaGraphDestroy(graph)); // the instantiation is independent of it
+    const float captured_a = a, captured_b = b, captured_alpha = alpha;
+    a = b = alpha = 100.0f; // changed after the capture: the replays use the values captured
+    const long long graphs = emu_graph_launch_count();
+    for (int replay = 0; replay < 3; replay++) {
+        std::vector<float> xs = random_vector(m * k, -2.0f, 2.0f, 100 + replay);
+        memcpy(x_host, xs.data(), sizeof(float) * m * k);
+        CHECK_CUDA(cudaGraphLaunch(exec, stream));
+        CHECK_CUDA(cudaStreamSynchronize(stream));
+        std::vector<float> want(m * n, 0.0f), got(out_host, out_host + m * n);
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                double sum = 0.0;
+                for (int kk = 0; kk < k; kk++)
+                    sum += (double)(captured_a * xs[i + kk * m] + captured_b) * w[kk + j * k];
+                want[i + j * m] = (float)(captured_alpha * sum);
+            }
+        char what[96];
+        snprintf(what, sizeof what, "graph replay %d: copy, kernel, memset, matmul, copies", replay + 1);
+        check_close(what, LF_F32, got, want, tolerance(LF_F32));
+    }
+    check_equal("3 graph launches, 3 kernels in them, none outside",
+                {(float)(emu_graph_launch_count() - graphs), (float)(emu_kernel_launch_count() - kernels),
+                 (float)(emu_direct_launch_count() - direct)},
+                {3.0f, 3.0f, 0.0f});
+    CHECK_CUDA(cudaGraphExecDestroy(exec));
+    CHECK_CUDA(cudaStreamDestroy(stream));
+    cublasLtDestroy(lt);
+    CHECK_CUDA(cudaFreeHost(x_host));
+    CHECK_CUDA(cudaFreeHost(out_host));
+}
+
+// what a capture in the relaxed mode allows: allocation, and the legacy stream (the capturing stream is
+// non-blocking); cudaGetLastError and cudaPeekAtLastError in any mode
+static void check_relaxed_capture(void) {
+    cudaStream_t stream;
+    CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    float *p = (float *)device_zeros(4, LF_F32), *q = nullptr;
+    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
+    const int malloc_ok = cudaMalloc(&q, 16) == cudaSuccess && cudaFree(q) == cudaSuccess;
+    const int legacy_ok = cudaMemsetAsync(p, 0, 16, 0) == cudaSuccess; // runs now: not captured
+    const int errors_ok = cudaPeekAtLastError() == cudaSuccess && cudaGetLastError() == cudaSuccess;
+    cudaGraph_t graph = nullptr;
+    const int end_ok = cudaStreamEndCapture(stream, &graph) == cudaSuccess && graph != nullptr;
+    std::vector<float> got = from_device(p, 4, LF_F32);
+    check_true("relaxed capture: cudaMalloc, cudaFree, legacy-stream work (run at once), an empty graph",
+               malloc_ok && legacy_ok && errors_ok && end_ok && got[0] == 0.0f, got[0]);
+    CHECK_CUDA(cudaGraphDestroy(graph));
+    CHECK_CUDA(cudaStreamDestroy(stream));
+}
+
 static void check_launch_errors_are_returned(void) {
     // a clean launch leaves no error, and the copy helpers refuse nothing valid
     nothing_kernel<<<dim3(2147483647u / 1048576u, 2, 3), dim3(1, 1, 64)>>>();
     check_equal("a valid launch leaves cudaGetLastError at 0", {(float)cudaGetLastError()}, {0.0f});
 }
 
+// a misuse of stream capture or graphs (test_kernels_emulated.py's GRAPH_FAULTS): prints the codes the
+// calls returned, then those of cudaStreamEndCapture where a capture was begun (the graph NULL or not)
+static int graph_fault(const char *mode) {
+    cudaStream_t stream, blocking;
+    CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CHECK_CUDA(cudaStreamCreate(&blocking));
+    float *p = (float *)device_zeros(64, LF_F32), *q = nullptr;
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    int codes[4] = {-1, -1, -1, -1};
+    cudaStream_t captured = strcmp(mode, "capture_legacy_work") ? stream : blocking;
+    if (!strcmp(mode, "capture_launch_on_capturing") || !strcmp(mode, "exec_after_destroy")) {
+        CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+        CHECK_CUDA(cudaMemsetAsync(p, 0, 16, stream));
+        CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
+        CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+        CHECK_CUDA(cudaGraphDestroy(graph));
+        graph = nullptr;
+    }
+    if (!strcmp(mode, "capture_legacy_stream")) {
+        codes[0] = cudaStreamBeginCapture(0, cudaStreamCaptureModeGlobal);
+        captured = nullptr;
+    } else if (!strcmp(mode, "end_not_capturing")) {
+        codes[0] = cudaStreamEndCapture(stream, &graph);
+        captured = nullptr;
+    } else if (!strcmp(mode, "graph_use_after_free")) { // checked again at the replay
+        CHECK_CUDA(cudaMalloc(&q, 16));
+        CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+        write_at_kernel<<<1, 1, 0, stream>>>(q, 0);
+        CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
+        CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+        CHECK_CUDA(cudaFree(q));
+        codes[0] = cudaGraphLaunch(exec, stream);
+        captured = nullptr;
+    } else if (!strcmp(mode, "exec_after_destroy")) {
+        CHECK_CUDA(cudaGraphExecDestroy(exec));
+        codes[0] = cudaGraphLaunch(exec, stream);
+        captured = nullptr;
+    } else {
+        const cudaStreamCaptureMode capture_mode = !strcmp(mode, "capture_allocations")
+                                                       ? cudaStreamCaptureModeThreadLocal
+                                                       : cudaStreamCaptureModeGlobal;
+        CHECK_CUDA(cudaStreamBeginCapture(captured, capture_mode));
+        if (!strcmp(mode, "capture_sync_stream")) codes[0] = cudaStreamSynchronize(stream);
+        if (!strcmp(mode, "capture_device_sync")) codes[0] = cudaDeviceSynchronize();
+        if (!strcmp(mode, "capture_sync_copy")) {
+            float host[4];
+            codes[0] = cudaMemcpy(host, p, sizeof host, cudaMemcpyDeviceToHost);
+        }
+        if (!strcmp(mode, "capture_allocations")) {
+            void *h = nullptr;
+            codes[0] = cudaMalloc(&q, 16), codes[1] = cudaFree(p);
+            codes[2] = cudaMallocHost(&h, 16), codes[3] = cudaFreeHost(h);
+        }
+        if (!strcmp(mode, "capture_legacy_work")) {
+            write_at_kernel<<<1, 1>>>(p, 0);
+            codes[0] = cudaGetLastError();
+        }
+        if (!strcmp(mode, "capture_twice"))
+            codes[0] = cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal);
+        if (!strcmp(mode, "capture_launch_on_capturing")) codes[0] = cudaGraphLaunch(exec, stream);
+        if (!strcmp(mode, "capture_destroy_stream")) codes[0] = cudaStreamDestroy(stream);
+        if (!strcmp(mode, "capture_pageable_copy")) {
+            static float pageable[4];
+            codes[0] = cudaMemcpyAsync(p, pageable, sizeof pageable, cudaMemcpyHostToDevice, stream);
+        }
+        if (!strcmp(mode, "capture_bad_launch")) {
+            nothing_kernel<<<1, 2048, 0, stream>>>();
+            codes[0] = cudaGetLastError();
+        }
+    }
+    int end = -1;
+    if (captured != nullptr) end = cudaStreamEndCapture(captured, &graph);
+    printf("planted fault %s: returned %d %d %d %d, end capture %d, graph %s\n", mode, codes[0], codes[1],
+           codes[2], codes[3], end, graph != nullptr ? "made" : "null");
+    return 0;
+}
+
 static int planted_fault(const char *mode) {
+    if (!strncmp(mode, "capture_", 8) || !strncmp(mode, "graph_", 6) || !strcmp(mode, "end_not_capturing") ||
+        !strcmp(mode, "exec_after_destroy"))
+        return graph_fault(mode);
     float *p = (float *)device_zeros(100, LF_F32);
     if (!strcmp(mode, "deadlock")) deadlock_kernel<<<1, 64>>>();
     if (!strcmp(mode, "exit_at_barrier")) exit_at_barrier_kernel<<<1, 64>>>();
@@ -265,5 +485,7 @@ int main(int argc, char **argv) {
     check_dynamic_shared();
     check_conversions();
     check_launch_errors_are_returned();
+    check_graph_replays();
+    check_relaxed_capture();
     return check_summary("selftest");
 }

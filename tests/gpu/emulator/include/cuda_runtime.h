@@ -107,11 +107,17 @@ enum cudaError {
     cudaErrorInvalidDevice = 101,
     cudaErrorNoKernelImageForDevice = 209,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchOutOfResources = 701,
     cudaErrorMisalignedAddress = 716,
     cudaErrorLaunchFailure = 719,
     cudaErrorNotSupported = 801,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureUnmatched = 903,
+    cudaErrorStreamCaptureImplicit = 906,
+    cudaErrorStreamCaptureWrongThread = 908,
     cudaErrorUnknown = 999,
 };
 typedef enum cudaError cudaError_t;
@@ -145,6 +151,20 @@ typedef struct CUstream_st *cudaStream_t;
 #define cudaStreamLegacy ((cudaStream_t)0x1)
 #define cudaStreamPerThread ((cudaStream_t)0x2)
 
+// stream capture (driver_types.h's values): a capturing stream records its work into a graph
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+
 struct cudaDeviceProp {
     char name[256];
     size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin, sharedMemPerMultiprocessor;
@@ -152,7 +172,9 @@ struct cudaDeviceProp {
     int major, minor, multiProcessorCount, maxThreadsPerMultiProcessor, l2CacheSize, clockRate;
 };
 
-// ---- runtime API (runtime.cpp); calls run synchronously, streams order nothing ----
+// ---- runtime API (runtime.cpp); calls run synchronously, streams order nothing, but a capturing
+// stream records its work (kernels, copies, memsets, cuBLASLt calls) into a graph, run again by each
+// cudaGraphLaunch of the graph's instantiation ----
 
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
@@ -181,6 +203,14 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
 template <typename T> static inline cudaError_t cudaMalloc(T **ptr, size_t bytes) {
     return cudaMalloc((void **)ptr, bytes);
 }
@@ -203,8 +233,11 @@ struct emu_launch_config {
     size_t smem;
     cudaStream_t stream;
     size_t param_bytes;
-    void (*body)(void *); // runs the kernel in the current thread
+    void (*body)(void *); // runs the kernel in the current thread on context, its emu_kernel_call
     void *context;
+    bool (*check_pointers)(const char *name, const void *context); // reports those not device memory
+    void *(*copy)(const void *context);                            // a copy on the heap (a graph's)
+    void (*destroy)(void *context);                                // frees such a copy
 };
 
 void emu_run_kernel(const emu_launch_config &launch);
@@ -217,27 +250,41 @@ template <typename T> static inline bool emu_check_param(const char *kernel, int
     return true;
 }
 
-template <typename F> static void emu_invoke(void *f) { (*(F *)f)(); }
+// a kernel with its parameters by value: what each thread of a launch runs, and what a capturing
+// stream records (copied) for the replays of its graph
+template <typename... P> struct emu_kernel_call {
+    void (*kernel)(P...);
+    std::tuple<std::decay_t<P>...> params;
+
+    static void run(void *call) { // each thread calls kernel on its own copy of the parameters
+        const emu_kernel_call &c = *(const emu_kernel_call *)call;
+        std::apply(c.kernel, c.params);
+    }
+    static bool check_pointers(const char *name, const void *call) {
+        bool ok = true;
+        int index = 0;
+        std::apply([&](const auto &...p) { ((ok = emu_check_param(name, index++, p) && ok), ...); },
+                   ((const emu_kernel_call *)call)->params);
+        return ok;
+    }
+    static void *copy(const void *call) { return new emu_kernel_call(*(const emu_kernel_call *)call); }
+    static void destroy(void *call) { delete (emu_kernel_call *)call; }
+};
 
 // kernel<<<grid, block, smem, stream>>>(args...): the arguments convert to the parameters' types as a
 // launch converts them, every pointer among them must be device memory, then each thread of the grid
-// runs kernel on its own copy of the parameters
+// runs kernel on its own copy of the parameters (or the capturing stream records the launch)
 template <typename... P, typename... A>
 static void emu_launch(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
                        cudaStream_t stream, A &&...args) {
     static_assert(sizeof...(P) == sizeof...(A), "a kernel launch with the wrong number of arguments");
-    std::tuple<std::decay_t<P>...> params{emu_implicit<std::decay_t<P>>(std::forward<A>(args))...};
-    bool pointers_ok = true;
-    int index = 0;
-    std::apply(
-        [&](const auto &...p) { ((pointers_ok = emu_check_param(name, index++, p) && pointers_ok), ...); },
-        params);
-    if (!pointers_ok) return;
-    auto run = [&]() { std::apply(kernel, params); };
+    using call_t = emu_kernel_call<P...>;
+    call_t call{kernel, {emu_implicit<std::decay_t<P>>(std::forward<A>(args))...}};
     emu_launch_config launch;
     launch.name = name, launch.kernel = (const void *)kernel, launch.grid = grid, launch.block = block;
     launch.smem = smem, launch.stream = stream, launch.param_bytes = (0 + ... + sizeof(P));
-    launch.body = &emu_invoke<decltype(run)>, launch.context = &run;
+    launch.body = &call_t::run, launch.context = &call, launch.check_pointers = &call_t::check_pointers;
+    launch.copy = &call_t::copy, launch.destroy = &call_t::destroy;
     emu_run_kernel(launch);
 }
 
