@@ -233,6 +233,8 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
         dm->blas_workspace_bytes = rc == 0 ? BLAS_WORKSPACE_BYTES : 0;
     }
     if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->loss, sizeof(float), "the loss");
+    if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->step_seed, sizeof(uint64_t), "the step seed");
+    if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_step_seed, sizeof(uint64_t), "the step seed");
     if (rc == 0)
         rc = lf_cuda_device_alloc((void **)&dm->class_weights, (size_t)m->cfg.num_labels * sizeof(float),
                                   "the class weights");
@@ -257,9 +259,11 @@ void lf_cuda_model_free(void *cuda_model) {
                       dm->logits, dm->dlogits, dm->loss,         dm->class_weights};
     for (size_t i = 0; i < sizeof device / sizeof device[0]; i++)
         (void)cudaFree(device[i]);
+    (void)cudaFree(dm->step_seed);
     lf_cuda_pinned_free(rt->host_params);
     lf_cuda_pinned_free(rt->host_grads);
     lf_cuda_pinned_free(rt->host_batch);
+    lf_cuda_pinned_free(rt->host_step_seed);
     if (dm->stream != NULL) (void)cudaStreamDestroy(dm->stream);
     (void)cudaGetLastError();
     free(dm->frozen);
@@ -281,6 +285,7 @@ size_t lf_cuda_model_device_bytes(void *cuda_model) {
     bytes += dm->work_bytes + dm->blas_workspace_bytes;
     size_t nl = (size_t)dm->host->cfg.num_labels;
     bytes += 2 * (size_t)dm->cap_logits * nl * sizeof(float) + sizeof(float) + nl * sizeof(float);
+    bytes += sizeof(uint64_t); // the step seed
     return bytes;
 }
 
@@ -412,6 +417,14 @@ static int check_current(const runtime *rt, const lf_model *m) {
     return 0;
 }
 
+// lf_model_step_seed(m) into dm.step_seed, from pinned memory (a copy that can precede a graph's replay)
+static int upload_step_seed(runtime *rt, const lf_model *m) {
+    *rt->host_step_seed = lf_model_step_seed(m);
+    return lf_cuda_checked(cudaMemcpyAsync(rt->dm.step_seed, rt->host_step_seed, sizeof(uint64_t),
+                                           cudaMemcpyHostToDevice, rt->dm.stream),
+                           "uploading the step seed");
+}
+
 static int prepare_step(runtime *rt, const lf_model *m) {
     const lf_batch *b = &m->batch;
     int rc = check_current(rt, m);
@@ -419,6 +432,7 @@ static int prepare_step(runtime *rt, const lf_model *m) {
     if (rc == 0) rc = reserve_logits(&rt->dm, b->B);
     if (rc == 0) rc = reserve_work(&rt->dm, b);
     if (rc == 0) rc = upload_batch(rt, b);
+    if (rc == 0) rc = upload_step_seed(rt, m);
     if (rc == 0 && rt->optimizer == NULL) rc = lf_cuda_upload_params(rt, m); // else the device's are newer
     return rc;
 }
