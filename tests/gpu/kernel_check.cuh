@@ -91,7 +91,7 @@ static inline const char *dtype_label(lf_dtype dtype) {
 // Compares got with want norm-wise: ||got - want|| <= tol * max(||want||, 1e-30), and every
 // value finite. Prints "ok"/"FAIL", the relative error and the largest elementwise |diff|.
 static inline int check_close(const char *what, lf_dtype dtype, const std::vector<float> &got,
-                              const std::vector<float> &want, double tol) {
+                       const std::vector<float> &want, double tol) {
     double diff2 = 0.0, ref2 = 0.0, maxdiff = 0.0;
     int finite = got.size() == want.size();
     for (size_t i = 0; finite && i < got.size(); i++) {
@@ -111,11 +111,9 @@ static inline int check_close(const char *what, lf_dtype dtype, const std::vecto
 }
 
 // Exact equality (integer-valued results, masks)
-static inline int check_equal(const char *what, const std::vector<float> &got,
-                              const std::vector<float> &want) {
+static inline int check_equal(const char *what, const std::vector<float> &got, const std::vector<float> &want) {
     size_t bad = 0;
-    for (size_t i = 0; i < want.size(); i++)
-        bad += i >= got.size() || got[i] != want[i];
+    for (size_t i = 0; i < want.size(); i++) bad += i >= got.size() || got[i] != want[i];
     int ok = bad == 0 && got.size() == want.size();
     printf("%s %s: %zu of %zu differ\n", ok ? "ok" : "FAIL", what, bad, want.size());
     check_count++;
