@@ -23,10 +23,10 @@ static_assert(ATT_BC == ATT_WARPS * ATT_ROWS, "backward: each warp owns ATT_ROWS
 
 // What the kernels need of attention_shape, plus the launch's tiling.
 struct att_args {
-    int T, NH, NKV, causal, window;
+    int NH, NKV, causal, window;
     float dropout, scale;
-    uint64_t key;
-    int tiles; // blocks per sequence (grid.x = B * tiles); a block strides over its sequence's tiles
+    lf_cuda_key key; // the dropout stream; head h draws from lf_stream_key(key, h)
+    int tiles;       // blocks per sequence (grid.x = B * tiles); a block strides over its sequence's tiles
 };
 
 // 1 when query i sees key j, both of one sequence: key_range of attention.c
@@ -34,11 +34,16 @@ __device__ __forceinline__ bool att_sees(const att_args &a, int i, int j) {
     return (!a.causal || j <= i) && (a.window <= 0 || j > i - a.window);
 }
 
-// the dropout scale of probability (h, i, j), 1 without dropout: prob_keep of attention.c
-__device__ __forceinline__ float att_keep(const att_args &a, int h, int i, int j) {
+// the dropout stream of head h: head_key of attention.c (0 without dropout: the key is not read)
+__device__ __forceinline__ uint64_t att_head_key(const att_args &a, int h) {
+    return a.dropout > 0.0f ? lf_stream_key_device(lf_cuda_key_value(a.key, a.dropout), (uint64_t)h) : 0;
+}
+
+// the dropout scale of probability (i, j) of the head whose stream is hkey, 1 without dropout:
+// prob_keep of attention.c (i, j packed token indices: the mask does not depend on T)
+__device__ __forceinline__ float att_keep(const att_args &a, uint64_t hkey, int i, int j) {
     if (a.dropout <= 0.0f) return 1.0f;
-    uint64_t idx = ((uint64_t)h * (uint64_t)a.T + (uint64_t)i) * (uint64_t)a.T + (uint64_t)j;
-    return dropout_scale_device(a.key, idx, a.dropout);
+    return dropout_scale_device(hkey, (uint64_t)i << 32 | (uint32_t)j, a.dropout);
 }
 
 // dst: (rows, stride) f32 = src rows [row0, row0 + valid), HD columns from col (src rows ld apart);
@@ -100,6 +105,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float *pw = vs + ATT_BC * HD + warp * ATT_BC * ATT_ROWS; // this warp's probabilities, (keys, rows)
     int b = blockIdx.x / a.tiles, h = blockIdx.y, kvh = h / (a.NH / a.NKV);
+    const uint64_t hkey = att_head_key(a, h);
     int start = offsets[b], end = offsets[b + 1];
     int64_t C = (int64_t)a.NH * HD, KC = (int64_t)a.NKV * HD;
     for (int i0 = start + (int)(blockIdx.x % a.tiles) * ATT_BR; i0 < end; i0 += a.tiles * ATT_BR) {
@@ -137,7 +143,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 #pragma unroll
                 for (int t = 0; t < DPL; t++)
                     acc[r][t] *= alpha;
-                s[r] = valid ? p * att_keep(a, h, i, j) : 0.0f; // the dropped probability
+                s[r] = valid ? p * att_keep(a, hkey, i, j) : 0.0f; // the dropped probability
             }
             att_store8(pw + lane * ATT_ROWS, s);
             __syncwarp();
@@ -231,6 +237,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
         att_load_rows<T, HD>(ks, S, k, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
         att_load_rows<T, HD>(vs, S, v, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
         for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+            const uint64_t hkey = att_head_key(a, h);
             for (int i0 = qlo; i0 < qhi; i0 += ATT_BR) {
                 int i1 = min(i0 + ATT_BR, qhi), nq = i1 - i0;
                 __syncthreads(); // the previous query tile is read (and K, V are written)
@@ -250,7 +257,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                     int row = warp * ATT_ROWS + r, i = i0 + row;
                     bool valid = row < nq && lane < nk && att_sees(a, i, j);
                     float p = valid ? expf(s[r] * a.scale - ls[row]) : 0.0f;
-                    float keep = valid ? att_keep(a, h, i, j) : 0.0f;
+                    float keep = valid ? att_keep(a, hkey, i, j) : 0.0f;
                     float g = p * (dp[r] * keep - ds[row]) * a.scale;
                     ps[row * ATT_BC + lane] = p * keep;
                     dss[row * ATT_BC + lane] = g;
@@ -356,10 +363,10 @@ int att_validate(attention_shape s, int T, int max_len, int tile, lf_dtype dtype
     return 0;
 }
 
-att_args att_args_of(attention_shape s, int T, int max_len, int tile) {
+att_args att_args_of(attention_shape s, lf_cuda_key key, int max_len, int tile) {
     att_args a;
-    a.T = T, a.NH = s.NH, a.NKV = s.NKV, a.causal = s.causal, a.window = s.window;
-    a.dropout = s.dropout, a.scale = 1.0f / sqrtf((float)s.HD), a.key = s.key;
+    a.NH = s.NH, a.NKV = s.NKV, a.causal = s.causal, a.window = s.window;
+    a.dropout = s.dropout, a.scale = 1.0f / sqrtf((float)s.HD), a.key = key;
     a.tiles = (int)(((int64_t)max_len + tile - 1) / tile);
     return a;
 }
@@ -375,7 +382,9 @@ int att_launch(K kernel, dim3 grid, size_t smem, cudaStream_t stream, Args... ar
 
 } // namespace
 
-int attention_head_size_supported(int HD) { return HD == 32 || HD == 64 || HD == 80 || HD == 96 || HD == 128; }
+int attention_head_size_supported(int HD) {
+    return HD == 32 || HD == 64 || HD == 80 || HD == 96 || HD == 128;
+}
 
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
     (void)NKV; // dk and dv are accumulated in registers: no scratch of their own
@@ -384,12 +393,12 @@ size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
 }
 
 int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
-                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_dtype dtype,
-                           cudaStream_t stream) {
+                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
+                           lf_dtype dtype, cudaStream_t stream) {
     int err = att_validate(s, T, max_len, ATT_BR, dtype);
     if (err != 0 || s.B == 0 || T == 0) return err;
     if (!out || !lse || !q || !k || !v || !offsets) return (int)cudaErrorInvalidValue;
-    att_args a = att_args_of(s, T, max_len, ATT_BR);
+    att_args a = att_args_of(s, key, max_len, ATT_BR);
     dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NH);
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using E = decltype(t);
@@ -404,13 +413,13 @@ int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, 
 
 int attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
                             const void *q, const void *k, const void *v, const int32_t *offsets, int T,
-                            int max_len, attention_shape s, void *scratch, lf_dtype dtype,
+                            int max_len, attention_shape s, lf_cuda_key key, void *scratch, lf_dtype dtype,
                             cudaStream_t stream) {
     int err = att_validate(s, T, max_len, ATT_BC, dtype);
     if (err != 0 || s.B == 0 || T == 0) return err;
     if (!dq || !dk || !dv || !dout || !out || !lse || !q || !k || !v || !offsets || !scratch)
         return (int)cudaErrorInvalidValue;
-    att_args a = att_args_of(s, T, max_len, ATT_BC);
+    att_args a = att_args_of(s, key, max_len, ATT_BC);
     int64_t rows = (int64_t)T * s.NH, n = rows * s.HD;
     float *dq_acc = (float *)scratch, *drow = dq_acc + n;
     dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NKV);

@@ -3,11 +3,14 @@
 // mask, flash-attention-2 style (tiles of queries and keys in shared memory, online softmax,
 // f32 accumulation). Probabilities are not stored: backward recomputes them from the saved lse.
 //
-// s is the CPU op's attention_shape (B, NH, NKV, HD, causal, window, dropout, key). Head sizes
-// HD: 32, 64, 80, 96, 128; NH % NKV == 0; dropout < 1 (<= 0: none). offsets: (B+1,) int32 on the
-// device with offsets[0] == 0 and offsets[B] == T (T, the packed tokens, is also the dropout
-// mask's row length, as on the CPU). max_len: the longest sequence (a smaller positive value is
-// still correct, only slower). Other sizes return cudaErrorInvalidValue before any launch.
+// s is the CPU op's attention_shape (B, NH, NKV, HD, causal, window, dropout), except s.key, which
+// the launchers do not read: the dropout stream comes as key (an lf_cuda_key: fixed, or read on the
+// device from a step seed), and the mask of probability (h, i, j) is the CPU's for s.key equal to it
+// (i, j packed token indices: appending a sequence leaves the others' masks as they were). Head sizes
+// HD: 32, 64, 80, 96, 128; NH % NKV == 0; dropout < 1 (<= 0: none, key not read). offsets: (B+1,)
+// int32 on the device with offsets[0] == 0 and offsets[B] == T, the packed tokens. max_len: the longest
+// sequence (a smaller positive value is still correct, only slower). Other sizes return
+// cudaErrorInvalidValue before any launch.
 #pragma once
 
 #include "common.cuh"
@@ -24,11 +27,11 @@ size_t attention_scratch_bytes(int T, int NH, int NKV, int HD);
 
 // out: (T, NH*HD) of dtype, lse: (T, NH) f32, both written; q: (T, NH*HD), k, v: (T, NKV*HD) of dtype
 int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
-                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_dtype dtype,
-                           cudaStream_t stream);
+                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
+                           lf_dtype dtype, cudaStream_t stream);
 // dq: (T, NH*HD), dk, dv: (T, NKV*HD) of dtype += ; dout, out: (T, NH*HD) of dtype, lse: (T, NH) f32;
 // q, k, v as in forward; scratch: attention_scratch_bytes(T, NH, NKV, HD) bytes of device memory
 int attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
                             const void *q, const void *k, const void *v, const int32_t *offsets, int T,
-                            int max_len, attention_shape s, void *scratch, lf_dtype dtype,
+                            int max_len, attention_shape s, lf_cuda_key key, void *scratch, lf_dtype dtype,
                             cudaStream_t stream);

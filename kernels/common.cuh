@@ -10,7 +10,8 @@
 // - Activations are of element type lf_dtype (LF_F32, LF_BF16 or LF_F16), passed at run time;
 //   kernels are templates over the element type and compute and accumulate in f32.
 // - Dropout masks are the CPU's: element i of stream key is kept when lf_uniform(key, i) >= p,
-//   so the GPU and the CPU drop the same elements and tests compare them exactly.
+//   so the GPU and the CPU drop the same elements and tests compare them exactly. A launcher takes
+//   the key as an lf_cuda_key: fixed, or read on the device from a step seed (see below).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -103,4 +104,27 @@ __device__ __forceinline__ float lf_uniform_device(uint64_t key, uint64_t i) {
 // the inverted-dropout factor of element i: 0 or 1/(1-p)
 __device__ __forceinline__ float dropout_scale_device(uint64_t key, uint64_t i, float p) {
     return lf_uniform_device(key, i) >= p ? 1.0f / (1.0f - p) : 0.0f;
+}
+
+// the key of one random stream: lf_stream_key(seed, stream) of random.h
+__device__ __forceinline__ uint64_t lf_stream_key_device(uint64_t seed, uint64_t stream) {
+    return lf_mix64_device(seed * 0x9e3779b97f4a7c15ULL + lf_mix64_device(stream + 1));
+}
+
+// A dropout stream key as launchers and kernels take it (by value). step_seed NULL: value is the key.
+// Else the key is lf_stream_key(*step_seed, value), read on the device when a kernel runs, value the
+// stream (a site): a launch captured in a CUDA graph then draws each replay's masks from the step seed
+// written before it. With no dropout (p <= 0) step_seed is not read (it may be anything).
+typedef struct {
+    const uint64_t *step_seed; // device memory, one value; or NULL
+    uint64_t value;
+} lf_cuda_key;
+
+// a fixed key (the host computed it)
+static inline lf_cuda_key lf_cuda_fixed_key(uint64_t key) { return {NULL, key}; }
+
+// the stream key of k for dropout probability p (0 when p <= 0: no mask is drawn, step_seed not read)
+__device__ __forceinline__ uint64_t lf_cuda_key_value(lf_cuda_key k, float p) {
+    if (!(p > 0.0f)) return 0;
+    return k.step_seed != NULL ? lf_stream_key_device(*k.step_seed, k.value) : k.value;
 }

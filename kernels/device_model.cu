@@ -234,6 +234,8 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
         dm->blas_workspace_bytes = rc == 0 ? BLAS_WORKSPACE_BYTES : 0;
     }
     if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->loss, sizeof(float), "the loss");
+    if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->step_seed, sizeof(uint64_t), "the step seed");
+    if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_step_seed, sizeof(uint64_t), "the step seed");
     if (rc == 0)
         rc = lf_cuda_device_alloc((void **)&dm->class_weights, (size_t)m->cfg.num_labels * sizeof(float),
                                   "the class weights");
@@ -259,9 +261,11 @@ void lf_cuda_model_free(void *cuda_model) {
                       dm->logits, dm->dlogits, dm->loss,         dm->class_weights};
     for (size_t i = 0; i < sizeof device / sizeof device[0]; i++)
         (void)cudaFree(device[i]);
+    (void)cudaFree(dm->step_seed);
     lf_cuda_pinned_free(rt->host_params);
     lf_cuda_pinned_free(rt->host_grads);
     lf_cuda_pinned_free(rt->host_batch);
+    lf_cuda_pinned_free(rt->host_step_seed);
     if (dm->stream != NULL) (void)cudaStreamDestroy(dm->stream);
     (void)cudaGetLastError();
     free(dm->frozen);
@@ -283,6 +287,7 @@ size_t lf_cuda_model_device_bytes(void *cuda_model) {
     bytes += dm->work_bytes + dm->blas_workspace_bytes;
     size_t nl = (size_t)dm->host->cfg.num_labels;
     bytes += 2 * (size_t)dm->cap_logits * nl * sizeof(float) + sizeof(float) + nl * sizeof(float);
+    bytes += sizeof(uint64_t); // the step seed
     return bytes;
 }
 
@@ -430,6 +435,14 @@ static int check_current(const runtime *rt, const lf_model *m) {
     return 0;
 }
 
+// lf_model_step_seed(m) into dm.step_seed, from pinned memory (a copy that can precede a graph's replay)
+static int upload_step_seed(runtime *rt, const lf_model *m) {
+    *rt->host_step_seed = lf_model_step_seed(m);
+    return lf_cuda_checked(cudaMemcpyAsync(rt->dm.step_seed, rt->host_step_seed, sizeof(uint64_t),
+                                           cudaMemcpyHostToDevice, rt->dm.stream),
+                           "uploading the step seed");
+}
+
 // checks, buffers and uploads for the model's batch; *run: the sizes the device runs it as (padded
 // for a graph, else the batch's own)
 static int prepare_step(runtime *rt, const lf_model *m, lf_batch *run) {
@@ -439,6 +452,7 @@ static int prepare_step(runtime *rt, const lf_model *m, lf_batch *run) {
     *run = rt->graphs != NULL && b->T > 0 ? lf_cuda_graph_batch(b) : *b;
     rc = reserve_buffers(rt, run);
     if (rc == 0) rc = upload_batch(rt, b, run);
+    if (rc == 0) rc = upload_step_seed(rt, m);
     if (rc == 0 && rt->optimizer == NULL) rc = lf_cuda_upload_params(rt, m); // else the device's are newer
     return rc;
 }

@@ -66,6 +66,9 @@ struct lf_cuda_model {
     // device (B, NL), (B, NL), (1,), (NL,); logits and dlogits have room for cap_logits rows
     float *logits, *dlogits, *loss, *class_weights;
     int cap_logits;
+    // device (1,): lf_model_step_seed(host), written before every forward; the dropout keys are read
+    // from it on the device (lf_cuda_dropout_key), so a captured step replays with the step's masks
+    uint64_t *step_seed;
     const lf_cuda_arch *arch; // NULL: this architecture has no device implementation yet
 };
 
@@ -86,8 +89,15 @@ static inline float *lf_cuda_grad(const lf_cuda_model *dm, int i) {
     return i < 0 ? NULL : dm->grads + dm->param_offset[i];
 }
 
-// Dropout streams and LoRA dropout are the host's (lf_model_dropout_key, lf_lora_key and
-// lf_lora_dropout of models/model.h, called with dm->host), so the device drops what the CPU drops.
+// Dropout streams are the host's (lf_model_dropout_key and lf_lora_key of models/model.h), read on the
+// device: lf_stream_key(*dm->step_seed, site), so the device drops what the CPU drops. LoRA dropout's
+// probability is lf_lora_dropout(dm->host).
+static inline lf_cuda_key lf_cuda_dropout_key(const lf_cuda_model *dm, int site) {
+    return {dm->step_seed, (uint64_t)site};
+}
+static inline lf_cuda_key lf_cuda_lora_key(const lf_cuda_model *dm, const lf_linear *l) {
+    return lf_cuda_dropout_key(dm, lf_lora_site(l));
+}
 
 // Sets the library's last error message (printf format) and returns code.
 int lf_cuda_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -125,8 +125,9 @@ template <typename T>
 __global__ void dropout_residual_layernorm_forward_kernel(T *out, float *mean, float *rstd, T *sum,
                                                           const T *branch, const T *residual,
                                                           const float *weight, const float *bias, int C,
-                                                          float eps, float p, uint64_t key) {
+                                                          float eps, float p, lf_cuda_key k) {
     __shared__ float shared[32];
+    const uint64_t key = lf_cuda_key_value(k, p);
     size_t row = (size_t)blockIdx.x * C;
     T *x = sum + row;
     float partial = 0.0f;
@@ -145,8 +146,8 @@ __global__ void dropout_residual_layernorm_forward_kernel(T *out, float *mean, f
 
 int dropout_residual_layernorm_forward_cuda(void *out, float *mean, float *rstd, void *sum,
                                             const void *branch, const void *residual, const float *weight,
-                                            const float *bias, int T, int C, float eps, float p, uint64_t key,
-                                            lf_dtype dtype, cudaStream_t stream) {
+                                            const float *bias, int T, int C, float eps, float p,
+                                            lf_cuda_key key, lf_dtype dtype, cudaStream_t stream) {
     if (T < 0 || C < 0) return (int)cudaErrorInvalidValue;
     if (T == 0 || C == 0) return 0;
     if (!out || !mean || !rstd || !sum || !branch || !residual || !weight || !bias)
@@ -168,8 +169,9 @@ template <typename T>
 __global__ void dropout_residual_layernorm_backward_kernel(T *dresidual, T *dbranch, const T *dout,
                                                            const T *sum, const float *weight,
                                                            const float *mean, const float *rstd, int C,
-                                                           float p, uint64_t key) {
+                                                           float p, lf_cuda_key k) {
     __shared__ float shared[32];
+    const uint64_t key = lf_cuda_key_value(k, p);
     size_t row = (size_t)blockIdx.x * C;
     const T *dy = dout + row, *x = sum + row;
     layernorm_row_grad g =
@@ -185,7 +187,7 @@ __global__ void dropout_residual_layernorm_backward_kernel(T *dresidual, T *dbra
 int dropout_residual_layernorm_backward_cuda(void *dresidual, void *dbranch, float *dweight, float *dbias,
                                              const void *dout, const void *sum, const float *weight,
                                              const float *mean, const float *rstd, int T, int C, float p,
-                                             uint64_t key, lf_dtype dtype, cudaStream_t stream) {
+                                             lf_cuda_key key, lf_dtype dtype, cudaStream_t stream) {
     if (T < 0 || C < 0) return (int)cudaErrorInvalidValue;
     if (T == 0 || C == 0) return 0;
     if (!dresidual || !dbranch || dresidual == dbranch || !dout || !sum || !weight || !mean || !rstd)

@@ -19,8 +19,8 @@ int layernorm_backward_cuda(void *dinp, float *dweight, float *dbias, const void
 // element
 int dropout_residual_layernorm_forward_cuda(void *out, float *mean, float *rstd, void *sum,
                                             const void *branch, const void *residual, const float *weight,
-                                            const float *bias, int T, int C, float eps, float p, uint64_t key,
-                                            lf_dtype dtype, cudaStream_t stream);
+                                            const float *bias, int T, int C, float eps, float p,
+                                            lf_cuda_key key, lf_dtype dtype, cudaStream_t stream);
 // Its backward in one launch (two with dweight or dbias): d = LayerNorm's input gradient of dout,
 // dresidual = d and dbranch = dropout_backward(d), both written (=, not +=: the gradients that reach the
 // residual and the branch); dweight, dbias: (C,) f32 += or NULL (frozen). dresidual, dbranch, dout, sum:
@@ -28,4 +28,4 @@ int dropout_residual_layernorm_forward_cuda(void *out, float *mean, float *rstd,
 int dropout_residual_layernorm_backward_cuda(void *dresidual, void *dbranch, float *dweight, float *dbias,
                                              const void *dout, const void *sum, const float *weight,
                                              const float *mean, const float *rstd, int T, int C, float p,
-                                             uint64_t key, lf_dtype dtype, cudaStream_t stream);
+                                             lf_cuda_key key, lf_dtype dtype, cudaStream_t stream);

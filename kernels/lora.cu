@@ -181,8 +181,9 @@ static __device__ __forceinline__ rank_view b_view(int r) { return rank_view{1, 
 // rows of TILE_ROWS tokens, then their out rows.
 template <typename E, int RC>
 __global__ void lora_forward_kernel(E *out, float *u, const E *x, const float *A, const float *B, int T,
-                                    int C, int OC, int r, float scaling, float p, uint64_t key) {
+                                    int C, int OC, int r, float scaling, float p, lf_cuda_key k) {
     __shared__ float smem[SMEM_FLOATS];
+    const uint64_t key = lf_cuda_key_value(k, p);
     const int t0 = blockIdx.x * TILE_ROWS;
     rows_down<E, RC>(smem, u, x, A, a_view(C), t0, T, C, r, 1.0f, p, key);
     for (int n0 = 0; n0 < OC; n0 += COLS) // (columns_up synchronizes the block before it reads u)
@@ -210,8 +211,9 @@ __global__ void lora_dout_kernel(float *du, float *dB, const E *dout, const floa
 // f32, x: (T, C). A block: COLS columns of both over a group of group_rows tokens.
 template <typename E, int RC>
 __global__ void lora_du_kernel(E *dx, float *dA, const float *du, const E *x, const float *A, int T, int C,
-                               int r, float p, uint64_t key, int group_rows) {
+                               int r, float p, lf_cuda_key k, int group_rows) {
     __shared__ float smem[SMEM_FLOATS];
+    const uint64_t key = lf_cuda_key_value(k, p);
     const int chunks = (C + COLS - 1) / COLS, t0 = blockIdx.x / chunks * group_rows;
     const int nt = min(group_rows, T - t0), n0 = blockIdx.x % chunks * COLS;
     if (dx != nullptr)
@@ -241,7 +243,7 @@ static int lora_sizes_ok(int T, int C, int OC, int r, float p) {
 }
 
 int lora_forward_cuda(void *out, float *u, const void *x, const float *A, const float *B, int T, int C,
-                      int OC, int r, float scaling, float p, uint64_t key, lf_dtype dtype,
+                      int OC, int r, float scaling, float p, lf_cuda_key key, lf_dtype dtype,
                       cudaStream_t stream) {
     if (!lora_sizes_ok(T, C, OC, r, p)) return (int)cudaErrorInvalidValue;
     if (T == 0) return 0;
@@ -257,7 +259,7 @@ int lora_forward_cuda(void *out, float *u, const void *x, const float *A, const 
 
 int lora_backward_cuda(void *dx, float *dA, float *dB, void *scratch, const void *dout, const void *x,
                        const float *u, const float *A, const float *B, int T, int C, int OC, int r,
-                       float scaling, float p, uint64_t key, lf_dtype dtype, cudaStream_t stream) {
+                       float scaling, float p, lf_cuda_key key, lf_dtype dtype, cudaStream_t stream) {
     if (!lora_sizes_ok(T, C, OC, r, p)) return (int)cudaErrorInvalidValue;
     const bool need_du = dx != nullptr || dA != nullptr;
     if (need_du && scratch == nullptr) return (int)cudaErrorInvalidValue;

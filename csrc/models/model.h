@@ -205,13 +205,21 @@ void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, f
 lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l);
 const float *lf_linear_bias(const lf_model *m, const lf_linear *l);
 
+// The per-step part of every dropout stream: this step's key of a site is lf_stream_key(it, site). The
+// CUDA model reads it on the device (kernels/device_model.cuh), so a captured step replays with new masks.
+static inline uint64_t lf_model_step_seed(const lf_model *m) {
+    return m->seed ^ lf_mix64(m->step + 0x51ed270b27a0f3ULL);
+}
+
 // The dropout stream key of a site for this step (the CPU and the CUDA models draw the same masks)
 static inline uint64_t lf_model_dropout_key(const lf_model *m, int site) {
-    return lf_stream_key(m->seed ^ lf_mix64(m->step + 0x51ed270b27a0f3ULL), (uint64_t)site);
+    return lf_stream_key(lf_model_step_seed(m), (uint64_t)site);
 }
 
 // LoRA dropout: its probability in this mode, and its streams, apart from the hidden dropout sites
 static inline float lf_lora_dropout(const lf_model *m) { return m->training ? m->lora.dropout : 0.0f; }
+// the stream (site) of linear l's LoRA dropout
+static inline int lf_lora_site(const lf_linear *l) { return l->site + (1 << 24); }
 static inline uint64_t lf_lora_key(const lf_model *m, const lf_linear *l) {
-    return lf_model_dropout_key(m, l->site + (1 << 24));
+    return lf_model_dropout_key(m, lf_lora_site(l));
 }

@@ -20,11 +20,15 @@ static void key_range(attention_shape s, int start, int end, int i, int *lo, int
     if (s.window > 0 && i - s.window + 1 > *lo) *lo = i - s.window + 1;
 }
 
-// the dropout scale of probability (h, i, j), 1 when not dropped out
-static float prob_keep(attention_shape s, int T, int h, int i, int j) {
+// the dropout stream of head h: the mask of (h, i, j) does not depend on T, so appending a sequence
+// to a batch leaves the masks of the others as they were
+static uint64_t head_key(attention_shape s, int h) { return lf_stream_key(s.key, (uint64_t)h); }
+
+// the dropout scale of probability (i, j) of the head whose stream is hkey, 1 when not dropped out
+static float prob_keep(attention_shape s, uint64_t hkey, int i, int j) {
     if (s.dropout <= 0.0f) return 1.0f;
-    uint64_t idx = ((uint64_t)h * (uint64_t)T + (uint64_t)i) * (uint64_t)T + (uint64_t)j;
-    return lf_uniform(s.key, idx) >= s.dropout ? 1.0f / (1.0f - s.dropout) : 0.0f;
+    uint64_t idx = (uint64_t)i << 32 | (uint32_t)j;
+    return lf_uniform(hkey, idx) >= s.dropout ? 1.0f / (1.0f - s.dropout) : 0.0f;
 }
 
 // A block of queries [i0, i1) of one head in a sequence [start, end), against the keys [lo, lo + nk)
@@ -81,12 +85,13 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         int b = (int)(task / s.NH), h = (int)(task % s.NH);
         float *p = scratch + (size_t)omp_get_thread_num() * per_thread;
         const float *kh = k + (size_t)(h / group) * s.HD, *vh = v + (size_t)(h / group) * s.HD;
+        uint64_t hkey = head_key(s, h);
         for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB) {
             att_block blk = block_at(s, offsets[b], offsets[b + 1], i0, h);
             block_probs(p, lse, NULL, q, kh, blk, s);
             for (int r = 0; s.dropout > 0.0f && r < blk.i1 - blk.i0; r++)
                 for (int c = 0; c < blk.nk; c++)
-                    p[(size_t)r * blk.nk + c] *= prob_keep(s, T, h, blk.i0 + r, blk.lo + c);
+                    p[(size_t)r * blk.nk + c] *= prob_keep(s, hkey, blk.i0 + r, blk.lo + c);
             sgemm_nn(blk.i1 - blk.i0, s.HD, blk.nk, 1.0f, p, blk.nk, vh + (size_t)blk.lo * KC, KC, 0.0f,
                      out + (size_t)blk.i0 * C + (size_t)h * s.HD, C);
         }
@@ -96,10 +101,11 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 // one block of query head h: dq rows += , dk, dv rows of its key head += ; p, dp: scratch
 static void attention_backward_block(float *dq, float *dk, float *dv, const float *dout, const float *out,
                                      const float *lse, const float *q, const float *k, const float *v,
-                                     att_block blk, int T, attention_shape s, float *p, float *dp) {
+                                     att_block blk, attention_shape s, float *p, float *dp) {
     int C = s.NH * s.HD, KC = s.NKV * s.HD, kvh = blk.h / (s.NH / s.NKV), rows = blk.i1 - blk.i0;
     float scale = 1.0f / sqrtf((float)s.HD);
     size_t qo = (size_t)blk.i0 * C + (size_t)blk.h * s.HD, ko = (size_t)blk.lo * KC + (size_t)kvh * s.HD;
+    uint64_t hkey = head_key(s, blk.h);
     block_probs(p, NULL, lse, q, k + (size_t)kvh * s.HD, blk, s);
     sgemm_nt(rows, blk.nk, s.HD, 1.0f, dout + qo, C, v + ko, KC, 0.0f, dp, blk.nk); // d(dropped probs)
     for (int r = 0; r < rows; r++) {
@@ -109,7 +115,7 @@ static void attention_backward_block(float *dq, float *dk, float *dv, const floa
             D += g[d] * o[d];
         for (int c = 0; c < blk.nk; c++) {
             size_t rc = (size_t)r * blk.nk + c;
-            float keep = prob_keep(s, T, blk.h, blk.i0 + r, blk.lo + c);
+            float keep = prob_keep(s, hkey, blk.i0 + r, blk.lo + c);
             dp[rc] = p[rc] * (dp[rc] * keep - D) * scale; // d scores
             p[rc] *= keep;                                // dropped probs
         }
@@ -132,6 +138,6 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
             for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB)
                 attention_backward_block(dq, dk, dv, dout, out, lse, q, k, v,
-                                         block_at(s, offsets[b], offsets[b + 1], i0, h), T, s, p, dp);
+                                         block_at(s, offsets[b], offsets[b + 1], i0, h), s, p, dp);
     }
 }

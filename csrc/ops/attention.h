@@ -13,7 +13,8 @@ typedef struct {
     int causal;         // 1: token i sees j <= i
     int window;         // > 0: token i sees j > i - window (Mistral's sliding window); 0: all
     float dropout;      // probability dropout (training)
-    uint64_t key;       // dropout stream key
+    uint64_t key;       // dropout: probability (h, i, j) (i, j packed token indices) is kept when
+                        // lf_uniform(lf_stream_key(key, h), i << 32 | j) >= dropout, whatever T is
 } attention_shape;
 
 // floats of scratch for attention_forward/backward: per thread, two blocks of (64, max_len)

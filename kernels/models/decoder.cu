@@ -166,8 +166,9 @@ static layer_acts layer_at(const lf_cuda_model *dm, const decoder_work *w, int l
 
 // ----------------------------------------------------------------------------- forward
 
-// causal GQA attention of layer l, Mistral's sliding window, probability dropout when training
-static attention_shape attention_of(const lf_model *m, const lf_batch *b, int l) {
+// causal GQA attention, Mistral's sliding window, probability dropout when training (layer l's stream
+// goes to the launchers apart: attention_key)
+static attention_shape attention_of(const lf_model *m, const lf_batch *b) {
     const lf_model_config *c = &m->cfg;
     float p = m->training ? c->attention_dropout : 0.0f;
     attention_shape s = {};
@@ -178,8 +179,11 @@ static attention_shape attention_of(const lf_model *m, const lf_batch *b, int l)
     s.causal = 1;
     s.window = c->sliding_window;
     s.dropout = p;
-    s.key = p > 0.0f ? lf_model_dropout_key(m, dec_attention_site(c->num_layers, l)) : 0;
     return s;
+}
+
+static lf_cuda_key attention_key(const lf_cuda_model *dm, int l) {
+    return lf_cuda_dropout_key(dm, dec_attention_site(dm->host->cfg.num_layers, l));
 }
 
 // layer l's input norm: a->x -> a->ln1, a->rstd1 (layer 0's, and every layer's when recomputed; the
@@ -230,7 +234,7 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
             "rope q and k", l))
         return rc;
     if (int rc = step(attention_forward_cuda(a->att, a->lse, a->q, a->k, a->v, dm->batch.offsets, T,
-                                             b->max_len, attention_of(m, b, l), dt, st),
+                                             b->max_len, attention_of(m, b), attention_key(dm, l), dt, st),
                       "attention", l))
         return rc;
     if (int rc = step(linear_forward(dm, projection(m, l, DEC_O), a->mid, a->u[DEC_O], a->att, T, dt),
@@ -350,8 +354,8 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
     if (int rc = step(zero(dm, w->dk, n.TKV), "zeroing d k", l)) return rc;
     if (int rc = step(zero(dm, w->dv, n.TKV), "zeroing d v", l)) return rc;
     if (int rc = step(attention_backward_cuda(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v,
-                                              dm->batch.offsets, T, b->max_len, attention_of(m, b, l),
-                                              w->att_scratch, dt, st),
+                                              dm->batch.offsets, T, b->max_len, attention_of(m, b),
+                                              attention_key(dm, l), w->att_scratch, dt, st),
                       "attention backward", l))
         return rc;
     if (int rc = step(

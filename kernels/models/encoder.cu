@@ -112,13 +112,13 @@ static float drop_p(const lf_model *m, float p) { return m->training ? p : 0.0f;
 
 static const float *frozen_f32(const lf_cuda_model *dm, int i) { return (const float *)dm->frozen[i]; }
 
-static attention_shape attn_shape(const lf_model *m, const lf_batch *b, int l) {
+// the attention of a layer (its dropout stream goes to the launchers apart: layer_site(l, 0))
+static attention_shape attn_shape(const lf_model *m, const lf_batch *b) {
     attention_shape s = {};
     s.B = b->B;
     s.NH = s.NKV = m->cfg.num_heads;
     s.HD = m->cfg.head_dim;
     s.dropout = drop_p(m, m->cfg.attention_dropout);
-    s.key = lf_model_dropout_key(m, layer_site(l, 0));
     return s;
 }
 
@@ -139,7 +139,7 @@ static int embeddings_forward(lf_cuda_model *dm, const enc_state *s, const lf_ba
                                    frozen_f32(dm, s->ln_b), T, C, m->cfg.norm_eps, dm->dtype, dm->stream))
         return rc;
     return dropout_forward_cuda(a->x0, a->x0, (int64_t)T * C, drop_p(m, m->cfg.hidden_dropout),
-                                lf_model_dropout_key(m, SITE_EMB), dm->dtype, dm->stream);
+                                lf_cuda_dropout_key(dm, SITE_EMB), dm->dtype, dm->stream);
 }
 
 static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *b, const void *x0,
@@ -153,13 +153,14 @@ static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_K]], la->k, la->u[ENC_K], x0, T, dt)) return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_V]], la->v, la->u[ENC_V], x0, T, dt)) return rc;
     if (int rc = attention_forward_cuda(la->att, la->lse, la->q, la->k, la->v, dm->batch.offsets, T,
-                                        b->max_len, attn_shape(m, b, l), dt, dm->stream))
+                                        b->max_len, attn_shape(m, b),
+                                        lf_cuda_dropout_key(dm, layer_site(l, 0)), dt, dm->stream))
         return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_O]], la->r1, la->u[ENC_O], la->att, T, dt)) return rc;
     // r1 = dropout(r1) + x0, x1 = LayerNorm(r1)
     if (int rc = dropout_residual_layernorm_forward_cuda(
             la->x1, la->m1, la->s1, la->r1, la->r1, x0, frozen_f32(dm, L->ln1_w), frozen_f32(dm, L->ln1_b), T,
-            C, m->cfg.norm_eps, p, lf_model_dropout_key(m, layer_site(l, 1)), dt, dm->stream))
+            C, m->cfg.norm_eps, p, lf_cuda_dropout_key(dm, layer_site(l, 1)), dt, dm->stream))
         return rc;
     if (int rc = linear_forward(dm, &lin[L->lin[ENC_I]], la->h, la->u[ENC_I], la->x1, T, dt)) return rc;
     if (int rc = gelu_forward_cuda(la->g, la->h, (int64_t)T * m->cfg.intermediate_size, dt, dm->stream))
@@ -168,7 +169,7 @@ static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *
     // r2 = dropout(r2) + x1, out = LayerNorm(r2)
     return dropout_residual_layernorm_forward_cuda(
         la->out, la->m2, la->s2, la->r2, la->r2, la->x1, frozen_f32(dm, L->ln2_w), frozen_f32(dm, L->ln2_b),
-        T, C, m->cfg.norm_eps, p, lf_model_dropout_key(m, layer_site(l, 2)), dt, dm->stream);
+        T, C, m->cfg.norm_eps, p, lf_cuda_dropout_key(dm, layer_site(l, 2)), dt, dm->stream);
 }
 
 // The pooled rows through the head into dm->logits. RoBERTa: dropout, dense, tanh, dropout,
@@ -185,7 +186,7 @@ static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b
         return rc;
     if (s->pre_dropout) { // RoBERTa
         if (int rc = convert_cuda(a->pooled32, LF_F32, a->pooled, dm->dtype, BC, dm->stream)) return rc;
-        if (int rc = dropout_forward_cuda(a->pd, a->pooled32, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN),
+        if (int rc = dropout_forward_cuda(a->pd, a->pooled32, BC, p, lf_cuda_dropout_key(dm, SITE_HEAD_IN),
                                           LF_F32, dm->stream))
             return rc;
         if (int rc = linear_forward(dm, dense, a->d, NULL, a->pd, B, LF_F32)) return rc;
@@ -195,7 +196,7 @@ static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b
         if (int rc = tanh_forward_cuda(a->d16, a->d16, BC, dm->dtype, dm->stream)) return rc;
         if (int rc = convert_cuda(a->t, LF_F32, a->d16, dm->dtype, BC, dm->stream)) return rc;
     }
-    if (int rc = dropout_forward_cuda(a->td, a->t, BC, p, lf_model_dropout_key(m, SITE_HEAD_MID), LF_F32,
+    if (int rc = dropout_forward_cuda(a->td, a->t, BC, p, lf_cuda_dropout_key(dm, SITE_HEAD_MID), LF_F32,
                                       dm->stream))
         return rc;
     return linear_forward(dm, out, dm->logits, NULL, a->td, B, LF_F32);
@@ -235,7 +236,7 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     // db = d x1 through the residual, da = d r2 (the FFN's output) through the dropout
     if (int rc = dropout_residual_layernorm_backward_cuda(
             a->db, a->da, NULL, NULL, a->dres, la->r2, frozen_f32(dm, L->ln2_w), la->m2, la->s2, T, C, p,
-            lf_model_dropout_key(m, layer_site(l, 2)), dt, dm->stream))
+            lf_cuda_dropout_key(dm, layer_site(l, 2)), dt, dm->stream))
         return rc;
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_F]], a->di1, DX_WRITE, a->lora_scratch, a->da, la->g,
                                  la->u[ENC_F], T, dt))
@@ -248,7 +249,7 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     // dres = d x0 through the residual, da = d r1 (the attention output projection's) through the dropout
     if (int rc = dropout_residual_layernorm_backward_cuda(
             a->dres, a->da, NULL, NULL, a->db, la->r1, frozen_f32(dm, L->ln1_w), la->m1, la->s1, T, C, p,
-            lf_model_dropout_key(m, layer_site(l, 1)), dt, dm->stream))
+            lf_cuda_dropout_key(dm, layer_site(l, 1)), dt, dm->stream))
         return rc;
     // db = d att
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, DX_WRITE, a->lora_scratch, a->da, la->att,
@@ -257,8 +258,9 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     for (void *d : {a->dq, a->dk, a->dv})
         if (int rc = zero(dm, d, TC * E)) return rc;
     if (int rc = attention_backward_cuda(a->dq, a->dk, a->dv, a->db, la->att, la->lse, la->q, la->k, la->v,
-                                         dm->batch.offsets, T, b->max_len, attn_shape(m, b, l),
-                                         a->att_scratch, dt, dm->stream))
+                                         dm->batch.offsets, T, b->max_len, attn_shape(m, b),
+                                         lf_cuda_dropout_key(dm, layer_site(l, 0)), a->att_scratch, dt,
+                                         dm->stream))
         return rc;
     void *dx = need_dx ? a->dres : NULL;
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_Q]], dx, DX_ADD, a->lora_scratch, a->dq, x0,
@@ -281,7 +283,7 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
     const lf_linear *dense = &m->linears[s->head_dense], *out = &m->linears[s->head_out];
     if (int rc = linear_backward(dm, out, a->dh1, DX_WRITE, NULL, dm->dlogits, a->td, NULL, B, LF_F32))
         return rc;
-    if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_MID), LF_F32,
+    if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_cuda_dropout_key(dm, SITE_HEAD_MID), LF_F32,
                                                dm->stream))
         return rc;
     if (int rc = zero(dm, a->dh2, BC * sizeof(float))) return rc;
@@ -291,7 +293,7 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
                                      B, LF_F32))
             return rc;
         if (!need_dx) return 0;
-        if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_IN),
+        if (int rc = dropout_backward_inplace_cuda(a->dh1, BC, p, lf_cuda_dropout_key(dm, SITE_HEAD_IN),
                                                    LF_F32, dm->stream))
             return rc;
         if (int rc = convert_cuda(a->dpooled, dm->dtype, a->dh1, LF_F32, BC, dm->stream)) return rc;

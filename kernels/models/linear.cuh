@@ -1,6 +1,6 @@
 // What the device architectures (kernels/models/*.cu) share: a model's linear layers on the device
-// (frozen or trained weight, bias, LoRA branch with the host's dropout streams) and the bump
-// allocator that lays activations out over dm->work.
+// (frozen or trained weight, bias, LoRA branch with the host's dropout streams, read on the device)
+// and the bump allocator that lays activations out over dm->work.
 #pragma once
 
 #include "device_model.cuh"
@@ -26,8 +26,8 @@ static inline int linear_forward(lf_cuda_model *dm, const lf_linear *l, void *ou
         return rc;
     if (l->lora_a < 0) return 0;
     return lora_forward_cuda(out, u, x, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T, l->in,
-                             l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l), dt,
-                             dm->stream);
+                             l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_cuda_lora_key(dm, l),
+                             dt, dm->stream);
 }
 
 // what linear_backward does with dx: adds the input gradient to it, or writes it (dx need not be zeroed)
@@ -48,7 +48,7 @@ static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *d
     return lora_backward_cuda(dx, lf_cuda_grad(dm, l->lora_a), lf_cuda_grad(dm, l->lora_b), lora_scratch,
                               dout, x, u, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T,
                               l->in, l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m),
-                              lf_lora_key(m, l), dt, dm->stream);
+                              lf_cuda_lora_key(dm, l), dt, dm->stream);
 }
 
 // A bump allocator over dm->work (base NULL: counts bytes only); every buffer 256-byte aligned.

@@ -170,3 +170,31 @@ static inline int emulated(void) {
     return 0;
 #endif
 }
+
+// A dropout key both ways: the CPU op's stream key and the lf_cuda_key that means it to a launcher;
+// label names its kind in a check's line
+struct check_key {
+    uint64_t cpu;
+    lf_cuda_key gpu;
+    const char *label;
+};
+
+static inline check_key fixed_check_key(uint64_t key) { return {key, lf_cuda_fixed_key(key), ""}; }
+
+enum check_key_kind {
+    FIXED_KEY,     // computed on the host
+    DEVICE_KEY,    // read by the kernels from a step seed in device memory, as the device model's
+    UNREADABLE_KEY // a step seed no kernel can read: for p <= 0 only, where it must not be read
+};
+
+// the key of stream site for step seed seed: lf_stream_key(seed, site), of kind (the device copy of
+// a DEVICE_KEY's seed is freed by the program's end)
+static inline check_key check_key_of(check_key_kind kind, uint64_t seed, uint64_t site) {
+    if (kind == FIXED_KEY) return fixed_check_key(lf_stream_key(seed, site));
+    if (kind == UNREADABLE_KEY)
+        return {lf_stream_key(seed, site), {(const uint64_t *)(uintptr_t)8, site}, " unreadable key"};
+    uint64_t *d = NULL;
+    CHECK_CUDA(cudaMalloc(&d, sizeof seed));
+    CHECK_CUDA(cudaMemcpy(d, &seed, sizeof seed, cudaMemcpyHostToDevice));
+    return {lf_stream_key(seed, site), {d, site}, " device key"};
+}

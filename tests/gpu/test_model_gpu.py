@@ -2,7 +2,7 @@
 RoBERTa, BERT, Llama and Mistral checkpoints made with transformers, LoRA with B non-zero, dropout
 on in train mode (the device draws the CPU's masks, so they are compared as they are): logits,
 loss and every trainable gradient, in f32 (logits 1e-5, gradients 1e-4 relative, norm-wise) and
-in bf16 (logits and loss 2e-2, all gradients together 2e-2 and each 5e-2, against the CPU computing
+in bf16 (logits and loss 2e-2, all gradients together 2e-2 and each 1e-1, against the CPU computing
 from the same bf16 weights: see TOL), with gradient checkpointing, with gradients accumulated over two
 steps; LoRA added after the move; and a 3-step Trainer run on CUDA against one on the CPU.
 
@@ -37,9 +37,11 @@ from test_trainer import CLASS_WEIGHTS, token_rows  # noqa: E402
 # grads: each tensor, norm-wise; all_grads: every gradient as one vector. In bf16 a single small gradient
 # whose terms cancel can be off by more than the whole: torch's own bf16 run of these four models
 # (peft, eager) differs from its f32 run by 0.6-6 % (median over tensors) and up to 16 % per tensor;
-# lorafast's device bf16 (f32 accumulation, f32 LoRA) by about 1 % (median) and up to 3 %.
+# lorafast's device bf16 (f32 accumulation, f32 LoRA) by about 1 % (median). The worst tensor of a step
+# depends on which elements dropout drops: over 128 seeds x 4 steps of the Llama case its median is
+# 2.3 %, p95 5.1 %, max 21 % (the masks themselves are the CPU's: the f32 cases compare them at 1e-5).
 TOL = {"float32": dict(logits=1e-5, loss=1e-5, grads=1e-4, all_grads=1e-4),
-       "bfloat16": dict(logits=2e-2, loss=2e-2, grads=5e-2, all_grads=2e-2)}
+       "bfloat16": dict(logits=2e-2, loss=2e-2, grads=1e-1, all_grads=2e-2)}
 ENCODER_TARGETS = ["query", "key", "value", "output.dense", "intermediate.dense"]
 
 # kind: (builder kwargs, num_labels, LoRA targets or None for peft's default). Head size 32: the

@@ -73,11 +73,13 @@ static int longest(const std::vector<int> &lens) {
     return n;
 }
 
-static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t seed) {
+static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t seed,
+                                 check_key_kind key_kind = FIXED_KEY) {
     std::vector<int32_t> off = offsets_of(c.lens);
     int B = (int)c.lens.size(), T = off[B], C = c.NH * c.HD, KC = c.NKV * c.HD;
     int max_len = c.max_len ? c.max_len : longest(c.lens);
-    attention_shape s = {B, c.NH, c.NKV, c.HD, c.causal, c.window, c.dropout, lf_stream_key(seed, 99)};
+    check_key key = check_key_of(key_kind, seed, 99);
+    attention_shape s = {B, c.NH, c.NKV, c.HD, c.causal, c.window, c.dropout, key.cpu};
     std::vector<float> q = rounded(random_vector((int64_t)T * C, -1, 1, seed * 8 + 1), dt);
     std::vector<float> k = rounded(random_vector((int64_t)T * KC, -1, 1, seed * 8 + 2), dt);
     std::vector<float> v = rounded(random_vector((int64_t)T * KC, -1, 1, seed * 8 + 3), dt);
@@ -89,11 +91,11 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
     void *dq_in = to_device(q, dt), *dk_in = to_device(k, dt), *dv_in = to_device(v, dt);
     void *dout = device_nans((int64_t)T * C, dt);
     float *dlse = (float *)device_nans((int64_t)T * c.NH, LF_F32);
-    CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, dt, 0));
+    CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, key.gpu, dt, 0));
     char what[200];
-    snprintf(what, sizeof what, "attention_forward %s: out", c.name);
+    snprintf(what, sizeof what, "attention_forward %s%s: out", c.name, key.label);
     check_close(what, dt, from_device(dout, (int64_t)T * C, dt), out, tolerance(dt));
-    snprintf(what, sizeof what, "attention_forward %s: lse (f32)", c.name);
+    snprintf(what, sizeof what, "attention_forward %s%s: lse (f32)", c.name, key.label);
     check_close(what, dt, from_device(dlse, (int64_t)T * c.NH, LF_F32), lse, tolerance(LF_F32));
 
     // backward from the CPU's out (as the GPU stores it) and lse, so its check stands alone
@@ -113,13 +115,13 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
         attention_backward(dq.data(), dk.data(), dv.data(), gout.data(), out_seen.data(), lse.data(),
                            q.data(), k.data(), v.data(), off.data(), s, scratch.data());
         CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, dgout, dout_seen, dlse_seen, dq_in, dk_in, dv_in,
-                                           doff, T, max_len, s, dscratch, dt, 0));
+                                           doff, T, max_len, s, key.gpu, dscratch, dt, 0));
         const char *label = pass ? " accumulated" : "";
-        snprintf(what, sizeof what, "attention_backward %s: dq%s", c.name, label);
+        snprintf(what, sizeof what, "attention_backward %s%s: dq%s", c.name, key.label, label);
         check_close(what, dt, from_device(ddq, (int64_t)T * C, dt), dq, tolerance(dt));
-        snprintf(what, sizeof what, "attention_backward %s: dk%s", c.name, label);
+        snprintf(what, sizeof what, "attention_backward %s%s: dk%s", c.name, key.label, label);
         check_close(what, dt, from_device(ddk, (int64_t)T * KC, dt), dk, tolerance(dt));
-        snprintf(what, sizeof what, "attention_backward %s: dv%s", c.name, label);
+        snprintf(what, sizeof what, "attention_backward %s%s: dv%s", c.name, key.label, label);
         check_close(what, dt, from_device(ddv, (int64_t)T * KC, dt), dv, tolerance(dt));
     }
 }
@@ -164,9 +166,10 @@ static void check_isolation(lf_dtype dt) {
         float *dlse = (float *)device_nans((int64_t)T * NH, LF_F32);
         void *ddq = device_zeros((int64_t)T * C, dt), *ddk = device_zeros((int64_t)T * KC, dt);
         void *ddv = device_zeros((int64_t)T * KC, dt);
-        CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, 200, s, dt, 0));
+        lf_cuda_key key = lf_cuda_fixed_key(s.key);
+        CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, 200, s, key, dt, 0));
         CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T, 200,
-                                           s, dscratch, dt, 0));
+                                           s, key, dscratch, dt, 0));
         seen[run][0] = rows_outside(from_device(dout, (int64_t)T * C, dt), C, lo, hi);
         seen[run][1] = rows_outside(from_device(dlse, (int64_t)T * NH, LF_F32), NH, lo, hi);
         seen[run][2] = rows_outside(from_device(ddk, (int64_t)T * KC, dt), KC, lo, hi);
@@ -181,6 +184,70 @@ static void check_isolation(lf_dtype dt) {
     }
 }
 
+static std::vector<float> first(const std::vector<float> &x, int64_t n) {
+    return std::vector<float>(x.begin(), x.begin() + n);
+}
+
+// A sequence appended to a batch (how the runtime pads a batch to a captured step's shape) leaves the
+// dropout masks of the others, so their out, lse, dq, dk, dv, as they were: on the CPU bit for bit, on
+// the GPU with the key read on the device bit for bit but dq (summed with atomics: close).
+static void check_trailing_sequence(lf_dtype dt) {
+    const std::vector<int> lens[2] = {{7, 64, 65}, {7, 64, 65, 90}}; // without and with the appended one
+    const int NH = 4, NKV = 2, HD = 64, C = NH * HD, KC = NKV * HD;
+    const check_key key = check_key_of(DEVICE_KEY, 8, 99);
+    const int Tr = offsets_of(lens[0]).back(), Tg = offsets_of(lens[1]).back();
+    std::vector<float> q = rounded(random_vector((int64_t)Tg * C, -1, 1, 81), dt);
+    std::vector<float> k = rounded(random_vector((int64_t)Tg * KC, -1, 1, 82), dt);
+    std::vector<float> v = rounded(random_vector((int64_t)Tg * KC, -1, 1, 83), dt);
+    std::vector<float> g = rounded(random_vector((int64_t)Tg * C, -1, 1, 84), dt);
+    const int64_t real[5] = {(int64_t)Tr * C, (int64_t)Tr * NH, (int64_t)Tr * C, (int64_t)Tr * KC,
+                             (int64_t)Tr * KC};
+    std::vector<float> seen[2][2][5]; // [CPU, GPU][without, with]: out, lse, dq, dk, dv of the real rows
+    for (int run = 0; run < 2; run++) {
+        std::vector<int32_t> off = offsets_of(lens[run]);
+        const int B = (int)lens[run].size(), T = off[B];
+        attention_shape s = {B, NH, NKV, HD, 0, 0, 0.1f, key.cpu};
+        std::vector<float> out((size_t)T * C), lse((size_t)T * NH), dq((size_t)T * C), dk((size_t)T * KC),
+            dv((size_t)T * KC), scratch(attention_scratch_floats(T, omp_get_max_threads()));
+        attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), off.data(), s,
+                          scratch.data());
+        attention_backward(dq.data(), dk.data(), dv.data(), g.data(), out.data(), lse.data(), q.data(),
+                           k.data(), v.data(), off.data(), s, scratch.data());
+        const std::vector<float> *cpu[5] = {&out, &lse, &dq, &dk, &dv};
+        for (int x = 0; x < 5; x++)
+            seen[0][run][x] = first(*cpu[x], real[x]);
+
+        device_buffers b;
+        int32_t *doff = (int32_t *)b.add(device_offsets(off));
+        void *dq_in = b.add(to_device(q, dt)), *dk_in = b.add(to_device(k, dt)),
+             *dv_in = b.add(to_device(v, dt));
+        void *dg = b.add(to_device(g, dt)), *dout = b.add(device_nans((int64_t)T * C, dt));
+        float *dlse = (float *)b.add(device_nans((int64_t)T * NH, LF_F32));
+        void *ddq = b.add(device_zeros((int64_t)T * C, dt)), *ddk = b.add(device_zeros((int64_t)T * KC, dt));
+        void *ddv = b.add(device_zeros((int64_t)T * KC, dt));
+        void *dscratch = b.add(device_scratch(attention_scratch_bytes(T, NH, NKV, HD)));
+        const int max_len = longest(lens[run]);
+        CHECK_CUDA(
+            attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, key.gpu, dt, 0));
+        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T,
+                                           max_len, s, key.gpu, dscratch, dt, 0));
+        const void *gpu[5] = {dout, dlse, ddq, ddk, ddv};
+        for (int x = 0; x < 5; x++)
+            seen[1][run][x] = from_device(gpu[x], real[x], x == 1 ? LF_F32 : dt);
+    }
+    const char *names[5] = {"out", "lse", "dq", "dk", "dv"};
+    for (int side = 0; side < 2; side++)
+        for (int x = 0; x < 5; x++) {
+            char what[160];
+            snprintf(what, sizeof what, "attention %s [%s]%s: %s of the real tokens with a sequence appended",
+                     side ? "GPU" : "CPU", dtype_label(dt), side ? key.label : "", names[x]);
+            if (side == 1 && x == 2)
+                check_close(what, dt, seen[side][1][x], seen[side][0][x], tolerance(dt));
+            else
+                check_equal(what, seen[side][1][x], seen[side][0][x]);
+        }
+}
+
 // Sizes the launchers cannot run come back as cudaErrorInvalidValue, before any launch;
 // no tokens is a no-op.
 static void check_rejects(void) {
@@ -192,10 +259,11 @@ static void check_rejects(void) {
     attention_shape head48 = ok, groups = ok, dropout1 = ok;
     head48.HD = 48, groups.NKV = 3, dropout1.dropout = 1.0f;
     auto fwd = [&](attention_shape s, int T, int max_len, lf_dtype dt) {
-        return (float)attention_forward_cuda(x, l, x, x, x, doff, T, max_len, s, dt, 0);
+        return (float)attention_forward_cuda(x, l, x, x, x, doff, T, max_len, s, lf_cuda_fixed_key(0), dt, 0);
     };
     auto bwd = [&](attention_shape s, int T, int max_len, lf_dtype dt) {
-        return (float)attention_backward_cuda(x, x, x, x, x, l, x, x, x, doff, T, max_len, s, scratch, dt, 0);
+        return (float)attention_backward_cuda(x, x, x, x, x, l, x, x, x, doff, T, max_len, s,
+                                              lf_cuda_fixed_key(0), scratch, dt, 0);
     };
     float invalid = (float)cudaErrorInvalidValue;
     std::vector<float> got = {
@@ -219,8 +287,12 @@ int main(void) {
             while (emulated() && (int64_t)offsets_of(c.lens).back() * c.NH > 4096 && c.NKV % 2 == 0)
                 c.NH /= 2, c.NKV /= 2; // fewer heads of a long batch under the (slow) emulator
             check_attention_case(c, dt, (uint64_t)(100 * dti + ci++));
+            if (ci == 2)
+                check_attention_case(c, dt, (uint64_t)(100 * dti + 50), UNREADABLE_KEY); // no dropout
+            if (ci == 3) check_attention_case(c, dt, (uint64_t)(100 * dti + 51), DEVICE_KEY);
         }
         check_isolation(dt);
+        check_trailing_sequence(dt);
         dti++;
     }
     return check_summary("check_attention");

@@ -86,7 +86,7 @@ static void check_layernorm_shape(lf_dtype dt, layernorm_shape shape, uint64_t s
 static const layernorm_shape fused_shapes[] = {{33, 64}, {5, 1024}, {9, 1025}, {300, 77}};
 
 // forward: sum written apart (0), over branch (1, the encoder's), over residual (2)
-static void check_fused_forward(lf_dtype dt, int T, int C, float p, uint64_t key,
+static void check_fused_forward(lf_dtype dt, int T, int C, float p, check_key key,
                                 const std::vector<float> &branch, const std::vector<float> &residual,
                                 const std::vector<float> &weight, const std::vector<float> &bias,
                                 const std::vector<float> &want_sum, float eps) {
@@ -104,30 +104,30 @@ static void check_fused_forward(lf_dtype dt, int T, int C, float p, uint64_t key
               *d_bias = (float *)b.add(to_device(bias, LF_F32));
         float *d_mean = (float *)b.add(device_zeros(T, LF_F32)),
               *d_rstd = (float *)b.add(device_zeros(T, LF_F32));
-        snprintf(what, sizeof what, "dropout_residual_layernorm_forward T=%d C=%d p=%g alias %d", T, C, p,
-                 alias);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_forward T=%d C=%d p=%g%s alias %d", T, C, p,
+                 key.label, alias);
         if (!launched(what, dropout_residual_layernorm_forward_cuda(d_out, d_mean, d_rstd, d_sum, d_branch,
                                                                     d_residual, d_weight, d_bias, T, C, eps,
-                                                                    p, key, dt, 0)))
+                                                                    p, key.gpu, dt, 0)))
             continue;
-        snprintf(what, sizeof what, "dropout_residual_layernorm_forward sum T=%d C=%d p=%g alias %d", T, C, p,
-                 alias);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_forward sum T=%d C=%d p=%g%s alias %d", T, C,
+                 p, key.label, alias);
         check_equal(what, from_device(d_sum, n, dt), want_sum);
-        snprintf(what, sizeof what, "dropout_residual_layernorm_forward out T=%d C=%d p=%g alias %d", T, C, p,
-                 alias);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_forward out T=%d C=%d p=%g%s alias %d", T, C,
+                 p, key.label, alias);
         check_close(what, dt, from_device(d_out, n, dt), want_out, tolerance(dt));
-        snprintf(what, sizeof what, "dropout_residual_layernorm_forward mean T=%d C=%d p=%g alias %d", T, C,
-                 p, alias);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_forward mean T=%d C=%d p=%g%s alias %d", T, C,
+                 p, key.label, alias);
         check_close(what, dt, from_device(d_mean, T, LF_F32), want_mean, tolerance(LF_F32));
-        snprintf(what, sizeof what, "dropout_residual_layernorm_forward rstd T=%d C=%d p=%g alias %d", T, C,
-                 p, alias);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_forward rstd T=%d C=%d p=%g%s alias %d", T, C,
+                 p, key.label, alias);
         check_close(what, dt, from_device(d_rstd, T, LF_F32), want_rstd, tolerance(LF_F32));
     }
 }
 
 // backward from the CPU's statistics. variant 0: the encoder's (outputs apart, frozen weight and bias);
 // 1: dweight and dbias; 2: dresidual over dout, dweight only; 3: dbranch over dout, dbias only
-static void check_fused_backward(lf_dtype dt, int T, int C, float p, uint64_t key,
+static void check_fused_backward(lf_dtype dt, int T, int C, float p, check_key key,
                                  const std::vector<float> &sum, const std::vector<float> &weight, float eps,
                                  uint64_t seed) {
     const int64_t n = (int64_t)T * C;
@@ -145,7 +145,7 @@ static void check_fused_backward(lf_dtype dt, int T, int C, float p, uint64_t ke
                        weight.data(), mean.data(), rstd.data(), T, C);
     want_dres = rounded(want_dres, dt);
     std::vector<float> want_dbranch = want_dres;
-    dropout_backward_inplace(want_dbranch.data(), n, p, key);
+    dropout_backward_inplace(want_dbranch.data(), n, p, key.cpu);
     for (int variant = 0; variant < 4; variant++) {
         device_buffers b;
         void *d_dout = b.add(to_device(dout, dt)), *d_sum = b.add(to_device(sum, dt));
@@ -157,42 +157,44 @@ static void check_fused_backward(lf_dtype dt, int T, int C, float p, uint64_t ke
         float *d_dweight = (float *)b.add(to_device(dweight, LF_F32)),
               *d_dbias = (float *)b.add(to_device(dbias, LF_F32));
         int with_dweight = variant == 1 || variant == 2, with_dbias = variant == 1 || variant == 3;
-        snprintf(what, sizeof what, "dropout_residual_layernorm_backward T=%d C=%d p=%g variant %d", T, C, p,
-                 variant);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_backward T=%d C=%d p=%g%s variant %d", T, C,
+                 p, key.label, variant);
         if (!launched(what,
                       dropout_residual_layernorm_backward_cuda(
                           d_dres, d_dbranch, with_dweight ? d_dweight : NULL, with_dbias ? d_dbias : NULL,
-                          d_dout, d_sum, d_weight, d_mean, d_rstd, T, C, p, key, dt, 0)))
+                          d_dout, d_sum, d_weight, d_mean, d_rstd, T, C, p, key.gpu, dt, 0)))
             continue;
-        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dresidual T=%d C=%d p=%g variant %d",
-                 T, C, p, variant);
+        snprintf(what, sizeof what,
+                 "dropout_residual_layernorm_backward dresidual T=%d C=%d p=%g%s variant %d", T, C, p,
+                 key.label, variant);
         check_close(what, dt, from_device(d_dres, n, dt), want_dres, tolerance(dt));
-        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dbranch T=%d C=%d p=%g variant %d",
-                 T, C, p, variant);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dbranch T=%d C=%d p=%g%s variant %d",
+                 T, C, p, key.label, variant);
         check_close(what, dt, from_device(d_dbranch, n, dt), want_dbranch, tolerance(dt));
-        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dweight T=%d C=%d p=%g variant %d",
-                 T, C, p, variant);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dweight T=%d C=%d p=%g%s variant %d",
+                 T, C, p, key.label, variant);
         check_close(what, dt, from_device(d_dweight, C, LF_F32), with_dweight ? want_dweight : dweight,
                     tolerance(LF_F32));
-        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dbias T=%d C=%d p=%g variant %d", T,
-                 C, p, variant);
+        snprintf(what, sizeof what, "dropout_residual_layernorm_backward dbias T=%d C=%d p=%g%s variant %d",
+                 T, C, p, key.label, variant);
         check_close(what, dt, from_device(d_dbias, C, LF_F32), with_dbias ? want_dbias : dbias,
                     tolerance(LF_F32));
     }
 }
 
-static void check_fused_shape(lf_dtype dt, layernorm_shape shape, float p, uint64_t seed) {
+static void check_fused_shape(lf_dtype dt, layernorm_shape shape, float p, uint64_t seed,
+                              check_key_kind key_kind) {
     const int T = shape.T, C = shape.C;
     const int64_t n = (int64_t)T * C;
     const float eps = 1e-5f;
-    const uint64_t key = lf_stream_key(seed, 11);
+    const check_key key = check_key_of(key_kind, seed, 11);
     // the sum's mean away from 0, as in check_layernorm_shape
     std::vector<float> branch = rounded(random_vector(n, -1, 1, seed), dt);
     std::vector<float> residual = rounded(random_vector(n, 0, 2, seed + 1), dt);
     std::vector<float> weight = random_vector(C, 0.5f, 1.5f, seed + 2),
                        bias = random_vector(C, -0.5f, 0.5f, seed + 3);
     std::vector<float> sum((size_t)n);
-    dropout_forward(sum.data(), branch.data(), n, p, key);
+    dropout_forward(sum.data(), branch.data(), n, p, key.cpu);
     sum = rounded(sum, dt);
     residual_forward(sum.data(), sum.data(), residual.data(), n);
     sum = rounded(sum, dt);
@@ -209,7 +211,9 @@ int main(void) {
         }
         for (layernorm_shape shape : fused_shapes)
             for (float p : {0.0f, 0.1f})
-                check_fused_shape(dt, shape, p, seed += 10);
+                check_fused_shape(dt, shape, p, seed += 10, FIXED_KEY);
+        check_fused_shape(dt, fused_shapes[1], 0.1f, seed += 10, DEVICE_KEY);
+        check_fused_shape(dt, fused_shapes[0], 0.0f, seed += 10, UNREADABLE_KEY);
     }
     CHECK_CUDA(layernorm_forward_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 0, 16, 1e-5f, LF_F32, 0)); // T = 0
     check_equal("layernorm_forward rejects C < 0",
@@ -217,14 +221,14 @@ int main(void) {
                 {(float)cudaErrorInvalidValue});
     char dummy[4];
     check_equal("dropout_residual_layernorm_backward rejects dresidual == dbranch",
-                {(float)dropout_residual_layernorm_backward_cuda(dummy, dummy, NULL, NULL, dummy, dummy,
-                                                                 (float *)dummy, (float *)dummy,
-                                                                 (float *)dummy, 4, 16, 0.1f, 1, LF_F32, 0)},
+                {(float)dropout_residual_layernorm_backward_cuda(
+                    dummy, dummy, NULL, NULL, dummy, dummy, (float *)dummy, (float *)dummy, (float *)dummy, 4,
+                    16, 0.1f, lf_cuda_fixed_key(1), LF_F32, 0)},
                 {(float)cudaErrorInvalidValue});
     check_equal("dropout_residual_layernorm_forward rejects a NULL sum",
-                {(float)dropout_residual_layernorm_forward_cuda(dummy, (float *)dummy, (float *)dummy, NULL,
-                                                                dummy, dummy, (float *)dummy, (float *)dummy,
-                                                                4, 16, 1e-5f, 0.1f, 1, LF_F32, 0)},
+                {(float)dropout_residual_layernorm_forward_cuda(
+                    dummy, (float *)dummy, (float *)dummy, NULL, dummy, dummy, (float *)dummy, (float *)dummy,
+                    4, 16, 1e-5f, 0.1f, lf_cuda_fixed_key(1), LF_F32, 0)},
                 {(float)cudaErrorInvalidValue});
     return check_summary("check_layernorm");
 }

@@ -16,14 +16,15 @@ struct lora_case {
 // up to 14336 terms); out and dx, of dtype, to the dtype's tolerance.
 static double f32_result_tolerance(lf_dtype dt) { return dt == LF_F32 ? tolerance(LF_F32) : 1e-4; }
 
-// forward and then backward with the outputs in need (dx, dA, dB), against lora_forward/lora_backward
-static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int need_dB, uint64_t seed) {
+// forward and then backward with the outputs in need (dx, dA, dB), against lora_forward/lora_backward;
+static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int need_dB, uint64_t seed,
+                       check_key_kind key_kind = FIXED_KEY) {
     const int T = k.T, C = k.C, OC = k.OC, r = k.r;
     const int64_t xs = (int64_t)T * C, os = (int64_t)T * OC, us = (int64_t)T * r;
-    const uint64_t key = lf_stream_key(seed, 3);
+    const check_key key = check_key_of(key_kind, seed, 3);
     char what[160], name[200];
-    snprintf(what, sizeof what, "T=%d C=%d OC=%d r=%d scaling=%g p=%g%s%s%s", T, C, OC, r, k.scaling, k.p,
-             need_dx ? " dx" : "", need_dA ? " dA" : "", need_dB ? " dB" : "");
+    snprintf(what, sizeof what, "T=%d C=%d OC=%d r=%d scaling=%g p=%g%s%s%s%s", T, C, OC, r, k.scaling, k.p,
+             key.label, need_dx ? " dx" : "", need_dA ? " dA" : "", need_dB ? " dB" : "");
     std::vector<float> x = rounded(random_vector(xs, -1, 1, seed), dt);
     std::vector<float> A = random_vector((int64_t)r * C, -0.05f, 0.05f, seed + 1);
     std::vector<float> B = random_vector((int64_t)OC * r, -1, 1, seed + 2);
@@ -35,11 +36,11 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
 
     std::vector<float> want_out = out0, want_u((size_t)us), xd((size_t)xs), du((size_t)us);
     lora_forward(want_out.data(), want_u.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r,
-                 k.scaling, k.p, key);
+                 k.scaling, k.p, key.cpu);
     std::vector<float> want_dx = dx0, want_dA = dA0, want_dB = dB0;
     lora_backward(need_dx ? want_dx.data() : NULL, need_dA ? want_dA.data() : NULL,
                   need_dB ? want_dB.data() : NULL, du.data(), xd.data(), dout.data(), x.data(), want_u.data(),
-                  A.data(), B.data(), T, C, OC, r, k.scaling, k.p, key);
+                  A.data(), B.data(), T, C, OC, r, k.scaling, k.p, key.cpu);
 
     device_buffers buf;
     void *d_x = buf.add(to_device(x, dt)), *d_out = buf.add(to_device(out0, dt));
@@ -47,7 +48,7 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
     float *d_u = (float *)buf.add(device_zeros(us, LF_F32));
     snprintf(name, sizeof name, "lora_forward %s", what);
     if (!launched(name,
-                  lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, k.scaling, k.p, key, dt, 0)))
+                  lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, k.scaling, k.p, key.gpu, dt, 0)))
         return;
     snprintf(name, sizeof name, "lora_forward %s: u", what);
     check_close(name, dt, from_device(d_u, us, LF_F32), want_u, f32_result_tolerance(dt));
@@ -62,7 +63,7 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
     snprintf(name, sizeof name, "lora_backward %s", what);
     if (!launched(name, lora_backward_cuda(need_dx ? d_dx : NULL, need_dA ? d_dA : NULL,
                                            need_dB ? d_dB : NULL, scratch, d_dout, d_x, d_u, d_A, d_B, T, C,
-                                           OC, r, k.scaling, k.p, key, dt, 0)))
+                                           OC, r, k.scaling, k.p, key.gpu, dt, 0)))
         return;
     if (need_dx) {
         snprintf(name, sizeof name, "lora_backward %s: dx", what);
@@ -80,27 +81,26 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
 
 // The dropout mask alone, exactly: with r = C, A = the identity and scaling 1, u = dropout(x), so u
 // is the CPU's dropout of x element for element.
-static void check_lora_mask(lf_dtype dt) {
+static void check_lora_mask(lf_dtype dt, check_key key) {
     const int T = 45, C = 40, OC = 8, r = C;
     const float p = 0.3f;
-    const uint64_t key = lf_stream_key(77, 5);
     std::vector<float> x = rounded(random_vector((int64_t)T * C, 0.5f, 1.5f, 78), dt);
     std::vector<float> A((size_t)r * C, 0.0f), B = random_vector((int64_t)OC * r, -1, 1, 79);
     for (int j = 0; j < r; j++)
         A[(size_t)j * C + j] = 1.0f;
     std::vector<float> out((size_t)T * OC, 0.0f), want_u((size_t)T * r), xd((size_t)T * C);
     lora_forward(out.data(), want_u.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r, 1.0f, p,
-                 key);
+                 key.cpu);
     device_buffers buf;
     void *d_x = buf.add(to_device(x, dt)), *d_out = buf.add(device_zeros((int64_t)T * OC, dt));
     float *d_A = (float *)buf.add(to_device(A, LF_F32)), *d_B = (float *)buf.add(to_device(B, LF_F32));
     float *d_u = (float *)buf.add(device_zeros((int64_t)T * r, LF_F32));
     if (launched("lora_forward mask",
-                 lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, 1.0f, p, key, dt, 0)))
-        check_equal(dt == LF_F32    ? "lora dropout mask [f32]"
-                    : dt == LF_BF16 ? "lora dropout mask [bf16]"
-                                    : "lora dropout mask [f16]",
-                    from_device(d_u, (int64_t)T * r, LF_F32), want_u);
+                 lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, 1.0f, p, key.gpu, dt, 0))) {
+        char what[80];
+        snprintf(what, sizeof what, "lora dropout mask [%s]%s", dtype_label(dt), key.label);
+        check_equal(what, from_device(d_u, (int64_t)T * r, LF_F32), want_u);
+    }
 }
 
 // The kernels take the ranks 4 at a time (r <= 4) or 16 at a time, tokens a warp each in tiles of 8 (u, du),
@@ -133,7 +133,10 @@ int main(void) {
             if (i % 4 == 3) check_lora(dt, k, 1, 1, 0, seed += 10);
             i++;
         }
-        check_lora_mask(dt);
+        check_lora_mask(dt, check_key_of(FIXED_KEY, 77, 5));
+        check_lora_mask(dt, check_key_of(DEVICE_KEY, 77, 5));
+        check_lora(dt, cases[7], 1, 1, 1, seed += 10, DEVICE_KEY);
+        check_lora(dt, cases[5], 1, 1, 1, seed += 10, UNREADABLE_KEY); // p = 0
     }
     return check_summary("check_lora");
 }
