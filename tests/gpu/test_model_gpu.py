@@ -2,9 +2,10 @@
 RoBERTa, BERT, Llama and Mistral checkpoints made with transformers, LoRA with B non-zero, dropout
 on in train mode (the device draws the CPU's masks, so they are compared as they are): logits,
 loss and every trainable gradient, in f32 (logits 1e-5, gradients 1e-4 relative, norm-wise) and
-in bf16 (logits and loss 2e-2, all gradients together 2e-2 and each 1e-1, against the CPU computing
+in bf16 (logits and loss 2e-2, all gradients together 5e-2 and each 1e-1, against the CPU computing
 from the same bf16 weights: see TOL), with gradient checkpointing, with gradients accumulated over two
-steps; LoRA added after the move; and a 3-step Trainer run on CUDA against one on the CPU.
+steps; LoRA added after the move; a 3-step Trainer run on CUDA against one on the CPU; and the steps
+as CUDA graphs (the default) against the same steps launched one by one.
 
 Runs on a GPU machine against lorafast/_cuda_kernels.so; without one, test_model_emulated.py runs it
 against the kernels library built for the CPU emulator (LORAFAST_CUDA_LIBRARY names it); else skipped.
@@ -37,11 +38,13 @@ from test_trainer import CLASS_WEIGHTS, token_rows  # noqa: E402
 # grads: each tensor, norm-wise; all_grads: every gradient as one vector. In bf16 a single small gradient
 # whose terms cancel can be off by more than the whole: torch's own bf16 run of these four models
 # (peft, eager) differs from its f32 run by 0.6-6 % (median over tensors) and up to 16 % per tensor;
-# lorafast's device bf16 (f32 accumulation, f32 LoRA) by about 1 % (median). The worst tensor of a step
-# depends on which elements dropout drops: over 128 seeds x 4 steps of the Llama case its median is
-# 2.3 %, p95 5.1 %, max 21 % (the masks themselves are the CPU's: the f32 cases compare them at 1e-5).
+# lorafast's device bf16 (f32 accumulation, f32 LoRA) by about 1 % (median). How far a step's gradients
+# are depends on which elements dropout drops (the masks themselves are the CPU's: the f32 cases compare
+# them at 1e-5): the Llama case over 12 seeds x 3 steps, all gradients together 0.9-3.1 %, the worst tensor
+# of a step up to 7.1 % (the same with the earlier attention mask index: 0.9-2.8 %, 8.3 %; over 128 seeds
+# x 4 steps the worst tensor reached 21 %).
 TOL = {"float32": dict(logits=1e-5, loss=1e-5, grads=1e-4, all_grads=1e-4),
-       "bfloat16": dict(logits=2e-2, loss=2e-2, grads=1e-1, all_grads=2e-2)}
+       "bfloat16": dict(logits=2e-2, loss=2e-2, grads=1e-1, all_grads=5e-2)}
 ENCODER_TARGETS = ["query", "key", "value", "output.dense", "intermediate.dense"]
 
 # kind: (builder kwargs, num_labels, LoRA targets or None for peft's default). Head size 32: the
