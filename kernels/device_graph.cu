@@ -1,7 +1,8 @@
 // CUDA graphs of the model's steps (see device_runtime.cuh). A training step of roberta-large is
 // ~400 kernel launches and ~290 cuBLASLt calls; for a batch of tweets each does a few microseconds of
 // work, so launching them one by one bounds the step. Captured once per shape into a graph, the
-// step is one cudaGraphLaunch.
+// step is one cudaGraphLaunch. A shape runs directly the first time it comes (so every kernel and
+// cuBLASLt algorithm it needs is loaded outside a capture), is captured the second time.
 //
 // What makes a replay correct:
 // - every pointer a step uses is fixed while its graph lives: the runtime clears the cache whenever
@@ -28,7 +29,7 @@ static const int GRAPH_CACHE_SIZE = 32; // shapes kept; the least recently used 
 
 typedef struct {
     lf_cuda_graph_shape shape;
-    cudaGraphExec_t exec;
+    cudaGraphExec_t exec; // NULL: the shape was run once, directly, and is captured when it comes again
     uint64_t last_use;
 } graph_entry;
 
@@ -51,7 +52,7 @@ int lf_cuda_graphs_create(lf_cuda_graphs **out) {
 void lf_cuda_graphs_clear(lf_cuda_graphs *g) {
     if (g == NULL) return;
     for (int i = 0; i < g->count; i++)
-        (void)cudaGraphExecDestroy(g->entries[i].exec);
+        if (g->entries[i].exec != NULL) (void)cudaGraphExecDestroy(g->entries[i].exec);
     g->count = 0;
 }
 
@@ -131,7 +132,7 @@ static graph_entry *insert(lf_cuda_graphs *g, const lf_cuda_graph_shape *shape, 
         e = &g->entries[0];
         for (int i = 1; i < g->count; i++)
             if (g->entries[i].last_use < e->last_use) e = &g->entries[i];
-        (void)cudaGraphExecDestroy(e->exec);
+        if (e->exec != NULL) (void)cudaGraphExecDestroy(e->exec);
     }
     e->shape = *shape;
     e->exec = exec;
@@ -178,14 +179,19 @@ static int capture(runtime *rt, lf_cuda_step_body body, void *ctx, cudaGraphExec
 }
 
 int lf_cuda_graph_run(runtime *rt, const lf_cuda_graph_shape *shape, lf_cuda_step_body body, void *ctx) {
-    graph_entry *e = find(rt->graphs, shape);
-    if (e == NULL) {
-        cudaGraphExec_t exec = NULL;
-        int rc = capture(rt, body, ctx, &exec);
-        if (rc != 0) return rc;
-        if (exec == NULL) return body(rt, ctx); // graphs off: this step directly
-        e = insert(rt->graphs, shape, exec);
+    lf_cuda_graphs *g = rt->graphs;
+    graph_entry *e = find(g, shape);
+    if (e == NULL) { // first seen: run directly, so that every kernel and cuBLASLt algorithm it uses
+                     // is loaded before a capture (lazy module loading)
+        e = insert(g, shape, NULL);
+        e->last_use = ++g->uses;
+        return body(rt, ctx);
     }
-    e->last_use = ++rt->graphs->uses;
+    e->last_use = ++g->uses;
+    if (e->exec == NULL) {
+        int rc = capture(rt, body, ctx, &e->exec);
+        if (rc != 0) return rc;
+        if (rt->graphs == NULL) return body(rt, ctx); // CUDA refused: graphs off, this step directly
+    }
     return lf_cuda_checked(cudaGraphLaunch(e->exec, rt->dm.stream), "launching the step's CUDA graph");
 }

@@ -80,7 +80,8 @@ void lf_cuda_graph_fill_ghost(const lf_batch *b, const lf_batch *padded, int32_t
                               int32_t *token_types, int32_t *offsets, int32_t *pool_index, int32_t *labels);
 // the device work of a step (enqueued on dm.stream, no synchronization, no allocation)
 typedef int (*lf_cuda_step_body)(runtime *rt, void *ctx);
-// runs body through the graph of shape, capturing it at its first use (rt->graphs non-NULL). When
+// runs body through the graph of shape (rt->graphs non-NULL): directly the first time a shape comes,
+// captured into its graph the second time, replayed from then on. When
 // CUDA cannot capture it, graphs go off for the model (rt->graphs NULL, a line on stderr) and body
 // runs directly. Returns body's error or a launch error.
 int lf_cuda_graph_run(runtime *rt, const lf_cuda_graph_shape *shape, lf_cuda_step_body body, void *ctx);
