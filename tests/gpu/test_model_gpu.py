@@ -371,3 +371,28 @@ def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch):
         direct.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
         again = emulator_launches()
         assert again[0] - after[0] > 30 and again[1] == after[1], (after, again)
+
+
+def test_a_graph_cuda_refuses_falls_back_to_launches(checkpoints, monkeypatch, capfd):
+    """When CUDA cannot instantiate a step's graph (the emulator's LF_EMU_REFUSE_GRAPHS=1), the model says
+    so once on stderr and runs its steps kernel by kernel, with the CPU's results."""
+    if emulator_launches() is None:
+        pytest.skip("refusing graphs is the emulator's fault injection")
+    kind = "roberta"
+    cpu = lf_model(checkpoints[kind], kind, None, None)
+    gpu = lf_model(checkpoints[kind], kind, None, "cuda")
+    ids, mask, types, labels = batch(kind)
+    for model in (cpu, gpu):
+        model.manual_seed(5)
+        model.train()
+    monkeypatch.setenv("LF_EMU_REFUSE_GRAPHS", "1")
+    before = emulator_launches()
+    for step in range(3):  # the first call runs directly, the second tries to capture, the third follows
+        ref_loss, ref_grads = cpu.forward_backward(ids, mask, labels)
+        loss, grads = gpu.forward_backward(ids, mask, labels)
+        assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss), f"step {step}: loss {loss} != {ref_loss}"
+        assert_grads_close(f"step {step}", grads, ref_grads, TOL["float32"])
+    after = emulator_launches()
+    assert after[1] == before[1] and after[0] - before[0] > 3 * 30, (before, after)
+    err = capfd.readouterr().err
+    assert err.count("lorafast: running the CUDA steps without graphs") == 1, err

@@ -1308,6 +1308,8 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
         emu_error("cudaGraphInstantiate with flags %llu (only 0 is emulated)", flags);
         return record(cudaErrorInvalidValue);
     }
+    const char *refuse = getenv("LF_EMU_REFUSE_GRAPHS"); // a device that cannot run graphs, for tests
+    if (refuse != nullptr && strcmp(refuse, "1") == 0) return record(cudaErrorNotSupported);
     *exec = new CUgraphExec_st{{graph->nodes}};
     execs.insert(*exec);
     return cudaSuccess;
