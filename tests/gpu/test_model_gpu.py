@@ -334,7 +334,7 @@ def emulator_launches():
 
 
 @pytest.mark.parametrize("kind", ["roberta", "mistral"])
-def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch):
+def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch, capfd):
     """Graphed steps (each batch padded to its bucket with a ghost sequence, dropout seeds read on the
     device) against the same model launching kernel by kernel (LORAFAST_CUDA_GRAPHS=0): eval logits,
     train logits, losses and gradients at 1e-5 over batches of changing sizes (a small batch first, so
@@ -362,6 +362,8 @@ def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch):
             loss, grads = graphed.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
             assert abs(loss - ref_loss) <= 1e-5 * abs(ref_loss), f"rows {rows} step {step}: {loss} != {ref_loss}"
             assert_grads_close(f"rows {rows} step {step}", grads, ref_grads, TOL["float32"])
+    err = capfd.readouterr().err  # on a GPU too: the graphs were captured, not given up
+    assert "running the CUDA steps without graphs" not in err, err
     counts = emulator_launches()
     if counts is not None:  # a replay is one graph launch and no kernel launched by itself
         before = counts
