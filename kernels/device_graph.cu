@@ -113,8 +113,8 @@ void lf_cuda_graph_fill_ghost(const lf_batch *b, const lf_batch *padded, int32_t
 
 static int same_shape(const lf_cuda_graph_shape *a, const lf_cuda_graph_shape *b) {
     return a->backward == b->backward && a->T == b->T && a->B == b->B && a->max_len == b->max_len &&
-           a->real_B == b->real_B && a->training == b->training && a->checkpointing == b->checkpointing &&
-           a->weighted == b->weighted && a->loss_scale == b->loss_scale && a->lora_dropout == b->lora_dropout;
+           a->training == b->training && a->checkpointing == b->checkpointing && a->weighted == b->weighted &&
+           a->loss_scale == b->loss_scale && a->lora_dropout == b->lora_dropout;
 }
 
 static graph_entry *find(lf_cuda_graphs *g, const lf_cuda_graph_shape *shape) {
@@ -141,7 +141,10 @@ static graph_entry *insert(lf_cuda_graphs *g, const lf_cuda_graph_shape *shape, 
 
 // ---- capture and replay ----
 
-static int is_capture_error(int code) { return code >= 900 && code <= 909; } // cudaErrorStreamCapture*
+// cudaErrorStreamCapture*: what CUDA says of work it cannot capture
+static int is_capture_error(int code) {
+    return code >= (int)cudaErrorStreamCaptureUnsupported && code <= (int)cudaErrorStreamCaptureWrongThread;
+}
 
 // graphs off for this model from now on; says why once on stderr (the steps stay correct, only slower)
 static void give_up(runtime *rt, int code, const char *what) {
@@ -181,13 +184,12 @@ static int capture(runtime *rt, lf_cuda_step_body body, void *ctx, cudaGraphExec
 int lf_cuda_graph_run(runtime *rt, const lf_cuda_graph_shape *shape, lf_cuda_step_body body, void *ctx) {
     lf_cuda_graphs *g = rt->graphs;
     graph_entry *e = find(g, shape);
-    if (e == NULL) { // first seen: run directly, so that every kernel and cuBLASLt algorithm it uses
-                     // is loaded before a capture (lazy module loading)
-        e = insert(g, shape, NULL);
-        e->last_use = ++g->uses;
-        return body(rt, ctx);
-    }
+    const int first = e == NULL;
+    if (first) e = insert(g, shape, NULL);
     e->last_use = ++g->uses;
+    // first seen: run directly, so that every kernel and cuBLASLt algorithm it uses is loaded before
+    // a capture (lazy module loading)
+    if (first) return body(rt, ctx);
     if (e->exec == NULL) {
         int rc = capture(rt, body, ctx, &e->exec);
         if (rc != 0) return rc;

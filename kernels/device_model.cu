@@ -487,6 +487,9 @@ typedef struct {
     int backward;
 } step_work;
 
+// the factor the backward's loss gradient is seeded with: fp16's dynamic loss scale, else 1
+static float loss_scale(const runtime *rt) { return rt->optimizer ? rt->optimizer->loss_scale : 1.0f; }
+
 static int run_step(runtime *rt, void *ctx) {
     const step_work *w = (const step_work *)ctx;
     lf_cuda_model *dm = &rt->dm;
@@ -498,9 +501,9 @@ static int run_step(runtime *rt, void *ctx) {
                                              (size_t)(w->run->B - w->B) * NL * sizeof(float), dm->stream),
                              "zeroing the ghost's logits gradient");
     if (rc == 0)
-        rc = lf_cuda_checked(crossentropy_forward_backward_cuda(
-                                 dm->loss, dm->dlogits, dm->logits, dm->batch.labels, w->weights, w->B, NL,
-                                 rt->optimizer ? rt->optimizer->loss_scale : 1.0f, dm->stream),
+        rc = lf_cuda_checked(crossentropy_forward_backward_cuda(dm->loss, dm->dlogits, dm->logits,
+                                                                dm->batch.labels, w->weights, w->B, NL,
+                                                                loss_scale(rt), dm->stream),
                              "the cross-entropy");
     if (rc == 0) rc = run_pass(rt, dm->arch->backward, w->run, "backward");
     return rc;
@@ -512,10 +515,10 @@ static int launch_step(runtime *rt, const step_work *w) {
     const lf_model *m = rt->dm.host;
     lf_cuda_graph_shape shape = {};
     shape.backward = w->backward;
-    shape.T = w->run->T, shape.B = w->run->B, shape.max_len = w->run->max_len, shape.real_B = w->B;
+    shape.T = w->run->T, shape.B = w->run->B, shape.max_len = w->run->max_len;
     shape.training = m->training, shape.checkpointing = m->gradient_checkpointing;
     shape.weighted = w->weights != NULL;
-    shape.loss_scale = w->backward && rt->optimizer ? rt->optimizer->loss_scale : 1.0f;
+    shape.loss_scale = w->backward ? loss_scale(rt) : 1.0f;
     shape.lora_dropout = m->lora.dropout;
     return lf_cuda_graph_run(rt, &shape, run_step, (void *)w);
 }

@@ -55,8 +55,7 @@ void lf_cuda_optimizer_free(runtime *rt);
 // Everything a graph's replay cannot change: another value is another graph.
 typedef struct {
     int backward;      // 0: forward only; 1: forward, cross-entropy and backward
-    int T, B, max_len; // the padded batch (lf_cuda_graph_batch)
-    int real_B;        // the batch's own sequences (the loss's rows)
+    int T, B, max_len; // the padded batch (lf_cuda_graph_batch: B - 1 sequences of its own)
     int training, checkpointing, weighted;
     float loss_scale, lora_dropout;
 } lf_cuda_graph_shape;
