@@ -166,8 +166,7 @@ def test_emulator_reports_graph_misuse(emulated, mode, message, codes):
 def test_emulated_library_exports_counts(emulated):
     """The emulated kernels library exports the emulator's counts of launches (for ctypes)."""
     nm = shutil.which("nm")
-    if nm is None:
-        pytest.skip("no nm")
+    assert nm is not None, "nm is missing (binutils: gcc, which builds the emulator, needs it too)"
     library = emulated_build.objects().kernels_library()
     symbols = subprocess.run([nm, "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
     for name in ("emu_kernel_launch_count", "emu_graph_launch_count", "emu_direct_launch_count"):
