@@ -2,7 +2,9 @@
 builds it from a config, loads checkpoint weights into it (borrowed numpy memory maps), and
 turns numpy batches into calls to C."""
 
+import contextlib
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -16,12 +18,34 @@ _DTYPES = {None: None, "auto": None, "float32": "float32", "float16": "float16",
 
 
 class SequenceClassifierOutput:
+    """transformers' ModelOutput for a classifier: attributes, and a dict of the fields that are not
+    None (`out["logits"]`, `out.get("loss")`, `out[0]`: the first of loss, logits that is set)."""
+
     def __init__(self, logits, loss=None):
         self.logits = logits
         self.loss = loss
 
+    def keys(self):
+        return [k for k in ("loss", "logits") if getattr(self, k) is not None]
+
+    def to_tuple(self):
+        return tuple(getattr(self, k) for k in self.keys())
+
     def __getitem__(self, key):
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        if key not in self.keys():
+            raise KeyError(key)
         return getattr(self, key)
+
+    def get(self, key, default=None):
+        return getattr(self, key) if key in self.keys() else default
+
+    def __contains__(self, key):
+        return key in self.keys()
+
+    def __iter__(self):
+        return iter(self.keys())
 
     def __repr__(self):
         return f"SequenceClassifierOutput(loss={self.loss}, logits={self.logits!r})"
@@ -77,6 +101,25 @@ def cross_entropy(logits, labels, class_weights=None):
     nll = lse - z[np.arange(len(labels)), labels]
     w = np.ones(len(labels)) if class_weights is None else np.asarray(class_weights, np.float64)[labels]
     return float((w * nll).sum() / w.sum())
+
+
+def _served_output(model, served, input_ids, labels):
+    """The output of model(**inputs) inside a compute_loss override: the C loop's logits, and with
+    labels the loss transformers' classifiers compute (cross-entropy; MSE for num_labels=1)."""
+    logits, shape = served
+    got = tuple(getattr(input_ids, "shape", ()))
+    if got != shape:
+        raise ValueError(f"inside compute_loss the model returns the logits of the batch being trained, whose "
+                         f"input_ids have shape {shape}; it was called with input_ids of shape {got}")
+    loss = None
+    if labels is not None:
+        import torch
+        labels = torch.as_tensor(labels)
+        if model.config.num_labels == 1:
+            loss = torch.nn.functional.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+        else:
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, model.config.num_labels), labels.view(-1))
+    return SequenceClassifierOutput(logits, loss)
 
 
 def _as_batch(input_ids, attention_mask):
@@ -153,7 +196,22 @@ class PreTrainedModel:
 
     # ---- compute
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
+        served = self.__dict__.get("_served", {}).get(threading.get_ident())
+        if served is not None:
+            return _served_output(self, served, input_ids, labels)
         return self.forward(input_ids, attention_mask, token_type_ids, labels, class_weights)
+
+    @contextlib.contextmanager
+    def serving_logits(self, logits, input_shape):
+        """Inside the block, a call from this thread on input_ids of input_shape returns `logits` (a torch
+        tensor the C loop computed) instead of running the model: how the Trainer hands a batch's logits
+        to a compute_loss override that calls model(**inputs)."""
+        served, key = self.__dict__.setdefault("_served", {}), threading.get_ident()
+        served[key] = (logits, tuple(input_shape))
+        try:
+            yield
+        finally:
+            served.pop(key, None)
 
     def _sync_config(self):
         """Decoders read config.pad_token_id at each call, as transformers does (the notebook sets
@@ -297,6 +355,7 @@ def _fill_frozen(model, tensors, dtype):
     config = model.config
     prefix = getattr(config, "base_model_prefix", None)
     missing = []
+    arrays = model.__dict__.setdefault("_frozen_arrays", {})  # index -> (array, dtype): what merge_and_unload reads
     for index, (name, shape, _) in enumerate(model._c.frozen_specs()):
         found = _lookup(tensors, name, prefix)
         if found is None:
@@ -312,6 +371,7 @@ def _fill_frozen(model, tensors, dtype):
             target = "float32" if len(shape) == 1 else (dtype or src)
             array = np.ascontiguousarray(to_dtype(array, src, target))
         model._c.set_frozen(index, array, target)
+        arrays[index] = (array, target)
     return missing
 
 

@@ -4,7 +4,9 @@
 C shuffles, batches, steps (forward/backward, clipping, schedule, AdamW) and calls back here
 after every update and at every epoch end, only to report progress, log, evaluate (through
 `compute_metrics`) and save checkpoints. The loss is torch.nn.CrossEntropyLoss(weight=
-class_weights): pass `class_weights=` where an HF script overrides `compute_loss`.
+class_weights) in C; a subclass's `compute_loss` override (torch needed) is called by the C loop
+on each micro-batch's logits instead, and its `loss.backward()` gradient of the logits goes back
+into C for the backward pass.
 """
 
 import collections
@@ -354,14 +356,83 @@ class _EvalTable:
         self.write(" | ".join(v.ljust(w) for v, w in zip(self.rows[-1], widths)))
 
 
-def _progress_bar(total, initial, disable):
+def _progress_bar(total, initial, disable, desc="train", leave=True):
     if disable:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=leave)
+
+
+# ---- a compute_loss override: the loss of C's logits in torch ----------------------------------
+
+def _import_torch(trainer_name):
+    try:
+        import torch
+    except ImportError:
+        raise TypeError(
+            f"{trainer_name} overrides compute_loss, which needs torch (its loss is torch code): install torch, or "
+            "for a class-weighted cross-entropy (torch.nn.CrossEntropyLoss(weight=w)) drop the override and pass "
+            "class_weights=[w_0, w_1, ...] to the Trainer.") from None
+    return torch
+
+
+def _padded_batch(enc, start, stop, pad_token_id):
+    """Rows start..stop-1 of an _Encoded as DataCollatorWithPadding pads them: ids, mask (B, L) int64."""
+    lengths = np.diff(enc.offsets[start:stop + 1])
+    real = np.arange(lengths.max())[None, :] < lengths[:, None]
+    ids = np.full(real.shape, pad_token_id, np.int64)
+    ids[real] = enc.ids[enc.offsets[start]:enc.offsets[stop]]
+    return ids, real.astype(np.int64)
+
+
+class _LogitsLoss:
+    """Runs the Trainer's compute_loss on logits computed in C: model(**inputs) inside it returns them
+    (a torch tensor, requiring grad in training) instead of running the model again."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.torch = _import_torch(type(trainer).__name__)
+
+    def inputs(self, ids, mask, labels):
+        t = self.torch
+        return {"input_ids": t.from_numpy(ids), "attention_mask": t.from_numpy(mask), "labels": t.from_numpy(labels)}
+
+    def call(self, inputs, logits, return_outputs):
+        trainer = self.trainer
+        with trainer.model.base_model.serving_logits(logits, tuple(inputs["input_ids"].shape)):
+            result = trainer.compute_loss(trainer.model, inputs, return_outputs=return_outputs,
+                                          num_items_in_batch=None)
+        loss = result[0] if return_outputs else result
+        if not self.torch.is_tensor(loss) or loss.numel() != 1:
+            raise TypeError(f"{type(trainer).__name__}.compute_loss must return a scalar torch tensor "
+                            f"(the loss), got {type(loss).__name__}")
+        return loss
+
+    def train_step(self, ids, mask, labels, logits):
+        """Called by the C loop for each micro-batch: (loss, d loss / d logits)."""
+        z = self.torch.from_numpy(logits).requires_grad_(True)
+        loss = self.call(self.inputs(ids, mask, labels), z, False)
+        if not loss.requires_grad:
+            raise RuntimeError(f"{type(self.trainer).__name__}.compute_loss returned a loss that does not depend "
+                               "on the logits of model(**inputs): there is nothing to train")
+        loss.backward()
+        grad = z.grad if z.grad is not None else self.torch.zeros_like(z)
+        return float(loss.detach()), grad.numpy()
+
+    def eval_loss(self, enc, logits, batch_size, pad_token_id):
+        """HF's eval loss with the override: each eval batch's loss, averaged over the examples."""
+        total = 0.0
+        with self.torch.no_grad():
+            for start in range(0, enc.n, batch_size):
+                stop = min(start + batch_size, enc.n)
+                ids, mask = _padded_batch(enc, start, stop, pad_token_id)
+                inputs = self.inputs(ids, mask, enc.labels[start:stop].astype(np.int64))
+                loss = self.call(inputs, self.torch.from_numpy(logits[start:stop]), True)
+                total += float(loss.detach().mean()) * (stop - start)
+        return total / enc.n
 
 
 def _speed_metrics(prefix, start, num_samples=None, num_steps=None):
@@ -392,11 +463,6 @@ class Trainer:
 
     def __init__(self, model=None, args=None, train_dataset=None, eval_dataset=None, data_collator=None,
                  compute_metrics=None, class_weights=None, callbacks=None, processing_class=None, tokenizer=None):
-        if type(self).compute_loss is not Trainer.compute_loss:
-            raise TypeError(
-                f"{type(self).__name__} overrides compute_loss, which lorafast cannot call: its training loop runs "
-                "in C. For a class-weighted cross-entropy (torch.nn.CrossEntropyLoss(weight=w)), drop the override "
-                "and pass class_weights=[w_0, w_1, ...] to the Trainer.")
         if not isinstance(model, PeftModel):
             raise TypeError("Trainer needs a lorafast PeftModel (lf.get_peft_model(model, LoraConfig(...)) or "
                             f"lf.PeftModel.from_pretrained(..., is_trainable=True)), got {type(model).__name__}")
@@ -410,6 +476,8 @@ class Trainer:
         self.data_collator = self._check_collator(data_collator)
         self.compute_metrics = compute_metrics
         self.class_weights = self._check_class_weights(class_weights)
+        # a compute_loss override runs in torch on C's logits (class_weights then only as the override uses them)
+        self._logits_loss = _LogitsLoss(self) if type(self).compute_loss is not Trainer.compute_loss else None
         self.callbacks = [cb() if isinstance(cb, type) else cb for cb in (callbacks or [])]
         self.state = TrainerState()
         self.control = TrainerControl()
@@ -459,7 +527,8 @@ class Trainer:
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The loss of a padded batch (numpy), as the C loop computes it: the class-weighted
-        cross-entropy. Overriding this method is not supported (use class_weights=)."""
+        cross-entropy. A subclass may override it as in transformers (torch code on the
+        `model(**inputs).logits` tensor); the C loop then calls the override on every micro-batch."""
         labels = inputs.get("labels", inputs.get("label"))
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                         labels=labels, class_weights=self.class_weights)
@@ -575,6 +644,7 @@ class Trainer:
             self._encode(self.eval_dataset, "eval_dataset", True)
         self._check_output_dir()
         config = self._plan(train)
+        config["compute_loss"] = self._logits_loss.train_step if self._logits_loss is not None else None
         numel = sum(d.size for _, d in self._params())
         self._m = np.zeros(numel, np.float32)
         self._v = np.zeros(numel, np.float32)
@@ -794,21 +864,48 @@ class Trainer:
             setattr(self.state, f, getattr(saved, f))
 
     # ---- evaluation and prediction
+    def _predict_logits(self, enc, batch_size, prefix):
+        """The logits (n, num_labels) and the class-weighted eval loss (None without labels), computed
+        in C a chunk of batches at a time, with a progress bar (HF's prediction bar)."""
+        n_batches = math.ceil(enc.n / batch_size)
+        chunk = max(1, min(64, n_batches // 20 or 1)) * batch_size  # about 20 bar updates
+        bar = _progress_bar(n_batches, 0, self.args.disable_tqdm, desc=prefix, leave=self._bar is None)
+        parts, loss_sum = [], 0.0
+        try:
+            for start in range(0, enc.n, chunk):
+                stop = min(start + chunk, enc.n)
+                a, b = enc.offsets[start], enc.offsets[stop]
+                labels = None if enc.labels is None else enc.labels[start:stop]
+                logits, loss = _C.predict(self.model.c_model, enc.ids[a:b], enc.offsets[start:stop + 1] - a, labels,
+                                          batch_size, self.class_weights)
+                parts.append(logits)
+                loss_sum += 0.0 if loss is None else loss * (stop - start)
+                if bar is not None:
+                    bar.update(math.ceil((stop - start) / batch_size))
+        finally:
+            if bar is not None:
+                bar.close()
+        return np.concatenate(parts), (None if enc.labels is None else loss_sum / enc.n)
+
     def _prediction_loop(self, data, what, prefix):
         enc = self._encode(data, what, False)
         start = time.time()
         bs = self.args.per_device_eval_batch_size
-        logits, loss = _C.predict(self.model.c_model, enc.ids, enc.offsets, enc.labels, bs, self.class_weights)
+        logits, loss = self._predict_logits(enc, bs, prefix)
+        if loss is not None and self._logits_loss is not None:
+            pad = max(int(self.model.config.c_config()["pad_token_id"]), 0)  # what the C loop pads with
+            loss = self._logits_loss.eval_loss(enc, logits, bs, pad)
+        label_ids = None if enc.labels is None else enc.labels.astype(np.int64)  # HF's labels are int64
         metrics = {}
-        if enc.labels is not None and self.compute_metrics is not None:
-            metrics = dict(self.compute_metrics(EvalPrediction(predictions=logits, label_ids=enc.labels)))
+        if label_ids is not None and self.compute_metrics is not None:
+            metrics = dict(self.compute_metrics(EvalPrediction(predictions=logits, label_ids=label_ids)))
         if loss is not None:
             metrics[f"{prefix}_loss"] = loss
         for key in list(metrics):
             if not key.startswith(f"{prefix}_"):
                 metrics[f"{prefix}_{key}"] = metrics.pop(key)
         metrics.update(_speed_metrics(prefix, start, num_samples=enc.n, num_steps=math.ceil(enc.n / bs)))
-        return PredictionOutput(logits, enc.labels, metrics)
+        return PredictionOutput(logits, label_ids, metrics)
 
     def _evaluate_in_training(self):
         metrics = self.evaluate()

@@ -482,12 +482,6 @@ def test_bad_trainer_arguments(tmp_path):
     with pytest.raises(ValueError, match="eval_strategy to epoch but you didn't pass an `eval_dataset`"):
         lf.Trainer(model=model, args=args, train_dataset=rows)
 
-    class WeightedCELossTrainer(lf.Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            raise AssertionError("never called")
-
-    with pytest.raises(TypeError, match="overrides compute_loss.*class_weights="):
-        WeightedCELossTrainer(model=model, args=lf.TrainingArguments(output_dir=str(tmp_path)), train_dataset=rows)
     with pytest.raises(ValueError, match="data_collator my_collator cannot be honoured"):
         def my_collator(features):
             return features

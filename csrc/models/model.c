@@ -451,7 +451,12 @@ int lf_model_forward(lf_model *m, float *logits) {
     return rc;
 }
 
-int lf_model_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss) {
+int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits_loss_fn loss_fn,
+                              void *loss_ctx, float *logits, float *loss) {
+    if (m->cuda_model != NULL && loss_fn != NULL)
+        return lf_error(LF_EINVAL,
+                        "a loss computed outside lorafast (a compute_loss override) runs on the CPU "
+                        "only; on CUDA pass class_weights= instead");
     if (m->cuda_model != NULL) {
         int rc = lf_model_cuda_forward_backward(m, class_weights, logits, loss);
         if (m->training) m->step++;
@@ -461,11 +466,12 @@ int lf_model_forward_backward(lf_model *m, const float *class_weights, float *lo
     if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
     const lf_batch *b = &m->batch;
     int rc = m->arch->forward(m, b, logits);
-    if (rc == LF_OK) {
+    if (rc == LF_OK && loss_fn != NULL)
+        rc = loss_fn(loss_ctx, logits, dlogits, loss);
+    else if (rc == LF_OK)
         *loss =
             crossentropy_forward_backward(dlogits, logits, b->labels, class_weights, b->B, m->cfg.num_labels);
-        rc = m->arch->backward(m, b, dlogits);
-    }
+    if (rc == LF_OK) rc = m->arch->backward(m, b, dlogits);
     if (m->training) m->step++;
     return rc;
 }

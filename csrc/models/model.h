@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ops/crossentropy.h"
 #include "ops/random.h"
 #include "ops/weight.h"
 #include "train/adamw.h"
@@ -167,8 +168,10 @@ int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const i
 // logits: (B, num_labels) for m->batch
 int lf_model_forward(lf_model *m, float *logits);
 // Training step on m->batch: logits (B, num_labels) out, class-weighted cross-entropy loss
-// (weights (num_labels,) or NULL), grads accumulated into the params' grad buffers.
-int lf_model_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
+// (weights (num_labels,) or NULL), grads accumulated into the params' grad buffers. With loss_fn
+// (CPU only) the loss and its gradient come from loss_fn(loss_ctx, ...) instead.
+int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits_loss_fn loss_fn,
+                              void *loss_ctx, float *logits, float *loss);
 void lf_model_zero_grad(lf_model *m);
 
 // The device (models/model_cuda.c). On CUDA, lf_model_forward / lf_model_forward_backward run

@@ -359,7 +359,7 @@ static PyObject *Model_forward_backward(ModelObject *self, PyObject *args) {
         int rc;
         float loss = 0.0f, *z = PyArray_DATA((PyArrayObject *)logits);
         const float *w = b.weights ? PyArray_DATA(b.weights) : NULL;
-        Py_BEGIN_ALLOW_THREADS rc = lf_model_forward_backward(self->model, w, z, &loss);
+        Py_BEGIN_ALLOW_THREADS rc = lf_model_forward_backward(self->model, w, NULL, NULL, z, &loss);
         Py_END_ALLOW_THREADS if (rc != LF_OK) lf_raise_core_error();
         else out = Py_BuildValue("(dO)", (double)loss, logits);
     }

@@ -326,6 +326,60 @@ static int run_callback(void *ctx, const lf_train_event *ev) {
     return r;
 }
 
+// the caller's loss of a micro-batch, a Python callable compute_loss(ids, mask, labels, logits) ->
+// (loss, dlogits): numpy copies in, a float and a (B, num_labels) array out
+typedef struct {
+    PyObject *fn;
+    int num_labels;
+} python_loss;
+
+static PyObject *int64_copy(const int64_t *data, int ndim, npy_intp *dims) {
+    PyObject *a = PyArray_SimpleNew(ndim, dims, NPY_INT64);
+    if (a) memcpy(PyArray_DATA((PyArrayObject *)a), data, (size_t)PyArray_NBYTES((PyArrayObject *)a));
+    return a;
+}
+
+static int take_loss_result(PyObject *result, int B, int NL, float *dlogits, float *loss) {
+    PyObject *value, *grad;
+    if (!PyArg_ParseTuple(result, "OO", &value, &grad)) return -1;
+    double v = PyFloat_AsDouble(value);
+    if (v == -1.0 && PyErr_Occurred()) return -1;
+    PyArrayObject *g = (PyArrayObject *)PyArray_FROMANY(grad, NPY_FLOAT32, 2, 2,
+                                                        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_FORCECAST);
+    if (!g) return -1;
+    int ok = PyArray_DIM(g, 0) == B && PyArray_DIM(g, 1) == NL;
+    if (ok)
+        memcpy(dlogits, PyArray_DATA(g), sizeof(float) * (size_t)B * NL);
+    else
+        PyErr_Format(PyExc_ValueError, "the loss gradient has shape (%lld, %lld), the logits (%d, %d)",
+                     (long long)PyArray_DIM(g, 0), (long long)PyArray_DIM(g, 1), B, NL);
+    Py_DECREF(g);
+    *loss = (float)v;
+    return ok ? 0 : -1;
+}
+
+static int run_python_loss(void *ctx, const lf_padded_batch *batch, const float *logits, float *dlogits,
+                           float *loss) {
+    const python_loss *c = ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    npy_intp padded[2] = {batch->B, batch->L}, rows[1] = {batch->B}, scores[2] = {batch->B, c->num_labels};
+    PyObject *ids = int64_copy(batch->ids, 2, padded), *mask = int64_copy(batch->mask, 2, padded),
+             *labels = int64_copy(batch->labels, 1, rows), *z = PyArray_SimpleNew(2, scores, NPY_FLOAT32);
+    int r = -1;
+    if (ids && mask && labels && z && PyErr_CheckSignals() == 0) {
+        memcpy(PyArray_DATA((PyArrayObject *)z), logits, sizeof(float) * (size_t)batch->B * c->num_labels);
+        PyObject *result = PyObject_CallFunctionObjArgs(c->fn, ids, mask, labels, z, NULL);
+        if (result) r = take_loss_result(result, batch->B, c->num_labels, dlogits, loss);
+        Py_XDECREF(result);
+    }
+    Py_XDECREF(ids);
+    Py_XDECREF(mask);
+    Py_XDECREF(labels);
+    Py_XDECREF(z);
+    PyGILState_Release(gil);
+    return r == 0 ? LF_OK : lf_error(LF_EINTR, "compute_loss raised an exception");
+}
+
 static int config_get(PyObject *config, const char *key, const char *format, void *out) {
     PyObject *value = PyDict_GetItemString(config, key);
     if (!value) return PyErr_Format(PyExc_KeyError, "train config is missing %s", key), -1;
@@ -403,6 +457,16 @@ static PyObject *py_train_run(PyObject *self, PyObject *args) {
     for (int i = 0; i < t->n_params; i++)
         numel += t->params[i].numel;
     if (weights != Py_None && !(cfg.class_weights = class_weights_arg(weights, t))) goto done;
+    PyObject *loss_fn = PyDict_GetItemString(config, "compute_loss"); // borrowed; config outlives the run
+    python_loss loss = {loss_fn, t->num_labels};
+    if (loss_fn && loss_fn != Py_None) {
+        if (!PyCallable_Check(loss_fn)) {
+            PyErr_Format(PyExc_TypeError, "train config compute_loss must be callable or None");
+            goto done;
+        }
+        cfg.batch_loss = run_python_loss;
+        cfg.batch_loss_ctx = &loss;
+    }
     if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel || PyArray_SIZE(ac) != N_COUNTERS ||
         PyArray_SIZE(al) != N_LOSSES) {
         PyErr_Format(PyExc_ValueError,

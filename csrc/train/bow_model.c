@@ -123,11 +123,16 @@ static int bow_forward(void *self, const float *weights, float *logits, float *l
     return LF_OK;
 }
 
-static int bow_forward_backward(void *self, const float *weights, float *logits, float *loss) {
+static int bow_forward_backward(void *self, const float *weights, lf_logits_loss_fn loss_fn, void *loss_ctx,
+                                float *logits, float *loss) {
     bow_model *m = self;
     if (!m->has_labels) return lf_error(LF_EINVAL, "training needs labels");
     bow_logits(m, logits);
-    *loss = bow_loss(m, weights, logits, m->dlogits);
+    int rc = LF_OK;
+    if (loss_fn == NULL)
+        *loss = bow_loss(m, weights, logits, m->dlogits);
+    else if ((rc = loss_fn(loss_ctx, logits, m->dlogits, loss)) != LF_OK)
+        return rc;
     const float *W = m->params[1].data;
     float *dE = m->params[0].grad, *dW = m->params[1].grad, *db = m->params[2].grad;
     for (int b = 0; b < m->B; b++) {

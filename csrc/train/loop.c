@@ -92,9 +92,9 @@ static void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoc
     }
 }
 
-// Loads examples order[first .. first+count-1] into the model as a padded batch.
+// Loads examples order[first .. first+count-1] into the model as a padded batch (B = count, L).
 static int load_batch(lf_trainable *model, const lf_dataset *d, batch_buffers *b, const int64_t *order,
-                      int64_t first, int count) {
+                      int64_t first, int count, lf_padded_batch *padded) {
     int64_t L = 0;
     for (int r = 0; r < count; r++) {
         int64_t i = order[first + r], len = d->offsets[i + 1] - d->offsets[i];
@@ -108,6 +108,7 @@ static int load_batch(lf_trainable *model, const lf_dataset *d, batch_buffers *b
         }
         if (d->labels) b->labels[r] = d->labels[i];
     }
+    *padded = (lf_padded_batch){b->ids, b->mask, b->labels, count, (int)L};
     return model->load_batch(model->self, b->ids, b->mask, d->labels ? b->labels : NULL, count, (int)L);
 }
 
@@ -209,6 +210,17 @@ static void take_log_loss(lf_train_state *st, lf_train_event *ev) {
     st->last_log_step = st->global_step;
 }
 
+// the caller's loss (cfg->batch_loss) of the loaded micro-batch, as the model's loss of its logits
+typedef struct {
+    const lf_train_config *cfg;
+    const lf_padded_batch *batch;
+} batch_loss_call;
+
+static int call_batch_loss(void *ctx, const float *logits, float *dlogits, float *loss) {
+    const batch_loss_call *c = ctx;
+    return c->cfg->batch_loss(c->cfg->batch_loss_ctx, c->batch, logits, dlogits, loss);
+}
+
 // One update: grad_accum micro-batches (fewer at the end of an epoch). Its loss and gradient are the
 // mean over the micro-batches it has, as HF's Trainer divides by len(batch_samples).
 static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg,
@@ -223,11 +235,14 @@ static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train
     for (; st->batch_in_epoch < end; st->batch_in_epoch++) {
         int64_t first = st->batch_in_epoch * cfg->batch_size;
         int count = (int)(d->n - first < cfg->batch_size ? d->n - first : cfg->batch_size);
-        rc = load_batch(model, d, b, b->order, first, count);
+        lf_padded_batch padded;
+        rc = load_batch(model, d, b, b->order, first, count, &padded);
         if (rc != LF_OK) return rc;
         model->set_mode(model->self, 1, (uint64_t)st->micro_steps++);
         float loss = 0.0f;
-        rc = model->forward_backward(model->self, cfg->class_weights, b->logits, &loss);
+        batch_loss_call call = {cfg, &padded};
+        rc = model->forward_backward(model->self, cfg->class_weights,
+                                     cfg->batch_loss ? call_batch_loss : NULL, &call, b->logits, &loss);
         if (rc != LF_OK) return rc;
         step_loss += (double)loss / (double)micro;
     }
@@ -268,6 +283,10 @@ static int check_config(const lf_trainable *model, const lf_dataset *d, const lf
                         "dataloader_drop_last with %lld examples and batch size %d leaves no batch",
                         (long long)d->n, cfg->batch_size);
     if (!d->labels) return lf_error(LF_EINVAL, "the training dataset has no labels");
+    if (cfg->batch_loss && model->device)
+        return lf_error(LF_EINVAL,
+                        "a loss computed outside lorafast (a compute_loss override) runs on the CPU "
+                        "only; on CUDA pass class_weights= instead");
     if (cfg->loss_scaling && model->device == NULL)
         return lf_error(LF_EINVAL, "fp16 loss scaling needs the model on CUDA (the CPU computes in float32)");
     return lf_dataset_check(d, "train_dataset", model->vocab_size, model->num_labels);
@@ -370,7 +389,8 @@ int lf_predict(lf_trainable *model, const lf_dataset *d, int batch_size, const f
     model->set_mode(model->self, 0, 0);
     for (int64_t first = 0; first < d->n && rc == LF_OK; first += batch_size) {
         int count = (int)(d->n - first < batch_size ? d->n - first : batch_size);
-        if ((rc = load_batch(model, d, &b, b.order, first, count)) != LF_OK) break;
+        lf_padded_batch padded;
+        if ((rc = load_batch(model, d, &b, b.order, first, count, &padded)) != LF_OK) break;
         float batch_loss = 0.0f;
         rc = model->forward(model->self, class_weights, logits + first * model->num_labels,
                             loss ? &batch_loss : NULL);

@@ -17,6 +17,18 @@ typedef struct {
     int64_t n;
 } lf_dataset;
 
+// A micro-batch as the caller's loss sees it: HF's collated inputs, padded with pad_token_id.
+typedef struct {
+    const int64_t *ids, *mask, *labels; // (B, L), (B, L), (B,)
+    int B, L;
+} lf_padded_batch;
+
+// The caller's loss of a micro-batch (the Trainer's compute_loss override): given the batch and
+// its logits (B, num_labels), fills dlogits (B, num_labels) = d loss / d logits and *loss.
+// LF_OK, or an error code already recorded.
+typedef int (*lf_batch_loss_fn)(void *ctx, const lf_padded_batch *batch, const float *logits, float *dlogits,
+                                float *loss);
+
 enum { LF_EVERY_NO = 0, LF_EVERY_STEPS = 1, LF_EVERY_EPOCH = 2 }; // HF's IntervalStrategy
 
 typedef struct {
@@ -27,9 +39,11 @@ typedef struct {
     uint64_t seed;         // the shuffling of epoch e is a function of (seed, e)
     int log_every, eval_every, save_every, log_first_step;
     int64_t log_steps, eval_steps, save_steps;
-    const float *class_weights; // (num_labels,) or NULL
-    int loss_scaling;           // 1: fp16's dynamic loss scaling (train/loss_scale.h); needs the optimizer
-                                // on the device (lf_trainable.device)
+    const float *class_weights;  // (num_labels,) or NULL
+    int loss_scaling;            // 1: fp16's dynamic loss scaling (train/loss_scale.h); needs the optimizer
+                                 // on the device (lf_trainable.device)
+    lf_batch_loss_fn batch_loss; // NULL: the class-weighted cross-entropy; else the caller's loss
+    void *batch_loss_ctx;
 } lf_train_config;
 
 // Everything besides the parameters that a checkpoint needs to continue bit for bit.

@@ -28,8 +28,9 @@ static int mt_forward(void *self, const float *class_weights, float *logits, flo
     return LF_OK;
 }
 
-static int mt_forward_backward(void *self, const float *class_weights, float *logits, float *loss) {
-    return lf_model_forward_backward(model_of(self), class_weights, logits, loss);
+static int mt_forward_backward(void *self, const float *class_weights, lf_logits_loss_fn loss_fn,
+                               void *loss_ctx, float *logits, float *loss) {
+    return lf_model_forward_backward(model_of(self), class_weights, loss_fn, loss_ctx, logits, loss);
 }
 
 // dropout on/off; the dropout streams of the next forward are keyed by (model seed, step)

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "ops/crossentropy.h"
 #include "train/adamw.h"
 
 typedef struct {
@@ -40,8 +41,10 @@ typedef struct {
     // logits: (B, num_labels) of the loaded batch; loss: class-weighted cross-entropy as
     // torch.nn.CrossEntropyLoss(weight=class_weights) (weights (num_labels,) or NULL), or NULL
     int (*forward)(void *self, const float *class_weights, float *logits, float *loss);
-    // the same, and the gradients of the loss accumulated (+=) into the params' grad buffers
-    int (*forward_backward)(void *self, const float *class_weights, float *logits, float *loss);
+    // the same, and the gradients of the loss accumulated (+=) into the params' grad buffers; with
+    // loss_fn the loss is loss_fn(loss_ctx, ...) instead of the cross-entropy (class_weights unused)
+    int (*forward_backward)(void *self, const float *class_weights, lf_logits_loss_fn loss_fn, void *loss_ctx,
+                            float *logits, float *loss);
     // dropout on/off and the random stream of the next forward
     void (*set_mode)(void *self, int training, uint64_t step);
     // NULL: the loop runs AdamW on params[].data / grad; else on the device, through this table
