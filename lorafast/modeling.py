@@ -146,8 +146,8 @@ class PreTrainedModel:
 
     # ---- modes
     def train(self, mode=True):
+        self._c.set_mode(bool(mode), self._seed)  # first: refused while another thread trains the model
         self.training = bool(mode)
-        self._c.set_mode(self.training, self._seed)
         return self
 
     def eval(self):

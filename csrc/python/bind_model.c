@@ -10,7 +10,47 @@
 typedef struct {
     PyObject_HEAD lf_model *model;
     PyObject *keep; // list: the arrays frozen weights point into
+    // one thread at a time computes with the model (its workspace and batch are shared): the
+    // lock's owner may re-enter (a training run's callbacks evaluate), other threads wait with the
+    // GIL released, or get a RuntimeError while the owner trains. owner, depth and training
+    // change only with the GIL held.
+    PyThread_type_lock lock;
+    unsigned long owner;
+    int depth, training;
 } ModelObject;
+
+// Takes the model for this thread (training: for a whole training run). -1 with a RuntimeError
+// when another thread is training it (waiting could take the whole run, or deadlock on a
+// callback of that run).
+static int model_enter(ModelObject *self, int training) {
+    unsigned long me = PyThread_get_thread_ident();
+    if (self->depth > 0 && self->owner == me) {
+        self->depth++;
+        return 0;
+    }
+    if (self->depth > 0 && self->training) {
+        PyErr_SetString(
+            PyExc_RuntimeError,
+            "the model is being trained in another thread (Trainer.train()): call it when train() "
+            "has returned, or from a TrainerCallback of that run");
+        return -1;
+    }
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    self->owner = me;
+    self->depth = 1;
+    self->training = training;
+    return 0;
+}
+
+static void model_leave(ModelObject *self) {
+    if (--self->depth > 0) return;
+    self->owner = 0;
+    self->training = 0;
+    PyThread_release_lock(self->lock);
+}
 
 static int config_int(PyObject *d, const char *key, int *out, int required) {
     PyObject *v = PyDict_GetItemString(d, key);
@@ -87,6 +127,11 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
         lf_raise_core_error();
         return -1;
     }
+    if (self->lock == NULL && (self->lock = PyThread_allocate_lock()) == NULL) {
+        lf_model_free(m);
+        PyErr_NoMemory();
+        return -1;
+    }
     lf_model_free(self->model);
     self->model = m;
     Py_XDECREF(self->keep);
@@ -95,6 +140,7 @@ static int Model_init(ModelObject *self, PyObject *args, PyObject *kwargs) {
 }
 
 static void Model_dealloc(ModelObject *self) {
+    if (self->lock != NULL) PyThread_free_lock(self->lock);
     lf_model_free(self->model);
     Py_XDECREF(self->keep);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -130,7 +176,7 @@ static int dtype_of(const char *name, int *dtype, int *npy) {
 }
 
 // set_frozen(index, array, dtype_name): dtype_name float32 | float16 | bfloat16 (uint16 bits)
-static PyObject *Model_set_frozen(ModelObject *self, PyObject *args) {
+static PyObject *set_frozen_unlocked(ModelObject *self, PyObject *args) {
     int index;
     PyObject *obj;
     const char *dtype_name;
@@ -206,7 +252,7 @@ static PyObject *Model_lora_targets(ModelObject *self, PyObject *noargs) {
 }
 
 // add_lora(r, scaling, dropout, target_mask, seed)
-static PyObject *Model_add_lora(ModelObject *self, PyObject *args) {
+static PyObject *add_lora_unlocked(ModelObject *self, PyObject *args) {
     lf_lora_config lora;
     unsigned int mask;
     unsigned long long seed;
@@ -216,7 +262,7 @@ static PyObject *Model_add_lora(ModelObject *self, PyObject *args) {
 }
 
 // set_gradient_checkpointing(on): keep one activation per layer only, recompute layers in backward
-static PyObject *Model_set_gradient_checkpointing(ModelObject *self, PyObject *arg) {
+static PyObject *set_gradient_checkpointing_unlocked(ModelObject *self, PyObject *arg) {
     int on = PyObject_IsTrue(arg);
     if (on < 0) return NULL;
     self->model->gradient_checkpointing = on;
@@ -224,7 +270,7 @@ static PyObject *Model_set_gradient_checkpointing(ModelObject *self, PyObject *a
 }
 
 // set_mode(training, seed, restart=False): restart: the dropout streams start again at step 0
-static PyObject *Model_set_mode(ModelObject *self, PyObject *args) {
+static PyObject *set_mode_unlocked(ModelObject *self, PyObject *args) {
     int training, restart = 0;
     unsigned long long seed;
     if (!PyArg_ParseTuple(args, "pK|p", &training, &seed, &restart)) return NULL;
@@ -235,7 +281,7 @@ static PyObject *Model_set_mode(ModelObject *self, PyObject *args) {
 }
 
 // set_pad_token_id(id or -1): decoders read config.pad_token_id at every call, as transformers
-static PyObject *Model_set_pad_token_id(ModelObject *self, PyObject *arg) {
+static PyObject *set_pad_token_id_unlocked(ModelObject *self, PyObject *arg) {
     long pad = PyLong_AsLong(arg);
     if (pad == -1 && PyErr_Occurred()) return NULL;
     if (pad < -1 || pad > INT32_MAX)
@@ -329,7 +375,7 @@ static PyObject *new_logits(const lf_model *m) {
 }
 
 // forward(input_ids, attention_mask, token_type_ids=None) -> logits (B, num_labels)
-static PyObject *Model_forward(ModelObject *self, PyObject *args) {
+static PyObject *forward_unlocked(ModelObject *self, PyObject *args) {
     PyObject *ids, *mask, *types = Py_None;
     if (!PyArg_ParseTuple(args, "OO|O", &ids, &mask, &types)) return NULL;
     batch_arrays b;
@@ -349,7 +395,7 @@ static PyObject *Model_forward(ModelObject *self, PyObject *args) {
 
 // forward_backward(input_ids, attention_mask, labels, class_weights=None, token_type_ids=None)
 //   -> (loss, logits); grads accumulate into the params' grad buffers
-static PyObject *Model_forward_backward(ModelObject *self, PyObject *args) {
+static PyObject *forward_backward_unlocked(ModelObject *self, PyObject *args) {
     PyObject *ids, *mask, *labels, *weights = Py_None, *types = Py_None;
     if (!PyArg_ParseTuple(args, "OOO|OO", &ids, &mask, &labels, &weights, &types)) return NULL;
     if (labels == Py_None) return PyErr_Format(PyExc_ValueError, "forward_backward needs labels");
@@ -368,7 +414,7 @@ static PyObject *Model_forward_backward(ModelObject *self, PyObject *args) {
     return out;
 }
 
-static PyObject *Model_zero_grad(ModelObject *self, PyObject *noargs) {
+static PyObject *zero_grad_unlocked(ModelObject *self, PyObject *noargs) {
     (void)noargs;
     lf_model_zero_grad(self->model);
     Py_RETURN_NONE;
@@ -389,7 +435,7 @@ static int cuda_dtype_of(const char *name) {
 
 // to_device(device, dtype_name=None): device "cpu" or "cuda"; dtype_name: the CUDA compute dtype
 // (None: the current one on CUDA, else float32); on the CPU only None or float32
-static PyObject *Model_to_device(ModelObject *self, PyObject *args) {
+static PyObject *to_device_unlocked(ModelObject *self, PyObject *args) {
     const char *device, *dtype_name = NULL;
     if (!PyArg_ParseTuple(args, "s|z", &device, &dtype_name)) return NULL;
     lf_model *m = self->model;
@@ -412,6 +458,37 @@ static PyObject *Model_to_device(ModelObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS rc = lf_model_to_cuda(m, dtype);
     Py_END_ALLOW_THREADS if (rc != LF_OK) return lf_raise_core_error();
     Py_RETURN_NONE;
+}
+
+// The methods that compute with the model or change it, each under the model's lock.
+typedef PyObject *(*model_method)(ModelObject *self, PyObject *args);
+
+static PyObject *locked(ModelObject *self, PyObject *args, model_method method) {
+    if (model_enter(self, 0) < 0) return NULL;
+    PyObject *out = method(self, args);
+    model_leave(self);
+    return out;
+}
+static PyObject *Model_set_frozen(ModelObject *self, PyObject *a) {
+    return locked(self, a, set_frozen_unlocked);
+}
+static PyObject *Model_add_lora(ModelObject *self, PyObject *a) { return locked(self, a, add_lora_unlocked); }
+static PyObject *Model_set_gradient_checkpointing(ModelObject *self, PyObject *a) {
+    return locked(self, a, set_gradient_checkpointing_unlocked);
+}
+static PyObject *Model_set_mode(ModelObject *self, PyObject *a) { return locked(self, a, set_mode_unlocked); }
+static PyObject *Model_set_pad_token_id(ModelObject *self, PyObject *a) {
+    return locked(self, a, set_pad_token_id_unlocked);
+}
+static PyObject *Model_forward(ModelObject *self, PyObject *a) { return locked(self, a, forward_unlocked); }
+static PyObject *Model_forward_backward(ModelObject *self, PyObject *a) {
+    return locked(self, a, forward_backward_unlocked);
+}
+static PyObject *Model_zero_grad(ModelObject *self, PyObject *a) {
+    return locked(self, a, zero_grad_unlocked);
+}
+static PyObject *Model_to_device(ModelObject *self, PyObject *a) {
+    return locked(self, a, to_device_unlocked);
 }
 
 static PyObject *Model_get_device(ModelObject *self, void *closure) {
@@ -474,14 +551,19 @@ static PyTypeObject ModelType = {
     .tp_getset = model_getset,
 };
 
-// the C model behind a lorafast._C.Model, for other bindings (the training loop)
-lf_model *lf_model_from_python(PyObject *obj) {
+// the C model behind a lorafast._C.Model, for other bindings (the training loop), taken for this
+// thread (training: a training run) until lf_model_release
+lf_model *lf_model_take(PyObject *obj, int training) {
     if (!PyObject_TypeCheck(obj, &ModelType)) {
-        PyErr_SetString(PyExc_TypeError, "expected a lorafast._C.Model");
+        PyErr_Format(PyExc_TypeError, "model must be a lorafast._C.Model (or a trainable capsule), got %s",
+                     Py_TYPE(obj)->tp_name);
         return NULL;
     }
-    return ((ModelObject *)obj)->model;
+    ModelObject *self = (ModelObject *)obj;
+    return model_enter(self, training) < 0 ? NULL : self->model;
 }
+
+void lf_model_release(PyObject *obj) { model_leave((ModelObject *)obj); }
 
 int lf_bind_model(PyObject *module) {
     if (PyType_Ready(&ModelType) < 0) return -1;

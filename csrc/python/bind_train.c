@@ -32,22 +32,27 @@ static PyArrayObject *array_arg(PyObject *obj, int type, int ndim, const char *n
     return a;
 }
 
-// The lf_trainable behind obj: a "lorafast.trainable" capsule, or a lorafast._C.Model seen
-// through a table made for this call (*made: free it with model_trainable_free).
-static lf_trainable *trainable_arg(PyObject *obj, lf_trainable **made) {
+// The lf_trainable behind obj: a "lorafast.trainable" capsule, or a lorafast._C.Model taken for
+// this thread (training: for a training run) and seen through a table made for this call. Give it
+// back with trainable_done.
+static lf_trainable *trainable_arg(PyObject *obj, lf_trainable **made, int training) {
     *made = NULL;
     if (PyCapsule_CheckExact(obj)) return PyCapsule_GetPointer(obj, CAPSULE); // checks the name
-    lf_model *m = lf_model_from_python(obj);
-    if (m == NULL)
-        return PyErr_Format(PyExc_TypeError,
-                            "model must be a lorafast._C.Model (or a trainable capsule), got %s",
-                            Py_TYPE(obj)->tp_name),
-               NULL;
+    lf_model *m = lf_model_take(obj, training);
+    if (m == NULL) return NULL;
     if (m->n_params == 0)
-        return PyErr_Format(PyExc_ValueError, "the model has no trainable parameters"), NULL;
-    if (lf_model_check_ready(m) != LF_OK) return lf_raise_core_error(), NULL;
-    if ((*made = model_trainable_create(m)) == NULL) return lf_raise_core_error(), NULL;
+        PyErr_Format(PyExc_ValueError, "the model has no trainable parameters");
+    else if (lf_model_check_ready(m) != LF_OK || (*made = model_trainable_create(m)) == NULL)
+        lf_raise_core_error();
+    if (*made == NULL) lf_model_release(obj);
     return *made;
+}
+
+// the end of a call that took obj with trainable_arg
+static void trainable_done(PyObject *obj, lf_trainable *made) {
+    if (made == NULL) return;
+    model_trainable_free(made);
+    lf_model_release(obj);
 }
 
 // adamw_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay): one AdamW update in place
@@ -247,7 +252,7 @@ static PyObject *py_predict(PyObject *self, PyObject *args) {
         return NULL;
     lf_dataset d;
     if (dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
-    lf_trainable *made, *t = trainable_arg(model, &made);
+    lf_trainable *made, *t = trainable_arg(model, &made, 0);
     if (!t) return NULL;
     PyObject *logits = NULL, *out = NULL;
     const float *w = class_weights_arg(weights, t);
@@ -262,7 +267,7 @@ static PyObject *py_predict(PyObject *self, PyObject *args) {
         else out = Py_BuildValue("(OO)", logits, Py_None);
     }
     Py_XDECREF(logits);
-    model_trainable_free(made);
+    trainable_done(model, made);
     return out;
 }
 
@@ -275,11 +280,11 @@ static PyObject *py_dataset_check(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOs", &model, &ids, &offsets, &labels, &what)) return NULL;
     lf_dataset d;
     if (dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
-    lf_trainable *made, *t = trainable_arg(model, &made);
+    lf_trainable *made, *t = trainable_arg(model, &made, 0);
     if (!t) return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS rc = lf_dataset_check(&d, what, t->vocab_size, t->num_labels);
-    Py_END_ALLOW_THREADS model_trainable_free(made);
+    Py_END_ALLOW_THREADS trainable_done(model, made);
     if (rc != LF_OK) return lf_raise_core_error();
     Py_RETURN_NONE;
 }
@@ -450,7 +455,7 @@ static PyObject *py_train_run(PyObject *self, PyObject *args) {
     PyArrayObject *ac = av ? array_arg(counters, NPY_INT64, 1, "counters", 1) : NULL;
     PyArrayObject *al = ac ? array_arg(losses, NPY_FLOAT64, 1, "losses", 1) : NULL;
     if (!al) return NULL;
-    lf_trainable *made, *t = trainable_arg(model, &made);
+    lf_trainable *made, *t = trainable_arg(model, &made, 1);
     if (!t) return NULL;
     PyObject *out = NULL;
     int64_t numel = 0;
@@ -499,7 +504,7 @@ static PyObject *py_train_run(PyObject *self, PyObject *args) {
     else
         out = Py_NewRef(Py_None);
 done:
-    model_trainable_free(made);
+    trainable_done(model, made);
     return out;
 }
 

@@ -33,8 +33,11 @@ int lf_bind_decoder(PyObject *module);
 int lf_bind_model(PyObject *module);
 int lf_bind_ops(PyObject *module);
 
-// The C model of a lorafast._C.Model (bind_model.c), or NULL with a TypeError.
+// The C model of a lorafast._C.Model (bind_model.c), taken for this thread until
+// lf_model_release(obj) (training: for a training run, which other threads are refused), or NULL
+// with a TypeError (not a Model) or a RuntimeError (another thread trains it).
 struct lf_model;
-struct lf_model *lf_model_from_python(PyObject *obj);
+struct lf_model *lf_model_take(PyObject *obj, int training);
+void lf_model_release(PyObject *obj);
 int lf_bind_train(PyObject *module);
 int lf_bind_tokenizers(PyObject *module);
