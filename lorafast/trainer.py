@@ -44,7 +44,8 @@ SCHEDULER_NAME = "scheduler.json"
 LOOP_STATE_NAME = "loop_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 _CHECKPOINT_RE = re.compile(r"^" + PREFIX_CHECKPOINT_DIR + r"-(\d+)$")
-_TEMP_RE = re.compile(r"^\.(" + PREFIX_CHECKPOINT_DIR + r"-\d+)\.(tmp|old)-\d+$")
+_TEMP_RE = re.compile(r"^\.(" + PREFIX_CHECKPOINT_DIR + r"-\d+)\.(tmp|old)-(\d+)$")  # .checkpoint-N.tmp-<writer PID>
+LOCK_NAME = ".lorafast.lock"  # in output_dir: flock'ed by the run that trains into it, holds its PID
 LOG_FILE = "trainer_log.jsonl"  # report_to="tensorboard_json": one JSON line per log entry in logging_dir
 _EVERY = {"no": 0, "steps": 1, "epoch": 2}  # lf_train_config's LF_EVERY_*
 _LABEL_COLUMNS = ("labels", "label", "label_ids")
@@ -110,13 +111,29 @@ class TrainerState:
             self.stateful_callbacks = {}
 
     def save_to_json(self, path):
-        _write_json(path, dataclasses.asdict(self))
+        """Strict JSON: a non-finite metric (a diverged loss) is written as null."""
+        _write_json(path, _json_safe(dataclasses.asdict(self)))
 
     @classmethod
     def load_from_json(cls, path):
-        data = _read_json(path)
+        data = _read_json(path, "a trainer state (an object with global_step, log_history ...)")
         names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data.get("log_history", []), list):
+            raise ValueError(f"{path}: log_history must be a list, got {type(data['log_history']).__name__}")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class _FiniteWatch:
+    """A run's view of its losses for Trainer._watch_finite: the C loop's loss sum since the last log as
+    last seen, the same sum with non-finite losses replaced (HF's filter), the last log step, skipped
+    updates (fp16), and whether a non-finite step was replaced / warned about."""
+
+    def __init__(self, counters, since_log, last_log, skipped):
+        self.counters = counters
+        self.since_log = since_log
+        self.filtered = since_log if math.isfinite(since_log) else 0.0
+        self.last_log, self.skipped = last_log, skipped
+        self.replaced = self.warned = False
 
 
 @dataclasses.dataclass
@@ -176,9 +193,128 @@ def _write_json(path, obj):
     _write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
+def _read_json(path, what="a JSON object"):
+    """The JSON object in path; a ValueError naming the file when it is empty, cut or not an object."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        state = "is empty" if not text.strip() else f"is not valid JSON ({e})"
+        raise ValueError(f"{path} {state}: the file was cut short or damaged; expected {what}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected {what}, got a JSON {type(data).__name__}")
+    return data
+
+
+def _json_safe(obj):
+    """obj with every non-finite float (NaN, +-Infinity, numpy's too) as None: strict JSON, where
+    json.dumps would write the bare NaN / Infinity that JSON parsers other than Python's refuse."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _dump_strict_json(obj, f, **kwargs):
+    json.dump(_json_safe(obj), f, allow_nan=False, **kwargs)
+
+
+# ---- one run per output_dir ---------------------------------------------------------------------
+
+def _process_alive(pid):
+    """Whether process pid exists (this one included); a temporary folder of a live writer is kept."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # not a PID this system can have
+        return False
+    return True
+
+
+def _dir_in_use(out, path):
+    try:
+        with open(path) as f:
+            holder = f.read().strip()
+    except OSError:
+        holder = ""
+    who = (f"process {holder}" + (" (this process: another Trainer is training into it)"
+                                  if holder == str(os.getpid()) else "")) if holder else "another process"
+    return RuntimeError(f"output_dir {out!r} is in use by another run: {who} holds the lock {path}. Two runs "
+                        "writing into one output_dir would mix their checkpoints: wait for it to end or choose "
+                        "another output_dir.")
+
+
+def _acquire_dir_lock(out):
+    """An exclusive, non-blocking fcntl.flock on output_dir/.lorafast.lock, the file holding our PID: the
+    file descriptor, or a RuntimeError naming the PID of the run that holds it. The lock goes with the
+    process (a killed run holds nothing); None where the file system has no flock (with a warning)."""
+    import fcntl
+
+    path = os.path.join(out, LOCK_NAME)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _dir_in_use(out, path) from None
+        except OSError as e:
+            os.close(fd)
+            warnings.warn(f"output_dir {out!r} cannot be locked ({e}): a second run into it would not be detected",
+                          UserWarning, stacklevel=3)
+            return None
+        try:  # the holder we followed may have removed the file on release: lock the one at path now
+            current = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _release_dir_lock(fd, out):
+    """Removes the lock file (still holding it, so no run locks a file that is gone) and unlocks."""
+    path = os.path.join(out, LOCK_NAME)
+    try:
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
+            os.remove(path)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def _check_dir_lock(out):
+    """A RuntimeError naming the holder when a run holds output_dir's lock now (before any work)."""
+    import fcntl
+
+    path = os.path.join(out, LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:  # no lock file: no run holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _dir_in_use(out, path) from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 # ---- datasets -> (ids, offsets, labels) ------------------------------------------------------
@@ -209,18 +345,46 @@ def _column(data, name, what):
     return data[name]
 
 
-def _ragged(values, what):
-    """(flat int64 values, int64 offsets (n+1,)) of a column of int sequences."""
+def _integers(flat, offsets, what):
+    """flat (any dtype) as int64, or a ValueError naming the first value that is not an integer (a float
+    such as 2.5, which a cast would truncate, a None, a string) or does not fit int64."""
+    flat = np.asarray(flat)
+    if flat.dtype.kind == "i" or (flat.dtype.kind == "u" and not (flat.size and flat.max() > np.iinfo(np.int64).max)):
+        return flat.astype(np.int64, copy=False)
+    if flat.dtype.kind == "u":
+        i = int(np.argmax(flat > np.iinfo(np.int64).max))
+    elif flat.dtype.kind == "f":
+        fractional = np.flatnonzero(~np.isfinite(flat) | (flat != np.trunc(flat)))
+        i = int(fractional[0]) if fractional.size else 0
+    else:  # object: the first value that is not an int within int64 (the error path only)
+        i = next((j for j, v in enumerate(flat.tolist()) if isinstance(v, bool) or not isinstance(v, int)
+                  or not -2**63 <= v < 2**63), 0)
+    example = int(np.searchsorted(offsets, i, side="right") - 1)
+    value = flat[i].item() if hasattr(flat[i], "item") else flat[i]
+    raise ValueError(f"{what}: example {example} holds {value!r} at position {i - int(offsets[example])}: token ids "
+                     f"must be integers (got {flat.dtype} values, which lorafast does not round)")
+
+
+def _ragged(values, what, integers=True):
+    """(flat int64 values, int64 offsets (n+1,)) of a column of int sequences; with integers=True a value
+    that is not an integer is an error naming it (integers=False: cast, for masks)."""
     if hasattr(values, "chunks") or hasattr(values, "offsets"):  # pyarrow ChunkedArray / ListArray
         values = values.combine_chunks() if hasattr(values, "chunks") else values
         offsets = np.asarray(values.offsets, np.int64)
-        flat = np.asarray(values.flatten(), np.int64)
-        return flat, offsets - offsets[0]
+        offsets = offsets - offsets[0]
+        flat = np.asarray(values.flatten())
+        return (_integers(flat, offsets, what) if integers else flat.astype(np.int64)), offsets
     if isinstance(values, np.ndarray) and values.ndim == 2:
         n, width = values.shape
-        return values.reshape(-1).astype(np.int64), np.arange(n + 1, dtype=np.int64) * width
+        offsets = np.arange(n + 1, dtype=np.int64) * width
+        flat = values.reshape(-1)
+        return (_integers(flat, offsets, what) if integers else flat.astype(np.int64)), offsets
     if hasattr(values, "numpy") and getattr(values, "ndim", 0) == 2:  # a torch tensor
-        return _ragged(values.numpy(), what)
+        return _ragged(values.numpy(), what, integers)
+    text = next((i for i, v in enumerate(values) if isinstance(v, (str, bytes))), None)
+    if text is not None:
+        raise ValueError(f"{what}: example {text} is the text {values[text][:40]!r}, not a sequence of token ids: "
+                         "tokenize it first")
     try:
         lengths = np.fromiter(map(len, values), np.int64, count=len(values))
     except TypeError as e:
@@ -228,8 +392,11 @@ def _ragged(values, what):
         raise ValueError(f"{what}: example {bad} is {values[bad]!r}, not a sequence of token ids") from e
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter(itertools.chain.from_iterable(values), np.int64, count=int(offsets[-1]))
-    return flat, offsets
+    if not integers:
+        return np.fromiter(itertools.chain.from_iterable(values), np.int64, count=int(offsets[-1])), offsets
+    rows = [np.asarray(v).reshape(-1) for v in values]  # each row's own dtype: a float stays a float
+    flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    return _integers(flat, offsets, what), offsets
 
 
 def _labels_of(data, name, what):
@@ -245,6 +412,12 @@ def _labels_of(data, name, what):
     if labels.ndim != 1 or labels.dtype.kind not in "iub":
         raise ValueError(f"{what}: column {name!r} must hold one integer class id per example, got {labels.dtype} "
                          f"with shape {labels.shape}")
+    if labels.dtype.kind != "b" and labels.size:  # the C loop's labels are int32: a cast would wrap 2**32 + 1 to 1
+        outside = (labels < np.iinfo(np.int32).min) | (labels > np.iinfo(np.int32).max)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise ValueError(f"{what}: example {i} has {name} {labels[i].item()}, not a class id (labels must be in "
+                             "[0, num_labels))")
     return labels.astype(np.int32)
 
 
@@ -266,7 +439,8 @@ class _Encoded:
                              f"dataset.map(lambda ex: tokenizer(ex['text'], truncation=True), batched=True)")
         ids, offsets = _ragged(_column(data, "input_ids", what), f"{what}['input_ids']")
         if "attention_mask" in names:
-            mask, mask_offsets = _ragged(_column(data, "attention_mask", what), f"{what}['attention_mask']")
+            mask, mask_offsets = _ragged(_column(data, "attention_mask", what), f"{what}['attention_mask']",
+                                         integers=False)
             if not np.array_equal(mask_offsets, offsets):
                 raise ValueError(f"{what}: attention_mask and input_ids differ in length")
             keep = mask != 0
@@ -279,7 +453,8 @@ class _Encoded:
                 raise NotImplementedError(f"{what}: non-zero token_type_ids (sentence pairs) are not supported by "
                                           f"lorafast's training loop")
         if ids.size and (ids.min() < np.iinfo(np.int32).min or ids.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"{what}: token ids do not fit in int32")
+            bad = ids[(ids < np.iinfo(np.int32).min) | (ids > np.iinfo(np.int32).max)][0]
+            raise ValueError(f"{what}: token id {bad} is outside the vocabulary (it does not even fit in int32)")
         self.ids = ids.astype(np.int32)
         self.offsets = offsets
         label_name = next((n for n in _LABEL_COLUMNS if n in names), None)
@@ -482,6 +657,7 @@ class Trainer:
         self.state = TrainerState()
         self.control = TrainerControl()
         self._encoded = {}
+        self._bar = None  # the training progress bar while train() runs
         if args.eval_strategy != "no" and eval_dataset is None:
             raise ValueError(f"You have set args.eval_strategy to {args.eval_strategy} but you didn't pass an "
                              "`eval_dataset` to `Trainer`. Either set `args.eval_strategy` to `no` or pass an "
@@ -568,15 +744,27 @@ class Trainer:
             os.remove(probe)
         except OSError as e:
             raise OSError(f"output_dir {out!r} cannot be written: {e}") from e
-        for name in os.listdir(out):  # what a save that was killed left behind
+        _check_dir_lock(out)  # another run trains into it: fail now (train() takes the lock for the run)
+        for name in os.listdir(out):  # what a save that was killed left behind, its writer dead
             m = _TEMP_RE.match(name)
-            if not m:
+            if not m or _process_alive(int(m.group(3))):
                 continue
             final = os.path.join(out, m.group(1))
             if m.group(2) == "old" and not os.path.exists(final):  # killed between the two renames
                 os.rename(os.path.join(out, name), final)
             else:
                 shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+
+    def _lock_output_dir(self):
+        """output_dir is this run's until _unlock_output_dir: a second run fails at once naming our PID."""
+        out = self.args.output_dir
+        self._output_lock = (_acquire_dir_lock(out), out)
+
+    def _unlock_output_dir(self):
+        fd, out = getattr(self, "_output_lock", None) or (None, None)
+        self._output_lock = None
+        if fd is not None:
+            _release_dir_lock(fd, out)
 
     def _callback(self, event, **kwargs):
         for cb in self.callbacks:
@@ -673,13 +861,16 @@ class Trainer:
         self._start = time.time()
         self.control = TrainerControl()
         self._callback("on_train_begin")
+        self._lock_output_dir()
         try:
             _C.train_run(self.model.c_model, train.ids, train.offsets, train.labels, self.class_weights, self._m,
                          self._v, self._counters, self._losses, config, self._on_event)
         finally:
+            self._unlock_output_dir()
             self._sync_state()
             if self._bar is not None:
                 self._bar.close()
+                self._bar = None
             self.model.c_model.set_mode(was_training, self.model._seed)
         return self._finish(train)
 
@@ -696,6 +887,7 @@ class Trainer:
 
     def _on_event(self, ev):
         """Called by the C loop (with the GIL) after each update and at each epoch end; True stops it."""
+        self._watch_finite(ev)
         self.state.epoch = ev["epoch"]
         self._sync_state()
         self.control = TrainerControl()
@@ -715,6 +907,40 @@ class Trainer:
             self._save_checkpoint()
             self._callback("on_save")
         return bool(self.control.should_training_stop)
+
+    def _watch_finite(self, ev):
+        """After each update: one warning per run at the first non-finite training loss or gradient norm,
+        naming the step; and transformers' logging_nan_inf_filter: a non-finite update's loss counts as
+        (the window's earlier losses) / (its place in the logging window), so ev["loss"], the logged mean,
+        is replaced where its window had one. The C loop reports loss sums, so a step's loss is the change
+        of the sum since the last log: after a non-finite step the rest of its window counts as non-finite."""
+        if ev["epoch_end"]:
+            return
+        w = getattr(self, "_finite_watch", None)
+        if w is None or w.counters is not self._counters:  # a new run: train() allocated new counters
+            w = self._finite_watch = _FiniteWatch(self._counters, 0.0, 0, 0)
+        step = ev["global_step"]
+        window_sum = ev["loss"] * (step - w.last_log) if ev["should_log"] else float(self._losses[1])
+        loss = window_sum - w.since_log
+        w.since_log = window_sum
+        skipped, w.skipped = int(self._counters[5]) > w.skipped, int(self._counters[5])
+        norm = ev["grad_norm"]
+        bad_norm = not skipped and norm is not None and not math.isfinite(norm)  # fp16 skips inf steps by design
+        if (bad_norm or not math.isfinite(loss)) and not w.warned:
+            w.warned = True
+            warnings.warn(f"step {step}: the training loss is {loss} and the gradient norm {norm}: training has "
+                          "diverged (a learning_rate, lora_alpha or class weight too large, or fp16 overflow); "
+                          "later non-finite steps are not reported again", RuntimeWarning, stacklevel=2)
+        if not math.isfinite(loss) and self.args.logging_nan_inf_filter:
+            loss = w.filtered / (step - w.last_log)  # transformers: tr_loss += tr_loss / (1 + step - last logged)
+            w.replaced = True
+        w.filtered += loss
+        if ev["should_log"]:
+            if w.replaced:
+                ev["loss"] = w.filtered / (step - w.last_log)
+            w.since_log = w.filtered = 0.0
+            w.replaced = False
+            w.last_log = step
 
     def _finish(self, train):
         args, state = self.args, self.state
@@ -836,7 +1062,12 @@ class Trainer:
         for f in (TRAINER_STATE_NAME, OPTIMIZER_NAME, LOOP_STATE_NAME):
             if not os.path.isfile(os.path.join(folder, f)):
                 raise OSError(f"{folder} is not a lorafast checkpoint: {f} is missing")
-        loop = _read_json(os.path.join(folder, LOOP_STATE_NAME))
+        loop_path = os.path.join(folder, LOOP_STATE_NAME)
+        loop = _read_json(loop_path, "the loop state (counters, loss sums, seeds)")
+        missing = [k for k in ("num_examples", "batch_size", "grad_accum", "drop_last", "data_seed", "loss_total",
+                               "loss_since_log", "dropout_seed", "global_step", "epoch") if k not in loop]
+        if missing:
+            raise ValueError(f"{loop_path}: no {', '.join(map(repr, missing))}: not a lorafast loop state, or damaged")
         c = self._config
         for key, now in (("num_examples", train.n), ("batch_size", c["batch_size"]),
                          ("grad_accum", c["grad_accum"]), ("drop_last", c["drop_last"])):
@@ -853,11 +1084,20 @@ class Trainer:
             for key, dst in ((f"{pname}.exp_avg", self._m), (f"{pname}.exp_avg_sq", self._v)):
                 if key not in moments or moments[key].size != data.size:
                     raise ValueError(f"{folder}/{OPTIMIZER_NAME} has no {key} of {data.size} values")
-                dst[offset:offset + data.size] = np.asarray(moments[key], np.float32).reshape(-1)
+                values = np.asarray(moments[key], np.float32).reshape(-1)
+                bad = ~np.isfinite(values) | ((values < 0) if key.endswith("_sq") else False)
+                if bad.any():  # AdamW would train on it to NaN
+                    i = int(np.argmax(bad))
+                    raise ValueError(f"cannot resume from {folder}: {OPTIMIZER_NAME} holds {key}[{i}] = {values[i]}; "
+                                     f"AdamW's moments are finite{' and >= 0' if key.endswith('_sq') else ''} (the "
+                                     "run had diverged or the file is damaged: resume from an earlier checkpoint)")
+                dst[offset:offset + data.size] = values
             offset += data.size
         self._counters[:] = [loop.get(k, 0) for k in _COUNTERS]  # older checkpoints: no skipped steps
         self._losses[:] = [loop["loss_total"], loop["loss_since_log"], loop.get("loss_scale", LOSS_SCALE_INIT)]
         self._dropout_seed = int(loop["dropout_seed"])
+        self._finite_watch = _FiniteWatch(self._counters, float(self._losses[1]), int(self._counters[4]),
+                                          int(self._counters[5]))
         saved = TrainerState.load_from_json(os.path.join(folder, TRAINER_STATE_NAME))
         for f in ("log_history", "best_metric", "best_global_step", "best_model_checkpoint", "total_flos",
                   "epoch", "global_step"):
@@ -959,13 +1199,13 @@ class Trainer:
         """output_dir/{split}_results.json (and all_results.json, merged)."""
         os.makedirs(self.args.output_dir, exist_ok=True)
         with open(os.path.join(self.args.output_dir, f"{split}_results.json"), "w", encoding="utf-8") as f:
-            json.dump(metrics, f, indent=4, sort_keys=True)
+            _dump_strict_json(metrics, f, indent=4, sort_keys=True)  # NaN / Infinity as null
         if combined:
             path = os.path.join(self.args.output_dir, "all_results.json")
-            merged = _read_json(path) if os.path.exists(path) else {}
+            merged = _read_json(path, "an object of metrics") if os.path.exists(path) else {}
             merged.update(metrics)
             with open(path, "w", encoding="utf-8") as f:
-                json.dump(merged, f, indent=4, sort_keys=True)
+                _dump_strict_json(merged, f, indent=4, sort_keys=True)
 
     def save_state(self):
         os.makedirs(self.args.output_dir, exist_ok=True)

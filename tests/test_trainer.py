@@ -597,7 +597,7 @@ def test_transformers_callbacks_drive_the_c_loop(tmp_path):
 
 def test_gradient_accumulation_is_the_mean_over_micro_batches(tmp_path):
     """batch 3 x accumulation 2 = batch 6 (the same examples: the shuffle depends on seed and epoch
-    only). transformers 5.24 + peft instead sums the micro-batch losses for these models when
+    only). transformers 5.25 + peft instead sums the micro-batch losses for these models when
     compute_loss ignores num_items_in_batch (the notebook's WeightedCELossTrainer): see README."""
     rows = token_rows(24, 97, seed=17, bos=0)
     results = []
