@@ -4,9 +4,37 @@ is built in C (lorafast._C.Model). A new model type is a new config class in CON
 
 import copy
 import json
+import math
+import numbers
 import os
 
 CONFIG_NAME = "config.json"
+
+
+# What each config key must hold: (test, what is expected). A key absent or None where allowed is not checked.
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+POSITIVE_INT = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+TOKEN_ID = (lambda v: v is None or _is_int(v), "an integer or null")
+OPTIONAL_POSITIVE_INT = (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or null")
+OPTIONAL_COUNT = (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null")
+PROBABILITY = (lambda v: _is_real(v) and 0 <= v <= 1, "a number in [0, 1]")
+OPTIONAL_PROBABILITY = (lambda v: v is None or (_is_real(v) and 0 <= v <= 1), "a number in [0, 1] or null")
+POSITIVE_FINITE = (lambda v: _is_real(v) and math.isfinite(v) and v > 0, "a finite number > 0")
+OPTIONAL_POSITIVE_FINITE = (lambda v: v is None or (_is_real(v) and math.isfinite(v) and v > 0),
+                            "a finite number > 0 or null")
+STRING = (lambda v: isinstance(v, str), "a string")
+OPTIONAL_DICT = (lambda v: v is None or isinstance(v, dict), "an object or null")
+
+
+def _where(source):
+    return f"{source}: " if source else ""
 
 
 def resolve_model_folder(path_or_id):
@@ -25,6 +53,8 @@ class PretrainedConfig:
 
     model_type = None
     defaults = {}
+    # key -> (test, expected), checked at construction and load (check_values)
+    key_checks = {"num_labels": POSITIVE_INT, "id2label": OPTIONAL_DICT, "label2id": OPTIONAL_DICT}
     # peft's default LoRA targets for this model type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING)
     default_lora_targets = ()
 
@@ -32,6 +62,7 @@ class PretrainedConfig:
         values = dict(self.defaults)
         values.update(kwargs)
         values.pop("model_type", None)
+        self.check_values(values, type(self).__name__)
         num_labels = values.pop("num_labels", None)
         for key, value in values.items():
             setattr(self, key, value)
@@ -39,6 +70,20 @@ class PretrainedConfig:
             self.num_labels = num_labels
         elif not hasattr(self, "id2label"):
             self.num_labels = 2
+
+    @classmethod
+    def check_values(cls, values, source=None):
+        """A ValueError naming the source (the config.json path), the key, what it must hold and what it
+        holds, for the first key of values of the wrong type or outside its range."""
+        for key, (test, expected) in cls.key_checks.items():
+            if key in values and not test(values[key]):
+                value = values[key]
+                raise ValueError(f"{_where(source)}{key} must be {expected}, got {value!r} ({type(value).__name__})")
+        id2label = values.get("id2label")
+        if isinstance(id2label, dict):
+            for k in id2label:
+                if not (_is_int(k) or (isinstance(k, str) and k.strip().lstrip("-").isdigit())):
+                    raise ValueError(f"{_where(source)}id2label keys must be class ids (integers), got {k!r}")
 
     @property
     def num_labels(self):
@@ -50,6 +95,10 @@ class PretrainedConfig:
         if getattr(self, "id2label", None) is None or len(self.id2label) != n:
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
             self.label2id = {f"LABEL_{i}": i for i in range(n)}
+
+    def _source(self):
+        """What error messages name: the config.json it was read from, else the class."""
+        return getattr(self, "_config_file", None) or type(self).__name__
 
     def to_dict(self):
         out = copy.deepcopy({k: v for k, v in vars(self).items() if not k.startswith("_")})
@@ -65,6 +114,7 @@ class PretrainedConfig:
     @classmethod
     def from_dict(cls, d, **kwargs):
         d = dict(d)
+        cls.check_values(d)
         if "id2label" in d and d["id2label"] is not None:
             d["id2label"] = {int(k): v for k, v in d["id2label"].items()}
         d.update(kwargs)
@@ -85,8 +135,16 @@ class _EncoderConfig(PretrainedConfig):
     base_model_prefix = None
     position_rule = 0  # models/model.h lf_position_rule
     default_lora_targets = ("query", "value")
+    key_checks = dict(
+        PretrainedConfig.key_checks, vocab_size=POSITIVE_INT, hidden_size=POSITIVE_INT, num_hidden_layers=POSITIVE_INT,
+        num_attention_heads=POSITIVE_INT, intermediate_size=POSITIVE_INT, max_position_embeddings=POSITIVE_INT,
+        type_vocab_size=POSITIVE_INT, pad_token_id=TOKEN_ID, hidden_act=STRING, hidden_dropout_prob=PROBABILITY,
+        attention_probs_dropout_prob=PROBABILITY, classifier_dropout=OPTIONAL_PROBABILITY,
+        layer_norm_eps=POSITIVE_FINITE,
+    )
 
     def c_config(self):
+        self.check_values(vars(self), self._source())
         if self.hidden_act != "gelu":
             raise NotImplementedError(f"hidden_act {self.hidden_act!r} is not supported (supported: 'gelu')")
         if getattr(self, "position_embedding_type", "absolute") != "absolute":
@@ -161,6 +219,13 @@ class _DecoderConfig(PretrainedConfig):
     base_model_prefix = "model"
     layers_prefix = "model.layers"  # the transformer layers' module names: <layers_prefix>.<i>.<site>
     default_lora_targets = ("q_proj", "v_proj")
+    key_checks = dict(
+        PretrainedConfig.key_checks, vocab_size=POSITIVE_INT, hidden_size=POSITIVE_INT, num_hidden_layers=POSITIVE_INT,
+        num_attention_heads=POSITIVE_INT, num_key_value_heads=OPTIONAL_POSITIVE_INT, head_dim=OPTIONAL_POSITIVE_INT,
+        intermediate_size=POSITIVE_INT, max_position_embeddings=POSITIVE_INT, pad_token_id=TOKEN_ID, hidden_act=STRING,
+        rms_norm_eps=POSITIVE_FINITE, attention_dropout=OPTIONAL_PROBABILITY, rope_theta=OPTIONAL_POSITIVE_FINITE,
+        sliding_window=OPTIONAL_COUNT, rope_parameters=OPTIONAL_DICT, rope_scaling=OPTIONAL_DICT,
+    )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -176,9 +241,14 @@ class _DecoderConfig(PretrainedConfig):
         kind = params.get("rope_type", params.get("type", "default"))
         if kind != "default":
             raise NotImplementedError(f"rope_scaling / rope_parameters type {kind!r} is not supported (only 'default')")
-        return float(params.get("rope_theta", getattr(self, "rope_theta", None) or 10000.0))
+        theta = params.get("rope_theta", getattr(self, "rope_theta", None) or 10000.0)
+        if not POSITIVE_FINITE[0](theta):
+            raise ValueError(f"{_where(self._source())}rope_parameters' rope_theta must be {POSITIVE_FINITE[1]}, "
+                             f"got {theta!r}")
+        return float(theta)
 
     def c_config(self):
+        self.check_values(vars(self), self._source())
         if self.hidden_act != "silu":
             raise NotImplementedError(f"hidden_act {self.hidden_act!r} is not supported (supported: 'silu')")
         for flag in ("attention_bias", "mlp_bias"):
@@ -269,10 +339,21 @@ class AutoConfig:
         path = os.path.join(folder, CONFIG_NAME)
         if not os.path.isfile(path):
             raise OSError(f"{path} not found: {path_or_id!r} has no config.json")
-        with open(path) as f:
-            d = json.load(f)
-        config = config_class_for(d.get("model_type")).from_dict(d, **kwargs)
+        with open(path, encoding="utf-8") as f:
+            try:
+                d = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a JSON object of config keys, got {type(d).__name__}")
+        try:
+            cls = config_class_for(d.get("model_type"))
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        cls.check_values(d, path)  # the file's values, named by the file
+        config = cls.from_dict(d, **kwargs)
         config._name_or_path = os.fspath(path_or_id)
+        config._config_file = path
         return config
 
     @staticmethod

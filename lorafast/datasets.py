@@ -10,6 +10,7 @@ import csv
 import glob
 import json
 import os
+import sys
 from math import ceil, floor
 
 import numpy as np
@@ -515,6 +516,9 @@ _CSV_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan",
            "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
+_CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)  # the largest the csv module takes on every platform
+
+
 def _parse_csv_column(values):
     """Typed column from csv strings, as pandas infers it: int64, float64, else str with None for NA."""
     strings = np.asarray(values, dtype=object)
@@ -534,14 +538,45 @@ def _parse_csv_column(values):
     return out
 
 
+def _csv_encoding(encoding):
+    """pandas.read_csv (the datasets csv builder) skips a UTF-8 byte order mark before the header."""
+    encoding = encoding or "utf-8"
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def _decoding_error(path, encoding, error):
+    """A ValueError naming the file, the line and the byte that `encoding` cannot decode."""
+    encoding = "utf-8" if encoding == "utf-8-sig" else encoding  # the same bytes, offsets from the file's start
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode(encoding)
+        where = ""
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        where = f" line {line} (byte {e.start}, {data[e.start:e.start + 1]!r})"
+    return ValueError(f"{path}:{where} is not valid {encoding} ({error.reason}); pass the file's encoding, e.g. "
+                      f"load_dataset('csv', data_files=..., encoding='latin-1')")
+
+
 def _read_csv(path, delimiter=",", **kwargs):
-    with open(path, newline="", encoding=kwargs.get("encoding", "utf-8")) as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise ValueError(f"{path}: the csv file is empty (no header row)") from None
-        rows = list(reader)
+    encoding = _csv_encoding(kwargs.get("encoding"))
+    limit = csv.field_size_limit()
+    csv.field_size_limit(_CSV_FIELD_LIMIT)  # pandas has no field size limit
+    try:
+        with open(path, newline="", encoding=encoding) as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise ValueError(f"{path}: the csv file is empty (no header row)") from None
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise _decoding_error(path, encoding, e) from None
+    except csv.Error as e:
+        raise ValueError(f"{path}: line {reader.line_num}: {e}") from None
+    finally:
+        csv.field_size_limit(limit)
     bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
     if bad is not None:
         raise ValueError(f"{path}: data row {bad + 1} has {len(rows[bad])} fields, the header has {len(header)}")

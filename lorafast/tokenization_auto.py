@@ -81,6 +81,29 @@ def _class_kind(tokenizer_config, config, tokenizer_json):
     raise ValueError(f"tokenizer_class {cls!r} is not supported without a tokenizer.json")
 
 
+def _json_model(tj, path):
+    """tokenizer.json's "model" (its type, vocab, merges), or a ValueError naming the file and what is missing."""
+    if not isinstance(tj, dict):
+        raise ValueError(f"{path}: expected a JSON object (a tokenizers tokenizer.json), got {type(tj).__name__}")
+    model = tj.get("model")
+    if not isinstance(model, dict):
+        raise ValueError(f"{path}: no \"model\" object (the tokenizer model: its type, vocab and merges)"
+                         if model is None else f"{path}: \"model\" must be an object, got {type(model).__name__}")
+    vocab = model.get("vocab")
+    if not isinstance(vocab, (dict, list)):
+        raise ValueError(f"{path}: model has no \"vocab\" (an object of token -> id, or a list)"
+                         if vocab is None else f"{path}: model.vocab must be an object or a list, got "
+                         f"{type(vocab).__name__}")
+    added = tj.get("added_tokens") or []
+    if not isinstance(added, list):
+        raise ValueError(f"{path}: \"added_tokens\" must be a list, got {type(added).__name__}")
+    for i, t in enumerate(added):
+        if not isinstance(t, dict) or not isinstance(t.get("content"), str) or not isinstance(t.get("id"), int):
+            raise ValueError(f"{path}: added_tokens[{i}] must be an object with a string \"content\" and an "
+                             f"integer \"id\", got {t!r}")
+    return model
+
+
 def _json_model_kind(model):
     kind = model.get("type")
     if kind is None:  # old tokenizer.json files: no "type"
@@ -176,7 +199,7 @@ def load(path_or_id, add_prefix_space=None, **kwargs):
 
     if tj is not None:
         spec["files"].append("tokenizer.json")
-        model = tj["model"]
+        model = _json_model(tj, os.path.join(folder, "tokenizer.json"))
         model_kind = _json_model_kind(model)
         vocab = model["vocab"]
         if isinstance(vocab, list):

@@ -861,8 +861,8 @@ class Trainer:
         self._start = time.time()
         self.control = TrainerControl()
         self._callback("on_train_begin")
-        self._lock_output_dir()
         try:
+            self._lock_output_dir()
             _C.train_run(self.model.c_model, train.ids, train.offsets, train.labels, self.class_weights, self._m,
                          self._v, self._counters, self._losses, config, self._on_event)
         finally:

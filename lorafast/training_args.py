@@ -7,6 +7,7 @@ names it, so a script written for the HF Trainer runs and says what it is not ge
 import dataclasses
 import json
 import math
+import numbers
 import os
 import warnings
 
@@ -16,6 +17,7 @@ STRATEGIES = ("no", "steps", "epoch")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_hf", "adamw")
 LOGGERS = ("none", "tensorboard_json")
+INT32_MAX = 2**31 - 1  # the C loop's batch sizes are C ints
 
 
 class IntervalStrategy:
@@ -55,6 +57,7 @@ class TrainingArguments:
     logging_dir: str = None
     logging_strategy: str = "steps"
     logging_first_step: bool = False
+    logging_nan_inf_filter: bool = True
     logging_steps: float = 500
     save_strategy: str = "steps"
     save_steps: float = 500
@@ -143,13 +146,25 @@ class TrainingArguments:
             raise ValueError(f"{name}={getattr(self, name)!r} is not supported; choose one of {choices}")
 
     def _check_positive(self):
+        """Every numeric argument in its range, the argument named: what the C loop takes as a 32-bit int
+        below 2**31, every float finite (a NaN passes the comparisons below)."""
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("learning_rate", "max_grad_norm", "weight_decay", "adam_epsilon", "num_train_epochs"):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= INT32_MAX:
+                raise ValueError(f"{name} must be an integer in [1, 2**31 - 1], got {value!r}")
+        for name in ("learning_rate", "max_grad_norm", "weight_decay", "adam_epsilon", "adam_beta1", "adam_beta2",
+                     "num_train_epochs", "warmup_ratio", "warmup_steps", "logging_steps", "save_steps", "eval_steps"):
+            value = getattr(self, name)
+            if value is None and name in ("max_grad_norm", "eval_steps"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        for name in ("learning_rate", "max_grad_norm", "weight_decay", "num_train_epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.adam_epsilon <= 0:
+            raise ValueError(f"adam_epsilon must be > 0 (AdamW divides by sqrt(v) + adam_epsilon, and v is 0 where a "
+                             f"gradient is 0), got {self.adam_epsilon!r}")
         if not 0 <= self.adam_beta1 < 1 or not 0 <= self.adam_beta2 < 1:
             raise ValueError(f"adam_beta1/adam_beta2 must be in [0, 1), got {self.adam_beta1}, {self.adam_beta2}")
         if not 0 <= self.warmup_ratio <= 1 or self.warmup_steps < 0:
