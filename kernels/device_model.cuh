@@ -114,8 +114,7 @@ int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len);
 // AdamW on the device (device_optimizer.cu), see lf_cuda_api
 int lf_cuda_optimizer_begin(void *cuda_model, lf_model *m, const float *m_moments, const float *v_moments);
 int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale);
-int lf_cuda_optimizer_step(void *cuda_model, const lf_adamw_hparams *h, int64_t step, float grad_scale,
-                           double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);
+int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, int *found_inf);
 int lf_cuda_optimizer_sync(void *cuda_model, lf_model *m, float *m_moments, float *v_moments);
 void lf_cuda_optimizer_end(void *cuda_model);
 const char *lf_cuda_last_error(void);

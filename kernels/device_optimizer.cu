@@ -1,5 +1,5 @@
-// AdamW on the device for a training run of the host loop (csrc/train/loop.c through the
-// lf_trainable_device table of train/trainable.h): the params and their moments stay on the
+// AdamW on the device for a training run of the host loop (csrc/train/loop.c through
+// lf_model_run_* of models/model.c): the params and their moments stay on the
 // device from optimizer_begin to optimizer_end, the gradients accumulate there over the
 // micro-batches, and an update is grad_norm_clip_cuda + adamw_update_cuda (kernels/adamw.cu, the
 // CPU's arithmetic) on the device stream. Per update only the norm comes back; the params and
@@ -130,19 +130,18 @@ int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale) {
     return rc;
 }
 
-int lf_cuda_optimizer_step(void *cuda_model, const lf_adamw_hparams *h, int64_t step, float grad_scale,
-                           double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf) {
+int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, int *found_inf) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     int rc = check_running(rt, NULL);
     if (rc != 0) return rc;
     lf_cuda_optimizer *o = rt->optimizer;
     const int n = rt->n_params;
-    rc = lf_cuda_checked(
-        grad_norm_clip_cuda(o->norm, o->tensors, n, max_grad_norm, grad_scale, skip_nonfinite, rt->dm.stream),
-        "the gradient norm and clipping");
+    rc = lf_cuda_checked(grad_norm_clip_cuda(o->norm, o->tensors, n, u->max_grad_norm, u->grad_scale,
+                                             u->skip_nonfinite, rt->dm.stream),
+                         "the gradient norm and clipping");
     if (rc == 0)
-        rc = lf_cuda_checked(adamw_update_cuda(o->tensors, n, h, step, o->norm, rt->dm.stream),
+        rc = lf_cuda_checked(adamw_update_cuda(o->tensors, n, &u->adam, u->step, o->norm, rt->dm.stream),
                              "the AdamW update");
     if (rc == 0)
         rc = lf_cuda_checked(cudaMemcpyAsync(o->host_norm, o->norm, offsetof(lf_grad_norm_state, partial),

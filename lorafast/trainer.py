@@ -124,15 +124,13 @@ class TrainerState:
 
 
 class _FiniteWatch:
-    """A run's view of its losses for Trainer._watch_finite: the C loop's loss sum since the last log as
-    last seen, the same sum with non-finite losses replaced (HF's filter), the last log step, skipped
-    updates (fp16), and whether a non-finite step was replaced / warned about."""
+    """A run's view of its losses for Trainer._watch_finite: the loss sum since the last log with
+    non-finite losses replaced (HF's filter), the last log step, and whether a non-finite step was
+    replaced / warned about."""
 
-    def __init__(self, counters, since_log, last_log, skipped):
-        self.counters = counters
-        self.since_log = since_log
+    def __init__(self, since_log, last_log):
         self.filtered = since_log if math.isfinite(since_log) else 0.0
-        self.last_log, self.skipped = last_log, skipped
+        self.last_log = last_log
         self.replaced = self.warned = False
 
 
@@ -554,12 +552,13 @@ def _import_torch(trainer_name):
     return torch
 
 
-def _padded_batch(enc, start, stop, pad_token_id):
-    """Rows start..stop-1 of an _Encoded as DataCollatorWithPadding pads them: ids, mask (B, L) int64."""
-    lengths = np.diff(enc.offsets[start:stop + 1])
-    real = np.arange(lengths.max())[None, :] < lengths[:, None]
+def _padded_batch(enc, rows, pad_token_id):
+    """Examples `rows` of an _Encoded as DataCollatorWithPadding pads them: ids, mask (B, L) int64."""
+    starts, lengths = enc.offsets[rows], enc.offsets[rows + 1] - enc.offsets[rows]
+    columns = np.arange(lengths.max())
+    real = columns[None, :] < lengths[:, None]
     ids = np.full(real.shape, pad_token_id, np.int64)
-    ids[real] = enc.ids[enc.offsets[start]:enc.offsets[stop]]
+    ids[real] = enc.ids[(starts[:, None] + columns[None, :])[real]]
     return ids, real.astype(np.int64)
 
 
@@ -570,10 +569,15 @@ class _LogitsLoss:
     def __init__(self, trainer):
         self.trainer = trainer
         self.torch = _import_torch(type(trainer).__name__)
+        self.data = None  # the _Encoded being trained on
 
-    def inputs(self, ids, mask, labels):
+    def inputs(self, enc, rows):
+        """HF's collated inputs of examples `rows`: padded as the C loop pads them, int64 torch tensors."""
+        pad = max(int(self.trainer.model.config.c_config()["pad_token_id"]), 0)  # what lf_unpad_batch drops
+        ids, mask = _padded_batch(enc, rows, pad)
         t = self.torch
-        return {"input_ids": t.from_numpy(ids), "attention_mask": t.from_numpy(mask), "labels": t.from_numpy(labels)}
+        return {"input_ids": t.from_numpy(ids), "attention_mask": t.from_numpy(mask),
+                "labels": t.from_numpy(enc.labels[rows].astype(np.int64))}
 
     def call(self, inputs, logits, return_outputs):
         trainer = self.trainer
@@ -586,10 +590,10 @@ class _LogitsLoss:
                             f"(the loss), got {type(loss).__name__}")
         return loss
 
-    def train_step(self, ids, mask, labels, logits):
-        """Called by the C loop for each micro-batch: (loss, d loss / d logits)."""
+    def train_step(self, rows, logits):
+        """Called by the C loop for each micro-batch (rows: its examples): (loss, d loss / d logits)."""
         z = self.torch.from_numpy(logits).requires_grad_(True)
-        loss = self.call(self.inputs(ids, mask, labels), z, False)
+        loss = self.call(self.inputs(self.data, rows), z, False)
         if not loss.requires_grad:
             raise RuntimeError(f"{type(self.trainer).__name__}.compute_loss returned a loss that does not depend "
                                "on the logits of model(**inputs): there is nothing to train")
@@ -597,14 +601,13 @@ class _LogitsLoss:
         grad = z.grad if z.grad is not None else self.torch.zeros_like(z)
         return float(loss.detach()), grad.numpy()
 
-    def eval_loss(self, enc, logits, batch_size, pad_token_id):
+    def eval_loss(self, enc, logits, batch_size):
         """HF's eval loss with the override: each eval batch's loss, averaged over the examples."""
         total = 0.0
         with self.torch.no_grad():
             for start in range(0, enc.n, batch_size):
                 stop = min(start + batch_size, enc.n)
-                ids, mask = _padded_batch(enc, start, stop, pad_token_id)
-                inputs = self.inputs(ids, mask, enc.labels[start:stop].astype(np.int64))
+                inputs = self.inputs(enc, np.arange(start, stop))
                 loss = self.call(inputs, self.torch.from_numpy(logits[start:stop]), True)
                 total += float(loss.detach().mean()) * (stop - start)
         return total / enc.n
@@ -832,12 +835,16 @@ class Trainer:
             self._encode(self.eval_dataset, "eval_dataset", True)
         self._check_output_dir()
         config = self._plan(train)
-        config["compute_loss"] = self._logits_loss.train_step if self._logits_loss is not None else None
+        config["compute_loss"] = None
+        if self._logits_loss is not None:
+            self._logits_loss.data = train
+            config["compute_loss"] = self._logits_loss.train_step
         numel = sum(d.size for _, d in self._params())
-        self._m = np.zeros(numel, np.float32)
-        self._v = np.zeros(numel, np.float32)
-        self._counters = np.zeros(len(_COUNTERS), np.int64)
-        self._losses = np.array([0.0, 0.0, LOSS_SCALE_INIT])  # loss_total, loss_since_log, loss_scale
+        # the loop's state by name (csrc/python/bind_train.c: C reads it and writes it back at each callback)
+        self._loop = {**dict.fromkeys(_COUNTERS, 0), "loss_total": 0.0, "loss_since_log": 0.0,
+                      "loss_scale": LOSS_SCALE_INIT, "exp_avg": np.zeros(numel, np.float32),
+                      "exp_avg_sq": np.zeros(numel, np.float32)}
+        self._finite_watch = _FiniteWatch(0.0, 0)
         self._config = config
         self._dropout_seed = int(args.seed)
         if resume_from_checkpoint is True:
@@ -857,14 +864,14 @@ class Trainer:
         self._table = _EvalTable("Epoch" if args.eval_strategy == "epoch" else "Step", self._write)
         self._last = {"grad_norm": None, "learning_rate": None}
         was_training = self.model.training
-        self._bar = _progress_bar(config["max_steps"], int(self._counters[0]), args.disable_tqdm)
+        self._bar = _progress_bar(config["max_steps"], self._loop["global_step"], args.disable_tqdm)
         self._start = time.time()
         self.control = TrainerControl()
         self._callback("on_train_begin")
         try:
             self._lock_output_dir()
-            _C.train_run(self.model.c_model, train.ids, train.offsets, train.labels, self.class_weights, self._m,
-                         self._v, self._counters, self._losses, config, self._on_event)
+            _C.train_run(self.model.c_model, (train.ids, train.offsets, train.labels), state=self._loop,
+                         config=config, callback=self._on_event, class_weights=self.class_weights)
         finally:
             self._unlock_output_dir()
             self._sync_state()
@@ -881,7 +888,7 @@ class Trainer:
             print(line)
 
     def _sync_state(self):
-        self.state.global_step = int(self._counters[0])
+        self.state.global_step = self._loop["global_step"]
         self.state.total_flos = float(self._flops_per_token * self._train_tokens *
                                       (self.state.epoch or 0.0))
 
@@ -912,33 +919,25 @@ class Trainer:
         """After each update: one warning per run at the first non-finite training loss or gradient norm,
         naming the step; and transformers' logging_nan_inf_filter: a non-finite update's loss counts as
         (the window's earlier losses) / (its place in the logging window), so ev["loss"], the logged mean,
-        is replaced where its window had one. The C loop reports loss sums, so a step's loss is the change
-        of the sum since the last log: after a non-finite step the rest of its window counts as non-finite."""
-        if ev["epoch_end"]:
-            return
-        w = getattr(self, "_finite_watch", None)
-        if w is None or w.counters is not self._counters:  # a new run: train() allocated new counters
-            w = self._finite_watch = _FiniteWatch(self._counters, 0.0, 0, 0)
-        step = ev["global_step"]
-        window_sum = ev["loss"] * (step - w.last_log) if ev["should_log"] else float(self._losses[1])
-        loss = window_sum - w.since_log
-        w.since_log = window_sum
-        skipped, w.skipped = int(self._counters[5]) > w.skipped, int(self._counters[5])
-        norm = ev["grad_norm"]
-        bad_norm = not skipped and norm is not None and not math.isfinite(norm)  # fp16 skips inf steps by design
-        if (bad_norm or not math.isfinite(loss)) and not w.warned:
-            w.warned = True
-            warnings.warn(f"step {step}: the training loss is {loss} and the gradient norm {norm}: training has "
-                          "diverged (a learning_rate, lora_alpha or class weight too large, or fp16 overflow); "
-                          "later non-finite steps are not reported again", RuntimeWarning, stacklevel=2)
-        if not math.isfinite(loss) and self.args.logging_nan_inf_filter:
-            loss = w.filtered / (step - w.last_log)  # transformers: tr_loss += tr_loss / (1 + step - last logged)
-            w.replaced = True
-        w.filtered += loss
+        is replaced where its window had one."""
+        w, step = self._finite_watch, ev["global_step"]
+        if not ev["epoch_end"]:
+            loss, norm = ev["step_loss"], ev["grad_norm"]
+            bad_norm = not ev["skipped"] and not math.isfinite(norm)  # fp16 skips inf steps by design
+            if (bad_norm or not math.isfinite(loss)) and not w.warned:
+                w.warned = True
+                warnings.warn(f"step {step}: the training loss is {loss} and the gradient norm {norm}: training "
+                              "has diverged (a learning_rate, lora_alpha or class weight too large, or fp16 "
+                              "overflow); later non-finite steps are not reported again", RuntimeWarning,
+                              stacklevel=2)
+            if not math.isfinite(loss) and self.args.logging_nan_inf_filter:
+                loss = w.filtered / (step - w.last_log)  # transformers: tr_loss += tr_loss / (1 + step - last)
+                w.replaced = True
+            w.filtered += loss
         if ev["should_log"]:
             if w.replaced:
                 ev["loss"] = w.filtered / (step - w.last_log)
-            w.since_log = w.filtered = 0.0
+            w.filtered = 0.0
             w.replaced = False
             w.last_log = step
 
@@ -950,7 +949,7 @@ class Trainer:
         num_samples = state.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps \
             if args.max_steps > 0 else train.n * args.num_train_epochs
         metrics = _speed_metrics("train", self._start, num_samples=num_samples, num_steps=state.max_steps)
-        train_loss = float(self._losses[0]) / max(state.global_step, 1)
+        train_loss = float(self._loop["loss_total"]) / max(state.global_step, 1)
         metrics["total_flos"] = state.total_flos
         metrics["train_loss"] = train_loss
         self.log(metrics)
@@ -1027,17 +1026,16 @@ class Trainer:
         step, c = self.state.global_step, self._config
         moments, offset = {}, 0
         for pname, data in self._params():
-            moments[f"{pname}.exp_avg"] = self._m[offset:offset + data.size].reshape(data.shape)
-            moments[f"{pname}.exp_avg_sq"] = self._v[offset:offset + data.size].reshape(data.shape)
+            for key in ("exp_avg", "exp_avg_sq"):
+                moments[f"{pname}.{key}"] = self._loop[key][offset:offset + data.size].reshape(data.shape)
             offset += data.size
         write_safetensors(moments, os.path.join(folder, OPTIMIZER_NAME), metadata={"step": str(step)})
         _write_json(os.path.join(folder, SCHEDULER_NAME), {
             "lr_scheduler_type": c["schedule"], "base_lr": c["lr"], "warmup_steps": c["warmup_steps"],
             "max_steps": c["max_steps"], "last_epoch": step})
         _write_json(os.path.join(folder, LOOP_STATE_NAME), {
-            **{k: int(v) for k, v in zip(_COUNTERS, self._counters)},
-            "loss_total": float(self._losses[0]), "loss_since_log": float(self._losses[1]),
-            "loss_scale": float(self._losses[2]),
+            **{k: int(self._loop[k]) for k in _COUNTERS},
+            **{k: float(self._loop[k]) for k in ("loss_total", "loss_since_log", "loss_scale")},
             "data_seed": c["seed"], "dropout_seed": self._dropout_seed, "num_examples": self._train_n,
             "batch_size": c["batch_size"], "grad_accum": c["grad_accum"], "drop_last": c["drop_last"]})
 
@@ -1081,7 +1079,8 @@ class Trainer:
         moments = {k: a for k, (a, _) in read_safetensors(os.path.join(folder, OPTIMIZER_NAME)).items()}
         offset = 0
         for pname, data in self._params():
-            for key, dst in ((f"{pname}.exp_avg", self._m), (f"{pname}.exp_avg_sq", self._v)):
+            for key, dst in ((f"{pname}.exp_avg", self._loop["exp_avg"]),
+                             (f"{pname}.exp_avg_sq", self._loop["exp_avg_sq"])):
                 if key not in moments or moments[key].size != data.size:
                     raise ValueError(f"{folder}/{OPTIMIZER_NAME} has no {key} of {data.size} values")
                 values = np.asarray(moments[key], np.float32).reshape(-1)
@@ -1093,11 +1092,11 @@ class Trainer:
                                      "run had diverged or the file is damaged: resume from an earlier checkpoint)")
                 dst[offset:offset + data.size] = values
             offset += data.size
-        self._counters[:] = [loop.get(k, 0) for k in _COUNTERS]  # older checkpoints: no skipped steps
-        self._losses[:] = [loop["loss_total"], loop["loss_since_log"], loop.get("loss_scale", LOSS_SCALE_INIT)]
+        self._loop.update({k: int(loop.get(k, 0)) for k in _COUNTERS})  # older checkpoints: no skipped steps
+        self._loop.update(loss_total=float(loop["loss_total"]), loss_since_log=float(loop["loss_since_log"]),
+                          loss_scale=float(loop.get("loss_scale", LOSS_SCALE_INIT)))
         self._dropout_seed = int(loop["dropout_seed"])
-        self._finite_watch = _FiniteWatch(self._counters, float(self._losses[1]), int(self._counters[4]),
-                                          int(self._counters[5]))
+        self._finite_watch = _FiniteWatch(self._loop["loss_since_log"], self._loop["last_log_step"])
         saved = TrainerState.load_from_json(os.path.join(folder, TRAINER_STATE_NAME))
         for f in ("log_history", "best_metric", "best_global_step", "best_model_checkpoint", "total_flos",
                   "epoch", "global_step"):
@@ -1133,8 +1132,7 @@ class Trainer:
         bs = self.args.per_device_eval_batch_size
         logits, loss = self._predict_logits(enc, bs, prefix)
         if loss is not None and self._logits_loss is not None:
-            pad = max(int(self.model.config.c_config()["pad_token_id"]), 0)  # what the C loop pads with
-            loss = self._logits_loss.eval_loss(enc, logits, bs, pad)
+            loss = self._logits_loss.eval_loss(enc, logits, bs)
         label_ids = None if enc.labels is None else enc.labels.astype(np.int64)  # HF's labels are int64
         metrics = {}
         if label_ids is not None and self.compute_metrics is not None:

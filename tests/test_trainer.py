@@ -532,18 +532,26 @@ def test_c_train_run_validates_its_config(key, value, message):
     enc = trainer._encode(rows, "train_dataset", True)
     config = {**trainer._plan(enc), "eval_steps": 0, key: value}
     numel = sum(d.size for _, d in trainer._params())
-    state = (np.zeros(numel, np.float32), np.zeros(numel, np.float32), np.zeros(7, np.int64), np.zeros(3))
+
+    def state(**changes):
+        return {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_steps": 0, "last_log_step": 0,
+                "skipped_steps": 0, "growth_tracker": 0, "loss_total": 0.0, "loss_since_log": 0.0, "loss_scale": 1.0,
+                "exp_avg": np.zeros(numel, np.float32), "exp_avg_sq": np.zeros(numel, np.float32), **changes}
+
+    def run(config, loop_state):
+        lf._C.train_run(model.c_model, (enc.ids, enc.offsets, enc.labels), state=loop_state, config=config,
+                        callback=lambda ev: False)
+
     before = model.trainable_state_dict()
     with pytest.raises(ValueError, match=message):
-        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, *state, config, lambda ev: False)
+        run(config, state())
     assert all(np.array_equal(v, model.trainable_state_dict()[k]) for k, v in before.items())
-    bad_counters = np.array([0, 0, 3, 0, 0, 0, 0], np.int64)  # batch 3 of 1 in the epoch
     with pytest.raises(ValueError, match="loop state does not fit"):
-        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, state[0], state[1], bad_counters,
-                        state[3], trainer._plan(enc), lambda ev: False)
-    with pytest.raises(ValueError, match="m and v need"):
-        lf._C.train_run(model.c_model, enc.ids, enc.offsets, enc.labels, None, np.zeros(3, np.float32),
-                        *state[1:], trainer._plan(enc), lambda ev: False)
+        run(trainer._plan(enc), state(batch_in_epoch=3))  # batch 3 of 1 in the epoch
+    with pytest.raises(ValueError, match="exp_avg and exp_avg_sq need"):
+        run(trainer._plan(enc), state(exp_avg=np.zeros(3, np.float32)))
+    with pytest.raises(KeyError, match="loop state is missing growth_tracker"):
+        run(trainer._plan(enc), {k: v for k, v in state().items() if k != "growth_tracker"})
 
 
 def test_log_metrics_save_metrics_save_state_as_hf(tmp_path, capsys):

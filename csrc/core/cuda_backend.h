@@ -14,7 +14,7 @@
 
 #include "train/adamw.h"
 
-#define LF_CUDA_API_VERSION 3
+#define LF_CUDA_API_VERSION 4
 
 struct lf_model;
 
@@ -59,12 +59,9 @@ typedef struct lf_cuda_api {
                            const float *v_moments);
     // an update begins: the gradients zeroed; its backward passes scale the loss by loss_scale (> 0)
     int (*optimizer_begin_update)(void *cuda_model, float loss_scale);
-    // one update from the accumulated gradients * grad_scale: their global norm (out, before
-    // clipping), clipping to max_grad_norm (<= 0: none), AdamW with h (lr scheduled) as update
-    // number step (>= 1); with skip_nonfinite an inf/NaN norm leaves everything unchanged
-    // (found_inf out: 1), as torch AMP's GradScaler skips the step
-    int (*optimizer_step)(void *cuda_model, const lf_adamw_hparams *h, int64_t step, float grad_scale,
-                          double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);
+    // one update of the accumulated gradients (lf_update, train/adamw.h): norm out (before
+    // clipping), found_inf out (1: the update was skipped for an inf/NaN norm)
+    int (*optimizer_step)(void *cuda_model, const lf_update *u, double *norm, int *found_inf);
     // the device params into m's params, the moments into m_moments, v_moments
     int (*optimizer_sync)(void *cuda_model, struct lf_model *m, float *m_moments, float *v_moments);
     void (*optimizer_end)(void *cuda_model); // the run is over: forward uploads the host params again

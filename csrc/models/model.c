@@ -12,6 +12,7 @@
 #include "ops/lora.h"
 #include "ops/matmul.h"
 #include "ops/random.h"
+#include "train/clip.h"
 
 extern const lf_arch lf_arch_encoder;
 extern const lf_arch lf_arch_decoder;
@@ -344,22 +345,39 @@ static int64_t check_padded(const lf_model *m, const int64_t *ids, const int64_t
     return T;
 }
 
-// position id of column j of a row, per the architecture's rule; *count: running non-pad count
-static int64_t position_of(const lf_model *m, const int64_t *row, int j, int64_t *count) {
+// position id of token id at column j of a row, per the architecture's rule; *count: running
+// non-pad count of the row
+static int64_t position_of(const lf_model *m, int64_t id, int j, int64_t *count) {
     if (m->cfg.position_rule == LF_POS_ROBERTA) {
         int pad = m->cfg.pad_token_id;
-        if (row[j] == pad) return pad;
+        if (id == pad) return pad;
         return pad + ++*count;
     }
     return j;
 }
 
+// 1 when the classifier may read token id: the last such column is pooled (LF_POOL_LAST_NONPAD)
+static int poolable(const lf_model *m, int64_t id) { return id != m->cfg.pad_token_id; }
+
 static int pool_column(const lf_model *m, const int64_t *row, int L) {
     if (m->cfg.pool_rule == LF_POOL_FIRST) return 0;
     int last = 0;
     for (int j = 0; j < L; j++)
-        if (row[j] != m->cfg.pad_token_id) last = j;
+        if (poolable(m, row[j])) last = j;
     return last;
+}
+
+static int position_error(int row, int len, int64_t pos, int max_positions) {
+    return lf_error(LF_EINVAL,
+                    "row %d: a sequence of %d tokens needs position id %lld, beyond "
+                    "max_position_embeddings=%d (index out of range)",
+                    row, len, (long long)pos, max_positions);
+}
+
+static int check_pool_rule(const lf_model *m, int B) {
+    if (m->cfg.pool_rule == LF_POOL_LAST_NONPAD && m->cfg.pad_token_id < 0 && B > 1)
+        return lf_error(LF_EINVAL, "Cannot handle batch sizes > 1 if no padding token is defined.");
+    return LF_OK;
 }
 
 // 1 when the unmasked columns of a row are one block (left or right padding, or none)
@@ -373,8 +391,7 @@ static int mask_is_one_block(const int64_t *mrow, int L) {
 int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const int64_t *token_types,
                    const int64_t *labels, int B, int L) {
     if (B < 1 || L < 1) return lf_error(LF_EINVAL, "input_ids must have at least one row and one column");
-    if (m->cfg.pool_rule == LF_POOL_LAST_NONPAD && m->cfg.pad_token_id < 0 && B > 1)
-        return lf_error(LF_EINVAL, "Cannot handle batch sizes > 1 if no padding token is defined.");
+    if (check_pool_rule(m, B) != LF_OK) return LF_EINVAL;
     int64_t T = check_padded(m, ids, mask, token_types, labels, B, L);
     if (T < 0) return LF_EINVAL;
     if (reserve_batch(m, (int)T, B) != LF_OK) return LF_ENOMEM;
@@ -398,12 +415,8 @@ int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const i
         bt->offsets[b] = t;
         int64_t count = 0;
         for (int j = 0; j < L; j++) {
-            int64_t pos = position_of(m, row, j, &count);
-            if (pos >= m->cfg.max_positions)
-                return lf_error(LF_EINVAL,
-                                "row %d: a sequence of %d tokens needs position id %lld, beyond "
-                                "max_position_embeddings=%d (index out of range)",
-                                b, L, (long long)pos, m->cfg.max_positions);
+            int64_t pos = position_of(m, row[j], j, &count);
+            if (pos >= m->cfg.max_positions) return position_error(b, L, pos, m->cfg.max_positions);
             if (j == pool) bt->pool_index[b] = t;
             if (!mrow[j]) continue;
             bt->tokens[t] = (int32_t)row[j];
@@ -418,6 +431,46 @@ int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const i
     bt->T = t;
     bt->B = B;
     return LF_OK;
+}
+
+int lf_model_load_examples(lf_model *m, const int32_t *ids, const int64_t *offsets, const int32_t *labels,
+                           const int64_t *rows, int count) {
+    if (count < 1) return lf_error(LF_EINVAL, "a batch needs at least one example");
+    if (check_pool_rule(m, count) != LF_OK) return LF_EINVAL;
+    int64_t T = 0;
+    for (int b = 0; b < count; b++)
+        T += offsets[rows[b] + 1] - offsets[rows[b]];
+    if (T > INT32_MAX / 4) return lf_error(LF_EINVAL, "batch of %lld tokens is too large", (long long)T);
+    if (reserve_batch(m, (int)T, count) != LF_OK) return LF_ENOMEM;
+    lf_batch *bt = &m->batch;
+    int t = 0;
+    bt->max_len = 0;
+    for (int b = 0; b < count; b++) {
+        const int32_t *row = ids + offsets[rows[b]];
+        int len = (int)(offsets[rows[b] + 1] - offsets[rows[b]]);
+        int64_t seen = 0;
+        bt->offsets[b] = t;
+        bt->pool_index[b] = t;
+        for (int j = 0; j < len; j++, t++) {
+            int64_t pos = position_of(m, row[j], j, &seen);
+            if (pos >= m->cfg.max_positions) return position_error(b, len, pos, m->cfg.max_positions);
+            if (m->cfg.pool_rule == LF_POOL_LAST_NONPAD && poolable(m, row[j])) bt->pool_index[b] = t;
+            bt->tokens[t] = row[j];
+            bt->positions[t] = (int32_t)pos;
+            bt->token_types[t] = 0;
+        }
+        if (len > bt->max_len) bt->max_len = len;
+        bt->labels[b] = labels ? labels[rows[b]] : 0;
+    }
+    bt->offsets[count] = t;
+    bt->T = t;
+    bt->B = count;
+    return LF_OK;
+}
+
+void lf_model_set_mode(lf_model *m, int training, uint64_t step) {
+    m->training = training;
+    m->step = step;
 }
 
 int lf_model_reserve(lf_model *m, size_t floats) {
@@ -479,6 +532,73 @@ int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits
 void lf_model_zero_grad(lf_model *m) {
     for (int i = 0; i < m->n_params; i++)
         memset(m->params[i].grad, 0, (size_t)m->params[i].numel * sizeof(float));
+}
+
+// ---- a training run
+
+int lf_model_run_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
+                       int max_tokens, int max_len, int loss_scaling, int external_loss) {
+    if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
+    if (loss_scaling && m->cuda_model == NULL)
+        return lf_error(LF_EINVAL, "fp16 loss scaling needs the model on CUDA (the CPU computes in float32)");
+    if (external_loss && m->cuda_model != NULL)
+        return lf_error(LF_EINVAL,
+                        "a loss computed outside lorafast (a compute_loss override) runs on the CPU "
+                        "only; on CUDA pass class_weights= instead");
+    if (m->cuda_model != NULL)
+        return lf_model_cuda_optimizer_begin(m, m_moments, v_moments, max_batch, max_len);
+    if (reserve_batch(m, max_tokens, max_batch) != LF_OK) return LF_ENOMEM;
+    size_t arch = m->arch->workspace_floats(m, max_tokens, max_batch, max_len);
+    return lf_model_reserve(m, arch + (size_t)max_batch * m->cfg.num_labels);
+}
+
+int lf_model_update_begin(lf_model *m, float loss_scale) {
+    if (m->cuda_model != NULL) return lf_model_cuda_optimizer_begin_update(m, loss_scale);
+    lf_model_zero_grad(m);
+    return LF_OK;
+}
+
+// clipping and AdamW over the params' grads on the CPU (lf_update's semantics)
+static void cpu_update(lf_model *m, const lf_update *u, float *m_moments, float *v_moments, double *norm,
+                       int *found_inf) {
+    int n = m->n_params > 0 ? m->n_params : 1;
+    float *grads[n];
+    int64_t sizes[n];
+    for (int p = 0; p < m->n_params; p++) {
+        grads[p] = m->params[p].grad;
+        sizes[p] = m->params[p].numel;
+        if (u->grad_scale != 1.0f)
+            for (int64_t i = 0; i < sizes[p]; i++)
+                grads[p][i] *= u->grad_scale;
+    }
+    *norm = grad_global_norm(grads, sizes, m->n_params);
+    *found_inf = u->skip_nonfinite && !isfinite(*norm);
+    if (*found_inf) return;
+    if (u->max_grad_norm > 0) grad_clip(grads, sizes, m->n_params, *norm, u->max_grad_norm);
+    int64_t offset = 0;
+    for (int p = 0; p < m->n_params; p++) {
+        lf_adamw_hparams h = u->adam;
+        if (m->params[p].no_decay) h.weight_decay = 0.0;
+        adamw_update(m->params[p].data, grads[p], m_moments + offset, v_moments + offset, sizes[p], &h,
+                     u->step);
+        offset += sizes[p];
+    }
+}
+
+int lf_model_update(lf_model *m, const lf_update *u, float *m_moments, float *v_moments, double *norm,
+                    int *found_inf) {
+    if (m->cuda_model != NULL) return lf_model_cuda_optimizer_step(m, u, norm, found_inf);
+    cpu_update(m, u, m_moments, v_moments, norm, found_inf);
+    return LF_OK;
+}
+
+int lf_model_run_sync(lf_model *m, float *m_moments, float *v_moments) {
+    if (m->cuda_model == NULL) return LF_OK; // the host's params and moments are the run's
+    return lf_model_cuda_optimizer_sync(m, m_moments, v_moments);
+}
+
+void lf_model_run_end(lf_model *m) {
+    if (m->cuda_model != NULL) lf_model_cuda_optimizer_end(m);
 }
 
 lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l) {

@@ -165,6 +165,14 @@ int lf_model_add_lora(lf_model *m, lf_lora_config lora, unsigned target_mask, ui
 int lf_unpad_batch(lf_model *m, const int64_t *ids, const int64_t *mask, const int64_t *token_types,
                    const int64_t *labels, int B, int L);
 
+// Packs examples rows[0 .. count-1] of a tokenized dataset (ids: int32, offsets: (n+1,) int64,
+// labels: (n,) int32 or NULL; validated at hand-over, lf_dataset_check) into m->batch, with the
+// positions and pooled tokens lf_unpad_batch gives the same rows right-padded.
+int lf_model_load_examples(lf_model *m, const int32_t *ids, const int64_t *offsets, const int32_t *labels,
+                           const int64_t *rows, int count);
+// dropout on (training) or off; the dropout streams of the next forward are keyed by (seed, step)
+void lf_model_set_mode(lf_model *m, int training, uint64_t step);
+
 // logits: (B, num_labels) for m->batch
 int lf_model_forward(lf_model *m, float *logits);
 // Training step on m->batch: logits (B, num_labels) out, class-weighted cross-entropy loss
@@ -173,6 +181,23 @@ int lf_model_forward(lf_model *m, float *logits);
 int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits_loss_fn loss_fn,
                               void *loss_ctx, float *logits, float *loss);
 void lf_model_zero_grad(lf_model *m);
+
+// A training run (train/loop.c), in this order; this file decides where the optimizer runs: on
+// the CPU, clipping and AdamW over the params' grads; on CUDA, on the device copy, whose params,
+// moments and gradients stay there until lf_model_run_sync. m_moments, v_moments: AdamW's
+// (sum of the params' numel,) moments in param order.
+// begin: memory planned for batches of up to max_batch sequences, max_tokens tokens, longest
+// max_len (no step of the run allocates); fp16 loss_scaling needs CUDA, an external_loss the CPU.
+int lf_model_run_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
+                       int max_tokens, int max_len, int loss_scaling, int external_loss);
+// an update begins: the gradients zeroed; its backward passes scale the loss by loss_scale
+int lf_model_update_begin(lf_model *m, float loss_scale);
+// the update of the accumulated gradients (train/adamw.h); norm: before clipping
+int lf_model_update(lf_model *m, const lf_update *u, float *m_moments, float *v_moments, double *norm,
+                    int *found_inf);
+// the params and moments the run reached, on the host (nothing to do on the CPU)
+int lf_model_run_sync(lf_model *m, float *m_moments, float *v_moments);
+void lf_model_run_end(lf_model *m);
 
 // The device (models/model_cuda.c). On CUDA, lf_model_forward / lf_model_forward_backward run
 // on the device copy: the params are uploaded at every call, logits, loss and the params'
@@ -187,13 +212,11 @@ void lf_model_to_cpu(lf_model *m);
 int lf_model_cuda_refresh(lf_model *m);
 int lf_model_cuda_forward(lf_model *m, float *logits);
 int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
-// plans the device memory of batches of up to max_batch sequences of up to max_len tokens, then
-// moves the params and the moments up for a run of AdamW on the device
+// the training run's optimizer on the device (lf_model_run_* on CUDA)
 int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
                                   int max_len);
 int lf_model_cuda_optimizer_begin_update(lf_model *m, float loss_scale);
-int lf_model_cuda_optimizer_step(lf_model *m, const lf_adamw_hparams *h, int64_t step, float grad_scale,
-                                 double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf);
+int lf_model_cuda_optimizer_step(lf_model *m, const lf_update *u, double *norm, int *found_inf);
 int lf_model_cuda_optimizer_sync(lf_model *m, float *m_moments, float *v_moments);
 void lf_model_cuda_optimizer_end(lf_model *m);
 // device memory the device copy holds (0 on the CPU)

@@ -83,11 +83,9 @@ int lf_model_cuda_optimizer_begin_update(lf_model *m, float loss_scale) {
     return LF_OK;
 }
 
-int lf_model_cuda_optimizer_step(lf_model *m, const lf_adamw_hparams *h, int64_t step, float grad_scale,
-                                 double max_grad_norm, int skip_nonfinite, double *norm, int *found_inf) {
+int lf_model_cuda_optimizer_step(lf_model *m, const lf_update *u, double *norm, int *found_inf) {
     const lf_cuda_api *api = lf_cuda();
-    if (api->optimizer_step(m->cuda_model, h, step, grad_scale, max_grad_norm, skip_nonfinite, norm,
-                            found_inf) != 0)
+    if (api->optimizer_step(m->cuda_model, u, norm, found_inf) != 0)
         return cuda_failure(api, "the AdamW update on CUDA");
     return LF_OK;
 }

@@ -1,20 +1,17 @@
-// Training: AdamW, clipping and schedules (for parity tests), the training loop and
-// prediction over an lf_trainable model (a lorafast._C.Model, through train/model_trainable.h,
-// or a PyCapsule "lorafast.trainable"), and the test model bow_model.
+// Training: AdamW, clipping and schedules (for parity tests), the training loop and prediction
+// over a lorafast._C.Model (train/loop.c).
 #include "python/lf_python.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "models/model.h"
 #include "train/adamw.h"
-#include "train/bow_model.h"
 #include "train/clip.h"
 #include "train/loop.h"
 #include "train/loss_scale.h"
-#include "train/model_trainable.h"
 #include "train/schedule.h"
-
-static const char *CAPSULE = "lorafast.trainable";
 
 // The array obj as a C-contiguous array of dtype type, checked; NULL with a ValueError naming it.
 static PyArrayObject *array_arg(PyObject *obj, int type, int ndim, const char *name, int writeable) {
@@ -32,27 +29,16 @@ static PyArrayObject *array_arg(PyObject *obj, int type, int ndim, const char *n
     return a;
 }
 
-// The lf_trainable behind obj: a "lorafast.trainable" capsule, or a lorafast._C.Model taken for
-// this thread (training: for a training run) and seen through a table made for this call. Give it
-// back with trainable_done.
-static lf_trainable *trainable_arg(PyObject *obj, lf_trainable **made, int training) {
-    *made = NULL;
-    if (PyCapsule_CheckExact(obj)) return PyCapsule_GetPointer(obj, CAPSULE); // checks the name
+// The C model of obj, a lorafast._C.Model, taken for this thread (training: for a training run)
+// until lf_model_release(obj); NULL with the exception set.
+static lf_model *model_arg(PyObject *obj, int training) {
     lf_model *m = lf_model_take(obj, training);
-    if (m == NULL) return NULL;
-    if (m->n_params == 0)
-        PyErr_Format(PyExc_ValueError, "the model has no trainable parameters");
-    else if (lf_model_check_ready(m) != LF_OK || (*made = model_trainable_create(m)) == NULL)
+    if (m != NULL && lf_model_check_ready(m) != LF_OK) {
         lf_raise_core_error();
-    if (*made == NULL) lf_model_release(obj);
-    return *made;
-}
-
-// the end of a call that took obj with trainable_arg
-static void trainable_done(PyObject *obj, lf_trainable *made) {
-    if (made == NULL) return;
-    model_trainable_free(made);
-    lf_model_release(obj);
+        lf_model_release(obj);
+        return NULL;
+    }
+    return m;
 }
 
 // adamw_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay): one AdamW update in place
@@ -154,55 +140,6 @@ static PyObject *py_updates_per_epoch(PyObject *self, PyObject *args) {
                          (long long)lf_updates_per_epoch(n, batch_size, drop_last, grad_accum));
 }
 
-static void bow_capsule_free(PyObject *capsule) { bow_model_free(PyCapsule_GetPointer(capsule, CAPSULE)); }
-
-// bow_model(vocab, dim, num_labels, pad_token_id, seed) -> capsule
-static PyObject *py_bow_model(PyObject *self, PyObject *args) {
-    (void)self;
-    int vocab, dim, num_labels, pad;
-    unsigned long long seed;
-    if (!PyArg_ParseTuple(args, "iiiiK", &vocab, &dim, &num_labels, &pad, &seed)) return NULL;
-    lf_trainable *t = bow_model_create(vocab, dim, num_labels, pad, seed);
-    if (!t) return lf_raise_core_error();
-    return PyCapsule_New(t, CAPSULE, bow_capsule_free);
-}
-
-static PyObject *float_view(PyObject *owner, float *data, int64_t n) {
-    npy_intp dims[1] = {(npy_intp)n};
-    PyObject *a = PyArray_SimpleNewFromData(1, dims, NPY_FLOAT32, data);
-    if (!a) return NULL;
-    Py_INCREF(owner);
-    if (PyArray_SetBaseObject((PyArrayObject *)a, owner) < 0) {
-        Py_DECREF(a);
-        return NULL;
-    }
-    return a;
-}
-
-// trainable_info(capsule) -> {num_labels, pad_token_id, vocab_size, params: [(name, data, grad, no_decay)]}
-static PyObject *py_trainable_info(PyObject *self, PyObject *capsule) {
-    (void)self;
-    lf_trainable *t = PyCapsule_GetPointer(capsule, CAPSULE);
-    if (!t) return NULL;
-    PyObject *params = PyList_New(t->n_params);
-    if (!params) return NULL;
-    for (int i = 0; i < t->n_params; i++) {
-        lf_trainable_param *p = &t->params[i];
-        PyObject *data = float_view(capsule, p->data, p->numel),
-                 *grad = data ? float_view(capsule, p->grad, p->numel) : NULL;
-        PyObject *item =
-            grad ? Py_BuildValue("(sNNO)", p->name, data, grad, p->no_decay ? Py_True : Py_False) : NULL;
-        if (!item) {
-            Py_XDECREF(data);
-            Py_DECREF(params);
-            return NULL;
-        }
-        PyList_SET_ITEM(params, i, item);
-    }
-    return Py_BuildValue("{s:i,s:i,s:i,s:N}", "num_labels", t->num_labels, "pad_token_id", t->pad_token_id,
-                         "vocab_size", t->vocab_size, "params", params);
-}
-
 // Reads a dataset (ids int32, offsets int64, labels int32 or None) into d.
 static int dataset_arg(PyObject *ids, PyObject *offsets, PyObject *labels, lf_dataset *d) {
     PyArrayObject *i = array_arg(ids, NPY_INT32, 1, "ids", 0);
@@ -232,13 +169,13 @@ static int dataset_arg(PyObject *ids, PyObject *offsets, PyObject *labels, lf_da
     return 0;
 }
 
-static const float *class_weights_arg(PyObject *obj, const lf_trainable *t) {
+static const float *class_weights_arg(PyObject *obj, const lf_model *m) {
     if (obj == Py_None) return NULL;
     PyArrayObject *w = array_arg(obj, NPY_FLOAT32, 1, "class_weights", 0);
     if (!w) return NULL;
-    if (PyArray_SIZE(w) != t->num_labels)
+    if (PyArray_SIZE(w) != m->cfg.num_labels)
         return PyErr_Format(PyExc_ValueError, "class_weights has %lld values for num_labels=%d",
-                            (long long)PyArray_SIZE(w), t->num_labels),
+                            (long long)PyArray_SIZE(w), m->cfg.num_labels),
                NULL;
     return PyArray_DATA(w);
 }
@@ -252,22 +189,22 @@ static PyObject *py_predict(PyObject *self, PyObject *args) {
         return NULL;
     lf_dataset d;
     if (dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
-    lf_trainable *made, *t = trainable_arg(model, &made, 0);
-    if (!t) return NULL;
+    lf_model *m = model_arg(model, 0);
+    if (!m) return NULL;
     PyObject *logits = NULL, *out = NULL;
-    const float *w = class_weights_arg(weights, t);
-    npy_intp dims[2] = {(npy_intp)(d.n > 0 ? d.n : 0), t->num_labels};
+    const float *w = class_weights_arg(weights, m);
+    npy_intp dims[2] = {(npy_intp)(d.n > 0 ? d.n : 0), m->cfg.num_labels};
     if ((weights == Py_None || w) && (logits = PyArray_ZEROS(2, dims, NPY_FLOAT32, 0))) {
         double loss = 0.0;
         int rc;
         Py_BEGIN_ALLOW_THREADS rc =
-            lf_predict(t, &d, batch_size, w, PyArray_DATA((PyArrayObject *)logits), d.labels ? &loss : NULL);
+            lf_predict(m, &d, batch_size, w, PyArray_DATA((PyArrayObject *)logits), d.labels ? &loss : NULL);
         Py_END_ALLOW_THREADS if (rc != LF_OK) lf_raise_core_error();
         else if (d.labels) out = Py_BuildValue("(Od)", logits, loss);
         else out = Py_BuildValue("(OO)", logits, Py_None);
     }
     Py_XDECREF(logits);
-    trainable_done(model, made);
+    lf_model_release(model);
     return out;
 }
 
@@ -280,48 +217,85 @@ static PyObject *py_dataset_check(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOs", &model, &ids, &offsets, &labels, &what)) return NULL;
     lf_dataset d;
     if (dataset_arg(ids, offsets, labels, &d) < 0) return NULL;
-    lf_trainable *made, *t = trainable_arg(model, &made, 0);
-    if (!t) return NULL;
+    lf_model *m = model_arg(model, 0);
+    if (!m) return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = lf_dataset_check(&d, what, t->vocab_size, t->num_labels);
-    Py_END_ALLOW_THREADS trainable_done(model, made);
+    Py_BEGIN_ALLOW_THREADS rc = lf_dataset_check(&d, what, m->cfg.vocab_size, m->cfg.num_labels);
+    Py_END_ALLOW_THREADS lf_model_release(model);
     if (rc != LF_OK) return lf_raise_core_error();
     Py_RETURN_NONE;
 }
 
-enum { N_COUNTERS = 7, N_LOSSES = 3 }; // the Trainer's counters and losses arrays
+// The loop's state crosses the binding as a dict (the Trainer's): lf_train_state's numbers by
+// name, read at the start and written back at every callback and at the end, and the AdamW
+// moments "exp_avg", "exp_avg_sq" (float32 arrays, written in place).
+static const struct {
+    const char *key;
+    size_t offset;
+    int is_count; // int64_t, else double
+} STATE_FIELDS[] = {
+    {"global_step", offsetof(lf_train_state, global_step), 1},
+    {"epoch", offsetof(lf_train_state, epoch), 1},
+    {"batch_in_epoch", offsetof(lf_train_state, batch_in_epoch), 1},
+    {"micro_steps", offsetof(lf_train_state, micro_steps), 1},
+    {"last_log_step", offsetof(lf_train_state, last_log_step), 1},
+    {"skipped_steps", offsetof(lf_train_state, skipped_steps), 1},
+    {"growth_tracker", offsetof(lf_train_state, growth_tracker), 1},
+    {"loss_total", offsetof(lf_train_state, loss_total), 0},
+    {"loss_since_log", offsetof(lf_train_state, loss_since_log), 0},
+    {"loss_scale", offsetof(lf_train_state, loss_scale), 0},
+};
+enum { N_STATE_FIELDS = sizeof STATE_FIELDS / sizeof STATE_FIELDS[0] };
+
+static int state_load(PyObject *dict, lf_train_state *st) {
+    if (!PyDict_Check(dict)) return PyErr_Format(PyExc_TypeError, "state must be a dict"), -1;
+    for (int i = 0; i < N_STATE_FIELDS; i++) {
+        PyObject *v = PyDict_GetItemString(dict, STATE_FIELDS[i].key);
+        if (v == NULL)
+            return PyErr_Format(PyExc_KeyError, "loop state is missing %s", STATE_FIELDS[i].key), -1;
+        char *field = (char *)st + STATE_FIELDS[i].offset;
+        if (STATE_FIELDS[i].is_count)
+            *(int64_t *)field = PyLong_AsLongLong(v);
+        else
+            *(double *)field = PyFloat_AsDouble(v);
+        if (PyErr_Occurred())
+            return PyErr_Format(PyExc_TypeError, "loop state %s must be a number", STATE_FIELDS[i].key), -1;
+    }
+    return 0;
+}
+
+static int state_store(PyObject *dict, const lf_train_state *st) {
+    for (int i = 0; i < N_STATE_FIELDS; i++) {
+        const char *field = (const char *)st + STATE_FIELDS[i].offset;
+        PyObject *v = STATE_FIELDS[i].is_count ? PyLong_FromLongLong(*(const int64_t *)field)
+                                               : PyFloat_FromDouble(*(const double *)field);
+        if (v == NULL || PyDict_SetItemString(dict, STATE_FIELDS[i].key, v) < 0) {
+            Py_XDECREF(v);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    return 0;
+}
 
 typedef struct {
-    PyObject *callback;
-    lf_train_state *state;
-    // global_step, epoch, batch_in_epoch, micro_steps, last_log_step, skipped_steps, growth_tracker
-    int64_t *counters;
-    double *losses; // loss_total, loss_since_log, loss_scale
+    PyObject *callback, *state;
+    const lf_train_state *st;
 } run_ctx;
-
-static void state_store(const run_ctx *c) {
-    const lf_train_state *s = c->state;
-    int64_t values[N_COUNTERS] = {s->global_step,   s->epoch,         s->batch_in_epoch, s->micro_steps,
-                                  s->last_log_step, s->skipped_steps, s->growth_tracker};
-    memcpy(c->counters, values, sizeof values);
-    c->losses[0] = s->loss_total;
-    c->losses[1] = s->loss_since_log;
-    c->losses[2] = s->loss_scale;
-}
 
 // Runs the Python callback with the GIL: 0 go on, 1 stop (it returned True), -1 its exception
 // (a KeyboardInterrupt from a pending SIGINT included).
 static int run_callback(void *ctx, const lf_train_event *ev) {
     run_ctx *c = ctx;
     PyGILState_STATE gil = PyGILState_Ensure();
-    state_store(c);
     int r = -1;
-    if (PyErr_CheckSignals() == 0) {
+    if (state_store(c->state, c->st) == 0 && PyErr_CheckSignals() == 0) {
         PyObject *result = PyObject_CallFunction(
-            c->callback, "{s:i,s:i,s:i,s:i,s:i,s:L,s:d,s:d,s:d,s:d}", "epoch_end", ev->epoch_end,
+            c->callback, "{s:i,s:i,s:i,s:i,s:i,s:L,s:d,s:d,s:d,s:d,s:d,s:i}", "epoch_end", ev->epoch_end,
             "should_log", ev->should_log, "should_evaluate", ev->should_evaluate, "should_save",
             ev->should_save, "is_last", ev->is_last, "global_step", (long long)ev->global_step, "epoch",
-            ev->epoch, "loss", ev->loss, "learning_rate", ev->learning_rate, "grad_norm", ev->grad_norm);
+            ev->epoch, "loss", ev->loss, "learning_rate", ev->learning_rate, "grad_norm", ev->grad_norm,
+            "step_loss", ev->step_loss, "skipped", ev->skipped);
         if (result) {
             r = PyObject_IsTrue(result);
             Py_DECREF(result);
@@ -331,15 +305,16 @@ static int run_callback(void *ctx, const lf_train_event *ev) {
     return r;
 }
 
-// the caller's loss of a micro-batch, a Python callable compute_loss(ids, mask, labels, logits) ->
-// (loss, dlogits): numpy copies in, a float and a (B, num_labels) array out
+// the caller's loss of a micro-batch, a Python callable compute_loss(rows, logits) -> (loss,
+// dlogits): rows (B,) int64, the batch's example indices, and its logits (B, num_labels) as numpy
+// copies in; a float and a (B, num_labels) array out
 typedef struct {
     PyObject *fn;
     int num_labels;
 } python_loss;
 
-static PyObject *int64_copy(const int64_t *data, int ndim, npy_intp *dims) {
-    PyObject *a = PyArray_SimpleNew(ndim, dims, NPY_INT64);
+static PyObject *array_copy(const void *data, int ndim, npy_intp *dims, int type) {
+    PyObject *a = PyArray_SimpleNew(ndim, dims, type);
     if (a) memcpy(PyArray_DATA((PyArrayObject *)a), data, (size_t)PyArray_NBYTES((PyArrayObject *)a));
     return a;
 }
@@ -363,26 +338,22 @@ static int take_loss_result(PyObject *result, int B, int NL, float *dlogits, flo
     return ok ? 0 : -1;
 }
 
-static int run_python_loss(void *ctx, const lf_padded_batch *batch, const float *logits, float *dlogits,
+static int run_python_loss(void *ctx, const int64_t *rows, int B, const float *logits, float *dlogits,
                            float *loss) {
     const python_loss *c = ctx;
     PyGILState_STATE gil = PyGILState_Ensure();
-    npy_intp padded[2] = {batch->B, batch->L}, rows[1] = {batch->B}, scores[2] = {batch->B, c->num_labels};
-    PyObject *ids = int64_copy(batch->ids, 2, padded), *mask = int64_copy(batch->mask, 2, padded),
-             *labels = int64_copy(batch->labels, 1, rows), *z = PyArray_SimpleNew(2, scores, NPY_FLOAT32);
-    int r = -1;
-    if (ids && mask && labels && z && PyErr_CheckSignals() == 0) {
-        memcpy(PyArray_DATA((PyArrayObject *)z), logits, sizeof(float) * (size_t)batch->B * c->num_labels);
-        PyObject *result = PyObject_CallFunctionObjArgs(c->fn, ids, mask, labels, z, NULL);
-        if (result) r = take_loss_result(result, batch->B, c->num_labels, dlogits, loss);
+    npy_intp n[1] = {B}, scores[2] = {B, c->num_labels};
+    PyObject *r = array_copy(rows, 1, n, NPY_INT64), *z = array_copy(logits, 2, scores, NPY_FLOAT32);
+    int rc = -1;
+    if (r && z && PyErr_CheckSignals() == 0) {
+        PyObject *result = PyObject_CallFunctionObjArgs(c->fn, r, z, NULL);
+        if (result) rc = take_loss_result(result, B, c->num_labels, dlogits, loss);
         Py_XDECREF(result);
     }
-    Py_XDECREF(ids);
-    Py_XDECREF(mask);
-    Py_XDECREF(labels);
+    Py_XDECREF(r);
     Py_XDECREF(z);
     PyGILState_Release(gil);
-    return r == 0 ? LF_OK : lf_error(LF_EINTR, "compute_loss raised an exception");
+    return rc == 0 ? LF_OK : lf_error(LF_EINTR, "compute_loss raised an exception");
 }
 
 static int config_get(PyObject *config, const char *key, const char *format, void *out) {
@@ -439,31 +410,36 @@ static int config_arg(PyObject *config, lf_train_config *cfg) {
     return 0;
 }
 
-// train_run(model, ids, offsets, labels, class_weights | None, m, v, counters, losses, config, callback)
-static PyObject *py_train_run(PyObject *self, PyObject *args) {
+// train_run(model, dataset=(ids, offsets, labels), state=dict, config=dict, callback=fn,
+//           class_weights=None): the training loop; state: see STATE_FIELDS
+static PyObject *py_train_run(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
-    PyObject *model, *ids, *offsets, *labels, *weights, *m, *v, *counters, *losses, *config, *callback;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &model, &ids, &offsets, &labels, &weights, &m, &v, &counters,
-                          &losses, &config, &callback))
+    static char *kwlist[] = {"model", "dataset", "state", "config", "callback", "class_weights", NULL};
+    PyObject *model, *ids, *offsets, *labels, *state, *config, *callback, *weights = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O(OOO)O!O!O|O", kwlist, &model, &ids, &offsets, &labels,
+                                     &PyDict_Type, &state, &PyDict_Type, &config, &callback, &weights))
         return NULL;
     lf_dataset d;
     lf_train_config cfg = {0};
-    if (dataset_arg(ids, offsets, labels, &d) < 0 || config_arg(config, &cfg) < 0) return NULL;
+    lf_train_state st = {0};
+    if (dataset_arg(ids, offsets, labels, &d) < 0 || config_arg(config, &cfg) < 0 ||
+        state_load(state, &st) < 0)
+        return NULL;
     if (!PyCallable_Check(callback)) return PyErr_Format(PyExc_TypeError, "callback must be callable");
-    PyArrayObject *am = array_arg(m, NPY_FLOAT32, 1, "m", 1),
-                  *av = am ? array_arg(v, NPY_FLOAT32, 1, "v", 1) : NULL;
-    PyArrayObject *ac = av ? array_arg(counters, NPY_INT64, 1, "counters", 1) : NULL;
-    PyArrayObject *al = ac ? array_arg(losses, NPY_FLOAT64, 1, "losses", 1) : NULL;
-    if (!al) return NULL;
-    lf_trainable *made, *t = trainable_arg(model, &made, 1);
-    if (!t) return NULL;
+    PyObject *m = PyDict_GetItemString(state, "exp_avg"), *v = PyDict_GetItemString(state, "exp_avg_sq");
+    if (!m || !v) return PyErr_Format(PyExc_KeyError, "loop state needs exp_avg and exp_avg_sq");
+    PyArrayObject *am = array_arg(m, NPY_FLOAT32, 1, "exp_avg", 1),
+                  *av = am ? array_arg(v, NPY_FLOAT32, 1, "exp_avg_sq", 1) : NULL;
+    if (!av) return NULL;
+    lf_model *mdl = model_arg(model, 1);
+    if (!mdl) return NULL;
     PyObject *out = NULL;
     int64_t numel = 0;
-    for (int i = 0; i < t->n_params; i++)
-        numel += t->params[i].numel;
-    if (weights != Py_None && !(cfg.class_weights = class_weights_arg(weights, t))) goto done;
+    for (int i = 0; i < mdl->n_params; i++)
+        numel += mdl->params[i].numel;
+    if (weights != Py_None && !(cfg.class_weights = class_weights_arg(weights, mdl))) goto done;
     PyObject *loss_fn = PyDict_GetItemString(config, "compute_loss"); // borrowed; config outlives the run
-    python_loss loss = {loss_fn, t->num_labels};
+    python_loss loss = {loss_fn, mdl->cfg.num_labels};
     if (loss_fn && loss_fn != Py_None) {
         if (!PyCallable_Check(loss_fn)) {
             PyErr_Format(PyExc_TypeError, "train config compute_loss must be callable or None");
@@ -472,39 +448,28 @@ static PyObject *py_train_run(PyObject *self, PyObject *args) {
         cfg.batch_loss = run_python_loss;
         cfg.batch_loss_ctx = &loss;
     }
-    if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel || PyArray_SIZE(ac) != N_COUNTERS ||
-        PyArray_SIZE(al) != N_LOSSES) {
-        PyErr_Format(PyExc_ValueError,
-                     "m and v need %lld elements (the trainable parameters), counters %d, losses %d",
-                     (long long)numel, N_COUNTERS, N_LOSSES);
+    if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel) {
+        PyErr_Format(PyExc_ValueError, "exp_avg and exp_avg_sq need %lld elements (the trainable parameters)",
+                     (long long)numel);
         goto done;
     }
-    int64_t *c = PyArray_DATA(ac);
-    double *l = PyArray_DATA(al);
-    lf_train_state st = {.global_step = c[0],
-                         .epoch = c[1],
-                         .batch_in_epoch = c[2],
-                         .micro_steps = c[3],
-                         .last_log_step = c[4],
-                         .skipped_steps = c[5],
-                         .growth_tracker = c[6],
-                         .loss_total = l[0],
-                         .loss_since_log = l[1],
-                         .loss_scale = l[2],
-                         .m = PyArray_DATA(am),
-                         .v = PyArray_DATA(av)};
-    run_ctx ctx = {callback, &st, c, l};
+    st.m = PyArray_DATA(am);
+    st.v = PyArray_DATA(av);
+    run_ctx ctx = {callback, state, &st};
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = lf_train_run(t, &d, &cfg, &st, run_callback, &ctx);
-    Py_END_ALLOW_THREADS state_store(&ctx);
+    Py_BEGIN_ALLOW_THREADS rc = lf_train_run(mdl, &d, &cfg, &st, run_callback, &ctx);
+    Py_END_ALLOW_THREADS PyObject *type, *value, *trace; // a callback's exception, kept over the store
+    PyErr_Fetch(&type, &value, &trace);
+    int stored = state_store(state, &st);
+    if (type) PyErr_Restore(type, value, trace);
     if (rc == LF_EINTR && PyErr_Occurred())
         lf_error_clear();
     else if (rc != LF_OK)
         lf_raise_core_error();
-    else
+    else if (stored == 0)
         out = Py_NewRef(Py_None);
 done:
-    trainable_done(model, made);
+    lf_model_release(model);
     return out;
 }
 
@@ -514,11 +479,10 @@ static PyMethodDef train_methods[] = {
     {"loss_scale_update", py_loss_scale_update, METH_VARARGS, "fp16's dynamic loss scale after an update."},
     {"lr_schedule_factor", py_lr_schedule_factor, METH_VARARGS, "transformers' LambdaLR factor."},
     {"updates_per_epoch", py_updates_per_epoch, METH_VARARGS, "(batches, update steps) per epoch."},
-    {"bow_model", py_bow_model, METH_VARARGS, "A bag-of-words test model (a trainable capsule)."},
-    {"trainable_info", py_trainable_info, METH_O, "Sizes and parameter views of a trainable capsule."},
     {"predict", py_predict, METH_VARARGS, "Logits (and eval loss) of a dataset."},
     {"dataset_check", py_dataset_check, METH_VARARGS, "Validates a tokenized dataset against a model."},
-    {"train_run", py_train_run, METH_VARARGS, "Runs the training loop."},
+    {"train_run", (PyCFunction)(void (*)(void))py_train_run, METH_VARARGS | METH_KEYWORDS,
+     "train_run(model, (ids, offsets, labels), state, config, callback, class_weights=None): the loop."},
     {NULL, NULL, 0, NULL},
 };
 

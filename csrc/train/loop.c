@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "train/clip.h"
+#include "ops/crossentropy.h"
 #include "train/loss_scale.h"
 #include "train/schedule.h"
 
@@ -37,41 +37,61 @@ int lf_dataset_check(const lf_dataset *d, const char *what, int vocab_size, int 
     return LF_OK;
 }
 
+static int64_t length_of(const lf_dataset *d, int64_t i) { return d->offsets[i + 1] - d->offsets[i]; }
+
 static int64_t longest_example(const lf_dataset *d) {
     int64_t longest = 0;
     for (int64_t i = 0; i < d->n; i++)
-        if (d->offsets[i + 1] - d->offsets[i] > longest) longest = d->offsets[i + 1] - d->offsets[i];
+        if (length_of(d, i) > longest) longest = length_of(d, i);
     return longest;
 }
 
-// Buffers of one padded batch, planned once for the longest example.
+static int descending(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+// the most tokens any batch of up to batch_size examples can hold: its longest examples together
+static int64_t most_batch_tokens(const lf_dataset *d, int batch_size, int64_t *scratch) {
+    for (int64_t i = 0; i < d->n; i++)
+        scratch[i] = length_of(d, i);
+    qsort(scratch, (size_t)d->n, sizeof *scratch, descending);
+    int64_t total = 0;
+    for (int64_t i = 0; i < d->n && i < batch_size; i++)
+        total += scratch[i];
+    return total;
+}
+
+// What a run needs besides the model: the logits of a batch and the order of the examples.
 typedef struct {
-    int64_t *ids, *mask, *labels;
     float *logits;
     int64_t *order;
 } batch_buffers;
 
 static void buffers_free(batch_buffers *b) {
-    free(b->ids);
-    free(b->mask);
-    free(b->labels);
     free(b->logits);
     free(b->order);
 }
 
 static int buffers_alloc(batch_buffers *b, const lf_dataset *d, int batch_size, int num_labels) {
-    int64_t cells = (int64_t)batch_size * longest_example(d);
-    b->ids = malloc(sizeof(int64_t) * cells);
-    b->mask = malloc(sizeof(int64_t) * cells);
-    b->labels = malloc(sizeof(int64_t) * batch_size);
     b->logits = malloc(sizeof(float) * batch_size * num_labels);
-    b->order = malloc(sizeof(int64_t) * d->n);
-    if (!b->ids || !b->mask || !b->labels || !b->logits || !b->order) {
+    b->order = malloc(sizeof(int64_t) * (d->n > 0 ? d->n : 1));
+    if (!b->logits || !b->order) {
         buffers_free(b);
-        return lf_error(LF_ENOMEM, "out of memory for a batch of %d x %lld tokens", batch_size,
-                        (long long)(cells / batch_size));
+        return lf_error(LF_ENOMEM, "out of memory for the order of %lld examples", (long long)d->n);
     }
     return LF_OK;
+}
+
+// memory for every batch of the run planned before the first (on the model's device)
+static int plan_run(lf_model *model, const lf_dataset *d, const lf_train_config *cfg, lf_train_state *st,
+                    batch_buffers *b) {
+    int64_t tokens = most_batch_tokens(d, cfg->batch_size, b->order), longest = longest_example(d);
+    if (tokens > INT32_MAX / 4)
+        return lf_error(LF_EINVAL, "batches of up to %lld tokens are too large", (long long)tokens);
+    int max_batch = d->n < cfg->batch_size ? (int)d->n : cfg->batch_size;
+    return lf_model_run_begin(model, st->m, st->v, max_batch, (int)tokens, (int)longest, cfg->loss_scaling,
+                              cfg->batch_loss != NULL);
 }
 
 // order: (n,) the examples of epoch `epoch`, a Fisher-Yates shuffle keyed by (seed, epoch)
@@ -92,54 +112,6 @@ static void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoc
     }
 }
 
-// Loads examples order[first .. first+count-1] into the model as a padded batch (B = count, L).
-static int load_batch(lf_trainable *model, const lf_dataset *d, batch_buffers *b, const int64_t *order,
-                      int64_t first, int count, lf_padded_batch *padded) {
-    int64_t L = 0;
-    for (int r = 0; r < count; r++) {
-        int64_t i = order[first + r], len = d->offsets[i + 1] - d->offsets[i];
-        if (len > L) L = len;
-    }
-    for (int r = 0; r < count; r++) {
-        int64_t i = order[first + r], start = d->offsets[i], len = d->offsets[i + 1] - start;
-        for (int64_t t = 0; t < L; t++) {
-            b->ids[r * L + t] = t < len ? d->ids[start + t] : model->pad_token_id;
-            b->mask[r * L + t] = t < len;
-        }
-        if (d->labels) b->labels[r] = d->labels[i];
-    }
-    *padded = (lf_padded_batch){b->ids, b->mask, b->labels, count, (int)L};
-    return model->load_batch(model->self, b->ids, b->mask, d->labels ? b->labels : NULL, count, (int)L);
-}
-
-// an update begins: gradients zeroed (on the device: with the loss scale of its backward passes)
-static int begin_update(lf_trainable *model, const lf_train_config *cfg, const lf_train_state *st) {
-    if (model->device)
-        return model->device->begin_update(model->self, cfg->loss_scaling ? (float)st->loss_scale : 1.0f);
-    for (int p = 0; p < model->n_params; p++)
-        memset(model->params[p].grad, 0, sizeof(float) * model->params[p].numel);
-    return LF_OK;
-}
-
-static void scale_grads(lf_trainable *model, float scale) {
-    for (int p = 0; p < model->n_params; p++)
-        for (int64_t i = 0; i < model->params[p].numel; i++)
-            model->params[p].grad[i] *= scale;
-}
-
-// clips by the global norm (cfg->max_grad_norm > 0) and returns the norm before clipping
-static double clip_grads(lf_trainable *model, double max_grad_norm) {
-    float *grads[model->n_params > 0 ? model->n_params : 1];
-    int64_t sizes[model->n_params > 0 ? model->n_params : 1];
-    for (int p = 0; p < model->n_params; p++) {
-        grads[p] = model->params[p].grad;
-        sizes[p] = model->params[p].numel;
-    }
-    double norm = grad_global_norm(grads, sizes, model->n_params);
-    if (max_grad_norm > 0) grad_clip(grads, sizes, model->n_params, norm, max_grad_norm);
-    return norm;
-}
-
 // updates AdamW and the schedule have made: skipped ones (loss scaling) do not count
 static int64_t optimizer_steps(const lf_train_state *st) { return st->global_step - st->skipped_steps; }
 
@@ -148,49 +120,31 @@ static double scheduled_lr(const lf_train_config *cfg, const lf_train_state *st)
            lr_schedule_factor(cfg->schedule, optimizer_steps(st), cfg->warmup_steps, cfg->max_steps);
 }
 
-static double optimizer_step(lf_trainable *model, const lf_train_config *cfg, lf_train_state *st) {
-    double lr = scheduled_lr(cfg, st);
-    int64_t offset = 0;
-    for (int p = 0; p < model->n_params; p++) {
-        lf_trainable_param *param = &model->params[p];
-        lf_adamw_hparams h = cfg->adam;
-        h.lr = lr;
-        if (param->no_decay) h.weight_decay = 0.0;
-        adamw_update(param->data, param->grad, st->m + offset, st->v + offset, param->numel, &h,
-                     optimizer_steps(st) + 1);
-        offset += param->numel;
-    }
-    return lr;
-}
-
 // The update of the micro-batches' gradients (their sum, divided by micro): clipping and AdamW,
-// on the host or on the model's device. Fills ev's grad_norm and learning_rate.
-static int apply_update(lf_trainable *model, const lf_train_config *cfg, lf_train_state *st, int64_t micro,
+// wherever the model computes. Fills ev's grad_norm and learning_rate.
+static int apply_update(lf_model *model, const lf_train_config *cfg, lf_train_state *st, int64_t micro,
                         lf_train_event *ev) {
-    if (model->device == NULL) {
-        if (micro > 1) scale_grads(model, 1.0f / (float)micro);
-        ev->grad_norm = clip_grads(model, cfg->max_grad_norm);
-        ev->learning_rate = optimizer_step(model, cfg, st);
-        return LF_OK;
-    }
-    lf_adamw_hparams h = cfg->adam;
-    h.lr = ev->learning_rate = scheduled_lr(cfg, st);
-    // the mean over the micro-batches and the loss scale undone, in one factor for the device
-    float grad_scale = (float)(1.0 / ((double)micro * (cfg->loss_scaling ? st->loss_scale : 1.0)));
+    lf_update u = {.adam = cfg->adam,
+                   .step = optimizer_steps(st) + 1,
+                   .max_grad_norm = cfg->max_grad_norm,
+                   .skip_nonfinite = cfg->loss_scaling};
+    u.adam.lr = ev->learning_rate = scheduled_lr(cfg, st);
+    // the mean over the micro-batches and the loss scale undone, in one factor
+    u.grad_scale = (float)(1.0 / ((double)micro * (cfg->loss_scaling ? st->loss_scale : 1.0)));
     int found_inf = 0;
-    int rc = model->device->update(model->self, &h, optimizer_steps(st) + 1, grad_scale, cfg->max_grad_norm,
-                                   cfg->loss_scaling, &ev->grad_norm, &found_inf);
+    int rc = lf_model_update(model, &u, st->m, st->v, &ev->grad_norm, &found_inf);
+    ev->skipped = found_inf;
     if (rc != LF_OK || !cfg->loss_scaling) return rc;
     if (found_inf) st->skipped_steps++;
     loss_scale_update(&st->loss_scale, &st->growth_tracker, found_inf);
     return LF_OK;
 }
 
-// the device's params and moments back into the host's before Python reads them (needed: the
-// callback saves, evaluates or ends the run), unless they were copied since the last update
-static int sync_device(lf_trainable *model, lf_train_state *st, int needed, int64_t *synced_step) {
-    if (model->device == NULL || !needed || *synced_step == st->global_step) return LF_OK;
-    int rc = model->device->sync(model->self, st->m, st->v);
+// the run's params and moments on the host before Python reads them (needed: the callback saves,
+// evaluates or ends the run), unless they were brought back since the last update
+static int sync_run(lf_model *model, lf_train_state *st, int needed, int64_t *synced_step) {
+    if (!needed || *synced_step == st->global_step) return LF_OK;
+    int rc = lf_model_run_sync(model, st->m, st->v);
     if (rc == LF_OK) *synced_step = st->global_step;
     return rc;
 }
@@ -213,36 +167,36 @@ static void take_log_loss(lf_train_state *st, lf_train_event *ev) {
 // the caller's loss (cfg->batch_loss) of the loaded micro-batch, as the model's loss of its logits
 typedef struct {
     const lf_train_config *cfg;
-    const lf_padded_batch *batch;
+    const int64_t *rows;
+    int count;
 } batch_loss_call;
 
 static int call_batch_loss(void *ctx, const float *logits, float *dlogits, float *loss) {
     const batch_loss_call *c = ctx;
-    return c->cfg->batch_loss(c->cfg->batch_loss_ctx, c->batch, logits, dlogits, loss);
+    return c->cfg->batch_loss(c->cfg->batch_loss_ctx, c->rows, c->count, logits, dlogits, loss);
 }
 
 // One update: grad_accum micro-batches (fewer at the end of an epoch). Its loss and gradient are the
 // mean over the micro-batches it has, as HF's Trainer divides by len(batch_samples).
-static int train_update(lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg,
-                        lf_train_state *st, batch_buffers *b, int64_t batches, double *loss_out,
-                        int64_t *micro_out) {
+static int train_update(lf_model *model, const lf_dataset *d, const lf_train_config *cfg, lf_train_state *st,
+                        batch_buffers *b, int64_t batches, double *loss_out, int64_t *micro_out) {
     int64_t end = (st->batch_in_epoch / cfg->grad_accum + 1) * cfg->grad_accum;
     if (end > batches) end = batches;
     const int64_t micro = end - st->batch_in_epoch;
     double step_loss = 0.0;
-    int rc = begin_update(model, cfg, st);
+    int rc = lf_model_update_begin(model, cfg->loss_scaling ? (float)st->loss_scale : 1.0f);
     if (rc != LF_OK) return rc;
     for (; st->batch_in_epoch < end; st->batch_in_epoch++) {
         int64_t first = st->batch_in_epoch * cfg->batch_size;
         int count = (int)(d->n - first < cfg->batch_size ? d->n - first : cfg->batch_size);
-        lf_padded_batch padded;
-        rc = load_batch(model, d, b, b->order, first, count, &padded);
+        const int64_t *rows = b->order + first;
+        rc = lf_model_load_examples(model, d->ids, d->offsets, d->labels, rows, count);
         if (rc != LF_OK) return rc;
-        model->set_mode(model->self, 1, (uint64_t)st->micro_steps++);
+        lf_model_set_mode(model, 1, (uint64_t)st->micro_steps++);
         float loss = 0.0f;
-        batch_loss_call call = {cfg, &padded};
-        rc = model->forward_backward(model->self, cfg->class_weights,
-                                     cfg->batch_loss ? call_batch_loss : NULL, &call, b->logits, &loss);
+        batch_loss_call call = {cfg, rows, count};
+        rc = lf_model_forward_backward(model, cfg->class_weights, cfg->batch_loss ? call_batch_loss : NULL,
+                                       &call, b->logits, &loss);
         if (rc != LF_OK) return rc;
         step_loss += (double)loss / (double)micro;
     }
@@ -259,7 +213,7 @@ static int check_interval(const char *name, int every, int64_t steps) {
     return LF_OK;
 }
 
-static int check_config(const lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg) {
+static int check_config(const lf_model *model, const lf_dataset *d, const lf_train_config *cfg) {
     if (cfg->batch_size < 1 || cfg->grad_accum < 1)
         return lf_error(LF_EINVAL, "batch_size (%d) and grad_accum (%d) must be >= 1", cfg->batch_size,
                         cfg->grad_accum);
@@ -283,21 +237,12 @@ static int check_config(const lf_trainable *model, const lf_dataset *d, const lf
                         "dataloader_drop_last with %lld examples and batch size %d leaves no batch",
                         (long long)d->n, cfg->batch_size);
     if (!d->labels) return lf_error(LF_EINVAL, "the training dataset has no labels");
-    if (cfg->batch_loss && model->device)
-        return lf_error(LF_EINVAL,
-                        "a loss computed outside lorafast (a compute_loss override) runs on the CPU "
-                        "only; on CUDA pass class_weights= instead");
-    if (cfg->loss_scaling && model->device == NULL)
-        return lf_error(LF_EINVAL, "fp16 loss scaling needs the model on CUDA (the CPU computes in float32)");
-    return lf_dataset_check(d, "train_dataset", model->vocab_size, model->num_labels);
+    if (model->n_params == 0) return lf_error(LF_EINVAL, "the model has no trainable parameters");
+    return lf_dataset_check(d, "train_dataset", model->cfg.vocab_size, model->cfg.num_labels);
 }
 
-int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config *cfg, lf_train_state *st,
-                 lf_train_callback callback, void *ctx) {
-    int rc = check_config(model, d, cfg);
-    if (rc != LF_OK) return rc;
-    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
-    // a resumed state: at an update boundary inside an epoch, counters consistent
+// a resumed state: at an update boundary inside an epoch, counters consistent
+static int check_state(const lf_train_config *cfg, const lf_train_state *st, int64_t batches) {
     if (st->global_step < 0 || st->epoch < 0 || st->micro_steps < 0 || st->batch_in_epoch < 0 ||
         st->batch_in_epoch > batches ||
         (st->batch_in_epoch % cfg->grad_accum != 0 && st->batch_in_epoch != batches) ||
@@ -312,15 +257,23 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             (long long)st->global_step, (long long)st->epoch, (long long)st->batch_in_epoch,
             (long long)batches, (long long)st->micro_steps, (long long)st->last_log_step,
             (long long)st->skipped_steps, (long long)st->growth_tracker, st->loss_scale);
+    return LF_OK;
+}
+
+int lf_train_run(lf_model *model, const lf_dataset *d, const lf_train_config *cfg, lf_train_state *st,
+                 lf_train_callback callback, void *ctx) {
+    int rc = check_config(model, d, cfg);
+    if (rc != LF_OK) return rc;
+    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
+    if ((rc = check_state(cfg, st, batches)) != LF_OK) return rc;
     batch_buffers b = {0};
-    if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->num_labels)) != LF_OK) return rc;
-    if (model->device && (rc = model->device->begin(model->self, st->m, st->v, cfg->batch_size,
-                                                    (int)longest_example(d))) != LF_OK) {
+    if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->cfg.num_labels)) != LF_OK) return rc;
+    if ((rc = plan_run(model, d, cfg, st, &b)) != LF_OK) {
         buffers_free(&b);
         return rc;
     }
     int stop = 0;
-    int64_t synced_step = -1; // global_step at the last copy of the device's params to the host
+    int64_t synced_step = -1; // global_step at the last copy of the run's params to the host
     while (!stop && st->global_step < cfg->max_steps) {
         shuffle_order(b.order, d->n, cfg->seed, st->epoch);
         while (!stop && st->batch_in_epoch < batches && st->global_step < cfg->max_steps) {
@@ -331,6 +284,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
                 (rc = apply_update(model, cfg, st, micro, &ev)) != LF_OK)
                 goto done;
             st->global_step++;
+            ev.step_loss = loss;
             st->loss_total += loss;
             st->loss_since_log += loss;
             ev.global_step = st->global_step;
@@ -344,7 +298,7 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
             ev.should_save = due(cfg->save_every, cfg->save_steps, st->global_step) ||
                              (ev.is_last && cfg->save_every == LF_EVERY_STEPS);
             if (ev.should_log) take_log_loss(st, &ev);
-            if ((rc = sync_device(model, st, callback_reads_params(&ev), &synced_step)) != LF_OK) goto done;
+            if ((rc = sync_run(model, st, callback_reads_params(&ev), &synced_step)) != LF_OK) goto done;
             int r = callback(ctx, &ev);
             if (r < 0) rc = LF_EINTR;
             if (r != 0) goto done;
@@ -360,41 +314,43 @@ int lf_train_run(lf_trainable *model, const lf_dataset *d, const lf_train_config
         if (ev.should_log) take_log_loss(st, &ev);
         st->epoch++;
         st->batch_in_epoch = 0;
-        if ((rc = sync_device(model, st, callback_reads_params(&ev), &synced_step)) != LF_OK) break;
+        if ((rc = sync_run(model, st, callback_reads_params(&ev), &synced_step)) != LF_OK) break;
         int r = callback(ctx, &ev);
         if (r < 0) rc = LF_EINTR;
         if (r != 0) break;
     }
-done:
-    if (model->device) { // the params and moments the run reached, even when it stopped on an error
-        int synced = sync_device(model, st, 1, &synced_step);
-        model->device->end(model->self);
-        if (rc == LF_OK) rc = synced;
-    }
+done:; // the params and moments the run reached, even when it stopped on an error
+    int synced = sync_run(model, st, 1, &synced_step);
+    lf_model_run_end(model);
+    if (rc == LF_OK) rc = synced;
     buffers_free(&b);
     return rc;
 }
 
-int lf_predict(lf_trainable *model, const lf_dataset *d, int batch_size, const float *class_weights,
+int lf_predict(lf_model *model, const lf_dataset *d, int batch_size, const float *class_weights,
                float *logits, double *loss) {
     if (batch_size < 1) return lf_error(LF_EINVAL, "eval batch size must be >= 1, got %d", batch_size);
     if (loss && !d->labels) return lf_error(LF_EINVAL, "an eval loss needs labels");
-    int rc = lf_dataset_check(d, "eval_dataset", model->vocab_size, model->num_labels);
+    int rc = lf_dataset_check(d, "eval_dataset", model->cfg.vocab_size, model->cfg.num_labels);
     if (rc != LF_OK) return rc;
+    const int NL = model->cfg.num_labels;
     batch_buffers b = {0};
-    if ((rc = buffers_alloc(&b, d, batch_size, model->num_labels)) != LF_OK) return rc;
+    if ((rc = buffers_alloc(&b, d, batch_size, NL)) != LF_OK) return rc;
     for (int64_t i = 0; i < d->n; i++)
         b.order[i] = i;
     double total = 0.0;
-    model->set_mode(model->self, 0, 0);
+    lf_model_set_mode(model, 0, 0);
     for (int64_t first = 0; first < d->n && rc == LF_OK; first += batch_size) {
         int count = (int)(d->n - first < batch_size ? d->n - first : batch_size);
-        lf_padded_batch padded;
-        if ((rc = load_batch(model, d, &b, b.order, first, count, &padded)) != LF_OK) break;
-        float batch_loss = 0.0f;
-        rc = model->forward(model->self, class_weights, logits + first * model->num_labels,
-                            loss ? &batch_loss : NULL);
-        total += (double)batch_loss * count;
+        if ((rc = lf_model_load_examples(model, d->ids, d->offsets, d->labels, b.order + first, count)) !=
+            LF_OK)
+            break;
+        float *z = logits + first * NL;
+        if ((rc = lf_model_forward(model, z)) != LF_OK) break;
+        if (loss)
+            total += (double)crossentropy_forward_backward(NULL, z, model->batch.labels, class_weights, count,
+                                                           NL) *
+                     count;
     }
     if (loss) *loss = total / (double)d->n;
     buffers_free(&b);

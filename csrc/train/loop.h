@@ -1,13 +1,14 @@
 // The training loop: seeded shuffling, batching, forward/backward, gradient accumulation,
-// clipping, the learning-rate schedule and AdamW, with HF Trainer's step/epoch bookkeeping.
+// the learning-rate schedule and the optimizer updates, with HF Trainer's step/epoch
+// bookkeeping, over an lf_model (models/model.h), which decides where it computes.
 // Python is called back (lf_train_callback) after every update and at every epoch end, to
 // report progress, log, evaluate and save; it can stop the loop there.
 #pragma once
 
 #include <stdint.h>
 
+#include "models/model.h"
 #include "train/adamw.h"
-#include "train/trainable.h"
 
 // A tokenized dataset: n examples whose tokens lie back to back.
 typedef struct {
@@ -17,16 +18,10 @@ typedef struct {
     int64_t n;
 } lf_dataset;
 
-// A micro-batch as the caller's loss sees it: HF's collated inputs, padded with pad_token_id.
-typedef struct {
-    const int64_t *ids, *mask, *labels; // (B, L), (B, L), (B,)
-    int B, L;
-} lf_padded_batch;
-
-// The caller's loss of a micro-batch (the Trainer's compute_loss override): given the batch and
-// its logits (B, num_labels), fills dlogits (B, num_labels) = d loss / d logits and *loss.
-// LF_OK, or an error code already recorded.
-typedef int (*lf_batch_loss_fn)(void *ctx, const lf_padded_batch *batch, const float *logits, float *dlogits,
+// The caller's loss of a micro-batch (the Trainer's compute_loss override): given the batch's
+// examples (rows: (B,) indices into the dataset) and their logits (B, num_labels), fills dlogits
+// (B, num_labels) = d loss / d logits and *loss. LF_OK, or an error code already recorded.
+typedef int (*lf_batch_loss_fn)(void *ctx, const int64_t *rows, int B, const float *logits, float *dlogits,
                                 float *loss);
 
 enum { LF_EVERY_NO = 0, LF_EVERY_STEPS = 1, LF_EVERY_EPOCH = 2 }; // HF's IntervalStrategy
@@ -40,8 +35,7 @@ typedef struct {
     int log_every, eval_every, save_every, log_first_step;
     int64_t log_steps, eval_steps, save_steps;
     const float *class_weights;  // (num_labels,) or NULL
-    int loss_scaling;            // 1: fp16's dynamic loss scaling (train/loss_scale.h); needs the optimizer
-                                 // on the device (lf_trainable.device)
+    int loss_scaling;            // 1: fp16's dynamic loss scaling (train/loss_scale.h); needs CUDA
     lf_batch_loss_fn batch_loss; // NULL: the class-weighted cross-entropy; else the caller's loss
     void *batch_loss_ctx;
 } lf_train_config;
@@ -63,6 +57,8 @@ typedef struct {
     int should_log, should_evaluate, should_save, is_last;
     int64_t global_step;
     double epoch, loss, learning_rate, grad_norm; // loss: mean since the last log (when should_log)
+    double step_loss;                             // this update's loss (after an update)
+    int skipped;                                  // 1: the update was skipped (fp16 inf/NaN gradient)
 } lf_train_event;
 
 // returns 0 to go on, 1 to stop, < 0 on an error the caller has already recorded
@@ -74,12 +70,12 @@ int64_t lf_updates_per_epoch(int64_t n, int batch_size, int drop_last, int grad_
 
 // Trains until cfg->max_steps updates are done or the callback stops it. LF_OK, or an error
 // code (a callback error: LF_EINTR).
-int lf_train_run(lf_trainable *model, const lf_dataset *train, const lf_train_config *cfg,
-                 lf_train_state *state, lf_train_callback callback, void *ctx);
+int lf_train_run(lf_model *model, const lf_dataset *train, const lf_train_config *cfg, lf_train_state *state,
+                 lf_train_callback callback, void *ctx);
 
 // logits: (n, num_labels) in dataset order; loss: HF's eval loss (the per-batch class-weighted
 // losses averaged over examples), or NULL; needs labels.
-int lf_predict(lf_trainable *model, const lf_dataset *data, int batch_size, const float *class_weights,
+int lf_predict(lf_model *model, const lf_dataset *data, int batch_size, const float *class_weights,
                float *logits, double *loss);
 
 // LF_EINVAL naming the first bad example (empty, ids outside [0, vocab), label out of range)
