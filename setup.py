@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -60,6 +61,7 @@ class BuildExt(build_ext):
 
     def run(self):
         gen_unicode.main(os.path.join(HERE, "csrc", "generated"))  # Unicode tables for tokenizers
+        cuda_config.progress(f"compiling lorafast._C from {len(c_sources())} C files (gcc, OpenMP)")
         super().run()
         out_dir = os.path.dirname(self.get_ext_fullpath("lorafast._C"))
         if cuda_config.cuda_requested() and cu_sources():
@@ -93,17 +95,24 @@ class BuildExt(build_ext):
             if not os.path.exists(obj) or os.path.getmtime(obj) < max(os.path.getmtime(src), newest_header):
                 jobs.append(common + ["-c", src, "-o", obj])
             objects.append(obj)
-        # the .cu files in parallel, and each file's architectures in parallel within nvcc
+        # the .cu files in parallel, and each file's architectures in parallel within nvcc; a line
+        # per file on stderr as it finishes (pip shows them with -v), since the whole takes minutes
+        archs = ", ".join(f"sm_{arch}" for arch in cuda_config.cuda_archs())
+        cuda_config.progress(f"compiling {len(jobs)} of {len(objects)} CUDA files with {nvcc} for {archs} "
+                             "(minutes; LORAFAST_CUDA=0 builds the CPU-only variant)")
+        start = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            for cmd in jobs:
-                self.announce(f"nvcc {cmd[-3]}", level=2)
-            list(pool.map(subprocess.check_call, jobs))
+            running = {pool.submit(subprocess.check_call, cmd): cmd[-3] for cmd in jobs}
+            for done, future in enumerate(concurrent.futures.as_completed(running), 1):
+                future.result()
+                cuda_config.progress(f"[{done}/{len(jobs)}] {running[future]} ({time.monotonic() - start:.0f} s)")
         target = os.path.join(out_dir, "_cuda_kernels.so")
         link = [nvcc, "-shared", "-cudart", "static", "-o", target] + objects + gencode + [
             "-L" + lib, "-l:libcublasLt.so.13", "-l:libcublas.so.13",
             "-Xlinker", "-rpath,$ORIGIN/../nvidia/cu13/lib", "-Xlinker", "-rpath," + lib,
             "-Xlinker", "--no-undefined",  # a missing symbol fails the build, not the dlopen at run time
         ]
+        cuda_config.progress(f"linking {target} with cuBLAS from {lib}")
         subprocess.check_call(link)
 
 
@@ -115,5 +124,9 @@ setup(
     ext_modules=[build_extension()],
     cmdclass={"build_ext": BuildExt},
     install_requires=install_requires,
-    package_data={"lorafast": ["_cuda_kernels.so"]},
+    # data/: the disaster tweets that `lorafast train` uses when given no data files. Only these
+    # (include_package_data would take every file in the package folders, and setuptools warns at
+    # length about data folders outside `packages`)
+    package_data={"lorafast": ["_cuda_kernels.so", "data/disaster_tweets/*.csv", "data/disaster_tweets/SOURCE.md"]},
+    include_package_data=False,
 )

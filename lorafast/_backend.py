@@ -16,7 +16,26 @@ ctypes.CDLL(os.path.join(_openblas.get_lib_dir(), f"lib{_openblas.get_library()}
 # with _C; an explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import _C  # noqa: E402
+
+
+def _import_core():
+    """lorafast._C, or an ImportError that says why when it was never built here: a source tree
+    (this repository's lorafast/, found first on sys.path when Python runs from its root) has
+    no compiled extension until `pip install -e .` or `python setup.py build_ext --inplace`."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}._C") is None:
+        raise ImportError(
+            f"lorafast was imported from {os.path.dirname(os.path.abspath(__file__))}, a source tree without "
+            "the built C extension (lorafast._C). Python finds this folder first when it runs in the "
+            "repository's root (`python -m lorafast`, `python -c`): use the `lorafast` command or run from "
+            "another folder to reach the installed package (`pip install .`), or build this tree in place "
+            "with `pip install -e .`")
+    return importlib.import_module(f"{__package__}._C")
+
+
+_C = _import_core()
 
 # LORAFAST_CUDA_LIBRARY names another kernels library to open instead of the one built beside _C
 # (the test suite's CPU emulation of the CUDA kernels, tests/gpu/emulator/).

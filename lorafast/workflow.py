@@ -1,11 +1,13 @@
 """The reference workflow (notebooks/disaster_tweets_lora.ipynb) as one function, behind
-`python -m lorafast train` and bench/bench_trainer.py:
+`lorafast train` (lorafast/__main__.py) and bench/bench_trainer.py:
 
-load the csv files -> split train 80/20 (seed 42) -> class weights from the split ->
-tokenize -> LoRA -> Trainer with the class-weighted loss and per-epoch precision / recall /
-F1 / accuracy -> best model -> predict on the test file -> save the adapter.
+load the csv files (`lorafast train` with no file: the disaster tweets shipped in
+lorafast/data/) -> split train 80/20 (seed 42) -> class weights from the split -> tokenize ->
+LoRA -> Trainer with the class-weighted loss and per-epoch precision / recall / F1 / accuracy ->
+best model -> predict on the test file -> save the adapter.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -44,7 +46,11 @@ TRAINING_DEFAULTS = dict(
     report_to="none",
 )
 
-TEXT_COLUMN, LABEL_COLUMN, MAX_LENGTH = "text", "target", 512
+TEXT_COLUMN, LABEL_COLUMN, ID_COLUMN, MAX_LENGTH = "text", "target", "id", 512
+
+# The reference notebook's data, shipped with the package (data/disaster_tweets/SOURCE.md says where from).
+TWEETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "disaster_tweets")
+DEFAULT_TRAIN_FILE, DEFAULT_TEST_FILE = os.path.join(TWEETS, "train.csv"), os.path.join(TWEETS, "test.csv")
 
 
 def find_model(name_or_path):
@@ -72,16 +78,15 @@ def class_weights(labels, num_labels=2):
     return (len(labels) / (num_labels * counts)).tolist()
 
 
-def compute_metrics(eval_pred):
-    """The reference notebook's metrics (its key names), from logits and labels."""
+def compute_metrics(eval_pred, average="binary"):
+    """The reference notebook's metrics (its key names), from logits and labels; precision, recall
+    and F1 of class 1 ("binary"), or averaged over the classes as `average` says (more than 2)."""
     logits, labels = eval_pred
     predictions = np.argmax(logits, axis=-1)
-    return {
-        "precision": metrics.load("precision").compute(predictions=predictions, references=labels)["precision"],
-        "recall": metrics.load("recall").compute(predictions=predictions, references=labels)["recall"],
-        "f1-score": metrics.load("f1").compute(predictions=predictions, references=labels)["f1"],
-        "accuracy": metrics.load("accuracy").compute(predictions=predictions, references=labels)["accuracy"],
-    }
+    scores = {name: metrics.load(name).compute(predictions=predictions, references=labels, average=average)[name]
+              for name in ("precision", "recall", "f1")}
+    return {"precision": scores["precision"], "recall": scores["recall"], "f1-score": scores["f1"],
+            "accuracy": metrics.load("accuracy").compute(predictions=predictions, references=labels)["accuracy"]}
 
 
 def _check_columns(dataset, path, text_column, label_column=None, num_labels=2):
@@ -114,21 +119,42 @@ def _subset(dataset, n):
     return dataset if n is None or n >= len(dataset) else dataset.select(range(n))
 
 
+def best_checkpoint(state, args):
+    """{"epoch", "step", "checkpoint", "metric", "value"} of the checkpoint that load_best_model_at_end
+    restored (the epoch of its evaluation in state.log_history), or None when none was."""
+    if not args.load_best_model_at_end or state.best_model_checkpoint is None:
+        return None
+    step = int(os.path.basename(state.best_model_checkpoint).rsplit("-", 1)[1])
+    evaluation = next((e for e in state.log_history if e.get("step") == step and "eval_loss" in e), {})
+    metric = args.metric_for_best_model
+    return {"epoch": evaluation.get("epoch"), "step": step, "checkpoint": state.best_model_checkpoint,
+            "metric": metric if metric.startswith("eval_") else f"eval_{metric}", "value": state.best_metric}
+
+
+def _write_predictions(path, predicted, ids=None):
+    """predict_results.txt: the test file's id column beside each prediction, else the row index."""
+    first, name = (np.arange(len(predicted)), "index") if ids is None else (np.asarray(ids), ID_COLUMN)
+    np.savetxt(path, np.column_stack([first.astype(str), predicted.astype(str)]), fmt="%s", delimiter="\t",
+               header=f"{name}\tprediction", comments="")
+
+
 def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0], text_column=TEXT_COLUMN,
         label_column=LABEL_COLUMN, train_size=0.8, seed=42, max_length=MAX_LENGTH, lora=None, training=None,
-        use_class_weights=True, max_train_samples=None, max_eval_samples=None, max_predict_samples=None):
-    """Runs the workflow; returns {"train": ..., "eval": ..., "predict": ...} metrics and
-    writes the adapter (peft format), all_results.json and predict_results.txt to output_dir."""
+        use_class_weights=True, max_train_samples=None, max_eval_samples=None, max_predict_samples=None,
+        num_labels=2, resume_from_checkpoint=None):
+    """Runs the workflow; returns {"train": ..., "best": ..., "eval": ..., "predict": ...} metrics and
+    writes the adapter (peft format), all_results.json and predict_results.txt to output_dir.
+    Prints the train metrics and which checkpoint was restored as the best."""
     import lorafast as lf
 
     files = {"train": os.fspath(train_file)}
     if test_file is not None:
         files["test"] = os.fspath(test_file)
     dataset = lf.load_dataset("csv", data_files=files)
-    _check_columns(dataset["train"], files["train"], text_column, label_column)
+    _check_columns(dataset["train"], files["train"], text_column, label_column, num_labels)
     if test_file is not None:
         test_labels = label_column if label_column in dataset["test"].column_names else None
-        _check_columns(dataset["test"], files["test"], text_column, test_labels)
+        _check_columns(dataset["test"], files["test"], text_column, test_labels, num_labels)
     data = dataset["train"].train_test_split(train_size=train_size, seed=seed)
     data["val"] = data.pop("test")
     if test_file is not None:
@@ -147,7 +173,7 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
         tokenizer.pad_token = tokenizer.eos_token
         config_kwargs["pad_token_id"] = tokenizer.eos_token_id
 
-    weights = class_weights(data["train"][label_column]) if use_class_weights else None
+    weights = class_weights(data["train"][label_column], num_labels) if use_class_weights else None
     keep = [c for c in data["train"].column_names if c != label_column]
 
     def tokenize(examples):
@@ -159,24 +185,31 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
 
     tokenized = lf.DatasetDict({k: prepare(v) for k, v in data.items()})
 
-    model = lf.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2, **config_kwargs)
+    model = lf.AutoModelForSequenceClassification.from_pretrained(folder, num_labels=num_labels, **config_kwargs)
     model = lf.get_peft_model(model, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, bias="none", **lora_args))
     model.print_trainable_parameters()
     args = lf.TrainingArguments(output_dir=os.fspath(output_dir), seed=seed, **dict(TRAINING_DEFAULTS, **(training or {})))
     trainer = lf.Trainer(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["val"],
                          data_collator=lf.DataCollatorWithPadding(tokenizer=tokenizer),
-                         compute_metrics=compute_metrics, class_weights=weights)
-    train_output = trainer.train()
-    results = {"train": dict(train_output.metrics), "eval": trainer.evaluate(),
+                         compute_metrics=compute_metrics if num_labels == 2 else
+                         functools.partial(compute_metrics, average="macro"), class_weights=weights)
+    train_output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.log_metrics("train", train_output.metrics)
+    best = best_checkpoint(trainer.state, args)
+    if best is not None:
+        epoch = "?" if best["epoch"] is None else f"{best['epoch']:g}"
+        print(f"best model: epoch {epoch} (step {best['step']}, {best['metric']} {best['value']:.4f}), "
+              f"its adapter restored from {best['checkpoint']}")
+    results = {"train": dict(train_output.metrics), "best": best, "eval": trainer.evaluate(),
                "class_weights": weights, "lora": lora_args, "model": folder,
                "rows": {k: len(v) for k, v in tokenized.items()}, "log_history": trainer.state.log_history}
     model.save_pretrained(output_dir)
     if "test" in tokenized:
         prediction = trainer.predict(tokenized["test"])
-        predicted = np.argmax(prediction.predictions, axis=-1)
         results["predict"] = dict(prediction.metrics)
-        np.savetxt(os.path.join(output_dir, "predict_results.txt"), np.stack([np.arange(len(predicted)), predicted], 1),
-                   fmt="%d", delimiter="\t", header="index\tprediction", comments="")
+        ids = data["test"][ID_COLUMN] if ID_COLUMN in data["test"].column_names else None
+        _write_predictions(os.path.join(output_dir, "predict_results.txt"),
+                           np.argmax(prediction.predictions, axis=-1), ids)
     with open(os.path.join(output_dir, "all_results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     return results

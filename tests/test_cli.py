@@ -1,8 +1,14 @@
 """`python -m lorafast train`: help, bad arguments (clear errors before training), and a short run
-on the real MiniLM weights whose adapter peft loads and whose test predictions peft reproduces."""
+on the real MiniLM weights whose adapter peft loads and whose test predictions peft reproduces;
+the shipped data used when no file is given, the best epoch named, the options passed through."""
 
+import csv
+import hashlib
 import json
 import os
+import pathlib
+import re
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +22,22 @@ from conftest import REPO, minilm_folder
 
 def tweets(shared, name="train.csv"):
     return str(shared / "data" / "disaster_tweets" / name)
+
+
+QUICK = ["--max_train_samples", "16", "--max_eval_samples", "8", "--max_predict_samples", "8",
+         "--num_train_epochs", "1", "--disable_tqdm"]
+
+
+def csv_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def predictions(folder):
+    """predict_results.txt: (header, first column, predictions)."""
+    lines = (folder / "predict_results.txt").read_text().splitlines()
+    rows = [line.split("\t") for line in lines[1:]]
+    return lines[0], [r[0] for r in rows], [int(r[1]) for r in rows]
 
 
 def test_help_documents_the_notebook_defaults(capsys):
@@ -108,9 +130,9 @@ def test_short_run_writes_an_adapter_peft_loads(shared, tmp_path):
     enc = tok(test["text"], padding=True, truncation=True, max_length=512, return_tensors="pt")
     with torch.no_grad():
         predicted = model(**enc).logits.argmax(-1).numpy()
-    written = np.loadtxt(out / "predict_results.txt", dtype=np.int64, skiprows=1)
-    np.testing.assert_array_equal(written[:, 0], np.arange(16))
-    np.testing.assert_array_equal(written[:, 1], predicted)
+    header, ids, written = predictions(out)
+    assert header == "id\tprediction" and ids == [str(i) for i in test["id"]]  # the test file's id column
+    np.testing.assert_array_equal(written, predicted)
     assert results["predict"]["test_f1-score"] == pytest.approx(sk.f1_score(test["target"], predicted), abs=1e-12)
 
 
@@ -187,3 +209,162 @@ def test_other_architectures_from_the_hub_cache(shared, tmp_path, monkeypatch, h
         predicted = model(**enc).logits.argmax(-1).numpy()
     written = np.loadtxt(out / "predict_results.txt", dtype=np.int64, skiprows=1)
     np.testing.assert_array_equal(written[:, 1], predicted)
+
+
+def test_shipped_data_is_the_shared_disaster_tweets(shared):
+    """The package's copy of the data, byte for byte, with its SOURCE.md."""
+    from lorafast import workflow
+
+    for name, path in (("train.csv", workflow.DEFAULT_TRAIN_FILE), ("test.csv", workflow.DEFAULT_TEST_FILE)):
+        with open(path, "rb") as ours, open(tweets(shared, name), "rb") as theirs:
+            assert hashlib.sha256(ours.read()).digest() == hashlib.sha256(theirs.read()).digest(), name
+    source = (pathlib.Path(workflow.DEFAULT_TRAIN_FILE).parent / "SOURCE.md").read_text()
+    assert "MichaelSzczepaniak/llmamd" in source and "socialmedia-disaster-tweets-DFE.csv" in source
+
+
+def test_no_data_arguments_train_on_the_shipped_tweets(shared, tmp_path, capsys):
+    """No --train_file / --test_file: the disaster tweets, split as datasets splits them (the class
+    weights of the first 16 train rows by the notebook's formula), test.csv predicted with its ids."""
+    minilm_folder()
+    out = tmp_path / "out"
+    assert main(["train", "--output_dir", str(out)] + QUICK) == 0
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["rows"] == {"train": 16, "val": 8, "test": 8}
+    import lorafast
+
+    split = lorafast.load_dataset("csv", data_files=tweets(shared), split="train").train_test_split(
+        train_size=0.8, seed=42)["train"].select(range(16))
+    labels = np.asarray(split["target"])
+    assert results["class_weights"] == [16 / (2 * (labels == 0).sum()), 16 / (2 * (labels == 1).sum())]
+    header, ids, written = predictions(out)
+    assert header == "id\tprediction"
+    assert ids == [row["id"] for row in csv_rows(tweets(shared, "test.csv"))[:8]]
+    assert len(written) == 8 and set(written) <= {0, 1}
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert "***** train metrics *****" in capsys.readouterr().out  # the train summary
+
+
+def test_a_test_file_without_id_column_is_indexed(tmp_path):
+    minilm_folder()
+    texts = ["fire in the hills", "lovely sunny day", "flood warning downtown", "my cat sleeps", "earthquake hit",
+             "good coffee", "storm damage", "new shoes", "evacuate now", "nice song"]
+    (tmp_path / "train.csv").write_text("text,target\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(texts)))
+    (tmp_path / "test.csv").write_text("text\nsmoke everywhere\nhello there\nbridge collapsed\n")
+    out = tmp_path / "out"
+    assert main(["train", "--train_file", str(tmp_path / "train.csv"), "--test_file", str(tmp_path / "test.csv"),
+                 "--output_dir", str(out), "--num_train_epochs", "1", "--disable_tqdm"]) == 0
+    header, index, written = predictions(out)
+    assert header == "index\tprediction" and index == ["0", "1", "2"] and len(written) == 3
+
+
+def test_the_restored_best_epoch_is_named(shared, tmp_path, capsys):
+    """The epoch whose validation loss was lowest is named, its checkpoint restored: the final
+    evaluation gives that epoch's loss (the final metrics' "epoch" is the last one, as in HF)."""
+    minilm_folder()
+    out = tmp_path / "out"
+    assert main(["train", "--output_dir", str(out), "--max_train_samples", "24", "--max_eval_samples", "16",
+                 "--max_predict_samples", "8", "--num_train_epochs", "3", "--learning_rate", "3e-3",
+                 "--disable_tqdm"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((out / "all_results.json").read_text())
+    history = results["log_history"]
+    end = next(i for i, e in enumerate(history) if "train_runtime" in e)
+    evaluations = [e for e in history[:end] if "eval_loss" in e]  # those of training, not the final one
+    assert [e["epoch"] for e in evaluations] == [1.0, 2.0, 3.0]
+    best = min(evaluations, key=lambda e: e["eval_loss"])
+    match = re.search(r"best model: epoch (\d+) \(step (\d+), eval_loss ([0-9.]+)\), its adapter restored from (\S+)",
+                      printed)
+    assert match, printed
+    assert (int(match[1]), int(match[2])) == (best["epoch"], best["step"])
+    assert match[4] == str(out / f"checkpoint-{best['step']}")
+    assert results["best"]["epoch"] == best["epoch"] and results["best"]["value"] == best["eval_loss"]
+    assert results["eval"]["eval_loss"] == pytest.approx(best["eval_loss"], rel=1e-6)
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lorafast {version('lorafast')}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bf16", "--fp16"], "argument --fp16: not allowed with argument --bf16"),
+    (["--resume_from_checkpoint", "no/such/checkpoint-3"], "--resume_from_checkpoint no/such/checkpoint-3: no such "
+                                                           "folder"),
+    (["--num_labels", "0"], "--num_labels/--num-labels: must be a positive integer, got 0"),
+    (["--save_total_limit", "x"], "not an integer: 'x'"),
+])
+def test_bad_new_options(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--output_dir", str(tmp_path)] + argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_options_reach_the_training_arguments(tmp_path, monkeypatch):
+    """--bf16, --fp16, --logging_steps, --save_total_limit, --num_labels and --resume_from_checkpoint
+    are handed on as TrainingArguments / train() take them."""
+    from lorafast import workflow
+
+    seen = []
+    monkeypatch.setattr(workflow, "run", lambda *a, **k: seen.append((a, k)) or {})
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    assert main(["train", "--output_dir", str(tmp_path), "--bf16", "--logging_steps", "7", "--save_total_limit", "2",
+                 "--num_labels", "3", "--resume_from_checkpoint", str(checkpoint)]) == 0
+    assert main(["train", "--output_dir", str(tmp_path), "--fp16", "--resume_from_checkpoint", "last"]) == 0
+    (_, first), (_, second) = seen
+    assert {k: first["training"][k] for k in ("bf16", "fp16", "logging_steps", "save_total_limit")} == dict(
+        bf16=True, fp16=False, logging_steps=7, save_total_limit=2)
+    assert (first["num_labels"], first["resume_from_checkpoint"]) == (3, str(checkpoint))
+    assert (second["training"]["fp16"], second["resume_from_checkpoint"]) == (True, True)
+
+
+def test_resumed_run_ends_as_the_uninterrupted_one(tmp_path):
+    """--resume_from_checkpoint last: a run continued from its epoch-1 checkpoint writes the same
+    adapter as the run that was never stopped; --save_total_limit 1 keeps the best and the last;
+    --logging_steps sets where the loss is logged."""
+    minilm_folder()
+    from lorafast.safetensors import load_file
+
+    args = ["--max_train_samples", "24", "--max_eval_samples", "8", "--num_train_epochs", "2",
+            "--learning_rate", "3e-3", "--logging_steps", "2", "--disable_tqdm"]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main(["train", "--output_dir", str(whole)] + args) == 0
+    resumed.mkdir()
+    shutil.copytree(whole / "checkpoint-3", resumed / "checkpoint-3")
+    assert main(["train", "--output_dir", str(resumed), "--resume_from_checkpoint", "last",
+                 "--save_total_limit", "1"] + args) == 0
+    a, b = load_file(str(whole / "adapter_model.safetensors")), load_file(str(resumed / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    history = json.loads((whole / "all_results.json").read_text())["log_history"]
+    assert [e["step"] for e in history if "loss" in e] == [2, 4, 6]
+    best = json.loads((resumed / "all_results.json").read_text())["best"]["step"]
+    assert sorted(p.name for p in resumed.glob("checkpoint-*")) == sorted({f"checkpoint-{best}", "checkpoint-6"})
+
+
+def test_num_labels_three_classes(tmp_path):
+    """--num_labels 3: labels 0..2 train a 3-way head (peft's layout: modules_to_save.default) with
+    the notebook's class weights over three classes."""
+    minilm_folder()
+    from lorafast.safetensors import load_file
+
+    texts = [f"tweet number {i} about {w}" for i, w in enumerate(["fire", "sun", "rain"] * 10)]
+    (tmp_path / "train.csv").write_text("text,target\n" + "".join(f"{t},{i % 3}\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    assert main(["train", "--train_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--num_labels", "3",
+                 "--num_train_epochs", "1", "--disable_tqdm"]) == 0
+    heads = {k: v.shape for k, v in load_file(str(out / "adapter_model.safetensors")).items() if "classifier" in k}
+    assert heads and all(shape[0] == 3 for shape in heads.values()), heads
+    import lorafast
+
+    split = lorafast.load_dataset("csv", data_files=str(tmp_path / "train.csv"), split="train").train_test_split(
+        train_size=0.8, seed=42)["train"]
+    counts = np.bincount(split["target"], minlength=3)
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["class_weights"] == (len(split) / (3 * counts)).tolist()

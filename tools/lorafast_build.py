@@ -12,7 +12,12 @@ import cuda_config
 
 
 def _extra():
-    return [cuda_config.CUBLAS_REQUIREMENT] if cuda_config.cuda_requested() else []
+    if not cuda_config.cuda_requested():
+        return []
+    cuda_config.progress(f"nvcc found in {cuda_config.cuda_home()}: building the CUDA kernels too (about 5 minutes "
+                         f"on 2 cores) with {cuda_config.CUBLAS_REQUIREMENT} (a 420 MB wheel) in the build "
+                         "requirements; LORAFAST_CUDA=0 builds the CPU-only variant")
+    return [cuda_config.CUBLAS_REQUIREMENT]
 
 
 def get_requires_for_build_wheel(config_settings=None):

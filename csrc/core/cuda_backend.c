@@ -6,12 +6,32 @@
 
 #include "core/error.h"
 
+enum { CUDA_ERROR_NO_DEVICE = 100 }; // cudaErrorNoDevice (this file does not include CUDA's headers)
+
 static const lf_cuda_api *loaded_api;
 static char unavailable_reason[512] = "CUDA backend not loaded";
 
 static int set_unavailable(const char *why) {
     snprintf(unavailable_reason, sizeof unavailable_reason, "%s", why);
     return lf_error(LF_ECUDA, "CUDA unavailable: %s", unavailable_reason);
+}
+
+// Why a loaded kernels library sees no device (device_count returned code, or 0 devices), in
+// words: the CUDA runtime says "driver version is insufficient" (cudaErrorInsufficientDriver)
+// when there is no driver at all, which is told apart here by trying to open the driver.
+static const char *no_device_reason(const lf_cuda_api *api, int code) {
+    static char reason[448];
+    void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (driver == NULL) {
+        snprintf(reason, sizeof reason, "no NVIDIA driver found (%s)", dlerror());
+        return reason;
+    }
+    dlclose(driver);
+    if (code == 0 || code == CUDA_ERROR_NO_DEVICE)
+        snprintf(reason, sizeof reason, "no CUDA GPU (the NVIDIA driver is installed but reports no device)");
+    else
+        snprintf(reason, sizeof reason, "%s", api->error_string(code));
+    return reason;
 }
 
 int lf_cuda_load(const char *path) {
@@ -26,8 +46,7 @@ int lf_cuda_load(const char *path) {
         return set_unavailable("kernels library version does not match _C (rebuild both)");
     int count = 0;
     int code = api->device_count(&count);
-    if (code != 0) return set_unavailable(api->error_string(code));
-    if (count == 0) return set_unavailable("no CUDA device");
+    if (code != 0 || count == 0) return set_unavailable(no_device_reason(api, code));
     loaded_api = api;
     unavailable_reason[0] = '\0';
     return LF_OK;
