@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/plan.h"
 #include "ops/attention.h"
 #include "ops/embedding.h"
 #include "ops/matmul.h"
@@ -39,7 +40,6 @@ typedef struct {
     float *acts; // L activation sets of acts_stride floats, or 1 with checkpointing
     size_t acts_stride;
     float *xs;                   // ((L + 1), T, C) layer inputs with checkpointing; else final x (T, C)
-    float *normw;                // ((2L + 1), C) norm weights as f32
     float *cos, *sin;            // (T, D/2)
     float *pooled, *rstdf, *lnf; // (B, C), (B), (B, C)
     float *dlnf, *dpooled;       // (B, C)
@@ -49,17 +49,6 @@ typedef struct {
     float *dgate, *dup, *dact;  // (T, I)
     float *du, *xd;             // (T, r), (T, max(C, I))
 } dec_work;
-
-typedef struct {
-    float *base; // NULL: counting
-    size_t used;
-} cursor;
-
-static float *take(cursor *c, size_t n) {
-    float *p = c->base ? c->base + c->used : NULL;
-    c->used += (n + 15) & ~(size_t)15; // 64-byte steps
-    return p;
-}
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
@@ -105,8 +94,10 @@ static int build_layer(lf_model *m, dec_layer *L, int l) {
 static int decoder_build(lf_model *m) {
     const lf_model_config *c = &m->cfg;
     int C = c->hidden_size;
-    dec_state *s = calloc(1, sizeof *s + (size_t)c->num_layers * sizeof(dec_layer));
+    size_t layers = (size_t)c->num_layers * sizeof(dec_layer), norms = (size_t)(2 * c->num_layers + 1) * C;
+    dec_state *s = calloc(1, sizeof *s + layers + norms * sizeof(float));
     if (s == NULL) return lf_error(LF_ENOMEM, "out of memory");
+    s->norms = (float *)((char *)s + sizeof *s + layers);
     m->arch_state = s;
     s->embed = lf_model_add_frozen(m, "model.embed_tokens.weight", 2, c->vocab_size, C);
     if (s->embed < 0) return LF_EINVAL;
@@ -123,27 +114,27 @@ static int decoder_build(lf_model *m) {
 // ----------------------------------------------------------------------------
 // workspace
 
-static void carve_acts(dec_acts *a, cursor *cur, const lf_model *m, size_t T, int with_x) {
+static void carve_acts(dec_acts *a, lf_plan *cur, const lf_model *m, size_t T, int with_x) {
     const lf_model_config *c = &m->cfg;
     size_t C = c->hidden_size, QD = (size_t)c->num_heads * c->head_dim,
            KVD = (size_t)c->num_kv_heads * c->head_dim;
     size_t I = c->intermediate_size;
-    a->x = with_x ? take(cur, T * C) : NULL;
-    a->rstd1 = take(cur, T);
-    a->ln1 = take(cur, T * C);
-    a->q = take(cur, T * QD);
-    a->k = take(cur, T * KVD);
-    a->v = take(cur, T * KVD);
-    a->att = take(cur, T * QD);
-    a->lse = take(cur, T * c->num_heads);
+    a->x = with_x ? lf_plan_floats(cur, T * C) : NULL;
+    a->rstd1 = lf_plan_floats(cur, T);
+    a->ln1 = lf_plan_floats(cur, T * C);
+    a->q = lf_plan_floats(cur, T * QD);
+    a->k = lf_plan_floats(cur, T * KVD);
+    a->v = lf_plan_floats(cur, T * KVD);
+    a->att = lf_plan_floats(cur, T * QD);
+    a->lse = lf_plan_floats(cur, T * c->num_heads);
     for (int p = 0; p < DEC_NPROJ; p++)
-        a->u[p] = take(cur, T * m->lora.r);
-    a->x_mid = take(cur, T * C);
-    a->rstd2 = take(cur, T);
-    a->ln2 = take(cur, T * C);
-    a->gate = take(cur, T * I);
-    a->up = take(cur, T * I);
-    a->act = take(cur, T * I);
+        a->u[p] = lf_plan_floats(cur, T * m->lora.r);
+    a->x_mid = lf_plan_floats(cur, T * C);
+    a->rstd2 = lf_plan_floats(cur, T);
+    a->ln2 = lf_plan_floats(cur, T * C);
+    a->gate = lf_plan_floats(cur, T * I);
+    a->up = lf_plan_floats(cur, T * I);
+    a->act = lf_plan_floats(cur, T * I);
 }
 
 // Lays out the workspace of a step of T tokens and B rows from base (NULL: count only);
@@ -154,34 +145,33 @@ static size_t carve(dec_work *w, const lf_model *m, float *base, size_t T, size_
     size_t C = c->hidden_size, QD = (size_t)c->num_heads * c->head_dim,
            KVD = (size_t)c->num_kv_heads * c->head_dim;
     size_t I = c->intermediate_size, wide = max_size(C, I), r = m->lora.r > 0 ? m->lora.r : 1;
-    cursor cur = {base, 0}, one = {NULL, 0};
+    lf_plan cur = lf_plan_start(base, LF_CPU_ALIGN), one = lf_plan_start(NULL, LF_CPU_ALIGN);
     dec_acts unused;
     carve_acts(&unused, &one, m, T, !ckpt);
-    w->acts_stride = one.used;
-    w->acts = take(&cur, (ckpt ? 1 : L) * w->acts_stride);
-    w->xs = take(&cur, (ckpt ? L + 1 : 1) * T * C);
-    w->normw = take(&cur, (size_t)(2 * L + 1) * C);
-    w->cos = take(&cur, T * (c->head_dim / 2));
-    w->sin = take(&cur, T * (c->head_dim / 2));
-    w->pooled = take(&cur, B * C);
-    w->rstdf = take(&cur, B);
-    w->lnf = take(&cur, B * C);
-    w->dlnf = take(&cur, B * C);
-    w->dpooled = take(&cur, B * C);
-    w->mm_scratch = take(&cur, MATMUL_BLOCK * wide);
-    w->att_scratch = take(&cur, attention_scratch_floats((int)T, omp_get_max_threads()));
-    w->dx = take(&cur, T * C);
-    w->dln = take(&cur, T * C);
-    w->dq = take(&cur, T * QD);
-    w->dk = take(&cur, T * KVD);
-    w->dv = take(&cur, T * KVD);
-    w->datt = take(&cur, T * QD);
-    w->dgate = take(&cur, T * I);
-    w->dup = take(&cur, T * I);
-    w->dact = take(&cur, T * I);
-    w->du = take(&cur, T * r);
-    w->xd = take(&cur, T * wide);
-    return cur.used;
+    w->acts_stride = one.used / sizeof(float);
+    w->acts = lf_plan_floats(&cur, (ckpt ? 1 : L) * w->acts_stride);
+    w->xs = lf_plan_floats(&cur, (ckpt ? L + 1 : 1) * T * C);
+    w->cos = lf_plan_floats(&cur, T * (c->head_dim / 2));
+    w->sin = lf_plan_floats(&cur, T * (c->head_dim / 2));
+    w->pooled = lf_plan_floats(&cur, B * C);
+    w->rstdf = lf_plan_floats(&cur, B);
+    w->lnf = lf_plan_floats(&cur, B * C);
+    w->dlnf = lf_plan_floats(&cur, B * C);
+    w->dpooled = lf_plan_floats(&cur, B * C);
+    w->mm_scratch = lf_plan_floats(&cur, MATMUL_BLOCK * wide);
+    w->att_scratch = lf_plan_floats(&cur, attention_scratch_floats((int)T, omp_get_max_threads()));
+    w->dx = lf_plan_floats(&cur, T * C);
+    w->dln = lf_plan_floats(&cur, T * C);
+    w->dq = lf_plan_floats(&cur, T * QD);
+    w->dk = lf_plan_floats(&cur, T * KVD);
+    w->dv = lf_plan_floats(&cur, T * KVD);
+    w->datt = lf_plan_floats(&cur, T * QD);
+    w->dgate = lf_plan_floats(&cur, T * I);
+    w->dup = lf_plan_floats(&cur, T * I);
+    w->dact = lf_plan_floats(&cur, T * I);
+    w->du = lf_plan_floats(&cur, T * r);
+    w->xd = lf_plan_floats(&cur, T * wide);
+    return cur.used / sizeof(float);
 }
 
 static size_t decoder_workspace_floats(const lf_model *m, int T, int B, int max_len) {
@@ -190,18 +180,16 @@ static size_t decoder_workspace_floats(const lf_model *m, int T, int B, int max_
     return carve(&w, m, NULL, (size_t)T, (size_t)B);
 }
 
-// The workspace of batch b in m->work (grown when needed; same pointers for backward).
-static int workspace(lf_model *m, const lf_batch *b, dec_work *w) {
-    int rc = lf_model_reserve(m, decoder_workspace_floats(m, b->T, b->B, b->max_len));
-    if (rc != LF_OK) return rc;
+// The workspace of batch b in m->work (reserved by the model for the batch; same pointers for
+// forward and backward).
+static void workspace(lf_model *m, const lf_batch *b, dec_work *w) {
     carve(w, m, m->work, (size_t)b->T, (size_t)b->B);
-    return LF_OK;
 }
 
 // The activations of layer l into *a; with checkpointing the one scratch set, reading xs[l]
 static dec_acts *layer_acts(dec_acts *a, const lf_model *m, const dec_work *w, int l, size_t T) {
     int ckpt = m->gradient_checkpointing;
-    cursor cur = {w->acts + (ckpt ? 0 : (size_t)l * w->acts_stride), 0};
+    lf_plan cur = lf_plan_start(w->acts + (ckpt ? 0 : (size_t)l * w->acts_stride), LF_CPU_ALIGN);
     carve_acts(a, &cur, m, T, !ckpt);
     if (ckpt) a->x = w->xs + (size_t)l * T * m->cfg.hidden_size;
     return a;
@@ -215,17 +203,20 @@ static float *layer_output(const lf_model *m, const dec_work *w, int l, size_t T
 
 static const dec_state *state_of(const lf_model *m) { return m->arch_state; }
 
-// Norm weights (any stored dtype) as f32: 2l input, 2l+1 post-attention, 2L final
-static int load_norms(const lf_model *m, dec_work *w) {
-    const dec_state *s = state_of(m);
+// The norm weights (any stored dtype) as f32 in s->norms, converted when the frozen weights changed
+static int load_norms(lf_model *m) {
+    dec_state *s = m->arch_state;
+    if (s->norms_ready && s->norms_version == m->frozen_version) return LF_OK;
     int L = m->cfg.num_layers, C = m->cfg.hidden_size;
     for (int i = 0; i <= 2 * L; i++) {
         const dec_layer *layer = &s->layers[i / 2];
         int index = i == 2 * L ? s->final_norm : i % 2 ? layer->post_attention_norm : layer->input_norm;
         if (m->frozen[index].w.data == NULL)
             return lf_error(LF_EINVAL, "decoder: weight %s is not loaded", m->frozen[index].name);
-        weight_to_f32(w->normw + (size_t)i * C, m->frozen[index].w, 0, C);
+        weight_to_f32(s->norms + (size_t)i * C, m->frozen[index].w, 0, C);
     }
+    s->norms_ready = 1;
+    s->norms_version = m->frozen_version;
     return LF_OK;
 }
 
@@ -237,8 +228,8 @@ static void layer_linears(const lf_model *m, int l, const lf_linear *lin[DEC_NPR
 
 static const lf_linear *score_linear(const lf_model *m) { return &m->linears[state_of(m)->score]; }
 
-static const float *norm_weight(const lf_model *m, const dec_work *w, int i) {
-    return w->normw + (size_t)i * m->cfg.hidden_size;
+static const float *norm_weight(const lf_model *m, int i) {
+    return state_of(m)->norms + (size_t)i * m->cfg.hidden_size;
 }
 
 static attention_shape attention_of(lf_model *m, const lf_batch *b, int l) {
@@ -266,7 +257,7 @@ static void layer_forward(lf_model *m, int l, dec_acts *a, float *x_out, const l
     layer_linears(m, l, lin);
     float *out[DEC_NPROJ] = {a->q, a->k, a->v, a->x_mid, a->gate, a->up, x_out};
     const float *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
-    rmsnorm_forward(a->ln1, a->rstd1, a->x, norm_weight(m, w, 2 * l), T, C, c->norm_eps);
+    rmsnorm_forward(a->ln1, a->rstd1, a->x, norm_weight(m, 2 * l), T, C, c->norm_eps);
     for (int p = DEC_Q; p <= DEC_V; p++)
         lf_linear_forward(m, lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
     rope_forward(a->q, w->cos, w->sin, T, c->num_heads, c->head_dim);
@@ -274,7 +265,7 @@ static void layer_forward(lf_model *m, int l, dec_acts *a, float *x_out, const l
     attention_forward(a->att, a->lse, a->q, a->k, a->v, b->offsets, attention_of(m, b, l), w->att_scratch);
     lf_linear_forward(m, lin[DEC_O], a->x_mid, a->u[DEC_O], w->xd, a->att, T, w->mm_scratch);
     residual_forward(a->x_mid, a->x_mid, a->x, (int64_t)T * C);
-    rmsnorm_forward(a->ln2, a->rstd2, a->x_mid, norm_weight(m, w, 2 * l + 1), T, C, c->norm_eps);
+    rmsnorm_forward(a->ln2, a->rstd2, a->x_mid, norm_weight(m, 2 * l + 1), T, C, c->norm_eps);
     for (int p = DEC_GATE; p <= DEC_UP; p++)
         lf_linear_forward(m, lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
     silu_mul_forward(a->act, a->gate, a->up, (long)T * c->intermediate_size);
@@ -286,17 +277,17 @@ static void layer_forward(lf_model *m, int l, dec_acts *a, float *x_out, const l
 static void head_forward(lf_model *m, const lf_batch *b, dec_work *w, const float *x, float *logits) {
     const lf_model_config *c = &m->cfg;
     gather_rows_forward(w->pooled, x, b->pool_index, b->B, c->hidden_size);
-    rmsnorm_forward(w->lnf, w->rstdf, w->pooled, norm_weight(m, w, 2 * c->num_layers), b->B, c->hidden_size,
+    rmsnorm_forward(w->lnf, w->rstdf, w->pooled, norm_weight(m, 2 * c->num_layers), b->B, c->hidden_size,
                     c->norm_eps);
     lf_linear_forward(m, score_linear(m), logits, NULL, w->xd, w->lnf, b->B, w->mm_scratch);
 }
 
 static int decoder_forward(lf_model *m, const lf_batch *b, float *logits) {
     const lf_model_config *c = &m->cfg;
-    dec_work w;
-    int rc = workspace(m, b, &w);
-    if (rc == LF_OK) rc = load_norms(m, &w);
+    int rc = load_norms(m);
     if (rc != LF_OK) return rc;
+    dec_work w;
+    workspace(m, b, &w);
     rope_tables(w.cos, w.sin, b->positions, b->T, c->head_dim, c->rope_theta);
     dec_acts a;
     embedding_forward(layer_acts(&a, m, &w, 0, b->T)->x, b->tokens, m->frozen[state_of(m)->embed].w, b->T,
@@ -312,8 +303,10 @@ static int decoder_forward(lf_model *m, const lf_batch *b, float *logits) {
 
 static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 
-// w->dx: (T, C) holds d(layer output) on entry and d(layer input) on return
-static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch *b, dec_work *w) {
+// w->dx: (T, C) holds d(layer output) on entry and d(layer input) on return (when need_dx: a
+// trainable layer lies below)
+static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch *b, dec_work *w,
+                           int need_dx) {
     const lf_model_config *c = &m->cfg;
     size_t T = b->T, C = c->hidden_size, I = c->intermediate_size, QD = (size_t)c->num_heads * c->head_dim;
     size_t KVD = (size_t)c->num_kv_heads * c->head_dim;
@@ -328,7 +321,7 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
     zero(w->dln, T * C);
     lf_linear_backward(m, lin[DEC_GATE], w->dln, w->du, w->xd, w->dgate, a->ln2, a->u[DEC_GATE], (int)T, sc);
     lf_linear_backward(m, lin[DEC_UP], w->dln, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
-    rmsnorm_backward(w->dx, NULL, w->dln, a->x_mid, norm_weight(m, w, 2 * l + 1), a->rstd2, (int)T, (int)C);
+    rmsnorm_backward(w->dx, NULL, w->dln, a->x_mid, norm_weight(m, 2 * l + 1), a->rstd2, (int)T, (int)C);
     zero(w->datt, T * QD);
     lf_linear_backward(m, lin[DEC_O], w->datt, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
     zero(w->dq, T * QD);
@@ -338,11 +331,23 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
                        attention_of(m, b, l), w->att_scratch);
     rope_backward(w->dq, w->cos, w->sin, (int)T, c->num_heads, c->head_dim);
     rope_backward(w->dk, w->cos, w->sin, (int)T, c->num_kv_heads, c->head_dim);
-    zero(w->dln, T * C);
+    float *dln = need_dx ? w->dln : NULL;
+    if (need_dx) zero(dln, T * C);
     const float *dproj[3] = {w->dq, w->dk, w->dv};
     for (int p = DEC_Q; p <= DEC_V; p++)
-        lf_linear_backward(m, lin[p], w->dln, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
-    rmsnorm_backward(w->dx, NULL, w->dln, a->x, norm_weight(m, w, 2 * l), a->rstd1, (int)T, (int)C);
+        lf_linear_backward(m, lin[p], dln, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
+    if (need_dx) rmsnorm_backward(w->dx, NULL, w->dln, a->x, norm_weight(m, 2 * l), a->rstd1, (int)T, (int)C);
+}
+
+// the lowest layer holding a trainable tensor, or num_layers when none does
+static int lowest_trainable_layer(const lf_model *m) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const lf_linear *lin[DEC_NPROJ];
+        layer_linears(m, l, lin);
+        for (int p = 0; p < DEC_NPROJ; p++)
+            if (lin[p]->lora_a >= 0) return l;
+    }
+    return m->cfg.num_layers;
 }
 
 // dlogits: (B, num_labels) -> w->dx: (T, C), non-zero at the pooled tokens
@@ -352,21 +357,21 @@ static void head_backward(lf_model *m, const lf_batch *b, dec_work *w, const flo
     zero(w->dlnf, b->B * C);
     lf_linear_backward(m, score_linear(m), w->dlnf, w->du, w->xd, dlogits, w->lnf, NULL, b->B, w->mm_scratch);
     zero(w->dpooled, b->B * C);
-    rmsnorm_backward(w->dpooled, NULL, w->dlnf, w->pooled, norm_weight(m, w, 2 * c->num_layers), w->rstdf,
-                     b->B, (int)C);
+    rmsnorm_backward(w->dpooled, NULL, w->dlnf, w->pooled, norm_weight(m, 2 * c->num_layers), w->rstdf, b->B,
+                     (int)C);
     zero(w->dx, b->T * C);
     gather_rows_backward(w->dx, w->dpooled, b->pool_index, b->B, (int)C);
 }
 
 static int decoder_backward(lf_model *m, const lf_batch *b, const float *dlogits) {
     dec_work w;
-    int rc = workspace(m, b, &w);
-    if (rc != LF_OK) return rc;
+    workspace(m, b, &w);
     head_backward(m, b, &w, dlogits);
-    for (int l = m->cfg.num_layers - 1; l >= 0; l--) {
+    int lowest = lowest_trainable_layer(m); // frozen layers below it need no backward
+    for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         dec_acts store, *a = layer_acts(&store, m, &w, l, b->T);
         if (m->gradient_checkpointing) layer_forward(m, l, a, layer_output(m, &w, l, b->T), b, &w);
-        layer_backward(m, l, a, b, &w);
+        layer_backward(m, l, a, b, &w, l > lowest);
     }
     return LF_OK;
 }

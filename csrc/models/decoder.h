@@ -21,6 +21,11 @@ typedef struct {
 typedef struct {
     int embed, final_norm; // embed_tokens, model.norm (frozen indices)
     int score;             // the head's linear
+    // the norm weights as f32, ((2L + 1), C): 2l input, 2l+1 post-attention, 2L final; converted
+    // once per change of the frozen weights (frozen_version)
+    float *norms;
+    int norms_ready;
+    uint64_t norms_version;
     dec_layer layers[];
 } dec_state;
 

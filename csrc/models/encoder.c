@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "models/encoder.h"
 #include "models/model.h"
+#include "models/plan.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/dropout.h"
@@ -116,28 +117,24 @@ typedef struct {
     size_t layer_floats;
 } enc_acts;
 
-static float *take(float *base, size_t *off, size_t n) {
-    float *p = base ? base + *off : NULL;
-    *off += n;
-    return p;
-}
-
 static int lora_rank(const lf_model *m) { return m->lora.r > 0 ? m->lora.r : 1; }
 
+// the activations of one layer from base; returns their floats
 static size_t layer_block(const lf_model *m, float *base, int T, layer_acts *a) {
-    size_t off = 0, TC = (size_t)T * m->cfg.hidden_size, TI = (size_t)T * m->cfg.intermediate_size;
+    lf_plan p = lf_plan_start(base, LF_CPU_ALIGN);
+    size_t TC = (size_t)T * m->cfg.hidden_size, TI = (size_t)T * m->cfg.intermediate_size;
     float **tc[] = {&a->q, &a->k, &a->v, &a->att, &a->r1, &a->x1, &a->r2, &a->out};
     for (size_t i = 0; i < sizeof tc / sizeof tc[0]; i++)
-        *tc[i] = take(base, &off, TC);
+        *tc[i] = lf_plan_floats(&p, TC);
     float **t1[] = {&a->m1, &a->s1, &a->m2, &a->s2};
     for (size_t i = 0; i < sizeof t1 / sizeof t1[0]; i++)
-        *t1[i] = take(base, &off, (size_t)T);
-    a->lse = take(base, &off, (size_t)T * m->cfg.num_heads);
-    a->h = take(base, &off, TI);
-    a->g = take(base, &off, TI);
+        *t1[i] = lf_plan_floats(&p, (size_t)T);
+    a->lse = lf_plan_floats(&p, (size_t)T * m->cfg.num_heads);
+    a->h = lf_plan_floats(&p, TI);
+    a->g = lf_plan_floats(&p, TI);
     for (int k = 0; k < ENC_N_LINEARS; k++)
-        a->u[k] = take(base, &off, (size_t)T * lora_rank(m));
-    return off;
+        a->u[k] = lf_plan_floats(&p, (size_t)T * lora_rank(m));
+    return p.used / sizeof(float);
 }
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
@@ -151,29 +148,31 @@ static size_t mm_scratch_floats(const lf_model *m) {
     return n;
 }
 
+// the workspace of a step of T tokens and B sequences from base (NULL: count); returns its floats
 static size_t encoder_layout(const lf_model *m, float *base, int T, int B, enc_acts *a) {
-    size_t off = 0, C = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
+    lf_plan p = lf_plan_start(base, LF_CPU_ALIGN);
+    size_t C = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
     size_t TC = (size_t)T * C, BC = (size_t)B * C, TI = (size_t)T * I;
     float **tc[] = {&a->x0, &a->tmp, &a->dres, &a->da, &a->db, &a->dq, &a->dk, &a->dv};
     for (size_t i = 0; i < sizeof tc / sizeof tc[0]; i++)
-        *tc[i] = take(base, &off, TC);
+        *tc[i] = lf_plan_floats(&p, TC);
     float **bc[] = {&a->pooled, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
     for (size_t i = 0; i < sizeof bc / sizeof bc[0]; i++)
-        *bc[i] = take(base, &off, BC);
-    a->em = take(base, &off, (size_t)T);
-    a->es = take(base, &off, (size_t)T);
-    a->di1 = take(base, &off, TI);
-    a->di2 = take(base, &off, TI);
-    a->du = take(base, &off, (size_t)T * lora_rank(m));
-    a->xd = take(base, &off, (size_t)T * max_sz(C, I));
-    a->mm_scratch = take(base, &off, mm_scratch_floats(m));
-    a->att_scratch = take(base, &off, attention_scratch_floats(T, omp_get_max_threads()));
+        *bc[i] = lf_plan_floats(&p, BC);
+    a->em = lf_plan_floats(&p, (size_t)T);
+    a->es = lf_plan_floats(&p, (size_t)T);
+    a->di1 = lf_plan_floats(&p, TI);
+    a->di2 = lf_plan_floats(&p, TI);
+    a->du = lf_plan_floats(&p, (size_t)T * lora_rank(m));
+    a->xd = lf_plan_floats(&p, (size_t)T * max_sz(C, I));
+    a->mm_scratch = lf_plan_floats(&p, mm_scratch_floats(m));
+    a->att_scratch = lf_plan_floats(&p, attention_scratch_floats(T, omp_get_max_threads()));
     layer_acts la;
     a->layer_floats = layer_block(m, NULL, T, &la);
     int L = m->cfg.num_layers, ckpt = m->gradient_checkpointing;
-    a->layers = take(base, &off, a->layer_floats * (size_t)(ckpt ? 1 : L));
-    a->xs = take(base, &off, ckpt ? (size_t)L * TC : 0);
-    return off;
+    a->layers = lf_plan_floats(&p, a->layer_floats * (size_t)(ckpt ? 1 : L));
+    a->xs = lf_plan_floats(&p, ckpt ? (size_t)L * TC : 0);
+    return p.used / sizeof(float);
 }
 
 static size_t encoder_workspace_floats(const lf_model *m, int T, int B, int max_len) {
@@ -285,16 +284,19 @@ static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, c
     memcpy(a->db, a->da, (size_t)TC * sizeof(float)); // d x1 through the residual
     dropout_backward_inplace(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 2)));
     zero(a->di1, TI);
-    lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di1, a->du, a->xd, a->da, la->g, la->u[ENC_F], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di1, a->du, a->xd, a->da, la->g, la->u[ENC_F], T,
+                       a->mm_scratch);
     zero(a->di2, TI);
     gelu_backward(a->di2, la->h, a->di1, TI);
-    lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, a->du, a->xd, a->di2, la->x1, la->u[ENC_I], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, a->du, a->xd, a->di2, la->x1, la->u[ENC_I], T,
+                       a->mm_scratch);
     zero(a->da, TC); // d r1
     layernorm_backward(a->da, NULL, NULL, a->db, la->r1, frozen_f32(m, L->ln1_w), la->m1, la->s1, T, C);
     memcpy(a->dres, a->da, (size_t)TC * sizeof(float)); // d x0 through the residual
     dropout_backward_inplace(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 1)));
     zero(a->db, TC); // d att
-    lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, a->du, a->xd, a->da, la->att, la->u[ENC_O], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, a->du, a->xd, a->da, la->att, la->u[ENC_O], T,
+                       a->mm_scratch);
     zero(a->dq, TC);
     zero(a->dk, TC);
     zero(a->dv, TC);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "models/plan.h"
 #include "ops/crossentropy.h"
 #include "ops/lora.h"
 #include "ops/matmul.h"
@@ -223,6 +224,7 @@ int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype) {
         return lf_error(LF_EINVAL, "weight %s (%s) holds a non-finite value (NaN or Inf) at flat index %lld",
                         f->name, dtype_name(dtype), (long long)bad);
     f->w = w;
+    m->frozen_version++;
     return LF_OK;
 }
 
@@ -475,8 +477,16 @@ void lf_model_set_mode(lf_model *m, int training, uint64_t step) {
 
 int lf_model_reserve(lf_model *m, size_t floats) {
     if (floats <= m->work_floats) return LF_OK;
-    float *p = realloc(m->work, floats * sizeof(float));
-    if (p == NULL) return lf_error(LF_ENOMEM, "out of memory for %zu activation floats", floats);
+    size_t bytes = (floats * sizeof(float) + LF_CPU_ALIGN - 1) / LF_CPU_ALIGN * LF_CPU_ALIGN;
+    free(m->work); // nothing in it outlives a grow: it happens before a forward
+    m->work = NULL;
+    m->work_floats = 0;
+    float *p = bytes / sizeof(float) >= floats ? aligned_alloc(LF_CPU_ALIGN, bytes) : NULL;
+    if (p == NULL)
+        return lf_error(LF_ENOMEM,
+                        "out of memory for the activations of a batch: %.1f MiB asked (a smaller batch size, "
+                        "e.g. per_device_eval_batch_size, or a smaller max_length needs less)",
+                        (double)floats * sizeof(float) / (1 << 20));
     m->work = p;
     m->work_floats = floats;
     return LF_OK;

@@ -122,9 +122,10 @@ struct lf_model {
     unsigned lora_target_mask; // bit i: arch->lora_targets[i] has LoRA
     int training;              // dropout on
     uint64_t seed, step;       // dropout streams: key(seed, step, site)
-    float *work;               // activations
+    float *work;               // activations, 64-byte aligned (models/plan.h)
     size_t work_floats;
-    int32_t *batch_ints; // packed batch arrays
+    uint64_t frozen_version; // counts changes of the frozen weights (caches of converted copies)
+    int32_t *batch_ints;     // packed batch arrays
     size_t batch_ints_cap;
     lf_batch batch;
     void *arch_state; // per-architecture pointers into work (set by forward)

@@ -87,23 +87,23 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, int with_x
     const lf_model *m = dm->host;
     token_bytes n = bytes_of(dm, T);
     size_t t32 = (size_t)T * sizeof(float);
-    cursor c = {base, 0};
-    a->x = with_x ? take(&c, n.TC) : NULL;
+    lf_plan c = cuda_plan(base);
+    a->x = with_x ? lf_plan_take(&c, n.TC) : NULL;
     void **tc[] = {&a->ln1, &a->mid, &a->ln2};
     for (void **p : tc)
-        *p = take(&c, n.TC);
-    a->q = take(&c, n.TQ);
-    a->att = take(&c, n.TQ);
-    a->k = take(&c, n.TKV);
-    a->v = take(&c, n.TKV);
+        *p = lf_plan_take(&c, n.TC);
+    a->q = lf_plan_take(&c, n.TQ);
+    a->att = lf_plan_take(&c, n.TQ);
+    a->k = lf_plan_take(&c, n.TKV);
+    a->v = lf_plan_take(&c, n.TKV);
     void **ti[] = {&a->gate, &a->up, &a->act};
     for (void **p : ti)
-        *p = take(&c, n.TI);
-    a->rstd1 = (float *)take(&c, t32);
-    a->rstd2 = (float *)take(&c, t32);
-    a->lse = (float *)take(&c, t32 * m->cfg.num_heads);
+        *p = lf_plan_take(&c, n.TI);
+    a->rstd1 = (float *)lf_plan_take(&c, t32);
+    a->rstd2 = (float *)lf_plan_take(&c, t32);
+    a->lse = (float *)lf_plan_take(&c, t32 * m->cfg.num_heads);
     for (int p = 0; p < DEC_NPROJ; p++)
-        a->u[p] = (float *)take(&c, t32 * lora_rank(m));
+        a->u[p] = (float *)lf_plan_take(&c, t32 * lora_rank(m));
     return c.used;
 }
 
@@ -113,30 +113,30 @@ static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     int T = b->T, L = c->num_layers, ckpt = m->gradient_checkpointing;
     token_bytes n = bytes_of(dm, T);
     size_t BC = (size_t)b->B * c->hidden_size, E = lf_cuda_dtype_size(dm->dtype);
-    cursor cur = {base, 0};
+    lf_plan cur = cuda_plan(base);
     layer_acts unused;
     w->layer_bytes = layer_block(dm, NULL, T, !ckpt, &unused);
-    w->layers = (char *)take(&cur, w->layer_bytes * (size_t)(ckpt ? 1 : L));
-    w->xs = take(&cur, (size_t)(ckpt ? L + 1 : 1) * n.TC);
-    w->cos = (float *)take(&cur, (size_t)T * (c->head_dim / 2) * sizeof(float));
-    w->sin = (float *)take(&cur, (size_t)T * (c->head_dim / 2) * sizeof(float));
-    w->pooled = take(&cur, BC * E);
-    w->dpooled = take(&cur, BC * E);
+    w->layers = (char *)lf_plan_take(&cur, w->layer_bytes * (size_t)(ckpt ? 1 : L));
+    w->xs = lf_plan_take(&cur, (size_t)(ckpt ? L + 1 : 1) * n.TC);
+    w->cos = (float *)lf_plan_take(&cur, (size_t)T * (c->head_dim / 2) * sizeof(float));
+    w->sin = (float *)lf_plan_take(&cur, (size_t)T * (c->head_dim / 2) * sizeof(float));
+    w->pooled = lf_plan_take(&cur, BC * E);
+    w->dpooled = lf_plan_take(&cur, BC * E);
     float **bc[] = {&w->pooled32, &w->lnf, &w->dlnf, &w->dpooled32};
     for (float **p : bc)
-        *p = (float *)take(&cur, BC * sizeof(float));
-    w->rstdf = (float *)take(&cur, (size_t)b->B * sizeof(float));
-    w->dx = take(&cur, n.TC);
-    w->dln = take(&cur, n.TC);
-    w->dq = take(&cur, n.TQ);
-    w->datt = take(&cur, n.TQ);
-    w->dk = take(&cur, n.TKV);
-    w->dv = take(&cur, n.TKV);
+        *p = (float *)lf_plan_take(&cur, BC * sizeof(float));
+    w->rstdf = (float *)lf_plan_take(&cur, (size_t)b->B * sizeof(float));
+    w->dx = lf_plan_take(&cur, n.TC);
+    w->dln = lf_plan_take(&cur, n.TC);
+    w->dq = lf_plan_take(&cur, n.TQ);
+    w->datt = lf_plan_take(&cur, n.TQ);
+    w->dk = lf_plan_take(&cur, n.TKV);
+    w->dv = lf_plan_take(&cur, n.TKV);
     void **ti[] = {&w->dgate, &w->dup, &w->dact};
     for (void **p : ti)
-        *p = take(&cur, n.TI);
-    w->lora_scratch = take(&cur, lora_scratch_bytes(T, lora_rank(m)));
-    w->att_scratch = take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
+        *p = lf_plan_take(&cur, n.TI);
+    w->lora_scratch = lf_plan_take(&cur, lora_scratch_bytes(T, lora_rank(m)));
+    w->att_scratch = lf_plan_take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
     return cur.used;
 }
 

@@ -47,18 +47,18 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, layer_acts
     const lf_model *m = dm->host;
     size_t E = lf_cuda_dtype_size(dm->dtype), TC = (size_t)T * m->cfg.hidden_size * E,
            TI = (size_t)T * m->cfg.intermediate_size * E;
-    cursor c = {base, 0};
+    lf_plan c = cuda_plan(base);
     void **tc[] = {&a->q, &a->k, &a->v, &a->att, &a->r1, &a->x1, &a->r2, &a->out};
     for (void **p : tc)
-        *p = take(&c, TC);
-    a->h = take(&c, TI);
-    a->g = take(&c, TI);
+        *p = lf_plan_take(&c, TC);
+    a->h = lf_plan_take(&c, TI);
+    a->g = lf_plan_take(&c, TI);
     float **stats[] = {&a->m1, &a->s1, &a->m2, &a->s2};
     for (float **p : stats)
-        *p = (float *)take(&c, (size_t)T * sizeof(float));
-    a->lse = (float *)take(&c, (size_t)T * m->cfg.num_heads * sizeof(float));
+        *p = (float *)lf_plan_take(&c, (size_t)T * sizeof(float));
+    a->lse = (float *)lf_plan_take(&c, (size_t)T * m->cfg.num_heads * sizeof(float));
     for (int k = 0; k < ENC_N_LINEARS; k++)
-        a->u[k] = (float *)take(&c, (size_t)T * lora_rank(m) * sizeof(float));
+        a->u[k] = (float *)lf_plan_take(&c, (size_t)T * lora_rank(m) * sizeof(float));
     return c.used;
 }
 
@@ -67,27 +67,27 @@ static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     int T = b->T, B = b->B, C = m->cfg.hidden_size, L = m->cfg.num_layers, ckpt = m->gradient_checkpointing;
     size_t E = lf_cuda_dtype_size(dm->dtype), TC = (size_t)T * C * E,
            TI = (size_t)T * m->cfg.intermediate_size * E, BC = (size_t)B * C;
-    cursor c = {base, 0};
+    lf_plan c = cuda_plan(base);
     void **tc[] = {&a->x0, &a->tmp, &a->dres, &a->da, &a->db, &a->dq, &a->dk, &a->dv};
     for (void **p : tc)
-        *p = take(&c, TC);
-    a->di1 = take(&c, TI);
-    a->di2 = take(&c, TI);
-    a->em = (float *)take(&c, (size_t)T * sizeof(float));
-    a->es = (float *)take(&c, (size_t)T * sizeof(float));
+        *p = lf_plan_take(&c, TC);
+    a->di1 = lf_plan_take(&c, TI);
+    a->di2 = lf_plan_take(&c, TI);
+    a->em = (float *)lf_plan_take(&c, (size_t)T * sizeof(float));
+    a->es = (float *)lf_plan_take(&c, (size_t)T * sizeof(float));
     void **bc16[] = {&a->pooled, &a->dpooled, &a->pd16, &a->d16};
     for (void **p : bc16)
-        *p = take(&c, BC * E);
+        *p = lf_plan_take(&c, BC * E);
     float **bc32[] = {&a->pooled32, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
     for (float **p : bc32)
-        *p = (float *)take(&c, BC * sizeof(float));
-    a->lora_scratch = take(&c, lora_scratch_bytes(T, lora_rank(m)));
+        *p = (float *)lf_plan_take(&c, BC * sizeof(float));
+    a->lora_scratch = lf_plan_take(&c, lora_scratch_bytes(T, lora_rank(m)));
     a->att_scratch =
-        take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
+        lf_plan_take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
     layer_acts unused;
     a->layer_bytes = layer_block(dm, NULL, T, &unused);
-    a->layers = (char *)take(&c, a->layer_bytes * (size_t)(ckpt ? 1 : L));
-    a->xs = take(&c, ckpt ? (size_t)L * TC : 0);
+    a->layers = (char *)lf_plan_take(&c, a->layer_bytes * (size_t)(ckpt ? 1 : L));
+    a->xs = lf_plan_take(&c, ckpt ? (size_t)L * TC : 0);
     return c.used;
 }
 

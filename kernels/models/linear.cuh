@@ -4,6 +4,7 @@
 #pragma once
 
 #include "device_model.cuh"
+#include "models/plan.h"
 #include "lora.cuh"
 #include "matmul.cuh"
 
@@ -51,14 +52,6 @@ static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *d
                               lf_cuda_lora_key(dm, l), dt, dm->stream);
 }
 
-// A bump allocator over dm->work (base NULL: counts bytes only); every buffer 256-byte aligned.
-typedef struct {
-    char *base;
-    size_t used;
-} cursor;
-
-static inline void *take(cursor *c, size_t bytes) {
-    void *p = c->base ? c->base + c->used : NULL;
-    c->used += (bytes + 255) / 256 * 256;
-    return p;
-}
+// The workspace planner over dm->work (models/plan.h): every buffer 256-byte aligned.
+enum { LF_CUDA_ALIGN = 256 };
+static inline lf_plan cuda_plan(void *base) { return lf_plan_start(base, LF_CUDA_ALIGN); }

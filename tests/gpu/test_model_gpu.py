@@ -270,7 +270,7 @@ def test_trainer_fp16_scales_the_loss_and_follows_the_cpu(checkpoints, tmp_path,
     np.testing.assert_allclose(logged(trainer, "learning_rate"), logged(ref, "learning_rate"), rtol=1e-12)
     for name in start:
         assert np.isfinite(ours[name]).all() and np.linalg.norm(ours[name] - start[name]) > 0, name
-    skipped, scale = trainer._counters[5], trainer._losses[2]
+    skipped, scale = trainer._loop["skipped_steps"], trainer._loop["loss_scale"]
     assert (skipped, scale) == (0, LOSS_SCALE_INIT)
 
 
@@ -290,8 +290,8 @@ def test_trainer_fp16_overflow_skips_the_update(checkpoints, tmp_path):
         np.testing.assert_array_equal(ours[name], start[name], err_msg=name)
     assert not np.isfinite(logged(trainer, "grad_norm")).any()
     assert len(set(logged(trainer, "learning_rate"))) == 1  # the schedule did not advance
-    assert not np.any(trainer._m) and not np.any(trainer._v)
-    skipped, scale = trainer._counters[5], trainer._losses[2]
+    assert not np.any(trainer._loop["exp_avg"]) and not np.any(trainer._loop["exp_avg_sq"])
+    skipped, scale = trainer._loop["skipped_steps"], trainer._loop["loss_scale"]
     assert (skipped, scale) == (3, LOSS_SCALE_INIT / 8)
 
 
