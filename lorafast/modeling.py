@@ -95,12 +95,12 @@ def _device_kind(device):
 
 
 def cross_entropy(logits, labels, class_weights=None):
-    """torch.nn.CrossEntropyLoss(weight=class_weights) on numpy logits (the weighted mean)."""
-    z = logits.astype(np.float64)
-    lse = np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)) + z.max(axis=1)
-    nll = lse - z[np.arange(len(labels)), labels]
-    w = np.ones(len(labels)) if class_weights is None else np.asarray(class_weights, np.float64)[labels]
-    return float((w * nll).sum() / w.sum())
+    """torch.nn.CrossEntropyLoss(weight=class_weights) on numpy logits (the weighted mean), in C: the
+    loss the training step computes (ops/crossentropy.c)."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[-1]):
+        raise ValueError(f"labels must lie in [0, {logits.shape[-1]}), got {labels.min()}..{labels.max()}")
+    return _C.cross_entropy(logits, labels.astype(np.int32), class_weights)
 
 
 def _served_output(model, served, input_ids, labels):

@@ -6,6 +6,7 @@
 
 #include "ops/activation.h"
 #include "ops/attention.h"
+#include "ops/crossentropy.h"
 #include "ops/dropout.h"
 #include "ops/layernorm.h"
 #include "ops/matmul.h"
@@ -252,7 +253,47 @@ static PyObject *py_dropout(PyObject *self, PyObject *args) {
     return (PyObject *)out;
 }
 
+// cross_entropy(logits (B, V), labels (B,) int32 in [0, V), class_weights (V,) or None) -> the loss of
+// torch.nn.CrossEntropyLoss(weight=class_weights): the weighted mean
+static PyObject *py_cross_entropy(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *logits_obj, *labels_obj, *weights_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &logits_obj, &labels_obj, &weights_obj)) return NULL;
+    PyArrayObject *z = f32(logits_obj, 2, "logits"), *w = NULL, *y = NULL;
+    PyObject *out = NULL;
+    if (z == NULL) return NULL;
+    npy_intp B = PyArray_DIM(z, 0), V = PyArray_DIM(z, 1);
+    y = (PyArrayObject *)PyArray_FROMANY(labels_obj, NPY_INT32, 1, 1,
+                                         NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    if (y == NULL || PyArray_DIM(y, 0) != B || B < 1 || V < 1 || B > INT32_MAX || V > INT32_MAX) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError,
+                     "labels must be a 1-D int32 array of %ld values for logits of shape (%ld, %ld)", (long)B,
+                     (long)B, (long)V);
+        goto done;
+    }
+    const int32_t *labels = PyArray_DATA(y);
+    for (npy_intp b = 0; b < B; b++)
+        if (labels[b] < 0 || labels[b] >= V) {
+            PyErr_Format(PyExc_ValueError, "labels[%ld] = %d is outside [0, %ld)", (long)b, labels[b],
+                         (long)V);
+            goto done;
+        }
+    if (weights_obj != Py_None &&
+        ((w = f32(weights_obj, 1, "class_weights")) == NULL || PyArray_DIM(w, 0) != V)) {
+        if (w != NULL) PyErr_Format(PyExc_ValueError, "class_weights must have %ld values", (long)V);
+        goto done;
+    }
+    out = PyFloat_FromDouble(crossentropy_forward_backward(NULL, F(z), labels, F(w), (int)B, (int)V));
+done:
+    Py_XDECREF(z);
+    Py_XDECREF(y);
+    Py_XDECREF(w);
+    return out;
+}
+
 static PyMethodDef ops_methods[] = {
+    {"cross_entropy", py_cross_entropy, METH_VARARGS, "torch.nn.CrossEntropyLoss(weight=w) of logits"},
     {"op_attention_forward", py_attention_forward, METH_VARARGS, "packed attention: (out, lse)"},
     {"op_attention_backward", py_attention_backward, METH_VARARGS, "packed attention grads: (dq, dk, dv)"},
     {"op_matmul_forward", py_matmul_forward, METH_VARARGS, "x @ w.T + b with f32/f16/bf16 w"},
