@@ -36,14 +36,14 @@ __device__ __forceinline__ bool att_sees(const att_args &a, int i, int j) {
 
 // the dropout stream of head h: head_key of attention.c (0 without dropout: the key is not read)
 __device__ __forceinline__ uint64_t att_head_key(const att_args &a, int h) {
-    return a.dropout > 0.0f ? lf_stream_key_device(lf_cuda_key_value(a.key, a.dropout), (uint64_t)h) : 0;
+    return a.dropout > 0.0f ? lf_stream_key(lf_cuda_key_value(a.key, a.dropout), (uint64_t)h) : 0;
 }
 
 // the dropout scale of probability (i, j) of the head whose stream is hkey, 1 without dropout:
 // prob_keep of attention.c (i, j packed token indices: the mask does not depend on T)
 __device__ __forceinline__ float att_keep(const att_args &a, uint64_t hkey, int i, int j) {
     if (a.dropout <= 0.0f) return 1.0f;
-    return dropout_scale_device(hkey, (uint64_t)i << 32 | (uint32_t)j, a.dropout);
+    return lf_dropout_scale(hkey, (uint64_t)i << 32 | (uint32_t)j, a.dropout);
 }
 
 // dst: (rows, stride) f32 = src rows [row0, row0 + valid), HD columns from col (src rows ld apart);

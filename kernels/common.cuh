@@ -1,5 +1,6 @@
 // What every kernel family shares: element types, loads/stores in f32, warp and block
-// reductions, launch sizes, and the counter-based RNG of csrc/ops/random.h on the device.
+// reductions, launch sizes, dropout keys, and (included) the counter-based RNG of csrc/ops/random.h,
+// whose functions are __host__ __device__: kernels call lf_uniform, lf_stream_key and lf_dropout_scale.
 //
 // Conventions (see DEVELOPERS.md, "CUDA kernels"):
 // - kernels/<op>.cu holds one op family: its kernels and its launchers, forward and backward
@@ -21,6 +22,7 @@
 
 extern "C" {
 #include "core/tensor.h"
+#include "ops/random.h"
 }
 
 // ---- element types: load as f32, store from f32 (round to nearest even) ----
@@ -84,32 +86,7 @@ template <typename A> __device__ __forceinline__ A block_sum(A x, A *shared) {
     return warp_sum(x);
 }
 
-// ---- the counter-based RNG of csrc/ops/random.h, bit for bit ----
-
-__device__ __forceinline__ uint64_t lf_mix64_device(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-// uniform in [0, 1) with 24 random bits: lf_uniform(key, i) of random.h
-__device__ __forceinline__ float lf_uniform_device(uint64_t key, uint64_t i) {
-    return (float)(lf_mix64_device(key ^ lf_mix64_device(i + 0x9e3779b97f4a7c15ULL)) >> 40) *
-           (1.0f / 16777216.0f);
-}
-
-// the inverted-dropout factor of element i: 0 or 1/(1-p)
-__device__ __forceinline__ float dropout_scale_device(uint64_t key, uint64_t i, float p) {
-    return lf_uniform_device(key, i) >= p ? 1.0f / (1.0f - p) : 0.0f;
-}
-
-// the key of one random stream: lf_stream_key(seed, stream) of random.h
-__device__ __forceinline__ uint64_t lf_stream_key_device(uint64_t seed, uint64_t stream) {
-    return lf_mix64_device(seed * 0x9e3779b97f4a7c15ULL + lf_mix64_device(stream + 1));
-}
+// ---- dropout keys (the RNG itself is csrc/ops/random.h's, __host__ __device__) ----
 
 // A dropout stream key as launchers and kernels take it (by value). step_seed NULL: value is the key.
 // Else the key is lf_stream_key(*step_seed, value), read on the device when a kernel runs, value the
@@ -126,5 +103,5 @@ static inline lf_cuda_key lf_cuda_fixed_key(uint64_t key) { return {NULL, key}; 
 // the stream key of k for dropout probability p (0 when p <= 0: no mask is drawn, step_seed not read)
 __device__ __forceinline__ uint64_t lf_cuda_key_value(lf_cuda_key k, float p) {
     if (!(p > 0.0f)) return 0;
-    return k.step_seed != NULL ? lf_stream_key_device(*k.step_seed, k.value) : k.value;
+    return k.step_seed != NULL ? lf_stream_key(*k.step_seed, k.value) : k.value;
 }

@@ -1,5 +1,5 @@
 // Dropout forward and backward: the CUDA twin of csrc/ops/dropout.c, with the CPU's mask
-// (dropout_scale_device of element i of stream key, common.cuh).
+// (lf_dropout_scale of element i of stream key, csrc/ops/random.h).
 #include "dropout.cuh"
 #include "elementwise.cuh"
 
@@ -9,7 +9,7 @@ template <typename T>
 __global__ void dropout_kernel(T *out, const T *in, int64_t n, float p, lf_cuda_key k, int accumulate) {
     uint64_t key = lf_cuda_key_value(k, p);
     for (int64_t i = elementwise_first(); i < n; i += elementwise_stride()) {
-        float v = to_f32(in[i]) * dropout_scale_device(key, (uint64_t)i, p);
+        float v = to_f32(in[i]) * lf_dropout_scale(key, (uint64_t)i, p);
         out[i] = from_f32<T>(accumulate ? to_f32(out[i]) + v : v);
     }
 }

@@ -134,8 +134,7 @@ __global__ void dropout_residual_layernorm_forward_kernel(T *out, float *mean, f
     for (int i = threadIdx.x; i < C; i += blockDim.x) {
         size_t k = row + i;
         // __fmul_rn: no contraction with the add below, so f32 rounds as the unfused chain does
-        float kept =
-            to_f32(from_f32<T>(__fmul_rn(to_f32(branch[k]), dropout_scale_device(key, (uint64_t)k, p))));
+        float kept = to_f32(from_f32<T>(__fmul_rn(to_f32(branch[k]), lf_dropout_scale(key, (uint64_t)k, p))));
         T v = from_f32<T>(kept + to_f32(residual[k]));
         x[i] = v;
         partial += to_f32(v);
@@ -180,7 +179,7 @@ __global__ void dropout_residual_layernorm_backward_kernel(T *dresidual, T *dbra
         size_t k = row + i;
         T d = from_f32<T>(layernorm_input_grad(g, to_f32(dy[i]), to_f32(x[i]), weight[i]));
         dresidual[k] = d;
-        dbranch[k] = from_f32<T>(to_f32(d) * dropout_scale_device(key, (uint64_t)k, p));
+        dbranch[k] = from_f32<T>(to_f32(d) * lf_dropout_scale(key, (uint64_t)k, p));
     }
 }
 

@@ -40,7 +40,7 @@ struct rank_view {
 
 // x * its inverted-dropout factor (element e of stream key), or x when p == 0
 __device__ __forceinline__ float dropped(float x, int64_t e, float p, uint64_t key) {
-    return p > 0.0f ? x * dropout_scale_device(key, (uint64_t)e, p) : x;
+    return p > 0.0f ? x * lf_dropout_scale(key, (uint64_t)e, p) : x;
 }
 
 // f(j, n) for j < nj, n < nn over the block's threads, consecutive threads along W's contiguous index

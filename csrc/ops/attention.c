@@ -27,8 +27,7 @@ static uint64_t head_key(attention_shape s, int h) { return lf_stream_key(s.key,
 // the dropout scale of probability (i, j) of the head whose stream is hkey, 1 when not dropped out
 static float prob_keep(attention_shape s, uint64_t hkey, int i, int j) {
     if (s.dropout <= 0.0f) return 1.0f;
-    uint64_t idx = (uint64_t)i << 32 | (uint32_t)j;
-    return lf_uniform(hkey, idx) >= s.dropout ? 1.0f / (1.0f - s.dropout) : 0.0f;
+    return lf_dropout_scale(hkey, (uint64_t)i << 32 | (uint32_t)j, s.dropout);
 }
 
 // A block of queries [i0, i1) of one head in a sequence [start, end), against the keys [lo, lo + nk)

@@ -5,20 +5,15 @@
 #include "core/simd.h"
 #include "ops/random.h"
 
-static inline float keep_scale(uint64_t key, int64_t i, float p, float scale) {
-    return lf_uniform(key, (uint64_t)i) >= p ? scale : 0.0f;
-}
-
 // elements first .. first + n - 1: out = in * mask (accumulate: out += )
 LF_VECTOR_CLONES static void dropout_run(float *out, const float *in, int64_t first, int64_t n, float p,
                                          uint64_t key, int accumulate) {
-    float scale = 1.0f / (1.0f - p);
     if (accumulate) {
         for (int64_t i = 0; i < n; i++)
-            out[i] += in[i] * keep_scale(key, first + i, p, scale);
+            out[i] += in[i] * lf_dropout_scale(key, (uint64_t)(first + i), p);
     } else {
         for (int64_t i = 0; i < n; i++)
-            out[i] = in[i] * keep_scale(key, first + i, p, scale);
+            out[i] = in[i] * lf_dropout_scale(key, (uint64_t)(first + i), p);
     }
 }
 
