@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 extern "C" {
-#include "core/tensor.h"
+#include "core/dtype.h"
 }
 
 // ---- element types: load as f32, store from f32 (round to nearest even) ----

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "core/tensor.h"
+#include "core/dtype.h"
 
 static inline uint64_t lf_mix64(uint64_t x) { // splitmix64 finalizer
     x ^= x >> 30;
