@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 extern "C" {
-#include "core/tensor.h"
+#include "core/dtype.h"
 #include "ops/random.h"
 }
 

@@ -94,10 +94,6 @@ const lf_cuda_arch *lf_cuda_arch_for(int arch_id) {
 
 // ---- create: frozen weights, params ----
 
-static lf_dtype stored_dtype(int weight_dtype) {
-    return weight_dtype == LF_WEIGHT_BF16 ? LF_BF16 : weight_dtype == LF_WEIGHT_F16 ? LF_F16 : LF_F32;
-}
-
 // dst: (n,) of dst_dtype on the device = src: (n,) of src_dtype on the host, converted on the device
 // through *staging (allocated at the first conversion, STAGING_BYTES)
 static int upload_converted(void *dst, lf_dtype dst_dtype, const void *src, lf_dtype src_dtype, int64_t n,
@@ -152,7 +148,7 @@ static int upload_frozen(runtime *rt, const lf_model *m) {
         dm->frozen_dtype[i] = dst;
         rc = lf_cuda_device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
         if (rc == 0)
-            rc = upload_converted(dm->frozen[i], dst, f->w.data, stored_dtype(f->w.dtype), f->numel, &staging,
+            rc = upload_converted(dm->frozen[i], dst, f->w.data, f->w.dtype, f->numel, &staging,
                                   dm->stream, f->name);
     }
     if (staging != NULL) { // the last conversions read it: wait for them before freeing it
@@ -199,7 +195,7 @@ static int check_frozen_loaded(const lf_model *m) {
 int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
     lf_cuda_begin_call();
     *out = NULL;
-    if (dtype != LF_F32 && dtype != LF_BF16 && dtype != LF_F16)
+    if (!lf_dtype_is_float((lf_dtype)dtype))
         return lf_cuda_set_error((int)cudaErrorInvalidValue,
                                  "compute dtype %d is not float32, bfloat16 or float16", dtype);
     const lf_cuda_arch *arch = lf_cuda_arch_for(m->cfg.arch);

@@ -5,7 +5,6 @@ __version__ = "0.1.0"
 
 from . import _backend
 from ._backend import _C
-from .tensor import Arena, Tensor
 from .configuration import AutoConfig, BertConfig, LlamaConfig, MistralConfig, PretrainedConfig, RobertaConfig
 from .modeling import AutoModelForSequenceClassification, SequenceClassifierOutput
 from .peft import LoraConfig, PeftModel, PeftModelForSequenceClassification, TaskType, get_peft_model

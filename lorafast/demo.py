@@ -12,7 +12,7 @@ import numpy as np
 def demo_tensors(seed=0):
     """A checkpoint shaped like a small BERT layer: f32 weights, a bf16 copy, int64 ids."""
     rng = np.random.default_rng(seed)
-    from .tensor import from_float32
+    from .convert import from_float32
 
     q = rng.standard_normal((384, 384), dtype=np.float32)
     return {
@@ -26,7 +26,7 @@ def demo_tensors(seed=0):
 def run_demo(out_dir=None):
     import lorafast
     from lorafast import safetensors
-    from lorafast.tensor import to_float32
+    from lorafast.convert import to_float32
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = out_dir or tmp

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import hub
 from ._backend import _C
-from .tensor import from_float32, to_float32
+from .convert import from_float32, to_float32
 
 __all__ = ["safe_open", "load_file", "save_file", "open_checkpoint", "load_checkpoint", "to_float32",
            "from_float32", "SafetensorError"]

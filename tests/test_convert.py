@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from lorafast.tensor import from_float32, to_float32
+from lorafast.convert import from_float32, to_float32
 
 ALL16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "core/tensor.h"
+#include "core/dtype.h"
 
 // The bits of an f32 and back.
 static inline uint32_t lf_float_bits(float x) {

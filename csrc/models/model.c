@@ -204,15 +204,12 @@ int lf_model_plan_params(lf_model *m) {
     return LF_OK;
 }
 
-static const char *dtype_name(int dtype) {
-    return dtype == LF_WEIGHT_F32 ? "float32" : dtype == LF_WEIGHT_F16 ? "float16" : "bfloat16";
-}
-
-int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype) {
+int lf_model_set_frozen(lf_model *m, int index, const void *data, lf_dtype dtype) {
     if (index < 0 || index >= m->n_frozen)
         return lf_error(LF_EINVAL, "frozen tensor index %d out of range", index);
-    if (dtype < LF_WEIGHT_F32 || dtype > LF_WEIGHT_BF16)
-        return lf_error(LF_EINVAL, "unknown dtype %d", dtype);
+    if (!lf_dtype_is_float(dtype))
+        return lf_error(LF_EINVAL, "weight dtype must be float32, float16 or bfloat16, got code %d",
+                        (int)dtype);
     lf_frozen *f = &m->frozen[index];
     if (m->cuda_model != NULL)
         return lf_error(LF_EINVAL,
@@ -222,7 +219,7 @@ int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype) {
     int64_t bad;
     if (!weight_all_finite(w, f->numel, &bad))
         return lf_error(LF_EINVAL, "weight %s (%s) holds a non-finite value (NaN or Inf) at flat index %lld",
-                        f->name, dtype_name(dtype), (long long)bad);
+                        f->name, lf_dtype_name(dtype), (long long)bad);
     f->w = w;
     m->frozen_version++;
     return LF_OK;

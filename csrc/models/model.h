@@ -7,7 +7,7 @@
 //   (numpy arrays / mmap'd safetensors kept alive by the owner), f32, f16 or bf16, possibly
 //   not materialized (data NULL: enough to count parameters);
 // - trainable parameters: a table of named f32 tensors (names = the keys peft writes into
-//   adapter_model.safetensors) with data and grad in one arena owned by the model, and a
+//   adapter_model.safetensors) with data and grad buffers owned by the model, and a
 //   no-weight-decay flag as HF's Trainer decides it (biases and LayerNorm weights);
 // - a workspace for activations, planned from the largest batch seen (grown, never
 //   shrunk, only when a larger batch arrives; nothing else is allocated in a step).
@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "ops/crossentropy.h"
 #include "ops/random.h"
 #include "ops/weight.h"
@@ -115,7 +116,6 @@ struct lf_model {
     int n_frozen, cap_frozen;
     lf_param *params;
     int n_params, cap_params;
-    float *param_arena; // data and grads of every param (re-planned when params are added)
     lf_linear *linears; // the architecture's linears, in its own order
     int n_linears, cap_linears;
     lf_lora_config lora;       // r == 0: no LoRA
@@ -132,8 +132,8 @@ struct lf_model {
 
     int gradient_checkpointing; // keep one activation per layer only; backward recomputes the layer
 
-    void *cuda_model; // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
-    int cuda_dtype;   // lf_dtype of its activations and 2-D frozen weights
+    void *cuda_model;    // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
+    lf_dtype cuda_dtype; // of its activations and 2-D frozen weights
 };
 
 // Creates a model of cfg.arch with its tables (frozen data unset). NULL + lf_error on failure.
@@ -148,11 +148,11 @@ int lf_model_find_param(const lf_model *m, const char *name);
 // Adds a linear; with_bias: also its bias. trainable: weight and bias are params, else frozen.
 int lf_model_add_linear(lf_model *m, const char *prefix, int in, int out, int with_bias, int trainable,
                         int site);
-// (Re)allocates the param arena after params were added; existing values are kept, new ones zeroed.
+// Allocates data and grad (zeroed) of the params added since the last call; existing ones are kept.
 int lf_model_plan_params(lf_model *m);
 
 // Points frozen tensor i at data (borrowed) after checking it is finite. LF_EINVAL names it.
-int lf_model_set_frozen(lf_model *m, int index, const void *data, int dtype);
+int lf_model_set_frozen(lf_model *m, int index, const void *data, lf_dtype dtype);
 // LF_EINVAL naming the first frozen tensor whose data is unset
 int lf_model_check_ready(const lf_model *m);
 
@@ -206,7 +206,7 @@ void lf_model_run_end(lf_model *m);
 // loop runs AdamW on the device instead (lf_model_cuda_optimizer_*: see lf_cuda_api).
 // Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16.
 // Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not.
-int lf_model_to_cuda(lf_model *m, int dtype);
+int lf_model_to_cuda(lf_model *m, lf_dtype dtype);
 // Frees the device copy (nothing when there is none).
 void lf_model_to_cpu(lf_model *m);
 // Makes the device copy again after the tables changed (add LoRA); nothing when on the CPU.

@@ -4,22 +4,20 @@
 #include <stdio.h>
 
 #include "core/cuda_backend.h"
+#include "core/dtype.h"
 #include "core/error.h"
-#include "core/tensor.h"
 #include "models/model.h"
-
-static const char *dtype_name(int dtype) { return lf_dtype_name((lf_dtype)dtype); }
 
 static int cuda_failure(const lf_cuda_api *api, const char *what) {
     return lf_error(LF_ECUDA, "%s: %s", what, api->last_error());
 }
 
-int lf_model_to_cuda(lf_model *m, int dtype) {
+int lf_model_to_cuda(lf_model *m, lf_dtype dtype) {
     const lf_cuda_api *api = lf_cuda();
     if (api == NULL) return lf_error(LF_ECUDA, "CUDA unavailable: %s", lf_cuda_unavailable_reason());
-    if (dtype != LF_F32 && dtype != LF_BF16 && dtype != LF_F16)
+    if (!lf_dtype_is_float(dtype))
         return lf_error(LF_EINVAL, "CUDA compute dtype must be float32, bfloat16 or float16, got %s",
-                        dtype_name(dtype) ? dtype_name(dtype) : "an unknown dtype");
+                        lf_dtype_name(dtype) ? lf_dtype_name(dtype) : "an unknown dtype");
     if (api->model_size != sizeof(lf_model))
         return lf_error(LF_ECUDA, "the CUDA kernels library was built with another models/model.h than _C "
                                   "(rebuild both)");
@@ -41,7 +39,7 @@ void lf_model_to_cpu(lf_model *m) {
 
 int lf_model_cuda_refresh(lf_model *m) {
     if (m->cuda_model == NULL) return LF_OK;
-    int dtype = m->cuda_dtype;
+    lf_dtype dtype = m->cuda_dtype;
     lf_model_to_cpu(m);
     if (lf_model_to_cuda(m, dtype) == LF_OK) return LF_OK;
     char why[768];

@@ -68,21 +68,21 @@ void sgemm_tn(int M, int N, int K, float alpha, const float *a, int lda, const f
     sgemm(1, 0, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-size_t matmul_scratch_floats(int C, int OC, int dtype) {
-    if (dtype == LF_WEIGHT_F32) return 0;
+size_t matmul_scratch_floats(int C, int OC, lf_dtype dtype) {
+    if (dtype == LF_F32) return 0;
     return (size_t)(OC < MATMUL_BLOCK ? OC : MATMUL_BLOCK) * (size_t)C;
 }
 
 // rows [r0, r0 + n) of w as f32: a pointer into w (f32) or into scratch (converted)
 static const float *weight_rows(lf_weight w, int r0, int n, int C, float *scratch) {
-    if (w.dtype == LF_WEIGHT_F32) return (const float *)w.data + (size_t)r0 * C;
+    if (w.dtype == LF_F32) return (const float *)w.data + (size_t)r0 * C;
 #pragma omp parallel for
     for (int r = 0; r < n; r++)
         weight_to_f32(scratch + (size_t)r * C, w, (int64_t)(r0 + r) * C, C);
     return scratch;
 }
 
-static int block_rows(lf_weight w, int OC) { return w.dtype == LF_WEIGHT_F32 ? OC : MATMUL_BLOCK; }
+static int block_rows(lf_weight w, int OC) { return w.dtype == LF_F32 ? OC : MATMUL_BLOCK; }
 
 void matmul_forward(float *out, const float *x, lf_weight w, const float *bias, int T, int C, int OC,
                     int accumulate, float *scratch) {

@@ -9,7 +9,7 @@
 #define MATMUL_BLOCK 256
 
 // floats of scratch that matmul_forward/backward need for a weight of (OC, C)
-size_t matmul_scratch_floats(int C, int OC, int dtype);
+size_t matmul_scratch_floats(int C, int OC, lf_dtype dtype);
 
 // out: (T, OC) = x: (T, C) @ w: (OC, C)^T + bias: (OC,) or NULL; accumulate: out += instead
 void matmul_forward(float *out, const float *x, lf_weight w, const float *bias, int T, int C, int OC,

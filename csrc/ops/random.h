@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/tensor.h" // lf_dtype
+#include "core/dtype.h" // lf_dtype
 
 #ifdef __CUDACC__
 #define LF_HOST_DEVICE __host__ __device__

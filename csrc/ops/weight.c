@@ -3,12 +3,12 @@
 #include <math.h>
 
 void weight_to_f32(float *dst, lf_weight w, int64_t offset, int64_t n) {
-    if (w.dtype == LF_WEIGHT_F32) {
+    if (w.dtype == LF_F32) {
         memcpy(dst, (const float *)w.data + offset, (size_t)n * sizeof(float));
         return;
     }
     const uint16_t *src = (const uint16_t *)w.data + offset;
-    if (w.dtype == LF_WEIGHT_BF16) {
+    if (w.dtype == LF_BF16) {
         for (int64_t i = 0; i < n; i++)
             dst[i] = lf_bf16_to_f32(src[i]);
     } else {
@@ -19,8 +19,8 @@ void weight_to_f32(float *dst, lf_weight w, int64_t offset, int64_t n) {
 
 // 1 when the element's exponent bits are not all ones (not Inf / NaN)
 static int finite_at(lf_weight w, int64_t i) {
-    if (w.dtype == LF_WEIGHT_F32) return isfinite(((const float *)w.data)[i]);
-    uint16_t h = ((const uint16_t *)w.data)[i], e = w.dtype == LF_WEIGHT_BF16 ? 0x7F80 : 0x7C00;
+    if (w.dtype == LF_F32) return isfinite(((const float *)w.data)[i]);
+    uint16_t h = ((const uint16_t *)w.data)[i], e = w.dtype == LF_BF16 ? 0x7F80 : 0x7C00;
     return (h & e) != e;
 }
 

@@ -6,15 +6,14 @@
 #include <string.h>
 
 #include "core/convert.h"
-
-typedef enum { LF_WEIGHT_F32 = 0, LF_WEIGHT_F16 = 1, LF_WEIGHT_BF16 = 2 } lf_weight_dtype;
+#include "core/dtype.h"
 
 typedef struct {
     const void *data; // (rows, cols) row-major, in dtype
-    int dtype;        // lf_weight_dtype
+    lf_dtype dtype;   // LF_F32, LF_F16 or LF_BF16
 } lf_weight;
 
-static inline lf_weight lf_weight_f32(const float *data) { return (lf_weight){data, LF_WEIGHT_F32}; }
+static inline lf_weight lf_weight_f32(const float *data) { return (lf_weight){data, LF_F32}; }
 
 // dst[i] = w.data[offset + i] as f32, for i < n.
 void weight_to_f32(float *dst, lf_weight w, int64_t offset, int64_t n);

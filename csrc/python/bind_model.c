@@ -3,8 +3,9 @@
 // writes trainable parameters through numpy views of the C buffers.
 #include "python/lf_python.h"
 
+#include <stdio.h>
+
 #include "core/error.h"
-#include "core/tensor.h"
 #include "models/model.h"
 
 typedef struct {
@@ -163,18 +164,6 @@ static PyObject *Model_frozen_specs(ModelObject *self, PyObject *noargs) {
     return out;
 }
 
-static int dtype_of(const char *name, int *dtype, int *npy) {
-    if (strcmp(name, "float32") == 0)
-        *dtype = LF_WEIGHT_F32, *npy = NPY_FLOAT32;
-    else if (strcmp(name, "float16") == 0)
-        *dtype = LF_WEIGHT_F16, *npy = NPY_FLOAT16;
-    else if (strcmp(name, "bfloat16") == 0)
-        *dtype = LF_WEIGHT_BF16, *npy = NPY_UINT16;
-    else
-        return -1;
-    return 0;
-}
-
 // set_frozen(index, array, dtype_name): dtype_name float32 | float16 | bfloat16 (uint16 bits)
 static PyObject *set_frozen_unlocked(ModelObject *self, PyObject *args) {
     int index;
@@ -184,11 +173,11 @@ static PyObject *set_frozen_unlocked(ModelObject *self, PyObject *args) {
     lf_model *m = self->model;
     if (index < 0 || index >= m->n_frozen) return PyErr_Format(PyExc_IndexError, "frozen index %d", index);
     const lf_frozen *f = &m->frozen[index];
-    int dtype, npy;
-    if (dtype_of(dtype_name, &dtype, &npy) < 0)
-        return PyErr_Format(PyExc_ValueError, "%s: unsupported weight dtype %s (float32, float16, bfloat16)",
-                            f->name, dtype_name);
-    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != npy ||
+    char where[640];
+    snprintf(where, sizeof where, "for weight %s", f->name);
+    lf_dtype dtype;
+    if (lf_python_float_dtype(dtype_name, where, &dtype) < 0) return NULL;
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != lf_npy_type(dtype) ||
         !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)obj) || !PyArray_ISALIGNED((PyArrayObject *)obj))
         return PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous aligned numpy array of %s", f->name,
                             dtype_name);
@@ -420,19 +409,6 @@ static PyObject *zero_grad_unlocked(ModelObject *self, PyObject *noargs) {
     Py_RETURN_NONE;
 }
 
-// the CUDA compute dtype of a name: float32, bfloat16 or float16; -1 with a ValueError
-static int cuda_dtype_of(const char *name) {
-    static const struct {
-        const char *name;
-        int dtype;
-    } dtypes[] = {{"float32", LF_F32}, {"bfloat16", LF_BF16}, {"float16", LF_F16}};
-    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
-        if (strcmp(name, dtypes[i].name) == 0) return dtypes[i].dtype;
-    PyErr_Format(PyExc_ValueError, "dtype '%s' is not supported on CUDA (float32, bfloat16 or float16)",
-                 name);
-    return -1;
-}
-
 // to_device(device, dtype_name=None): device "cpu" or "cuda"; dtype_name: the CUDA compute dtype
 // (None: the current one on CUDA, else float32); on the CPU only None or float32
 static PyObject *to_device_unlocked(ModelObject *self, PyObject *args) {
@@ -451,8 +427,8 @@ static PyObject *to_device_unlocked(ModelObject *self, PyObject *args) {
     }
     if (strcmp(device, "cuda") != 0)
         return PyErr_Format(PyExc_ValueError, "device '%s' is not supported: 'cpu' or 'cuda'", device);
-    int dtype = m->cuda_model != NULL ? m->cuda_dtype : LF_F32;
-    if (dtype_name != NULL && (dtype = cuda_dtype_of(dtype_name)) < 0) return NULL;
+    lf_dtype dtype = m->cuda_model != NULL ? m->cuda_dtype : LF_F32;
+    if (dtype_name != NULL && lf_python_float_dtype(dtype_name, "on CUDA", &dtype) < 0) return NULL;
     if (lf_python_cuda() == NULL) return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS rc = lf_model_to_cuda(m, dtype);
@@ -499,7 +475,7 @@ static PyObject *Model_get_device(ModelObject *self, void *closure) {
 static PyObject *Model_get_device_dtype(ModelObject *self, void *closure) {
     (void)closure;
     if (self->model->cuda_model == NULL) Py_RETURN_NONE;
-    return PyUnicode_FromString(lf_dtype_name((lf_dtype)self->model->cuda_dtype));
+    return PyUnicode_FromString(lf_dtype_name(self->model->cuda_dtype));
 }
 
 static PyObject *Model_get_device_bytes(ModelObject *self, void *closure) {

@@ -131,13 +131,9 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
 }
 
 static int weight_of(PyObject *obj, const char *dtype_name, PyArrayObject **arr, lf_weight *w) {
-    int npy = strcmp(dtype_name, "float32") == 0   ? NPY_FLOAT32
-              : strcmp(dtype_name, "float16") == 0 ? NPY_FLOAT16
-                                                   : NPY_UINT16;
-    w->dtype = npy == NPY_FLOAT32 ? LF_WEIGHT_F32 : npy == NPY_FLOAT16 ? LF_WEIGHT_F16 : LF_WEIGHT_BF16;
-    if (npy == NPY_UINT16 && strcmp(dtype_name, "bfloat16") != 0)
-        return PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype_name), -1;
-    *arr = (PyArrayObject *)PyArray_FROMANY(obj, npy, 2, 2, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
+    if (lf_python_float_dtype(dtype_name, "for a matmul weight", &w->dtype) < 0) return -1;
+    *arr = (PyArrayObject *)PyArray_FROMANY(obj, lf_npy_type(w->dtype), 2, 2,
+                                            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED);
     if (*arr == NULL) return -1;
     w->data = PyArray_DATA(*arr);
     return 0;
@@ -171,8 +167,8 @@ static PyObject *py_matmul(PyObject *self, PyObject *args, int backward) {
             npy_intp dwd[2] = {OC, C}, dbd[1] = {OC};
             PyArrayObject *dx = zeros_like(x), *dw = (PyArrayObject *)PyArray_ZEROS(2, dwd, NPY_FLOAT32, 0),
                           *db = (PyArrayObject *)PyArray_ZEROS(1, dbd, NPY_FLOAT32, 0);
-            matmul_backward(F(dx), lw.dtype == LF_WEIGHT_F32 ? F(dw) : NULL, F(db), F(dout), F(x), lw, T, C,
-                            OC, scratch);
+            matmul_backward(F(dx), lw.dtype == LF_F32 ? F(dw) : NULL, F(db), F(dout), F(x), lw, T, C, OC,
+                            scratch);
             result = Py_BuildValue("(NNN)", dx, dw, db);
         }
         free(scratch);

@@ -11,6 +11,8 @@
 #endif
 #include <numpy/arrayobject.h>
 
+#include "core/dtype.h"
+
 // Raises the C core's pending error (core/error.h) as the matching Python exception and
 // returns NULL.
 PyObject *lf_raise_core_error(void);
@@ -20,15 +22,16 @@ PyObject *lf_raise_core_error(void);
 struct lf_cuda_api;
 const struct lf_cuda_api *lf_python_cuda(void);
 
-// A new lorafast._C.Tensor for t; owner (may be NULL) is kept alive while the tensor lives.
-struct lf_tensor;
-PyObject *lf_tensor_wrap(const struct lf_tensor *t, PyObject *owner);
+// The NumPy type an array of dtype is stored in (bfloat16 as uint16) (bind_convert.c).
+int lf_npy_type(lf_dtype dtype);
+// *dtype = the float dtype named name (float32, float16 or bfloat16); else -1 with a ValueError
+// "dtype '<name>' is not supported <where> (...)".
+int lf_python_float_dtype(const char *name, const char *where, lf_dtype *dtype);
 
 // Each binding file adds its functions and types to the module; module.c calls them all.
 int lf_bind_core(PyObject *module);
-int lf_bind_tensor(PyObject *module);
 int lf_bind_io(PyObject *module);
-int lf_bind_arena(PyObject *module);
+int lf_bind_convert(PyObject *module);
 int lf_bind_decoder(PyObject *module);
 int lf_bind_model(PyObject *module);
 int lf_bind_ops(PyObject *module);

@@ -14,12 +14,6 @@ struct embedding_shape {
 static const embedding_shape embedding_shapes[] = {{5, 1, 7},        {50, 300, 33}, {3, 2000, 129},
                                                    {1000, 64, 1024}, {7, 40, 4096}, {11, 9, 1000}};
 
-static lf_weight cpu_weight(const void *data, lf_dtype dtype) {
-    return lf_weight{data, dtype == LF_F32   ? LF_WEIGHT_F32
-                           : dtype == LF_F16 ? LF_WEIGHT_F16
-                                             : LF_WEIGHT_BF16};
-}
-
 // the table as stored in table_dtype on the host: f32 values, or their f16 / bf16 bits
 static std::vector<uint32_t> stored_table(const std::vector<float> &values, lf_dtype table_dtype) {
     std::vector<uint32_t> words(table_dtype == LF_F32 ? values.size() : (values.size() + 1) / 2);
@@ -44,7 +38,7 @@ static void check_embedding_shape(lf_dtype dt, lf_dtype table_dtype, embedding_s
     for (int t = 0; t < T; t++)
         ids[t] = (int32_t)id_draw[t] < V ? (int32_t)id_draw[t] : V - 1;
     std::vector<uint32_t> stored = stored_table(table, table_dtype);
-    lf_weight w = cpu_weight(stored.data(), table_dtype);
+    lf_weight w = lf_weight{stored.data(), table_dtype};
     void *d_table = to_device(table, table_dtype);
     int32_t *d_ids = ids_to_device(ids);
 
