@@ -84,7 +84,9 @@ def test_no_driver_or_no_gpu_is_said_plainly(tmp_path, code, count, fake_driver,
     script = ("import lorafast, numpy\n"
               "print(lorafast.build_info()['cuda_unavailable_reason'])\n"
               "try:\n"
-              "    lorafast.Tensor.from_numpy(numpy.zeros(3, numpy.float32)).to('cuda')\n"
+              "    cfg = lorafast.AutoConfig.for_model('bert', vocab_size=20, hidden_size=8, num_hidden_layers=1,\n"
+              "                                         num_attention_heads=2, intermediate_size=8)\n"
+              "    lorafast.AutoModelForSequenceClassification.from_config(cfg, num_labels=2).to('cuda')\n"
               "except RuntimeError as e:\n"
               "    print(e)\n")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
