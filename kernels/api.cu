@@ -45,6 +45,7 @@ static const lf_cuda_api api = {
     .model_free = lf_cuda_model_free,
     .model_forward = lf_cuda_model_forward,
     .model_forward_backward = lf_cuda_model_forward_backward,
+    .model_backward = lf_cuda_model_backward,
     .model_device_bytes = lf_cuda_model_device_bytes,
     .model_reserve = lf_cuda_model_reserve,
     .optimizer_begin = lf_cuda_optimizer_begin,

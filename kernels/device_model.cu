@@ -262,6 +262,7 @@ void lf_cuda_model_free(void *cuda_model) {
     lf_cuda_pinned_free(rt->host_grads);
     lf_cuda_pinned_free(rt->host_batch);
     lf_cuda_pinned_free(rt->host_step_seed);
+    lf_cuda_pinned_free(rt->host_dlogits);
     if (dm->stream != NULL) (void)cudaStreamDestroy(dm->stream);
     (void)cudaGetLastError();
     free(dm->frozen);
@@ -586,4 +587,48 @@ int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *c
     *loss = loss_value;
     if (grads_down) add_grads(rt, m);
     return 0;
+}
+
+// pinned room for n floats of a loss gradient computed on the host (grown, never shrunk)
+static int reserve_host_dlogits(runtime *rt, size_t n) {
+    if (n <= rt->cap_host_dlogits) return 0;
+    lf_cuda_pinned_free(rt->host_dlogits);
+    rt->host_dlogits = NULL;
+    rt->cap_host_dlogits = 0;
+    int rc = lf_cuda_pinned_alloc((void **)&rt->host_dlogits, n * sizeof(float), "the loss gradient's upload");
+    if (rc == 0) rt->cap_host_dlogits = n;
+    return rc;
+}
+
+int lf_cuda_model_backward(void *cuda_model, lf_model *m, const float *dlogits) {
+    lf_cuda_begin_call();
+    runtime *rt = (runtime *)cuda_model;
+    lf_cuda_model *dm = &rt->dm;
+    const lf_batch *b = &m->batch;
+    const int NL = m->cfg.num_labels;
+    int rc = check_current(rt, m);
+    // the batch as the forward ran it: with graphs, the ghost sequence appended (its gradient zero)
+    lf_batch run = rt->graphs != NULL && b->T > 0 ? lf_cuda_graph_batch(b) : *b;
+    const size_t given = (size_t)b->B * NL, rows = (size_t)run.B * NL;
+    if (rc == 0) rc = reserve_host_dlogits(rt, rows);
+    if (rc == 0) {
+        const float scale = loss_scale(rt); // fp16: the loss scale seeds the backward, as the cross-entropy's
+        for (size_t i = 0; i < rows; i++)
+            rt->host_dlogits[i] = i < given ? dlogits[i] * scale : 0.0f;
+        rc = lf_cuda_checked(cudaMemcpyAsync(dm->dlogits, rt->host_dlogits, rows * sizeof(float),
+                                             cudaMemcpyHostToDevice, dm->stream),
+                             "uploading the loss gradient");
+    }
+    const int grads_down = rt->optimizer == NULL && rt->param_floats > 0;
+    if (rc == 0 && grads_down)
+        rc = lf_cuda_checked(cudaMemsetAsync(dm->grads, 0, rt->param_floats * sizeof(float), dm->stream),
+                             "zeroing the gradients");
+    if (rc == 0) rc = run_pass(rt, dm->arch->backward, &run, "backward");
+    if (rc == 0 && grads_down)
+        rc = lf_cuda_checked(cudaMemcpyAsync(rt->host_grads, dm->grads, rt->param_floats * sizeof(float),
+                                             cudaMemcpyDeviceToHost, dm->stream),
+                             "downloading the gradients");
+    rc = finish(rt, rc, "running the backward on the device");
+    if (rc == 0 && grads_down) add_grads(rt, m);
+    return rc;
 }

@@ -107,6 +107,7 @@ int lf_cuda_set_error(int code, const char *fmt, ...) __attribute__((format(prin
 int lf_cuda_model_create(const lf_model *m, int dtype, void **out);
 void lf_cuda_model_free(void *cuda_model);
 int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits);
+int lf_cuda_model_backward(void *cuda_model, lf_model *m, const float *dlogits);
 int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
                                    float *loss);
 size_t lf_cuda_model_device_bytes(void *cuda_model);

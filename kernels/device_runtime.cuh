@@ -26,6 +26,8 @@ typedef struct {
     size_t param_floats;             // of dm.params and dm.grads, alignment gaps included
     float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
     int32_t *host_batch;             // pinned, laid out as the device batch arrays
+    float *host_dlogits;             // pinned (cap_host_dlogits,): a loss gradient computed on the host
+    size_t cap_host_dlogits;
     uint64_t *host_step_seed;        // pinned (1,): the step seed's upload
     lf_cuda_optimizer *optimizer;    // non-NULL during a training run with AdamW on the device
     lf_cuda_graphs *graphs;          // NULL: steps run launch by launch (LORAFAST_CUDA_GRAPHS=0, or

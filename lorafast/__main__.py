@@ -155,7 +155,7 @@ def _train(args, parser):
             use_class_weights=not args.no_class_weights, max_train_samples=args.max_train_samples,
             max_eval_samples=args.max_eval_samples, max_predict_samples=args.max_predict_samples,
             num_labels=args.num_labels, resume_from_checkpoint=resume)
-    except (OSError, ValueError, NotImplementedError) as e:
+    except (OSError, ValueError, NotImplementedError, workflow.TrainingDiverged) as e:
         print(f"lorafast train: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps({k: results[k] for k in ("best", "eval", "predict") if results.get(k)}, indent=2, default=float))

@@ -575,9 +575,15 @@ class _LogitsLoss:
         """HF's collated inputs of examples `rows`: padded as the C loop pads them, int64 torch tensors."""
         pad = max(int(self.trainer.model.config.c_config()["pad_token_id"]), 0)  # what lf_unpad_batch drops
         ids, mask = _padded_batch(enc, rows, pad)
-        t = self.torch
-        return {"input_ids": t.from_numpy(ids), "attention_mask": t.from_numpy(mask),
-                "labels": t.from_numpy(enc.labels[rows].astype(np.int64))}
+        t, device = self.torch, self.device()
+        return {"input_ids": t.from_numpy(ids).to(device), "attention_mask": t.from_numpy(mask).to(device),
+                "labels": t.from_numpy(enc.labels[rows].astype(np.int64)).to(device)}
+
+    def device(self):
+        """Where the step's torch tensors live, as HF's Trainer puts its inputs: the model's GPU when
+        torch can use it, else the CPU."""
+        device = self.trainer.model.device
+        return device if device.startswith("cuda") and self.torch.cuda.is_available() else "cpu"
 
     def call(self, inputs, logits, return_outputs):
         trainer = self.trainer
@@ -592,14 +598,14 @@ class _LogitsLoss:
 
     def train_step(self, rows, logits):
         """Called by the C loop for each micro-batch (rows: its examples): (loss, d loss / d logits)."""
-        z = self.torch.from_numpy(logits).requires_grad_(True)
+        z = self.torch.from_numpy(logits).to(self.device()).requires_grad_(True)
         loss = self.call(self.inputs(self.data, rows), z, False)
         if not loss.requires_grad:
             raise RuntimeError(f"{type(self.trainer).__name__}.compute_loss returned a loss that does not depend "
                                "on the logits of model(**inputs): there is nothing to train")
         loss.backward()
         grad = z.grad if z.grad is not None else self.torch.zeros_like(z)
-        return float(loss.detach()), grad.numpy()
+        return float(loss.detach()), grad.cpu().numpy()
 
     def eval_loss(self, enc, logits, batch_size):
         """HF's eval loss with the override: each eval batch's loss, averaged over the examples."""
@@ -608,7 +614,7 @@ class _LogitsLoss:
             for start in range(0, enc.n, batch_size):
                 stop = min(start + batch_size, enc.n)
                 inputs = self.inputs(enc, np.arange(start, stop))
-                loss = self.call(inputs, self.torch.from_numpy(logits[start:stop]), True)
+                loss = self.call(inputs, self.torch.from_numpy(logits[start:stop]).to(self.device()), True)
                 total += float(loss.detach().mean()) * (stop - start)
         return total / enc.n
 
@@ -845,6 +851,7 @@ class Trainer:
                       "loss_scale": LOSS_SCALE_INIT, "exp_avg": np.zeros(numel, np.float32),
                       "exp_avg_sq": np.zeros(numel, np.float32)}
         self._finite_watch = _FiniteWatch(0.0, 0)
+        self.first_nonfinite_step = None  # the step of this run whose loss or gradient norm was first inf/NaN
         self._config = config
         self._dropout_seed = int(args.seed)
         if resume_from_checkpoint is True:
@@ -926,6 +933,7 @@ class Trainer:
             bad_norm = not ev["skipped"] and not math.isfinite(norm)  # fp16 skips inf steps by design
             if (bad_norm or not math.isfinite(loss)) and not w.warned:
                 w.warned = True
+                self.first_nonfinite_step = step
                 warnings.warn(f"step {step}: the training loss is {loss} and the gradient norm {norm}: training "
                               "has diverged (a learning_rate, lora_alpha or class weight too large, or fp16 "
                               "overflow); later non-finite steps are not reported again", RuntimeWarning,

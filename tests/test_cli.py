@@ -368,3 +368,33 @@ def test_num_labels_three_classes(tmp_path):
     counts = np.bincount(split["target"], minlength=3)
     results = json.loads((out / "all_results.json").read_text())
     assert results["class_weights"] == (len(split) / (3 * counts)).tolist()
+
+
+def test_a_diverged_run_is_an_error_naming_the_step_and_the_last_finite_checkpoint(tmp_path, capsys):
+    """learning_rate 1e4: the loss turns NaN; the CLI exits non-zero, says at which step and which checkpoint
+    is the last finite one, writes no final adapter, and its all_results.json stays strict JSON."""
+    minilm_folder()
+    texts = ["fire in the hills", "lovely sunny day", "flood warning downtown", "my cat sleeps", "earthquake hit",
+             "good coffee", "storm damage", "new shoes", "evacuate now", "nice song"] * 2
+    (tmp_path / "train.csv").write_text("text,target\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    with pytest.warns(RuntimeWarning, match=r"step \d+: the training loss is .*training has diverged"):
+        code = main(["train", "--train_file", str(tmp_path / "train.csv"), "--output_dir", str(out),
+                     "--num_train_epochs", "4", "--learning_rate", "1e4", "--per_device_train_batch_size", "4",
+                     "--disable_tqdm"])
+    err = capsys.readouterr().err
+    assert code == 1
+    match = re.search(r"training diverged: the training loss or gradient norm was first inf/NaN at step (\d+); "
+                      r"the final adapter holds inf/NaN values and was not written \((.*)\)", err)
+    assert match, err
+    assert not (out / "adapter_model.safetensors").exists()
+    from lorafast.safetensors import load_file
+
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert checkpoints
+    finite = [c for c in checkpoints
+              if all(np.isfinite(a).all() for a in load_file(c / "adapter_model.safetensors").values())]
+    assert match.group(2).startswith(f"the last checkpoint with a finite adapter is {finite[-1]};" if finite else
+                                     "no checkpoint holds a finite adapter;")
+    for checkpoint in checkpoints:  # strict JSON everywhere it wrote
+        json.loads((checkpoint / "trainer_state.json").read_text(), parse_constant=pytest.fail)

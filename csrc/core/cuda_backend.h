@@ -14,7 +14,7 @@
 
 #include "train/adamw.h"
 
-#define LF_CUDA_API_VERSION 4
+#define LF_CUDA_API_VERSION 5
 
 struct lf_model;
 
@@ -45,6 +45,10 @@ typedef struct lf_cuda_api {
     // (class_weights (num_labels,) or NULL) out; the params' gradients ADDED into m's grads
     int (*model_forward_backward)(void *cuda_model, struct lf_model *m, const float *class_weights,
                                   float *logits, float *loss);
+    // the backward of the last forward (training mode, the same m->batch) from dlogits (B,
+    // num_labels) computed on the host (a compute_loss override): the params' gradients as
+    // model_forward_backward's (the loss scale of a training run applied)
+    int (*model_backward)(void *cuda_model, struct lf_model *m, const float *dlogits);
     size_t (*model_device_bytes)(void *cuda_model); // device memory the copy holds
 
     // allocates up front what batches of up to max_batch sequences of up to max_len tokens need

@@ -511,14 +511,22 @@ int lf_model_forward(lf_model *m, float *logits) {
     return rc;
 }
 
+// a training step on CUDA whose loss is computed on the host: the logits come down, loss_fn's
+// gradient (in m->work, the host workspace the CPU does not use then) goes up for the backward
+static int cuda_step_with_host_loss(lf_model *m, lf_logits_loss_fn loss_fn, void *loss_ctx, float *logits,
+                                    float *loss) {
+    if (lf_model_reserve(m, (size_t)m->batch.B * m->cfg.num_labels) != LF_OK) return LF_ENOMEM;
+    int rc = lf_model_cuda_forward(m, logits);
+    if (rc == LF_OK) rc = loss_fn(loss_ctx, logits, m->work, loss);
+    if (rc == LF_OK) rc = lf_model_cuda_backward(m, m->work);
+    return rc;
+}
+
 int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits_loss_fn loss_fn,
                               void *loss_ctx, float *logits, float *loss) {
-    if (m->cuda_model != NULL && loss_fn != NULL)
-        return lf_error(LF_EINVAL,
-                        "a loss computed outside lorafast (a compute_loss override) runs on the CPU "
-                        "only; on CUDA pass class_weights= instead");
     if (m->cuda_model != NULL) {
-        int rc = lf_model_cuda_forward_backward(m, class_weights, logits, loss);
+        int rc = loss_fn != NULL ? cuda_step_with_host_loss(m, loss_fn, loss_ctx, logits, loss)
+                                 : lf_model_cuda_forward_backward(m, class_weights, logits, loss);
         if (m->training) m->step++;
         return rc;
     }
@@ -548,12 +556,11 @@ int lf_model_run_begin(lf_model *m, const float *m_moments, const float *v_momen
     if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
     if (loss_scaling && m->cuda_model == NULL)
         return lf_error(LF_EINVAL, "fp16 loss scaling needs the model on CUDA (the CPU computes in float32)");
-    if (external_loss && m->cuda_model != NULL)
-        return lf_error(LF_EINVAL,
-                        "a loss computed outside lorafast (a compute_loss override) runs on the CPU "
-                        "only; on CUDA pass class_weights= instead");
-    if (m->cuda_model != NULL)
+    if (m->cuda_model != NULL) { // a loss computed on the host: its gradient's host buffer planned too
+        size_t host = external_loss ? (size_t)max_batch * m->cfg.num_labels : 0;
+        if (lf_model_reserve(m, host) != LF_OK) return LF_ENOMEM;
         return lf_model_cuda_optimizer_begin(m, m_moments, v_moments, max_batch, max_len);
+    }
     if (reserve_batch(m, max_tokens, max_batch) != LF_OK) return LF_ENOMEM;
     size_t arch = m->arch->workspace_floats(m, max_tokens, max_batch, max_len);
     return lf_model_reserve(m, arch + (size_t)max_batch * m->cfg.num_labels);

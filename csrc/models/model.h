@@ -178,7 +178,8 @@ void lf_model_set_mode(lf_model *m, int training, uint64_t step);
 int lf_model_forward(lf_model *m, float *logits);
 // Training step on m->batch: logits (B, num_labels) out, class-weighted cross-entropy loss
 // (weights (num_labels,) or NULL), grads accumulated into the params' grad buffers. With loss_fn
-// (CPU only) the loss and its gradient come from loss_fn(loss_ctx, ...) instead.
+// the loss and its gradient come from loss_fn(loss_ctx, ...) instead (on CUDA: the logits come
+// down, the gradient goes up).
 int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits_loss_fn loss_fn,
                               void *loss_ctx, float *logits, float *loss);
 void lf_model_zero_grad(lf_model *m);
@@ -188,7 +189,8 @@ void lf_model_zero_grad(lf_model *m);
 // moments and gradients stay there until lf_model_run_sync. m_moments, v_moments: AdamW's
 // (sum of the params' numel,) moments in param order.
 // begin: memory planned for batches of up to max_batch sequences, max_tokens tokens, longest
-// max_len (no step of the run allocates); fp16 loss_scaling needs CUDA, an external_loss the CPU.
+// max_len (no step of the run allocates); fp16 loss_scaling needs CUDA; external_loss: a loss
+// computed outside (lf_model_forward_backward's loss_fn).
 int lf_model_run_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
                        int max_tokens, int max_len, int loss_scaling, int external_loss);
 // an update begins: the gradients zeroed; its backward passes scale the loss by loss_scale
@@ -213,6 +215,8 @@ void lf_model_to_cpu(lf_model *m);
 int lf_model_cuda_refresh(lf_model *m);
 int lf_model_cuda_forward(lf_model *m, float *logits);
 int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, float *logits, float *loss);
+// the backward of the last (training) forward from dlogits (B, num_labels) on the host
+int lf_model_cuda_backward(lf_model *m, const float *dlogits);
 // the training run's optimizer on the device (lf_model_run_* on CUDA)
 int lf_model_cuda_optimizer_begin(lf_model *m, const float *m_moments, const float *v_moments, int max_batch,
                                   int max_len);

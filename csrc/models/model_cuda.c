@@ -60,6 +60,12 @@ int lf_model_cuda_forward_backward(lf_model *m, const float *class_weights, floa
     return LF_OK;
 }
 
+int lf_model_cuda_backward(lf_model *m, const float *dlogits) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->model_backward(m->cuda_model, m, dlogits) != 0) return cuda_failure(api, "CUDA backward");
+    return LF_OK;
+}
+
 size_t lf_model_device_bytes(const lf_model *m) {
     return m->cuda_model != NULL ? lf_cuda()->model_device_bytes(m->cuda_model) : 0;
 }

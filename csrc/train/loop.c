@@ -74,11 +74,14 @@ static void buffers_free(batch_buffers *b) {
 }
 
 static int buffers_alloc(batch_buffers *b, const lf_dataset *d, int batch_size, int num_labels) {
-    b->logits = malloc(sizeof(float) * batch_size * num_labels);
+    int64_t rows = d->n < batch_size ? d->n : batch_size; // a batch never holds more than the dataset
+    b->logits = malloc(sizeof(float) * (size_t)(rows > 0 ? rows : 1) * num_labels);
     b->order = malloc(sizeof(int64_t) * (d->n > 0 ? d->n : 1));
     if (!b->logits || !b->order) {
         buffers_free(b);
-        return lf_error(LF_ENOMEM, "out of memory for the order of %lld examples", (long long)d->n);
+        return lf_error(LF_ENOMEM,
+                        "out of memory for the logits of a batch of %lld and the order of %lld examples",
+                        (long long)rows, (long long)d->n);
     }
     return LF_OK;
 }

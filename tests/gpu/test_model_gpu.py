@@ -219,7 +219,7 @@ class DeviceBytes(lf.TrainerCallback):
         self.per_step.append(self.model.c_model.device_bytes)
 
 
-def train_three_steps(folder, kind, out_dir, use_cpu, resume=None, **kw):
+def train_three_steps(folder, kind, out_dir, use_cpu, resume=None, trainer_class=lf.Trainer, **kw):
     """(params before, params after, logged losses, eval loss, the trainer) of 3 Trainer updates (kw:
     other TrainingArguments; resume: the checkpoint to resume from); trainer.device_bytes.per_step."""
     model = lf_model(folder, kind, None, None)
@@ -230,8 +230,8 @@ def train_three_steps(folder, kind, out_dir, use_cpu, resume=None, **kw):
                     warmup_steps=1, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
                     seed=42, use_cpu=use_cpu)
     device_bytes = DeviceBytes(model)
-    trainer = lf.Trainer(model=model, args=lf.TrainingArguments(**{**settings, **kw}), train_dataset=rows,
-                         class_weights=CLASS_WEIGHTS + [1.0] * (KINDS[kind][1] - 2), callbacks=[device_bytes])
+    trainer = trainer_class(model=model, args=lf.TrainingArguments(**{**settings, **kw}), train_dataset=rows,
+                            class_weights=CLASS_WEIGHTS + [1.0] * (KINDS[kind][1] - 2), callbacks=[device_bytes])
     trainer.device_bytes = device_bytes
     assert model.device == ("cpu" if use_cpu else "cuda:0")
     start = model.trainable_state_dict()
@@ -250,6 +250,37 @@ def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
         assert_close(name, ours[name], ref[name], 1e-4)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
     assert eval_loss == pytest.approx(ref_eval, rel=1e-4)
+
+
+class WeightedLossTrainer(lf.Trainer):
+    """The notebook's WeightedCELossTrainer, its weights on the logits' device (this torch may have no CUDA)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.get("logits")
+        num_labels = self.model.config.num_labels  # train_three_steps' weights: the notebook's, then 1
+        weight = torch.tensor(CLASS_WEIGHTS + [1.0] * (num_labels - 2), device=logits.device, dtype=logits.dtype)
+        loss = torch.nn.CrossEntropyLoss(weight=weight)(logits.view(-1, num_labels), labels.view(-1))
+        return (loss, outputs) if return_outputs else loss
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_compute_loss_override_on_cuda_follows_the_device_loss(checkpoints, tmp_path, fp16):
+    """A compute_loss override on CUDA: the logits come down, the override's gradient goes up (times the
+    fp16 loss scale) for the device's backward: the same steps as the device's class-weighted loss."""
+    kw = dict(fp16=True) if fp16 else {}
+    start, ref, ref_losses, ref_eval, _ = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "a", False,
+                                                            **kw)
+    _, ours, losses, eval_loss, trainer = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "b", False,
+                                                            trainer_class=WeightedLossTrainer, **kw)
+    assert trainer.model.device == "cuda:0" and trainer._loop["skipped_steps"] == 0
+    tol = 1e-2 if fp16 else 1e-5
+    for name in ref:
+        assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
+        assert_close(name, ours[name], ref[name], tol)
+    np.testing.assert_allclose(losses, ref_losses, rtol=tol)
+    assert eval_loss == pytest.approx(ref_eval, rel=tol)
 
 
 def logged(trainer, key):
