@@ -80,7 +80,7 @@ static int build_layer(lf_model *m, dec_layer *L, int l) {
         snprintf(name, sizeof name, "model.layers.%d.%s", l, proj_names[p]);
         int i = lf_model_add_linear(m, name, proj_in(c, p), proj_out(c, p), 0, 0, dec_linear_site(l, p));
         if (i < 0) return LF_ENOMEM;
-        m->linears[i].target = p;
+        lf_model_set_layer_linear(m, i, l, p);
         L->lin[p] = i;
         if (p == DEC_O) {
             snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
@@ -339,17 +339,6 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
     if (need_dx) rmsnorm_backward(w->dx, NULL, w->dln, a->x, norm_weight(m, 2 * l), a->rstd1, (int)T, (int)C);
 }
 
-// the lowest layer holding a trainable tensor, or num_layers when none does
-static int lowest_trainable_layer(const lf_model *m) {
-    for (int l = 0; l < m->cfg.num_layers; l++) {
-        const lf_linear *lin[DEC_NPROJ];
-        layer_linears(m, l, lin);
-        for (int p = 0; p < DEC_NPROJ; p++)
-            if (lin[p]->lora_a >= 0) return l;
-    }
-    return m->cfg.num_layers;
-}
-
 // dlogits: (B, num_labels) -> w->dx: (T, C), non-zero at the pooled tokens
 static void head_backward(lf_model *m, const lf_batch *b, dec_work *w, const float *dlogits) {
     const lf_model_config *c = &m->cfg;
@@ -367,7 +356,7 @@ static int decoder_backward(lf_model *m, const lf_batch *b, const float *dlogits
     dec_work w;
     workspace(m, b, &w);
     head_backward(m, b, &w, dlogits);
-    int lowest = lowest_trainable_layer(m); // frozen layers below it need no backward
+    int lowest = lf_model_lowest_lora_layer(m); // frozen layers below it need no backward
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         dec_acts store, *a = layer_acts(&store, m, &w, l, b->T);
         if (m->gradient_checkpointing) layer_forward(m, l, a, layer_output(m, &w, l, b->T), b, &w);

@@ -46,7 +46,7 @@ static int build_layer(lf_model *m, enc_layer *L, const char *base, int l) {
         snprintf(prefix, sizeof prefix, "%sencoder.layer.%d.%s", base, l, encoder_targets[k]);
         L->lin[k] = lf_model_add_linear(m, prefix, sizes[k][0], sizes[k][1], 1, 0, layer_site(l, 3 + k));
         if (L->lin[k] < 0) return LF_ENOMEM;
-        m->linears[L->lin[k]].target = k;
+        lf_model_set_layer_linear(m, L->lin[k], l, k);
     }
     snprintf(prefix, sizeof prefix, "%sencoder.layer.%d.attention.output.LayerNorm", base, l);
     if (add_layer_norm(m, prefix, &L->ln1_w, &L->ln1_b) != LF_OK) return LF_ENOMEM;
@@ -329,19 +329,11 @@ static void head_backward(lf_model *m, const enc_state *s, const lf_batch *b, en
     gather_rows_backward(a->dres, a->dh1, b->pool_index, B, C);
 }
 
-// the lowest layer holding a trainable tensor, or num_layers when none does
-static int lowest_trainable_layer(const lf_model *m, const enc_state *s) {
-    for (int l = 0; l < m->cfg.num_layers; l++)
-        for (int k = 0; k < ENC_N_LINEARS; k++)
-            if (m->linears[s->layers[l].lin[k]].lora_a >= 0) return l;
-    return m->cfg.num_layers;
-}
-
 static int encoder_backward(lf_model *m, const lf_batch *b, const float *dlogits) {
     const enc_state *s = m->arch_state;
     enc_acts a;
     encoder_layout(m, m->work, b->T, b->B, &a);
-    int lowest = lowest_trainable_layer(m, s);
+    int lowest = lf_model_lowest_lora_layer(m); // frozen layers below it need no backward
     head_backward(m, s, b, &a, dlogits, lowest < m->cfg.num_layers);
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         layer_acts la = layer_at(m, &a, l, b->T);

@@ -153,6 +153,11 @@ int lf_model_add_param(lf_model *m, const char *name, int ndim, int64_t d0, int6
     return m->n_params++;
 }
 
+void lf_model_set_layer_linear(lf_model *m, int i, int layer, int target) {
+    m->linears[i].layer = layer;
+    m->linears[i].target = target;
+}
+
 int lf_model_find_frozen(const lf_model *m, const char *name) {
     for (int i = 0; i < m->n_frozen; i++)
         if (strcmp(m->frozen[i].name, name) == 0) return i;
@@ -178,7 +183,8 @@ int lf_model_add_linear(lf_model *m, const char *prefix, int in, int out, int wi
                    .in = in,
                    .out = out,
                    .site = site,
-                   .target = -1};
+                   .target = -1,
+                   .layer = -1};
     snprintf(name, sizeof name, "%s.weight", prefix);
     if (trainable)
         l.weight_param = lf_model_add_param(m, name, 2, out, in, -1);

@@ -72,6 +72,7 @@ typedef struct {
     int in, out;        // sizes
     int site;           // a small integer naming this linear for dropout streams
     int target;         // index into arch->lora_targets, or -1: never gets LoRA
+    int layer;          // the transformer layer it belongs to, or -1 (the head)
 } lf_linear;
 
 typedef struct {
@@ -148,6 +149,8 @@ int lf_model_find_param(const lf_model *m, const char *name);
 // Adds a linear; with_bias: also its bias. trainable: weight and bias are params, else frozen.
 int lf_model_add_linear(lf_model *m, const char *prefix, int in, int out, int with_bias, int trainable,
                         int site);
+// Marks linear i as LoRA target `target` (arch->lora_targets) of transformer layer `layer`.
+void lf_model_set_layer_linear(lf_model *m, int i, int layer, int target);
 // Allocates data and grad (zeroed) of the params added since the last call; existing ones are kept.
 int lf_model_plan_params(lf_model *m);
 
@@ -235,6 +238,17 @@ void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, f
                         const float *x, const float *lora_u, int T, float *scratch);
 lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l);
 const float *lf_linear_bias(const lf_model *m, const lf_linear *l);
+
+// The lowest layer with LoRA on one of its linears, or num_layers: backward (CPU and CUDA) stops
+// there, the frozen layers below need none
+static inline int lf_model_lowest_lora_layer(const lf_model *m) {
+    int lowest = m->cfg.num_layers;
+    for (int i = 0; i < m->n_linears; i++) {
+        const lf_linear *l = &m->linears[i];
+        if (l->lora_a >= 0 && l->layer >= 0 && l->layer < lowest) lowest = l->layer;
+    }
+    return lowest;
+}
 
 // The per-step part of every dropout stream: this step's key of a site is lf_stream_key(it, site). The
 // CUDA model reads it on the device (kernels/device_model.cuh), so a captured step replays with new masks.

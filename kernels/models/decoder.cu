@@ -402,20 +402,12 @@ static int head_backward(lf_cuda_model *dm, const lf_batch *b, decoder_work *w, 
         "pooling backward", -1);
 }
 
-// the lowest layer holding a trained tensor, or num_layers when none does
-static int lowest_trainable_layer(const lf_model *m) {
-    for (int l = 0; l < m->cfg.num_layers; l++)
-        for (int p = 0; p < DEC_NPROJ; p++)
-            if (projection(m, l, p)->lora_a >= 0) return l;
-    return m->cfg.num_layers;
-}
-
 static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     const lf_model *m = dm->host;
     int T = b->T, L = m->cfg.num_layers;
     decoder_work w;
     decoder_layout(dm, (char *)dm->work, b, &w);
-    int lowest = lowest_trainable_layer(m);
+    int lowest = lf_model_lowest_lora_layer(m);
     if (int rc = head_backward(dm, b, &w, lowest < L)) return rc;
     for (int l = L - 1; l >= lowest; l--) {
         layer_acts a = layer_at(dm, &w, l, T);

@@ -308,20 +308,12 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
     return gather_rows_backward_cuda(a->dres, a->dpooled, dm->batch.pool_index, B, C, dm->dtype, dm->stream);
 }
 
-// the lowest layer holding a trainable tensor, or num_layers when none does
-static int lowest_trainable_layer(const lf_model *m, const enc_state *s) {
-    for (int l = 0; l < m->cfg.num_layers; l++)
-        for (int k = 0; k < ENC_N_LINEARS; k++)
-            if (m->linears[s->layers[l].lin[k]].lora_a >= 0) return l;
-    return m->cfg.num_layers;
-}
-
 static int encoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     const lf_model *m = dm->host;
     const enc_state *s = (const enc_state *)m->arch_state;
     enc_acts a;
     encoder_layout(dm, (char *)dm->work, b, &a);
-    int lowest = lowest_trainable_layer(m, s);
+    int lowest = lf_model_lowest_lora_layer(m);
     if (int rc = head_backward(dm, s, b, &a, lowest < m->cfg.num_layers)) return rc;
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         layer_acts la = layer_at(dm, &a, l, b->T);
