@@ -141,35 +141,37 @@ static void carve_acts(dec_acts *a, lf_plan *cur, const lf_model *m, size_t T, i
 // returns its floats.
 static size_t carve(dec_work *w, const lf_model *m, float *base, size_t T, size_t B) {
     const lf_model_config *c = &m->cfg;
-    int L = c->num_layers, ckpt = m->gradient_checkpointing;
+    int L = c->num_layers;
+    lf_keep keep = lf_model_keep(m);
+    size_t back = keep != LF_KEEP_NONE; // backward's buffers: 0 floats in a forward alone
     size_t C = c->hidden_size, QD = (size_t)c->num_heads * c->head_dim,
            KVD = (size_t)c->num_kv_heads * c->head_dim;
     size_t I = c->intermediate_size, wide = max_size(C, I), r = m->lora.r > 0 ? m->lora.r : 1;
     lf_plan cur = lf_plan_start(base, LF_CPU_ALIGN), one = lf_plan_start(NULL, LF_CPU_ALIGN);
     dec_acts unused;
-    carve_acts(&unused, &one, m, T, !ckpt);
+    carve_acts(&unused, &one, m, T, keep == LF_KEEP_ALL);
     w->acts_stride = one.used / sizeof(float);
-    w->acts = lf_plan_floats(&cur, (ckpt ? 1 : L) * w->acts_stride);
-    w->xs = lf_plan_floats(&cur, (ckpt ? L + 1 : 1) * T * C);
+    w->acts = lf_plan_floats(&cur, (keep == LF_KEEP_ALL ? L : 1) * w->acts_stride);
+    w->xs = lf_plan_floats(&cur, (keep == LF_KEEP_OUTPUTS ? L + 1 : keep == LF_KEEP_NONE ? 2 : 1) * T * C);
     w->cos = lf_plan_floats(&cur, T * (c->head_dim / 2));
     w->sin = lf_plan_floats(&cur, T * (c->head_dim / 2));
     w->pooled = lf_plan_floats(&cur, B * C);
     w->rstdf = lf_plan_floats(&cur, B);
     w->lnf = lf_plan_floats(&cur, B * C);
-    w->dlnf = lf_plan_floats(&cur, B * C);
-    w->dpooled = lf_plan_floats(&cur, B * C);
+    w->dlnf = lf_plan_floats(&cur, back * B * C);
+    w->dpooled = lf_plan_floats(&cur, back * B * C);
     w->mm_scratch = lf_plan_floats(&cur, MATMUL_BLOCK * wide);
     w->att_scratch = lf_plan_floats(&cur, attention_scratch_floats((int)T, omp_get_max_threads()));
-    w->dx = lf_plan_floats(&cur, T * C);
-    w->dln = lf_plan_floats(&cur, T * C);
-    w->dq = lf_plan_floats(&cur, T * QD);
-    w->dk = lf_plan_floats(&cur, T * KVD);
-    w->dv = lf_plan_floats(&cur, T * KVD);
-    w->datt = lf_plan_floats(&cur, T * QD);
-    w->dgate = lf_plan_floats(&cur, T * I);
-    w->dup = lf_plan_floats(&cur, T * I);
-    w->dact = lf_plan_floats(&cur, T * I);
-    w->du = lf_plan_floats(&cur, T * r);
+    w->dx = lf_plan_floats(&cur, back * T * C);
+    w->dln = lf_plan_floats(&cur, back * T * C);
+    w->dq = lf_plan_floats(&cur, back * T * QD);
+    w->dk = lf_plan_floats(&cur, back * T * KVD);
+    w->dv = lf_plan_floats(&cur, back * T * KVD);
+    w->datt = lf_plan_floats(&cur, back * T * QD);
+    w->dgate = lf_plan_floats(&cur, back * T * I);
+    w->dup = lf_plan_floats(&cur, back * T * I);
+    w->dact = lf_plan_floats(&cur, back * T * I);
+    w->du = lf_plan_floats(&cur, back * T * r);
     w->xd = lf_plan_floats(&cur, T * wide);
     return cur.used / sizeof(float);
 }
@@ -186,18 +188,25 @@ static void workspace(lf_model *m, const lf_batch *b, dec_work *w) {
     carve(w, m, m->work, (size_t)b->T, (size_t)b->B);
 }
 
-// The activations of layer l into *a; with checkpointing the one scratch set, reading xs[l]
+// The activations of layer l into *a; with checkpointing the one scratch set, reading xs[l]; in a
+// forward alone the one scratch set, reading xs[0] and xs[1] in turn
 static dec_acts *layer_acts(dec_acts *a, const lf_model *m, const dec_work *w, int l, size_t T) {
-    int ckpt = m->gradient_checkpointing;
-    lf_plan cur = lf_plan_start(w->acts + (ckpt ? 0 : (size_t)l * w->acts_stride), LF_CPU_ALIGN);
-    carve_acts(a, &cur, m, T, !ckpt);
-    if (ckpt) a->x = w->xs + (size_t)l * T * m->cfg.hidden_size;
+    lf_keep keep = lf_model_keep(m);
+    size_t TC = T * m->cfg.hidden_size;
+    lf_plan cur =
+        lf_plan_start(w->acts + (keep == LF_KEEP_ALL ? (size_t)l * w->acts_stride : 0), LF_CPU_ALIGN);
+    carve_acts(a, &cur, m, T, keep == LF_KEEP_ALL);
+    if (keep == LF_KEEP_OUTPUTS) a->x = w->xs + (size_t)l * TC;
+    if (keep == LF_KEEP_NONE) a->x = w->xs + (size_t)(l % 2) * TC;
     return a;
 }
 
 // The residual stream after layer l (the next layer's input: the first buffer of its set)
 static float *layer_output(const lf_model *m, const dec_work *w, int l, size_t T) {
-    if (m->gradient_checkpointing) return w->xs + (size_t)(l + 1) * T * m->cfg.hidden_size;
+    lf_keep keep = lf_model_keep(m);
+    size_t TC = T * m->cfg.hidden_size;
+    if (keep == LF_KEEP_OUTPUTS) return w->xs + (size_t)(l + 1) * TC;
+    if (keep == LF_KEEP_NONE) return w->xs + (size_t)((l + 1) % 2) * TC;
     return l + 1 < m->cfg.num_layers ? w->acts + (size_t)(l + 1) * w->acts_stride : w->xs;
 }
 

@@ -153,25 +153,31 @@ static size_t encoder_layout(const lf_model *m, float *base, int T, int B, enc_a
     lf_plan p = lf_plan_start(base, LF_CPU_ALIGN);
     size_t C = (size_t)m->cfg.hidden_size, I = (size_t)m->cfg.intermediate_size;
     size_t TC = (size_t)T * C, BC = (size_t)B * C, TI = (size_t)T * I;
-    float **tc[] = {&a->x0, &a->tmp, &a->dres, &a->da, &a->db, &a->dq, &a->dk, &a->dv};
+    lf_keep keep = lf_model_keep(m);
+    int back = keep != LF_KEEP_NONE; // backward's buffers
+    float **tc[] = {&a->x0, &a->tmp}, **dtc[] = {&a->dres, &a->da, &a->db, &a->dq, &a->dk, &a->dv};
     for (size_t i = 0; i < sizeof tc / sizeof tc[0]; i++)
         *tc[i] = lf_plan_floats(&p, TC);
-    float **bc[] = {&a->pooled, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
+    for (size_t i = 0; i < sizeof dtc / sizeof dtc[0]; i++)
+        *dtc[i] = lf_plan_floats(&p, back ? TC : 0);
+    float **bc[] = {&a->pooled, &a->pd, &a->d, &a->t, &a->td}, **dbc[] = {&a->dh1, &a->dh2};
     for (size_t i = 0; i < sizeof bc / sizeof bc[0]; i++)
         *bc[i] = lf_plan_floats(&p, BC);
+    for (size_t i = 0; i < sizeof dbc / sizeof dbc[0]; i++)
+        *dbc[i] = lf_plan_floats(&p, back ? BC : 0);
     a->em = lf_plan_floats(&p, (size_t)T);
     a->es = lf_plan_floats(&p, (size_t)T);
-    a->di1 = lf_plan_floats(&p, TI);
-    a->di2 = lf_plan_floats(&p, TI);
-    a->du = lf_plan_floats(&p, (size_t)T * lora_rank(m));
+    a->di1 = lf_plan_floats(&p, back ? TI : 0);
+    a->di2 = lf_plan_floats(&p, back ? TI : 0);
+    a->du = lf_plan_floats(&p, back ? (size_t)T * lora_rank(m) : 0);
     a->xd = lf_plan_floats(&p, (size_t)T * max_sz(C, I));
     a->mm_scratch = lf_plan_floats(&p, mm_scratch_floats(m));
     a->att_scratch = lf_plan_floats(&p, attention_scratch_floats(T, omp_get_max_threads()));
     layer_acts la;
     a->layer_floats = layer_block(m, NULL, T, &la);
-    int L = m->cfg.num_layers, ckpt = m->gradient_checkpointing;
-    a->layers = lf_plan_floats(&p, a->layer_floats * (size_t)(ckpt ? 1 : L));
-    a->xs = lf_plan_floats(&p, ckpt ? (size_t)L * TC : 0);
+    int L = m->cfg.num_layers;
+    a->layers = lf_plan_floats(&p, a->layer_floats * (size_t)(keep == LF_KEEP_ALL ? L : 1));
+    a->xs = lf_plan_floats(&p, keep == LF_KEEP_OUTPUTS ? (size_t)L * TC : keep == LF_KEEP_NONE ? 2 * TC : 0);
     return p.used / sizeof(float);
 }
 
@@ -181,12 +187,15 @@ static size_t encoder_workspace_floats(const lf_model *m, int T, int B, int max_
     return encoder_layout(m, NULL, T, B, &a);
 }
 
-// the activations of layer l; when checkpointing, the shared set with the output in xs[l]
+// the activations of layer l; when checkpointing, the shared set with the output in xs[l]; in a
+// forward alone, the shared set with the outputs in xs[0] and xs[1] in turn
 static layer_acts layer_at(const lf_model *m, const enc_acts *a, int l, int T) {
     layer_acts la;
-    int ckpt = m->gradient_checkpointing;
-    layer_block(m, a->layers + a->layer_floats * (size_t)(ckpt ? 0 : l), T, &la);
-    if (ckpt) la.out = a->xs + (size_t)l * T * m->cfg.hidden_size;
+    lf_keep keep = lf_model_keep(m);
+    size_t TC = (size_t)T * m->cfg.hidden_size;
+    layer_block(m, a->layers + a->layer_floats * (size_t)(keep == LF_KEEP_ALL ? l : 0), T, &la);
+    if (keep == LF_KEEP_OUTPUTS) la.out = a->xs + (size_t)l * TC;
+    if (keep == LF_KEEP_NONE) la.out = a->xs + (size_t)(l % 2) * TC;
     return la;
 }
 

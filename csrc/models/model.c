@@ -510,6 +510,7 @@ int lf_model_forward(lf_model *m, float *logits) {
         rc = lf_model_cuda_forward(m, logits);
     } else {
         float *dlogits;
+        m->inference = 1; // nothing kept for backward: the workspace of inference
         if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
         rc = m->arch->forward(m, &m->batch, logits);
     }
@@ -537,6 +538,7 @@ int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits
         return rc;
     }
     float *dlogits;
+    m->inference = 0;
     if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
     const lf_batch *b = &m->batch;
     int rc = m->arch->forward(m, b, logits);
@@ -568,6 +570,7 @@ int lf_model_run_begin(lf_model *m, const float *m_moments, const float *v_momen
         return lf_model_cuda_optimizer_begin(m, m_moments, v_moments, max_batch, max_len);
     }
     if (reserve_batch(m, max_tokens, max_batch) != LF_OK) return LF_ENOMEM;
+    m->inference = 0; // the training steps' workspace
     size_t arch = m->arch->workspace_floats(m, max_tokens, max_batch, max_len);
     return lf_model_reserve(m, arch + (size_t)max_batch * m->cfg.num_labels);
 }

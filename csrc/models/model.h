@@ -132,6 +132,7 @@ struct lf_model {
     void *arch_state; // per-architecture pointers into work (set by forward)
 
     int gradient_checkpointing; // keep one activation per layer only; backward recomputes the layer
+    int inference;              // the current pass is a forward alone (lf_model_forward): keep nothing
 
     void *cuda_model;    // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
     lf_dtype cuda_dtype; // of its activations and 2-D frozen weights
@@ -238,6 +239,14 @@ void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, f
                         const float *x, const float *lora_u, int T, float *scratch);
 lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l);
 const float *lf_linear_bias(const lf_model *m, const lf_linear *l);
+
+// What a pass keeps of each layer: every activation (training), one shared set and each layer's
+// output (gradient checkpointing: backward recomputes the layer), or one shared set and two
+// outputs in turn (a forward alone: nothing for backward, the workspace of inference)
+typedef enum { LF_KEEP_ALL = 0, LF_KEEP_OUTPUTS = 1, LF_KEEP_NONE = 2 } lf_keep;
+static inline lf_keep lf_model_keep(const lf_model *m) {
+    return m->inference ? LF_KEEP_NONE : m->gradient_checkpointing ? LF_KEEP_OUTPUTS : LF_KEEP_ALL;
+}
 
 // The lowest layer with LoRA on one of its linears, or num_layers: backward (CPU and CUDA) stops
 // there, the frozen layers below need none
