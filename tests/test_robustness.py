@@ -457,3 +457,16 @@ def test_a_finite_run_logs_the_same_losses_with_and_without_the_filter(tmp_path)
             t.train()
     logged = [[e["loss"] for e in t.state.log_history if "loss" in e] for t in runs]
     assert len(logged[0]) == 2 and logged[0] == logged[1]  # bit for bit: the filter changes nothing
+
+
+def test_a_workspace_larger_than_the_memory_is_a_memory_error_before_allocating():
+    """A forward whose activations the machine cannot hold (about 32 GB here, more than it has): a
+    MemoryError saying how much was asked and what is available, not the OOM killer."""
+    cfg = lf.AutoConfig.for_model("bert", vocab_size=50, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=1 << 20, max_position_embeddings=40)
+    model = lf.AutoModelForSequenceClassification.from_config(cfg, num_labels=2)
+    ids = np.full((100, 40), 7, np.int64)
+    with pytest.raises(MemoryError, match=r"MiB asked, [\d.]+ MiB available .*per_device_eval_batch_size"):
+        model(input_ids=ids, attention_mask=np.ones_like(ids))
+    out = model(input_ids=ids[:2], attention_mask=np.ones_like(ids[:2]))  # a batch it can hold still runs
+    assert np.isfinite(out.logits).all()

@@ -478,18 +478,35 @@ void lf_model_set_mode(lf_model *m, int training, uint64_t step) {
     m->step = step;
 }
 
+// the memory the system can still give without swapping (Linux's MemAvailable), 0 when unknown
+static size_t available_bytes(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL) return 0;
+    char line[256];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+    fclose(f);
+    return (size_t)kib * 1024;
+}
+
 int lf_model_reserve(lf_model *m, size_t floats) {
     if (floats <= m->work_floats) return LF_OK;
     size_t bytes = (floats * sizeof(float) + LF_CPU_ALIGN - 1) / LF_CPU_ALIGN * LF_CPU_ALIGN;
     free(m->work); // nothing in it outlives a grow: it happens before a forward
     m->work = NULL;
     m->work_floats = 0;
-    float *p = bytes / sizeof(float) >= floats ? aligned_alloc(LF_CPU_ALIGN, bytes) : NULL;
+    // checked before allocating: an allocation the system cannot back ends in the OOM killer
+    size_t available = available_bytes();
+    float *p = bytes / sizeof(float) >= floats && (available == 0 || bytes <= available)
+                   ? aligned_alloc(LF_CPU_ALIGN, bytes)
+                   : NULL;
     if (p == NULL)
-        return lf_error(LF_ENOMEM,
-                        "out of memory for the activations of a batch: %.1f MiB asked (a smaller batch size, "
-                        "e.g. per_device_eval_batch_size, or a smaller max_length needs less)",
-                        (double)floats * sizeof(float) / (1 << 20));
+        return lf_error(
+            LF_ENOMEM,
+            "out of memory for the activations of a batch: %.1f MiB asked, %.1f MiB available (a "
+            "smaller batch size, e.g. per_device_eval_batch_size, or a smaller max_length needs less)",
+            (double)floats * sizeof(float) / (1 << 20), (double)available / (1 << 20));
     m->work = p;
     m->work_floats = floats;
     return LF_OK;
