@@ -126,12 +126,12 @@ class TrainerState:
 class _FiniteWatch:
     """A run's view of its losses for Trainer._watch_finite: the loss sum since the last log with
     non-finite losses replaced (HF's filter), the last log step, and whether a non-finite step was
-    replaced / warned about."""
+    replaced in this logging window."""
 
     def __init__(self, since_log, last_log):
         self.filtered = since_log if math.isfinite(since_log) else 0.0
         self.last_log = last_log
-        self.replaced = self.warned = False
+        self.replaced = False
 
 
 @dataclasses.dataclass
@@ -569,11 +569,19 @@ class _LogitsLoss:
     def __init__(self, trainer):
         self.trainer = trainer
         self.torch = _import_torch(type(trainer).__name__)
-        self.data = None  # the _Encoded being trained on
+        self.data = self.pad = None  # the _Encoded being trained on, the pad id of its batches
 
-    def inputs(self, enc, rows):
-        """HF's collated inputs of examples `rows`: padded as the C loop pads them, int64 torch tensors."""
-        pad = max(int(self.trainer.model.config.c_config()["pad_token_id"]), 0)  # what lf_unpad_batch drops
+    def pad_id(self):
+        """What batches are padded with: the model's pad id (what lf_unpad_batch drops)."""
+        return max(int(self.trainer.model.config.c_config()["pad_token_id"]), 0)
+
+    def start(self, data):
+        """A training run over data begins."""
+        self.data, self.pad = data, self.pad_id()
+
+    def inputs(self, enc, rows, pad):
+        """HF's collated inputs of examples `rows`: padded as DataCollatorWithPadding pads them, int64
+        torch tensors."""
         ids, mask = _padded_batch(enc, rows, pad)
         t, device = self.torch, self.device()
         return {"input_ids": t.from_numpy(ids).to(device), "attention_mask": t.from_numpy(mask).to(device),
@@ -599,7 +607,7 @@ class _LogitsLoss:
     def train_step(self, rows, logits):
         """Called by the C loop for each micro-batch (rows: its examples): (loss, d loss / d logits)."""
         z = self.torch.from_numpy(logits).to(self.device()).requires_grad_(True)
-        loss = self.call(self.inputs(self.data, rows), z, False)
+        loss = self.call(self.inputs(self.data, rows, self.pad), z, False)
         if not loss.requires_grad:
             raise RuntimeError(f"{type(self.trainer).__name__}.compute_loss returned a loss that does not depend "
                                "on the logits of model(**inputs): there is nothing to train")
@@ -609,11 +617,11 @@ class _LogitsLoss:
 
     def eval_loss(self, enc, logits, batch_size):
         """HF's eval loss with the override: each eval batch's loss, averaged over the examples."""
-        total = 0.0
+        total, pad = 0.0, self.pad_id()
         with self.torch.no_grad():
             for start in range(0, enc.n, batch_size):
                 stop = min(start + batch_size, enc.n)
-                inputs = self.inputs(enc, np.arange(start, stop))
+                inputs = self.inputs(enc, np.arange(start, stop), pad)
                 loss = self.call(inputs, self.torch.from_numpy(logits[start:stop]).to(self.device()), True)
                 total += float(loss.detach().mean()) * (stop - start)
         return total / enc.n
@@ -667,6 +675,7 @@ class Trainer:
         self.control = TrainerControl()
         self._encoded = {}
         self._bar = None  # the training progress bar while train() runs
+        self._output_lock = None  # (lock file descriptor, output_dir) while train() runs
         if args.eval_strategy != "no" and eval_dataset is None:
             raise ValueError(f"You have set args.eval_strategy to {args.eval_strategy} but you didn't pass an "
                              "`eval_dataset` to `Trainer`. Either set `args.eval_strategy` to `no` or pass an "
@@ -770,7 +779,7 @@ class Trainer:
         self._output_lock = (_acquire_dir_lock(out), out)
 
     def _unlock_output_dir(self):
-        fd, out = getattr(self, "_output_lock", None) or (None, None)
+        fd, out = self._output_lock or (None, None)
         self._output_lock = None
         if fd is not None:
             _release_dir_lock(fd, out)
@@ -843,7 +852,7 @@ class Trainer:
         config = self._plan(train)
         config["compute_loss"] = None
         if self._logits_loss is not None:
-            self._logits_loss.data = train
+            self._logits_loss.start(train)
             config["compute_loss"] = self._logits_loss.train_step
         numel = sum(d.size for _, d in self._params())
         # the loop's state by name (csrc/python/bind_train.c: C reads it and writes it back at each callback)
@@ -931,8 +940,7 @@ class Trainer:
         if not ev["epoch_end"]:
             loss, norm = ev["step_loss"], ev["grad_norm"]
             bad_norm = not ev["skipped"] and not math.isfinite(norm)  # fp16 skips inf steps by design
-            if (bad_norm or not math.isfinite(loss)) and not w.warned:
-                w.warned = True
+            if (bad_norm or not math.isfinite(loss)) and self.first_nonfinite_step is None:
                 self.first_nonfinite_step = step
                 warnings.warn(f"step {step}: the training loss is {loss} and the gradient norm {norm}: training "
                               "has diverged (a learning_rate, lora_alpha or class weight too large, or fp16 "

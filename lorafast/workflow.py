@@ -17,7 +17,7 @@ import numpy as np
 from . import metrics
 from .hub import resolve_model_folder
 from .safetensors import load_file
-from .trainer import _json_safe, _sorted_checkpoints
+from .trainer import _dump_strict_json, _sorted_checkpoints
 
 
 class TrainingDiverged(RuntimeError):
@@ -238,5 +238,5 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
         _write_predictions(os.path.join(output_dir, "predict_results.txt"),
                            np.argmax(prediction.predictions, axis=-1), ids)
     with open(os.path.join(output_dir, "all_results.json"), "w") as f:  # strict JSON: inf/NaN as null
-        json.dump(_json_safe(results), f, indent=2, default=float, allow_nan=False)
+        _dump_strict_json(results, f, indent=2, default=float)
     return results
