@@ -53,15 +53,16 @@ __global__ void grad_norm_finish_kernel(lf_grad_norm_state *state, int clips, fl
 }
 
 int grad_norm_clip_cuda(lf_grad_norm_state *state, const lf_adamw_tensor *tensors, int n_tensors,
-                        double max_norm, float inv_scale, int skip_nonfinite, cudaStream_t stream) {
-    if (state == nullptr || n_tensors < 0 || (n_tensors > 0 && tensors == nullptr))
+                        const lf_update *u, cudaStream_t stream) {
+    if (state == nullptr || u == nullptr || n_tensors < 0 || (n_tensors > 0 && tensors == nullptr))
         return (int)cudaErrorInvalidValue;
+    const float inv_scale = u->grad_scale;
     grad_sumsq_kernel<<<GRAD_NORM_BLOCKS, NORM_THREADS, 0, stream>>>(state->partial, tensors, n_tensors,
                                                                      inv_scale);
     int rc = lf_launch_status();
     if (rc != 0) return rc;
-    grad_norm_finish_kernel<<<1, GRAD_NORM_BLOCKS, 0, stream>>>(state, max_norm > 0, (float)max_norm,
-                                                                inv_scale, skip_nonfinite != 0);
+    grad_norm_finish_kernel<<<1, GRAD_NORM_BLOCKS, 0, stream>>>(
+        state, u->max_grad_norm > 0, (float)u->max_grad_norm, inv_scale, u->skip_nonfinite != 0);
     return lf_launch_status();
 }
 

@@ -36,11 +36,11 @@ typedef struct {
     double partial[GRAD_NORM_BLOCKS]; // scratch: the first pass's sums of squares
 } lf_grad_norm_state;
 
-// state: the norm of grad * inv_scale over tensors: lf_adamw_tensor[n_tensors] (device), the clip
-// factor for max_norm (<= 0: no clipping) and, with skip_nonfinite, skip = found_inf (torch AMP's
-// GradScaler: a step with an inf/NaN gradient is skipped). Deterministic: a fixed summation order.
+// state: the norm of grad * u->grad_scale over tensors: lf_adamw_tensor[n_tensors] (device), the clip
+// factor for u->max_grad_norm (<= 0: no clipping) and whether an inf/NaN norm skips the update, as
+// the host's lf_update (train/adamw.h) says. Deterministic: a fixed summation order.
 int grad_norm_clip_cuda(lf_grad_norm_state *state, const lf_adamw_tensor *tensors, int n_tensors,
-                        double max_norm, float inv_scale, int skip_nonfinite, cudaStream_t stream);
+                        const lf_update *u, cudaStream_t stream);
 // One AdamW step of every tensor in tensors: lf_adamw_tensor[n_tensors] (device) with h (lr already
 // scheduled; weight_decay 0 for tensors marked no_decay) and step >= 1 counting this update, on the
 // gradients grad * state->inv_scale * state->clip; nothing changes when state->skip is set.

@@ -31,7 +31,7 @@ static int synchronize(void) { return (int)cudaDeviceSynchronize(); }
 
 static const lf_cuda_api api = {
     .version = LF_CUDA_API_VERSION,
-    .model_size = sizeof(lf_model),
+    .desc_size = sizeof(lf_model_desc),
     .api_size = sizeof(lf_cuda_api),
     .device_count = device_count,
     .device_name = device_name,

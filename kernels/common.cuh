@@ -45,10 +45,14 @@ static inline size_t lf_cuda_dtype_size(lf_dtype dtype) { return dtype == LF_F32
 // template argument. Returns f's result, or cudaErrorInvalidValue for an unknown dtype.
 template <typename F> static inline int lf_dispatch_dtype(lf_dtype dtype, F f) {
     switch (dtype) {
-    case LF_F32: return f(float{});
-    case LF_BF16: return f(__nv_bfloat16{});
-    case LF_F16: return f(__half{});
-    default: return (int)cudaErrorInvalidValue;
+    case LF_F32:
+        return f(float{});
+    case LF_BF16:
+        return f(__nv_bfloat16{});
+    case LF_F16:
+        return f(__half{});
+    default:
+        return (int)cudaErrorInvalidValue;
     }
 }
 
@@ -64,12 +68,14 @@ static inline int lf_launch_status(void) { return (int)cudaGetLastError(); }
 // the sum of x over the warp, every lane getting it (float, or double for the sums that mirror
 // the CPU's double accumulators), in a fixed order
 template <typename A> __device__ __forceinline__ A warp_sum(A x) {
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    for (int o = 16; o > 0; o >>= 1)
+        x += __shfl_xor_sync(0xffffffffu, x, o);
     return x;
 }
 
 __device__ __forceinline__ float warp_max(float x) {
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    for (int o = 16; o > 0; o >>= 1)
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
     return x;
 }
 

@@ -15,8 +15,8 @@ int convert_cuda(void *dst, lf_dtype dst_dtype, const void *src, lf_dtype src_dt
     if (n < 0) return (int)cudaErrorInvalidValue;
     if (n == 0) return 0;
     if (dst_dtype == src_dtype)
-        return (int)cudaMemcpyAsync(dst, src, (size_t)n * lf_cuda_dtype_size(dst_dtype), cudaMemcpyDeviceToDevice,
-                                    stream);
+        return (int)cudaMemcpyAsync(dst, src, (size_t)n * lf_cuda_dtype_size(dst_dtype),
+                                    cudaMemcpyDeviceToDevice, stream);
     return lf_dispatch_dtype(dst_dtype, [&](auto d) {
         return lf_dispatch_dtype(src_dtype, [&](auto s) {
             using D = decltype(d);

@@ -125,7 +125,7 @@ static int upload_converted(void *dst, lf_dtype dst_dtype, const void *src, lf_d
 }
 
 // 1 when frozen tensor i is the bias of a linear (the products take their bias in the compute dtype)
-static int is_linear_bias(const lf_model *m, int i) {
+static int is_linear_bias(const lf_model_desc *m, int i) {
     for (int k = 0; k < m->n_linears; k++)
         if (m->linears[k].bias == i) return 1;
     return 0;
@@ -133,7 +133,7 @@ static int is_linear_bias(const lf_model *m, int i) {
 
 // every frozen tensor of m, as stored, converted on the device: 2-D tensors and the linears'
 // biases to dm->dtype, the other 1-D tensors (norm weights and biases) to f32
-static int upload_frozen(runtime *rt, const lf_model *m) {
+static int upload_frozen(runtime *rt, const lf_model_desc *m) {
     lf_cuda_model *dm = &rt->dm;
     size_t n = m->n_frozen > 0 ? (size_t)m->n_frozen : 1;
     dm->frozen = (void **)calloc(n, sizeof *dm->frozen);
@@ -148,8 +148,8 @@ static int upload_frozen(runtime *rt, const lf_model *m) {
         dm->frozen_dtype[i] = dst;
         rc = lf_cuda_device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
         if (rc == 0)
-            rc = upload_converted(dm->frozen[i], dst, f->w.data, f->w.dtype, f->numel, &staging,
-                                  dm->stream, f->name);
+            rc = upload_converted(dm->frozen[i], dst, f->w.data, f->w.dtype, f->numel, &staging, dm->stream,
+                                  f->name);
     }
     if (staging != NULL) { // the last conversions read it: wait for them before freeing it
         int sync = lf_cuda_checked(cudaStreamSynchronize(dm->stream), "uploading the frozen weights");
@@ -164,7 +164,7 @@ static size_t aligned_floats(int64_t n) {
 }
 
 // device params and grads, param i at param_offset[i]; pinned staging of the same layout
-static int plan_params(runtime *rt, const lf_model *m) {
+static int plan_params(runtime *rt, const lf_model_desc *m) {
     lf_cuda_model *dm = &rt->dm;
     dm->param_offset = (size_t *)calloc(m->n_params > 0 ? (size_t)m->n_params : 1, sizeof *dm->param_offset);
     if (dm->param_offset == NULL)
@@ -183,7 +183,7 @@ static int plan_params(runtime *rt, const lf_model *m) {
     return rc;
 }
 
-static int check_frozen_loaded(const lf_model *m) {
+static int check_frozen_loaded(const lf_model_desc *m) {
     for (int i = 0; i < m->n_frozen; i++)
         if (m->frozen[i].w.data == NULL)
             return lf_cuda_set_error((int)cudaErrorInvalidValue,
@@ -192,7 +192,7 @@ static int check_frozen_loaded(const lf_model *m) {
     return 0;
 }
 
-int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
+int lf_cuda_model_create(const lf_model_desc *m, int dtype, void **out) {
     lf_cuda_begin_call();
     *out = NULL;
     if (!lf_dtype_is_float((lf_dtype)dtype))
@@ -203,7 +203,7 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
         return lf_cuda_set_error((int)cudaErrorNotSupported,
                                  "the CUDA %s model is not implemented yet: keep the model on the CPU "
                                  "(TrainingArguments(use_cpu=True) for the Trainer)",
-                                 m->arch->name);
+                                 m->arch_name);
     if (!attention_head_size_supported(m->cfg.head_dim))
         return lf_cuda_set_error(
             (int)cudaErrorNotSupported,
@@ -215,7 +215,8 @@ int lf_cuda_model_create(const lf_model *m, int dtype, void **out) {
     runtime *rt = (runtime *)calloc(1, sizeof *rt);
     if (rt == NULL) return lf_cuda_set_error((int)cudaErrorMemoryAllocation, "out of host memory");
     lf_cuda_model *dm = &rt->dm;
-    dm->host = m;
+    rt->desc = *m;
+    dm->host = &rt->desc;
     dm->dtype = (lf_dtype)dtype;
     dm->arch = arch;
     rt->n_frozen = m->n_frozen;
@@ -396,7 +397,7 @@ static int upload_batch(runtime *rt, const lf_batch *b, const lf_batch *run) {
                            "uploading the batch");
 }
 
-int lf_cuda_upload_params(runtime *rt, const lf_model *m) {
+int lf_cuda_upload_params(runtime *rt, const lf_model_desc *m) {
     if (rt->param_floats == 0) return 0;
     for (int i = 0; i < m->n_params; i++)
         memcpy(rt->host_params + rt->dm.param_offset[i], m->params[i].data,
@@ -406,7 +407,7 @@ int lf_cuda_upload_params(runtime *rt, const lf_model *m) {
                            "uploading the trainable params");
 }
 
-int lf_cuda_download_params(runtime *rt, lf_model *m) {
+int lf_cuda_download_params(runtime *rt, const lf_model_desc *m) {
     if (rt->param_floats == 0) return 0;
     int rc = lf_cuda_checked(cudaMemcpyAsync(rt->host_params, rt->dm.params, rt->param_floats * sizeof(float),
                                              cudaMemcpyDeviceToHost, rt->dm.stream),
@@ -419,22 +420,29 @@ int lf_cuda_download_params(runtime *rt, lf_model *m) {
     return 0;
 }
 
-static int check_current(const runtime *rt, const lf_model *m) {
-    if (m != rt->dm.host)
+int lf_cuda_describe(runtime *rt, const lf_model_desc *m) {
+    if (m == NULL || m->frozen != rt->desc.frozen)
         return lf_cuda_set_error((int)cudaErrorInvalidValue, "the device copy belongs to another model");
     if (m->n_frozen != rt->n_frozen || m->n_params != rt->n_params)
         return lf_cuda_set_error((int)cudaErrorInvalidValue,
                                  "the device copy is stale: the model's tables changed since it was made "
                                  "(move the model to CUDA again)");
+    rt->desc = *m;
+    return 0;
+}
+
+static int check_current(runtime *rt, const lf_model_desc *m) {
+    int rc = lf_cuda_describe(rt, m);
+    if (rc != 0) return rc;
     const lf_batch *b = &m->batch;
     if (b->B < 1 || b->T < 0 || b->tokens == NULL)
         return lf_cuda_set_error((int)cudaErrorInvalidValue, "no batch is loaded");
     return 0;
 }
 
-// lf_model_step_seed(m) into dm.step_seed, from pinned memory (a copy that can precede a graph's replay)
-static int upload_step_seed(runtime *rt, const lf_model *m) {
-    *rt->host_step_seed = lf_model_step_seed(m);
+// m->step_seed into dm.step_seed, from pinned memory (a copy that can precede a graph's replay)
+static int upload_step_seed(runtime *rt, const lf_model_desc *m) {
+    *rt->host_step_seed = m->step_seed;
     return lf_cuda_checked(cudaMemcpyAsync(rt->dm.step_seed, rt->host_step_seed, sizeof(uint64_t),
                                            cudaMemcpyHostToDevice, rt->dm.stream),
                            "uploading the step seed");
@@ -442,7 +450,7 @@ static int upload_step_seed(runtime *rt, const lf_model *m) {
 
 // checks, buffers and uploads for the model's batch; *run: the sizes the device runs it as (padded
 // for a graph, else the batch's own)
-static int prepare_step(runtime *rt, const lf_model *m, lf_batch *run) {
+static int prepare_step(runtime *rt, const lf_model_desc *m, lf_batch *run) {
     const lf_batch *b = &m->batch;
     int rc = check_current(rt, m);
     if (rc != 0) return rc;
@@ -509,7 +517,7 @@ static int run_step(runtime *rt, void *ctx) {
 // run_step through its graph, or directly when graphs are off
 static int launch_step(runtime *rt, const step_work *w) {
     if (rt->graphs == NULL) return run_step(rt, (void *)w);
-    const lf_model *m = rt->dm.host;
+    const lf_model_desc *m = rt->dm.host;
     lf_cuda_graph_shape shape = {};
     shape.backward = w->backward;
     shape.T = w->run->T, shape.B = w->run->B, shape.max_len = w->run->max_len;
@@ -520,7 +528,7 @@ static int launch_step(runtime *rt, const step_work *w) {
     return lf_cuda_graph_run(rt, &shape, run_step, (void *)w);
 }
 
-int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits) {
+int lf_cuda_model_forward(void *cuda_model, const lf_model_desc *m, float *logits) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
@@ -537,7 +545,7 @@ int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits) {
     return finish(rt, rc, "running the forward on the device");
 }
 
-static void add_grads(const runtime *rt, lf_model *m) {
+static void add_grads(const runtime *rt, const lf_model_desc *m) {
     for (int i = 0; i < m->n_params; i++) {
         const float *g = rt->host_grads + rt->dm.param_offset[i];
         float *dst = m->params[i].grad;
@@ -546,8 +554,8 @@ static void add_grads(const runtime *rt, lf_model *m) {
     }
 }
 
-int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
-                                   float *loss) {
+int lf_cuda_model_forward_backward(void *cuda_model, const lf_model_desc *m, const float *class_weights,
+                                   float *logits, float *loss) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
@@ -595,12 +603,13 @@ static int reserve_host_dlogits(runtime *rt, size_t n) {
     lf_cuda_pinned_free(rt->host_dlogits);
     rt->host_dlogits = NULL;
     rt->cap_host_dlogits = 0;
-    int rc = lf_cuda_pinned_alloc((void **)&rt->host_dlogits, n * sizeof(float), "the loss gradient's upload");
+    int rc =
+        lf_cuda_pinned_alloc((void **)&rt->host_dlogits, n * sizeof(float), "the loss gradient's upload");
     if (rc == 0) rt->cap_host_dlogits = n;
     return rc;
 }
 
-int lf_cuda_model_backward(void *cuda_model, lf_model *m, const float *dlogits) {
+int lf_cuda_model_backward(void *cuda_model, const lf_model_desc *m, const float *dlogits) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;

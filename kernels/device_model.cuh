@@ -1,10 +1,11 @@
-// The model on the device: a device copy of a host lf_model (csrc/models/model.h) that the
-// CUDA library runs for _C (csrc/models/model_cuda.c, through lf_cuda_api).
+// The model on the device: a device copy of a host model that the CUDA library runs for _C
+// (csrc/models/model_cuda.c, through lf_cuda_api).
 //
 // What lives where:
-// - the host lf_model keeps everything it had: configs, tables, the packed batch, the f32
-//   params with their grad buffers, training/seed/step. The device copy reads it through
-//   dm->host (the library reads the plain C structs of model.h directly).
+// - the host keeps everything it had: configs, tables, the packed batch, the f32 params with their
+//   grad buffers, training/seed/step. Each call hands the library a description of it
+//   (lf_model_desc, csrc/models/model_desc.h: plain data, the tables borrowed for the call), which
+//   the architectures read as dm->host; the library never sees struct lf_model.
 // - frozen weights are uploaded once, at create: 2-D tensors and linear biases converted to the
 //   compute dtype, norm weights and biases to f32, dm->frozen[i] for the host's m->frozen[i].
 // - at every forward the params' f32 values are uploaded (the host AdamW updated them), the
@@ -23,7 +24,7 @@
 #include "common.cuh"
 
 extern "C" {
-#include "models/model.h"
+#include "models/model_desc.h"
 #include "ops/random.h"
 #include "train/adamw.h"
 }
@@ -43,8 +44,8 @@ typedef struct { // one architecture on the device (kernels/models/<arch>.cu)
 } lf_cuda_arch;
 
 struct lf_cuda_model {
-    // tables: cfg, frozen, params, linears, lora, training, seed, step, gradient_checkpointing
-    const lf_model *host;
+    // the host model as the current call describes it: cfg, tables, lora, training, step seed, batch
+    const lf_model_desc *host;
     lf_dtype dtype;         // activations and 2-D frozen weights
     cudaStream_t stream;    // every launch and copy of the model goes here
     void **frozen;          // [n_frozen] device copy: 2-D and linear biases in dtype, norms in f32
@@ -66,7 +67,7 @@ struct lf_cuda_model {
     // device (B, NL), (B, NL), (1,), (NL,); logits and dlogits have room for cap_logits rows
     float *logits, *dlogits, *loss, *class_weights;
     int cap_logits;
-    // device (1,): lf_model_step_seed(host), written before every forward; the dropout keys are read
+    // device (1,): host->step_seed, written before every forward; the dropout keys are read
     // from it on the device (lf_cuda_dropout_key), so a captured step replays with the step's masks
     uint64_t *step_seed;
     const lf_cuda_arch *arch; // NULL: this architecture has no device implementation yet
@@ -89,9 +90,9 @@ static inline float *lf_cuda_grad(const lf_cuda_model *dm, int i) {
     return i < 0 ? NULL : dm->grads + dm->param_offset[i];
 }
 
-// Dropout streams are the host's (lf_model_dropout_key and lf_lora_key of models/model.h), read on the
+// Dropout streams are the host's (lf_model_dropout_key and lf_lora_key of csrc/models/model.h), read on the
 // device: lf_stream_key(*dm->step_seed, site), so the device drops what the CPU drops. LoRA dropout's
-// probability is lf_lora_dropout(dm->host).
+// probability is lf_lora_dropout_p(dm->host->training, dm->host->lora).
 static inline lf_cuda_key lf_cuda_dropout_key(const lf_cuda_model *dm, int site) {
     return {dm->step_seed, (uint64_t)site};
 }
@@ -104,18 +105,19 @@ int lf_cuda_set_error(int code, const char *fmt, ...) __attribute__((format(prin
 
 // ---- the entry points of lf_cuda_api (core/cuda_backend.h), filled in by kernels/api.cu ----
 
-int lf_cuda_model_create(const lf_model *m, int dtype, void **out);
+int lf_cuda_model_create(const lf_model_desc *m, int dtype, void **out);
 void lf_cuda_model_free(void *cuda_model);
-int lf_cuda_model_forward(void *cuda_model, lf_model *m, float *logits);
-int lf_cuda_model_backward(void *cuda_model, lf_model *m, const float *dlogits);
-int lf_cuda_model_forward_backward(void *cuda_model, lf_model *m, const float *class_weights, float *logits,
-                                   float *loss);
+int lf_cuda_model_forward(void *cuda_model, const lf_model_desc *m, float *logits);
+int lf_cuda_model_backward(void *cuda_model, const lf_model_desc *m, const float *dlogits);
+int lf_cuda_model_forward_backward(void *cuda_model, const lf_model_desc *m, const float *class_weights,
+                                   float *logits, float *loss);
 size_t lf_cuda_model_device_bytes(void *cuda_model);
 int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len);
 // AdamW on the device (device_optimizer.cu), see lf_cuda_api
-int lf_cuda_optimizer_begin(void *cuda_model, lf_model *m, const float *m_moments, const float *v_moments);
+int lf_cuda_optimizer_begin(void *cuda_model, const lf_model_desc *m, const float *m_moments,
+                            const float *v_moments);
 int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale);
 int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, int *found_inf);
-int lf_cuda_optimizer_sync(void *cuda_model, lf_model *m, float *m_moments, float *v_moments);
+int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_moments, float *v_moments);
 void lf_cuda_optimizer_end(void *cuda_model);
 const char *lf_cuda_last_error(void);

@@ -26,7 +26,7 @@ void lf_cuda_optimizer_free(runtime *rt) {
 
 // moments: flat (sum of the params' numel,) in param order on the host <-> dm.params' layout on
 // the device, through the pinned host_grads staging (free during a run: the gradients stay up)
-static int upload_moments(runtime *rt, const lf_model *m, float *device, const float *flat) {
+static int upload_moments(runtime *rt, const lf_model_desc *m, float *device, const float *flat) {
     size_t at = 0;
     for (int i = 0; i < m->n_params; i++) {
         memcpy(rt->host_grads + rt->dm.param_offset[i], flat + at,
@@ -40,7 +40,7 @@ static int upload_moments(runtime *rt, const lf_model *m, float *device, const f
     return rc != 0 ? rc : sync;
 }
 
-static int download_moments(runtime *rt, const lf_model *m, const float *device, float *flat) {
+static int download_moments(runtime *rt, const lf_model_desc *m, const float *device, float *flat) {
     int rc = lf_cuda_checked(cudaMemcpyAsync(rt->host_grads, device, rt->param_floats * sizeof(float),
                                              cudaMemcpyDeviceToHost, rt->dm.stream),
                              "downloading the AdamW moments");
@@ -56,7 +56,7 @@ static int download_moments(runtime *rt, const lf_model *m, const float *device,
 }
 
 // the table of every param's device tensors, built on the host and copied up once
-static int upload_tensor_table(runtime *rt, const lf_model *m) {
+static int upload_tensor_table(runtime *rt, const lf_model_desc *m) {
     lf_cuda_optimizer *o = rt->optimizer;
     size_t n = m->n_params > 0 ? (size_t)m->n_params : 1;
     lf_adamw_tensor *table = (lf_adamw_tensor *)calloc(n, sizeof *table);
@@ -75,12 +75,12 @@ static int upload_tensor_table(runtime *rt, const lf_model *m) {
     return rc != 0 ? rc : sync;
 }
 
-int lf_cuda_optimizer_begin(void *cuda_model, lf_model *m, const float *m_moments, const float *v_moments) {
+int lf_cuda_optimizer_begin(void *cuda_model, const lf_model_desc *m, const float *m_moments,
+                            const float *v_moments) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
-    if (m != rt->dm.host || m->n_params != rt->n_params)
-        return lf_cuda_set_error((int)cudaErrorInvalidValue,
-                                 "the device copy belongs to another model or is stale");
+    int described = lf_cuda_describe(rt, m);
+    if (described != 0) return described;
     if (rt->optimizer != NULL)
         return lf_cuda_set_error((int)cudaErrorInvalidValue,
                                  "a training run on the device is already going on");
@@ -109,10 +109,11 @@ int lf_cuda_optimizer_begin(void *cuda_model, lf_model *m, const float *m_moment
     return rc;
 }
 
-static int check_running(const runtime *rt, const lf_model *m) {
-    if (rt->optimizer == NULL || (m != NULL && m != rt->dm.host))
+// m: the call's description of the host model, or NULL when the call reads none
+static int check_running(runtime *rt, const lf_model_desc *m) {
+    if (rt->optimizer == NULL)
         return lf_cuda_set_error((int)cudaErrorInvalidValue, "no training run on the device for this model");
-    return 0;
+    return m != NULL ? lf_cuda_describe(rt, m) : 0;
 }
 
 int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale) {
@@ -137,8 +138,7 @@ int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, i
     if (rc != 0) return rc;
     lf_cuda_optimizer *o = rt->optimizer;
     const int n = rt->n_params;
-    rc = lf_cuda_checked(grad_norm_clip_cuda(o->norm, o->tensors, n, u->max_grad_norm, u->grad_scale,
-                                             u->skip_nonfinite, rt->dm.stream),
+    rc = lf_cuda_checked(grad_norm_clip_cuda(o->norm, o->tensors, n, u, rt->dm.stream),
                          "the gradient norm and clipping");
     if (rc == 0)
         rc = lf_cuda_checked(adamw_update_cuda(o->tensors, n, &u->adam, u->step, o->norm, rt->dm.stream),
@@ -154,7 +154,7 @@ int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, i
     return 0;
 }
 
-int lf_cuda_optimizer_sync(void *cuda_model, lf_model *m, float *m_moments, float *v_moments) {
+int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_moments, float *v_moments) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     int rc = check_running(rt, m);

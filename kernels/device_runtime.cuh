@@ -22,16 +22,17 @@ typedef struct lf_cuda_graphs lf_cuda_graphs; // the captured steps of a model (
 // what only the runtime uses.
 typedef struct {
     lf_cuda_model dm;
+    lf_model_desc desc;              // the current call's description of the host model (dm.host)
     int n_frozen, n_params;          // the host tables at create: another count means a stale copy
     size_t param_floats;             // of dm.params and dm.grads, alignment gaps included
     float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
     int32_t *host_batch;             // pinned, laid out as the device batch arrays
     float *host_dlogits;             // pinned (cap_host_dlogits,): a loss gradient computed on the host
     size_t cap_host_dlogits;
-    uint64_t *host_step_seed;        // pinned (1,): the step seed's upload
-    lf_cuda_optimizer *optimizer;    // non-NULL during a training run with AdamW on the device
-    lf_cuda_graphs *graphs;          // NULL: steps run launch by launch (LORAFAST_CUDA_GRAPHS=0, or
-                                     // a capture failed)
+    uint64_t *host_step_seed;     // pinned (1,): the step seed's upload
+    lf_cuda_optimizer *optimizer; // non-NULL during a training run with AdamW on the device
+    lf_cuda_graphs *graphs;       // NULL: steps run launch by launch (LORAFAST_CUDA_GRAPHS=0, or
+                                  // a capture failed)
 } runtime;
 
 // 0, or code with the message "what: CUDA's words for code"
@@ -39,6 +40,9 @@ int lf_cuda_checked(int code, const char *what);
 static inline int lf_cuda_checked(cudaError_t err, const char *what) {
     return lf_cuda_checked((int)err, what);
 }
+// The call's description of the host model (m) becomes dm.host: an error when it describes another
+// model than the device copy's (other tables) or changed tables (a stale copy)
+int lf_cuda_describe(runtime *rt, const lf_model_desc *m);
 // every entry point starts with no message and no launch error pending from elsewhere
 void lf_cuda_begin_call(void);
 // cudaMalloc / cudaMallocHost (zeroed) of bytes for what, with a message naming it on failure
@@ -46,9 +50,9 @@ int lf_cuda_device_alloc(void **ptr, size_t bytes, const char *what);
 int lf_cuda_pinned_alloc(void **ptr, size_t bytes, const char *what);
 void lf_cuda_pinned_free(void *ptr);
 // the host params, each at its device offset, into the pinned staging, then one copy up
-int lf_cuda_upload_params(runtime *rt, const lf_model *m);
+int lf_cuda_upload_params(runtime *rt, const lf_model_desc *m);
 // the device params down into the host's lf_model params
-int lf_cuda_download_params(runtime *rt, lf_model *m);
+int lf_cuda_download_params(runtime *rt, const lf_model_desc *m);
 // frees the optimizer of a run, if any (the params stay on the device, the host's are not updated)
 void lf_cuda_optimizer_free(runtime *rt);
 

@@ -12,8 +12,8 @@ int residual_forward_cuda(void *out, const void *a, const void *b, int64_t n, lf
     if (n == 0) return 0;
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using T = decltype(t);
-        residual_forward_kernel<T><<<lf_blocks(n, 256), 256, 0, stream>>>((T *)out, (const T *)a,
-                                                                          (const T *)b, n);
+        residual_forward_kernel<T>
+            <<<lf_blocks(n, 256), 256, 0, stream>>>((T *)out, (const T *)a, (const T *)b, n);
         return lf_launch_status();
     });
 }

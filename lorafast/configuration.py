@@ -133,7 +133,7 @@ class PretrainedConfig:
 class _EncoderConfig(PretrainedConfig):
     arch = None
     base_model_prefix = None
-    position_rule = 0  # models/model.h lf_position_rule
+    position_rule = 0  # models/model_desc.h lf_position_rule
     default_lora_targets = ("query", "value")
     key_checks = dict(
         PretrainedConfig.key_checks, vocab_size=POSITIVE_INT, hidden_size=POSITIVE_INT, num_hidden_layers=POSITIVE_INT,

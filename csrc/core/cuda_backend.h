@@ -2,8 +2,9 @@
 // dlopen at run time, so that _C imports on machines without a GPU, driver or cuBLAS.
 // Each kernel family adds its launchers to lf_cuda_api; kernels/api.cu fills the table.
 //
-// The model runtime (kernels/device_model.cu) holds a device copy of a host lf_model
-// (models/model.h, read directly by the library: plain C structs): frozen weights uploaded once,
+// The model runtime (kernels/device_model.cu) holds a device copy of a host model, described to it
+// by models/model_cuda.c with every call as an lf_model_desc (models/model_desc.h: plain data, the
+// tables borrowed; the library never reads struct lf_model): frozen weights uploaded once,
 // trainable parameters uploaded at every forward, their gradients downloaded and added into the
 // host grad buffers; in a training run of train/loop.c AdamW runs on the device instead
 // (optimizer_*), the params, moments and gradients staying there.
@@ -12,16 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "models/model_desc.h"
 #include "train/adamw.h"
 
-#define LF_CUDA_API_VERSION 5
-
-struct lf_model;
+#define LF_CUDA_API_VERSION 6
 
 typedef struct lf_cuda_api {
-    int version;       // LF_CUDA_API_VERSION of the library that filled the table
-    size_t model_size; // sizeof(struct lf_model) the library was built with (layout check)
-    size_t api_size;   // sizeof(lf_cuda_api) the library was built with (a table of another layout)
+    int version;      // LF_CUDA_API_VERSION of the library that filled the table
+    size_t desc_size; // sizeof(lf_model_desc) the library was built with (layout check)
+    size_t api_size;  // sizeof(lf_cuda_api) the library was built with (a table of another layout)
     // device management: each returns 0 on success, else a CUDA error code
     int (*device_count)(int *count);
     int (*device_name)(int device, char *name, size_t size);
@@ -34,21 +34,22 @@ typedef struct lf_cuda_api {
 
     // The model on the device. Each int function returns 0 or a CUDA / lorafast error code,
     // with last_error() saying what failed.
-    // A device copy of m (its frozen weights must be loaded): activations and 2-D frozen weights
-    // in dtype (lf_dtype: LF_F32, LF_BF16 or LF_F16), 1-D frozen tensors and trainable params in
-    // f32. m must outlive it and keep its tables (add LoRA: free it and create a new one).
-    int (*model_create)(const struct lf_model *m, int dtype, void **out);
+    // A device copy of the model m describes (its frozen weights must be loaded): activations and 2-D frozen
+    // weights in dtype (lf_dtype: LF_F32, LF_BF16 or LF_F16), 1-D frozen tensors and trainable params in f32.
+    // The tables m points to must outlive it (add LoRA: free it and create a new one); each later call
+    // describes the same model again (its batch, mode and step).
+    int (*model_create)(const lf_model_desc *m, int dtype, void **out);
     void (*model_free)(void *cuda_model); // NULL: nothing
     // logits: (B, num_labels) of m->batch, on the host; uploads m's params first
-    int (*model_forward)(void *cuda_model, struct lf_model *m, float *logits);
+    int (*model_forward)(void *cuda_model, const lf_model_desc *m, float *logits);
     // a training step on m->batch: logits (B, num_labels) and the class-weighted cross-entropy
     // (class_weights (num_labels,) or NULL) out; the params' gradients ADDED into m's grads
-    int (*model_forward_backward)(void *cuda_model, struct lf_model *m, const float *class_weights,
+    int (*model_forward_backward)(void *cuda_model, const lf_model_desc *m, const float *class_weights,
                                   float *logits, float *loss);
     // the backward of the last forward (training mode, the same m->batch) from dlogits (B,
     // num_labels) computed on the host (a compute_loss override): the params' gradients as
     // model_forward_backward's (the loss scale of a training run applied)
-    int (*model_backward)(void *cuda_model, struct lf_model *m, const float *dlogits);
+    int (*model_backward)(void *cuda_model, const lf_model_desc *m, const float *dlogits);
     size_t (*model_device_bytes)(void *cuda_model); // device memory the copy holds
 
     // allocates up front what batches of up to max_batch sequences of up to max_len tokens need
@@ -59,7 +60,7 @@ typedef struct lf_cuda_api {
     // v_moments: (sum of the params' numel,) in param order, as lf_train_state's) go up; until end
     // the device copy owns the params (forward uses its own, not the host's) and forward_backward
     // accumulates the gradients on the device (into neither the host grads nor anything it zeroes).
-    int (*optimizer_begin)(void *cuda_model, struct lf_model *m, const float *m_moments,
+    int (*optimizer_begin)(void *cuda_model, const lf_model_desc *m, const float *m_moments,
                            const float *v_moments);
     // an update begins: the gradients zeroed; its backward passes scale the loss by loss_scale (> 0)
     int (*optimizer_begin_update)(void *cuda_model, float loss_scale);
@@ -67,7 +68,7 @@ typedef struct lf_cuda_api {
     // clipping), found_inf out (1: the update was skipped for an inf/NaN norm)
     int (*optimizer_step)(void *cuda_model, const lf_update *u, double *norm, int *found_inf);
     // the device params into m's params, the moments into m_moments, v_moments
-    int (*optimizer_sync)(void *cuda_model, struct lf_model *m, float *m_moments, float *v_moments);
+    int (*optimizer_sync)(void *cuda_model, const lf_model_desc *m, float *m_moments, float *v_moments);
     void (*optimizer_end)(void *cuda_model); // the run is over: forward uploads the host params again
     const char *(*last_error)(void);         // message of the library's last failure
 } lf_cuda_api;

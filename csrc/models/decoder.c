@@ -4,6 +4,7 @@
 // With m->gradient_checkpointing only each layer's input is kept and backward recomputes it.
 // The table indices and dropout stream sites are in models/decoder.h, shared with the CUDA decoder.
 #include "models/decoder.h"
+#include "models/model.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -1,14 +1,12 @@
-// Llama / Mistral sequence classifiers (models/decoder.c): the lf_arch of LF_ARCH_LLAMA and
-// LF_ARCH_MISTRAL in the model framework of models/model.h.
+// Llama / Mistral sequence classifiers (models/decoder.c: the lf_arch of LF_ARCH_LLAMA and
+// LF_ARCH_MISTRAL in the model framework of models/model.h).
 //
 // What the CPU decoder (decoder.c) and the CUDA decoder (kernels/models/decoder.cu) share: the
 // indices of each layer's tensors in the model's tables (m->arch_state is a dec_state) and the
 // dropout / LoRA stream sites, so that both draw the same masks.
 #pragma once
 
-#include "models/model.h"
-
-extern const lf_arch lf_arch_decoder;
+#include <stdint.h>
 
 // the projections of a layer, in lora_targets order
 enum { DEC_Q, DEC_K, DEC_V, DEC_O, DEC_GATE, DEC_UP, DEC_DOWN, DEC_NPROJ };

@@ -239,6 +239,11 @@ int lf_model_check_ready(const lf_model *m) {
     return LF_OK;
 }
 
+int lf_model_to_cuda(lf_model *m, lf_dtype dtype) {
+    if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
+    return lf_model_cuda_create(m, dtype);
+}
+
 // peft keeps the original of a module it trains in full (modules_to_save) as a frozen
 // "<module>.original_module.<rest>": counted in all params
 static int add_original_module(lf_model *m, const lf_param *p) {

@@ -19,78 +19,11 @@
 #include <stdint.h>
 
 #include "core/dtype.h"
+#include "models/model_desc.h"
 #include "ops/crossentropy.h"
 #include "ops/random.h"
 #include "ops/weight.h"
 #include "train/adamw.h"
-
-typedef enum { LF_ARCH_BERT = 0, LF_ARCH_ROBERTA = 1, LF_ARCH_LLAMA = 2, LF_ARCH_MISTRAL = 3 } lf_arch_id;
-
-// How position ids and the pooled token follow from a padded (B, L) batch (lf_unpad_batch)
-typedef enum {
-    LF_POS_COLUMN = 0,  // position = column index in the padded row (BERT, absolute positions)
-    LF_POS_ROBERTA = 1, // padding_idx + cumsum(ids != padding_idx), fairseq's rule
-} lf_position_rule;
-
-typedef enum {
-    LF_POOL_FIRST = 0,       // the row's column 0 (BERT [CLS], RoBERTa <s>); it must be unmasked
-    LF_POOL_LAST_NONPAD = 1, // the last token whose id != pad_token_id (HF's decoder classifiers)
-} lf_pool_rule;
-
-typedef struct {
-    int arch; // lf_arch_id
-    int vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, head_dim, intermediate_size;
-    int max_positions, type_vocab_size, pad_token_id, num_labels;
-    float norm_eps, hidden_dropout, attention_dropout, classifier_dropout;
-    int sliding_window; // decoder: 0 = none
-    float rope_theta;   // decoder
-    int position_rule, pool_rule;
-} lf_model_config;
-
-typedef struct {
-    char *name; // HF checkpoint name, e.g. "roberta.encoder.layer.0.attention.self.query.weight"
-    int ndim;
-    int64_t shape[2], numel;
-    lf_weight w; // w.data NULL until set (or never, for a model built to count parameters)
-    int owned;   // 1: w.data is the model's own copy (peft's original_module of a trained head)
-} lf_frozen;
-
-typedef struct {
-    char *name; // peft adapter key, e.g. "base_model.model.classifier.dense.weight"
-    int ndim;
-    int64_t shape[2], numel;
-    float *data, *grad;
-    int no_decay; // 1: HF's Trainer puts it in the no-weight-decay group
-} lf_param;
-
-// A linear layer y = x W^T + b (+ LoRA): indexes into the model's tables, -1 when absent.
-typedef struct {
-    int weight, bias;   // frozen table (weight required)
-    int lora_a, lora_b; // param table: A (r, in), B (out, r)
-    int weight_param;   // param table, for a trainable linear (a classifier head); -1 else
-    int bias_param;     // param table; -1 else
-    int in, out;        // sizes
-    int site;           // a small integer naming this linear for dropout streams
-    int target;         // index into arch->lora_targets, or -1: never gets LoRA
-    int layer;          // the transformer layer it belongs to, or -1 (the head)
-} lf_linear;
-
-typedef struct {
-    int r;
-    float scaling; // alpha / r, or alpha / sqrt(r) with rslora
-    float dropout;
-} lf_lora_config;
-
-// A packed batch: T tokens of B sequences.
-typedef struct {
-    int T, B, max_len;
-    int32_t *tokens;      // (T,)
-    int32_t *positions;   // (T,)
-    int32_t *token_types; // (T,)
-    int32_t *offsets;     // (B+1,) sequence b = tokens offsets[b] .. offsets[b+1]-1
-    int32_t *pool_index;  // (B,) the packed index of the token each sequence is classified from
-    int32_t *labels;      // (B,) or unused
-} lf_batch;
 
 typedef struct lf_model lf_model;
 
@@ -210,9 +143,11 @@ void lf_model_run_end(lf_model *m);
 // on the device copy: the params are uploaded at every call, logits, loss and the params'
 // gradients come back (the gradients added into the host grad buffers). In a training run the
 // loop runs AdamW on the device instead (lf_model_cuda_optimizer_*: see lf_cuda_api).
-// Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16.
+// Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16; the
+// frozen weights must be loaded (model.c checks, then calls lf_model_cuda_create).
 // Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not.
 int lf_model_to_cuda(lf_model *m, lf_dtype dtype);
+int lf_model_cuda_create(lf_model *m, lf_dtype dtype);
 // Frees the device copy (nothing when there is none).
 void lf_model_to_cpu(lf_model *m);
 // Makes the device copy again after the tables changed (add LoRA); nothing when on the CPU.
@@ -248,15 +183,10 @@ static inline lf_keep lf_model_keep(const lf_model *m) {
     return m->inference ? LF_KEEP_NONE : m->gradient_checkpointing ? LF_KEEP_OUTPUTS : LF_KEEP_ALL;
 }
 
-// The lowest layer with LoRA on one of its linears, or num_layers: backward (CPU and CUDA) stops
+// lf_lowest_lora_layer (models/model_desc.h) of m: backward (CPU and CUDA) stops
 // there, the frozen layers below need none
 static inline int lf_model_lowest_lora_layer(const lf_model *m) {
-    int lowest = m->cfg.num_layers;
-    for (int i = 0; i < m->n_linears; i++) {
-        const lf_linear *l = &m->linears[i];
-        if (l->lora_a >= 0 && l->layer >= 0 && l->layer < lowest) lowest = l->layer;
-    }
-    return lowest;
+    return lf_lowest_lora_layer(m->linears, m->n_linears, m->cfg.num_layers);
 }
 
 // The per-step part of every dropout stream: this step's key of a site is lf_stream_key(it, site). The
@@ -271,9 +201,7 @@ static inline uint64_t lf_model_dropout_key(const lf_model *m, int site) {
 }
 
 // LoRA dropout: its probability in this mode, and its streams, apart from the hidden dropout sites
-static inline float lf_lora_dropout(const lf_model *m) { return m->training ? m->lora.dropout : 0.0f; }
-// the stream (site) of linear l's LoRA dropout
-static inline int lf_lora_site(const lf_linear *l) { return l->site + (1 << 24); }
+static inline float lf_lora_dropout(const lf_model *m) { return lf_lora_dropout_p(m->training, m->lora); }
 static inline uint64_t lf_lora_key(const lf_model *m, const lf_linear *l) {
     return lf_model_dropout_key(m, lf_lora_site(l));
 }

@@ -23,13 +23,13 @@ extern "C" {
 #include "models/decoder.h"
 }
 
-static const dec_state *state_of(const lf_model *m) { return (const dec_state *)m->arch_state; }
+static const dec_state *state_of(const lf_model_desc *m) { return (const dec_state *)m->arch_state; }
 
 static const float *norm_weight(const lf_cuda_model *dm, int frozen) {
     return (const float *)dm->frozen[frozen];
 }
 
-static const lf_linear *projection(const lf_model *m, int l, int p) {
+static const lf_linear *projection(const lf_model_desc *m, int l, int p) {
     return &m->linears[state_of(m)->layers[l].lin[p]];
 }
 
@@ -80,11 +80,11 @@ typedef struct {
     void *lora_scratch, *att_scratch;
 } decoder_work;
 
-static int lora_rank(const lf_model *m) { return m->lora.r > 0 ? m->lora.r : 1; }
+static int lora_rank(const lf_model_desc *m) { return m->lora.r > 0 ? m->lora.r : 1; }
 
 // lays one layer's activations out from base (NULL: counts); with_x: the block holds the input too
 static size_t layer_block(const lf_cuda_model *dm, char *base, int T, int with_x, layer_acts *a) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     token_bytes n = bytes_of(dm, T);
     size_t t32 = (size_t)T * sizeof(float);
     lf_plan c = cuda_plan(base);
@@ -108,7 +108,7 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, int with_x
 }
 
 static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch *b, decoder_work *w) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const lf_model_config *c = &m->cfg;
     int T = b->T, L = c->num_layers, ckpt = m->gradient_checkpointing;
     token_bytes n = bytes_of(dm, T);
@@ -136,7 +136,8 @@ static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     for (void **p : ti)
         *p = lf_plan_take(&cur, n.TI);
     w->lora_scratch = lf_plan_take(&cur, lora_scratch_bytes(T, lora_rank(m)));
-    w->att_scratch = lf_plan_take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
+    w->att_scratch =
+        lf_plan_take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
     return cur.used;
 }
 
@@ -147,7 +148,7 @@ static size_t decoder_workspace_bytes(const lf_cuda_model *dm, const lf_batch *b
 
 // the residual stream entering layer l; l == num_layers: the last layer's output (the head's input)
 static void *layer_input(const lf_cuda_model *dm, const decoder_work *w, int l, int T) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     if (m->gradient_checkpointing) return (char *)w->xs + (size_t)l * bytes_of(dm, T).TC;
     if (l == m->cfg.num_layers) return w->xs;
     layer_acts a;
@@ -168,7 +169,7 @@ static layer_acts layer_at(const lf_cuda_model *dm, const decoder_work *w, int l
 
 // causal GQA attention, Mistral's sliding window, probability dropout when training (layer l's stream
 // goes to the launchers apart: attention_key)
-static attention_shape attention_of(const lf_model *m, const lf_batch *b) {
+static attention_shape attention_of(const lf_model_desc *m, const lf_batch *b) {
     const lf_model_config *c = &m->cfg;
     float p = m->training ? c->attention_dropout : 0.0f;
     attention_shape s = {};
@@ -201,7 +202,7 @@ static int input_norm_forward(lf_cuda_model *dm, const layer_acts *a, int T, int
 // are a's, which layer l no longer reads.
 static int mlp_residual_forward(lf_cuda_model *dm, const decoder_work *w, const layer_acts *a, void *x_out,
                                 int T, int l, int next_norm) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     int C = m->cfg.hidden_size;
     if (!next_norm)
         return step(residual_forward_cuda(x_out, x_out, a->mid, (int64_t)T * C, dm->dtype, dm->stream),
@@ -217,10 +218,10 @@ static int mlp_residual_forward(lf_cuda_model *dm, const decoder_work *w, const 
 // mlp_residual_forward
 static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_acts *a, void *x_out,
                          const lf_batch *b, int l, int next_norm) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const lf_model_config *c = &m->cfg;
     const dec_layer *L = &state_of(m)->layers[l];
-    const char *const *name = m->arch->lora_targets;
+    const char *const *name = m->lora_targets;
     int T = b->T, C = c->hidden_size, D = c->head_dim;
     lf_dtype dt = dm->dtype;
     cudaStream_t st = dm->stream;
@@ -260,7 +261,7 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
 
 // x: (T, C) the last layer's output -> dm->logits: (B, NL) f32; the final norm and score in f32
 static int head_forward(lf_cuda_model *dm, const lf_batch *b, const void *x, decoder_work *w) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const dec_state *s = state_of(m);
     int B = b->B, C = m->cfg.hidden_size;
     if (int rc =
@@ -278,7 +279,7 @@ static int head_forward(lf_cuda_model *dm, const lf_batch *b, const void *x, dec
 }
 
 static int decoder_forward(lf_cuda_model *dm, const lf_batch *b) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const lf_model_config *c = &m->cfg;
     const dec_state *s = state_of(m);
     const lf_frozen *embed = &m->frozen[s->embed];
@@ -315,10 +316,10 @@ static int zero(lf_cuda_model *dm, void *x, size_t bytes) {
 // w->dx: (T, C) holds d(layer output) on entry and d(layer input) on return (when need_dx)
 static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *a, const lf_batch *b, int l,
                           int need_dx) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const lf_model_config *c = &m->cfg;
     const dec_layer *L = &state_of(m)->layers[l];
-    const char *const *name = m->arch->lora_targets;
+    const char *const *name = m->lora_targets;
     int T = b->T, C = c->hidden_size, D = c->head_dim;
     token_bytes n = bytes_of(dm, T);
     lf_dtype dt = dm->dtype;
@@ -378,7 +379,7 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
 // dm->dlogits: (B, NL) f32 -> the score's gradient +=; when need_dx, w->dx: (T, C) = the gradient of the
 // last layer's output, non-zero at the pooled tokens
 static int head_backward(lf_cuda_model *dm, const lf_batch *b, decoder_work *w, int need_dx) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const dec_state *s = state_of(m);
     int B = b->B, C = m->cfg.hidden_size;
     size_t BC = (size_t)B * C;
@@ -403,11 +404,11 @@ static int head_backward(lf_cuda_model *dm, const lf_batch *b, decoder_work *w, 
 }
 
 static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     int T = b->T, L = m->cfg.num_layers;
     decoder_work w;
     decoder_layout(dm, (char *)dm->work, b, &w);
-    int lowest = lf_model_lowest_lora_layer(m);
+    int lowest = lf_lowest_lora_layer(m->linears, m->n_linears, m->cfg.num_layers);
     if (int rc = head_backward(dm, b, &w, lowest < L)) return rc;
     for (int l = L - 1; l >= lowest; l--) {
         layer_acts a = layer_at(dm, &w, l, T);

@@ -41,10 +41,10 @@ typedef struct {
     size_t layer_bytes;
 } enc_acts;
 
-static int lora_rank(const lf_model *m) { return m->lora.r > 0 ? m->lora.r : 1; }
+static int lora_rank(const lf_model_desc *m) { return m->lora.r > 0 ? m->lora.r : 1; }
 
 static size_t layer_block(const lf_cuda_model *dm, char *base, int T, layer_acts *a) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     size_t E = lf_cuda_dtype_size(dm->dtype), TC = (size_t)T * m->cfg.hidden_size * E,
            TI = (size_t)T * m->cfg.intermediate_size * E;
     lf_plan c = cuda_plan(base);
@@ -63,7 +63,7 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, layer_acts
 }
 
 static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch *b, enc_acts *a) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     int T = b->T, B = b->B, C = m->cfg.hidden_size, L = m->cfg.num_layers, ckpt = m->gradient_checkpointing;
     size_t E = lf_cuda_dtype_size(dm->dtype), TC = (size_t)T * C * E,
            TI = (size_t)T * m->cfg.intermediate_size * E, BC = (size_t)B * C;
@@ -108,12 +108,12 @@ static layer_acts layer_at(const lf_cuda_model *dm, const enc_acts *a, int l, in
 
 // ----------------------------------------------------------------------------- forward
 
-static float drop_p(const lf_model *m, float p) { return m->training ? p : 0.0f; }
+static float drop_p(const lf_model_desc *m, float p) { return m->training ? p : 0.0f; }
 
 static const float *frozen_f32(const lf_cuda_model *dm, int i) { return (const float *)dm->frozen[i]; }
 
 // the attention of a layer (its dropout stream goes to the launchers apart: layer_site(l, 0))
-static attention_shape attn_shape(const lf_model *m, const lf_batch *b) {
+static attention_shape attn_shape(const lf_model_desc *m, const lf_batch *b) {
     attention_shape s = {};
     s.B = b->B;
     s.NH = s.NKV = m->cfg.num_heads;
@@ -129,7 +129,7 @@ static int embedding_add(lf_cuda_model *dm, void *out, const int32_t *ids, int t
 }
 
 static int embeddings_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b, enc_acts *a) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     int T = b->T, C = m->cfg.hidden_size;
     if (int rc = embedding_add(dm, a->tmp, dm->batch.tokens, s->word, T, 0)) return rc;
     if (int rc = embedding_add(dm, a->tmp, dm->batch.positions, s->pos, T, 1)) return rc;
@@ -144,7 +144,7 @@ static int embeddings_forward(lf_cuda_model *dm, const enc_state *s, const lf_ba
 
 static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *b, const void *x0,
                          layer_acts *la, int l) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const lf_linear *lin = m->linears;
     int T = b->T, C = m->cfg.hidden_size;
     lf_dtype dt = dm->dtype;
@@ -177,7 +177,7 @@ static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *
 // dropout and the trained classifier in f32.
 static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b, const void *x,
                         enc_acts *a) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     int B = b->B, C = m->cfg.hidden_size;
     int64_t BC = (int64_t)B * C;
     float p = drop_p(m, m->cfg.classifier_dropout);
@@ -203,7 +203,7 @@ static int head_forward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b
 }
 
 static int encoder_forward(lf_cuda_model *dm, const lf_batch *b) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const enc_state *s = (const enc_state *)m->arch_state;
     enc_acts a;
     encoder_layout(dm, (char *)dm->work, b, &a);
@@ -226,7 +226,7 @@ static int zero(lf_cuda_model *dm, void *x, size_t bytes) {
 // a->dres: (T, C) in = d layer output, out = d layer input (when need_dx)
 static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *b, const void *x0,
                           const layer_acts *la, enc_acts *a, int l, int need_dx) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const lf_linear *lin = m->linears;
     int T = b->T, C = m->cfg.hidden_size;
     int64_t TC = (int64_t)T * C, TI = (int64_t)T * m->cfg.intermediate_size;
@@ -275,7 +275,7 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
 
 // dm->dlogits -> head grads; d pooled rows scattered into a->dres (when need_dx)
 static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *b, enc_acts *a, int need_dx) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     int B = b->B, C = m->cfg.hidden_size;
     int64_t BC = (int64_t)B * C;
     size_t E = lf_cuda_dtype_size(dm->dtype);
@@ -309,11 +309,11 @@ static int head_backward(lf_cuda_model *dm, const enc_state *s, const lf_batch *
 }
 
 static int encoder_backward(lf_cuda_model *dm, const lf_batch *b) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     const enc_state *s = (const enc_state *)m->arch_state;
     enc_acts a;
     encoder_layout(dm, (char *)dm->work, b, &a);
-    int lowest = lf_model_lowest_lora_layer(m);
+    int lowest = lf_lowest_lora_layer(m->linears, m->n_linears, m->cfg.num_layers);
     if (int rc = head_backward(dm, s, b, &a, lowest < m->cfg.num_layers)) return rc;
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         layer_acts la = layer_at(dm, &a, l, b->T);

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "device_model.cuh"
-#include "models/plan.h"
 #include "lora.cuh"
 #include "matmul.cuh"
+#include "models/plan.h"
 
 // the weight of linear l on the device: its f32 param when trained (a head), else the frozen copy
 static inline const void *linear_weight(const lf_cuda_model *dm, const lf_linear *l) {
@@ -21,14 +21,14 @@ static inline const void *linear_bias(const lf_cuda_model *dm, const lf_linear *
 // out: (T, out) = x: (T, in) W^T + b, plus the LoRA branch (u: (T, r) f32 saved) when l has one
 static inline int linear_forward(lf_cuda_model *dm, const lf_linear *l, void *out, float *u, const void *x,
                                  int T, lf_dtype dt) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     if (int rc = matmul_forward_cuda(out, x, linear_weight(dm, l), linear_bias(dm, l), T, l->in, l->out, 0,
                                      dm->blas_workspace, dt, dm->stream))
         return rc;
     if (l->lora_a < 0) return 0;
     return lora_forward_cuda(out, u, x, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T, l->in,
-                             l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_cuda_lora_key(dm, l),
-                             dt, dm->stream);
+                             l->out, m->lora.r, m->lora.scaling, lf_lora_dropout_p(m->training, m->lora),
+                             lf_cuda_lora_key(dm, l), dt, dm->stream);
 }
 
 // what linear_backward does with dx: adds the input gradient to it, or writes it (dx need not be zeroed)
@@ -39,17 +39,17 @@ typedef enum { DX_WRITE = 0, DX_ADD = 1 } dx_mode;
 static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *dx, dx_mode mode,
                                   void *lora_scratch, const void *dout, const void *x, const float *u, int T,
                                   lf_dtype dt) {
-    const lf_model *m = dm->host;
+    const lf_model_desc *m = dm->host;
     if (int rc = matmul_backward_cuda(dx, lf_cuda_grad(dm, l->weight_param), lf_cuda_grad(dm, l->bias_param),
                                       dout, x, linear_weight(dm, l), T, l->in, l->out, mode == DX_ADD,
                                       dm->blas_workspace, dt, dm->stream))
         return rc;
     // the LoRA branch's dx adds to what the matmul wrote
     if (l->lora_a < 0) return 0;
-    return lora_backward_cuda(dx, lf_cuda_grad(dm, l->lora_a), lf_cuda_grad(dm, l->lora_b), lora_scratch,
-                              dout, x, u, lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T,
-                              l->in, l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m),
-                              lf_cuda_lora_key(dm, l), dt, dm->stream);
+    return lora_backward_cuda(
+        dx, lf_cuda_grad(dm, l->lora_a), lf_cuda_grad(dm, l->lora_b), lora_scratch, dout, x, u,
+        lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T, l->in, l->out, m->lora.r,
+        m->lora.scaling, lf_lora_dropout_p(m->training, m->lora), lf_cuda_lora_key(dm, l), dt, dm->stream);
 }
 
 // The workspace planner over dm->work (models/plan.h): every buffer 256-byte aligned.

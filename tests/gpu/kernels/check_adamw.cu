@@ -11,6 +11,14 @@ extern "C" {
 // factor by an ulp. "bitwise" lines report how many values are exactly the CPU's.
 static const double ADAMW_TOLERANCE = 1e-6;
 
+// the lf_update a norm-and-clip call reads: (adam unused, step unused, grad_scale, max_grad_norm,
+// whether an inf/NaN norm skips the update)
+static const lf_update *clip_update(double max_norm, float inv_scale, int skip) {
+    static lf_update u;
+    u = lf_update{{0, 0, 0, 0, 0}, 0, inv_scale, max_norm, skip};
+    return &u;
+}
+
 static const int64_t tensor_sizes[] = {1, 7, 1000, 4099, 65537, 300001};
 static const int tensor_no_decay[] = {0, 1, 0, 1, 0, 0};
 enum { N_TENSORS = sizeof tensor_sizes / sizeof tensor_sizes[0] };
@@ -117,8 +125,8 @@ static void check_steps(double weight_decay, double max_norm, float inv_scale, i
             adamw_update(t.p[i].data(), gp[i], t.m[i].data(), t.v[i].data(), tensor_sizes[i], &hi, step);
         }
         // the GPU
-        if (use_state &&
-            !launched(what, grad_norm_clip_cuda(t.state, t.table, N_TENSORS, max_norm, inv_scale, 1, 0)))
+        if (use_state && !launched(what, grad_norm_clip_cuda(t.state, t.table, N_TENSORS,
+                                                             clip_update(max_norm, inv_scale, 1), 0)))
             break;
         if (!launched(what, adamw_update_cuda(t.table, N_TENSORS, &h, step, use_state ? t.state : NULL, 0)))
             break;
@@ -158,7 +166,8 @@ static void check_nonfinite(void) {
             if (i == 3) g[5] = bad_values[round];
             CHECK_CUDA(cudaMemcpy(t.dg[i], g.data(), g.size() * 4, cudaMemcpyHostToDevice));
         }
-        if (!launched(what, grad_norm_clip_cuda(t.state, t.table, N_TENSORS, 0.3, 1.0f, 1, 0))) break;
+        if (!launched(what, grad_norm_clip_cuda(t.state, t.table, N_TENSORS, clip_update(0.3, 1.0f, 1), 0)))
+            break;
         if (!launched(what, adamw_update_cuda(t.table, N_TENSORS, &h, 1, t.state, 0))) break;
         const lf_grad_norm_state s = read_state(t);
         char name[200];
@@ -178,7 +187,7 @@ static void check_nonfinite(void) {
     }
     // reported without skipping too
     if (launched("adamw non-finite grad, no skip",
-                 grad_norm_clip_cuda(t.state, t.table, N_TENSORS, 0.3, 1.0f, 0, 0))) {
+                 grad_norm_clip_cuda(t.state, t.table, N_TENSORS, clip_update(0.3, 1.0f, 0), 0))) {
         const lf_grad_norm_state s = read_state(t);
         check_equal("adamw non-finite grad, no skip: found_inf, skip", {(float)s.found_inf, (float)s.skip},
                     {1.0f, 0.0f});
@@ -198,7 +207,7 @@ static void check_nonfinite(void) {
         adamw_update(t.p[i].data(), gp[i], t.m[i].data(), t.v[i].data(), tensor_sizes[i], &hi, 1);
     }
     if (launched("adamw after skipped steps",
-                 grad_norm_clip_cuda(t.state, t.table, N_TENSORS, 0.3, 1.0f, 1, 0)) &&
+                 grad_norm_clip_cuda(t.state, t.table, N_TENSORS, clip_update(0.3, 1.0f, 1), 0)) &&
         launched("adamw after skipped steps", adamw_update_cuda(t.table, N_TENSORS, &h, 1, t.state, 0))) {
         const lf_grad_norm_state s = read_state(t);
         check_equal("adamw after skipped steps: found_inf, skip", {(float)s.found_inf, (float)s.skip},
