@@ -165,3 +165,39 @@ def test_attention_probability_dropout_keep_rate_scaling_and_gradients():
         _C.op_attention_forward(q, k, v, offsets, nh, nh, False, 0, 1.0, 0)
     with pytest.raises(ValueError, match="lse"):
         _C.op_attention_backward(dout, out, lse[:-1], q, k, v, offsets, nh, nh, False, 0)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_dropout_residual_layernorm_is_the_chain_and_matches_torch(p):
+    """The fused encoder sublayer end equals dropout, residual add and LayerNorm in turn (bit for bit,
+    as the CUDA twin is compared with it exactly) and torch's gradients through that chain."""
+    rng = np.random.default_rng(7)
+    T, C, key = 11, 45, 99
+    branch = (rng.standard_normal((T, C)) * 2).astype(np.float32)
+    residual = rng.standard_normal((T, C)).astype(np.float32)
+    w = rng.standard_normal(C).astype(np.float32)
+    b = rng.standard_normal(C).astype(np.float32)
+    dout = rng.standard_normal((T, C)).astype(np.float32)
+    out, total = _C.op_dropout_residual_layernorm(branch, residual, w, b, 1e-5, p, key)
+    chain_sum = _C.op_dropout(branch.ravel(), p, key).reshape(T, C) + residual
+    np.testing.assert_array_equal(total, chain_sum)
+    np.testing.assert_array_equal(out, _C.op_layernorm(chain_sum, w, b, 1e-5))
+    if p > 0:
+        assert (_C.op_dropout(branch.ravel(), p, key) == 0).any()  # some element really dropped
+    # gradients: torch through the same mask
+    scale = _C.op_dropout(np.ones(T * C, np.float32), p, key).reshape(T, C)
+    tbr, tres, tw, tb = (torch.tensor(a, requires_grad=True) for a in (branch, residual, w, b))
+    ref = torch.nn.functional.layer_norm(tbr * torch.tensor(scale) + tres, (C,), tw, tb, 1e-5)
+    np.testing.assert_allclose(out, ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+    ref.backward(torch.tensor(dout))
+    dres, dbr, dw, db = _C.op_dropout_residual_layernorm(branch, residual, w, b, 1e-5, p, key, dout)
+    for ours, theirs in ((dres, tres.grad), (dbr, tbr.grad), (dw, tw.grad), (db, tb.grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+    # and the unfused chain's gradients exactly
+    dx, dw_chain, db_chain = _C.op_layernorm(chain_sum, w, b, 1e-5, dout)
+    np.testing.assert_array_equal(dres, dx)
+    np.testing.assert_array_equal(dbr, dx * scale)
+    np.testing.assert_array_equal(dw, dw_chain)
+    np.testing.assert_array_equal(db, db_chain)
+    with pytest.raises(ValueError, match="residual"):
+        _C.op_dropout_residual_layernorm(branch, residual[:, 1:], w, b, 1e-5, p, key)

@@ -228,7 +228,6 @@ static void embeddings_forward(lf_model *m, const enc_state *s, const lf_batch *
 static void layer_forward(lf_model *m, const enc_layer *L, const lf_batch *b, const float *x0, layer_acts *la,
                           enc_acts *a, int l) {
     int T = b->T, C = m->cfg.hidden_size;
-    int64_t TC = (int64_t)T * C;
     const lf_linear *lin = m->linears;
     float p = drop_p(m, m->cfg.hidden_dropout);
     lf_linear_forward(m, &lin[L->lin[ENC_Q]], la->q, la->u[ENC_Q], a->xd, x0, T, a->mm_scratch);
@@ -236,17 +235,17 @@ static void layer_forward(lf_model *m, const enc_layer *L, const lf_batch *b, co
     lf_linear_forward(m, &lin[L->lin[ENC_V]], la->v, la->u[ENC_V], a->xd, x0, T, a->mm_scratch);
     attention_forward(la->att, la->lse, la->q, la->k, la->v, b->offsets, attn_shape(m, b, l), a->att_scratch);
     lf_linear_forward(m, &lin[L->lin[ENC_O]], la->r1, la->u[ENC_O], a->xd, la->att, T, a->mm_scratch);
-    dropout_forward(la->r1, la->r1, TC, p, lf_model_dropout_key(m, layer_site(l, 1)));
-    residual_forward(la->r1, la->r1, x0, TC);
-    layernorm_forward(la->x1, la->m1, la->s1, la->r1, frozen_f32(m, L->ln1_w), frozen_f32(m, L->ln1_b), T, C,
-                      m->cfg.norm_eps);
+    // r1 = dropout(r1) + x0, x1 = LayerNorm(r1)
+    dropout_residual_layernorm_forward(la->x1, la->m1, la->s1, la->r1, la->r1, x0, frozen_f32(m, L->ln1_w),
+                                       frozen_f32(m, L->ln1_b), T, C, m->cfg.norm_eps, p,
+                                       lf_model_dropout_key(m, layer_site(l, 1)));
     lf_linear_forward(m, &lin[L->lin[ENC_I]], la->h, la->u[ENC_I], a->xd, la->x1, T, a->mm_scratch);
     gelu_forward(la->g, la->h, (int64_t)T * m->cfg.intermediate_size);
     lf_linear_forward(m, &lin[L->lin[ENC_F]], la->r2, la->u[ENC_F], a->xd, la->g, T, a->mm_scratch);
-    dropout_forward(la->r2, la->r2, TC, p, lf_model_dropout_key(m, layer_site(l, 2)));
-    residual_forward(la->r2, la->r2, la->x1, TC);
-    layernorm_forward(la->out, la->m2, la->s2, la->r2, frozen_f32(m, L->ln2_w), frozen_f32(m, L->ln2_b), T, C,
-                      m->cfg.norm_eps);
+    // r2 = dropout(r2) + x1, out = LayerNorm(r2)
+    dropout_residual_layernorm_forward(la->out, la->m2, la->s2, la->r2, la->r2, la->x1,
+                                       frozen_f32(m, L->ln2_w), frozen_f32(m, L->ln2_b), T, C,
+                                       m->cfg.norm_eps, p, lf_model_dropout_key(m, layer_site(l, 2)));
 }
 
 static void head_forward(lf_model *m, const enc_state *s, const lf_batch *b, const float *x, enc_acts *a,
@@ -288,10 +287,9 @@ static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, c
     int64_t TC = (int64_t)T * C, TI = (int64_t)T * m->cfg.intermediate_size;
     const lf_linear *lin = m->linears;
     float p = drop_p(m, m->cfg.hidden_dropout);
-    zero(a->da, TC); // d r2
-    layernorm_backward(a->da, NULL, NULL, a->dres, la->r2, frozen_f32(m, L->ln2_w), la->m2, la->s2, T, C);
-    memcpy(a->db, a->da, (size_t)TC * sizeof(float)); // d x1 through the residual
-    dropout_backward_inplace(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 2)));
+    // db = d x1 through the residual, da = d FFN output through the dropout
+    dropout_residual_layernorm_backward(a->db, a->da, NULL, NULL, a->dres, la->r2, frozen_f32(m, L->ln2_w),
+                                        la->m2, la->s2, T, C, p, lf_model_dropout_key(m, layer_site(l, 2)));
     zero(a->di1, TI);
     lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di1, a->du, a->xd, a->da, la->g, la->u[ENC_F], T,
                        a->mm_scratch);
@@ -299,10 +297,9 @@ static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, c
     gelu_backward(a->di2, la->h, a->di1, TI);
     lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, a->du, a->xd, a->di2, la->x1, la->u[ENC_I], T,
                        a->mm_scratch);
-    zero(a->da, TC); // d r1
-    layernorm_backward(a->da, NULL, NULL, a->db, la->r1, frozen_f32(m, L->ln1_w), la->m1, la->s1, T, C);
-    memcpy(a->dres, a->da, (size_t)TC * sizeof(float)); // d x0 through the residual
-    dropout_backward_inplace(a->da, TC, p, lf_model_dropout_key(m, layer_site(l, 1)));
+    // dres = d x0 through the residual, da = d attention output through the dropout
+    dropout_residual_layernorm_backward(a->dres, a->da, NULL, NULL, a->db, la->r1, frozen_f32(m, L->ln1_w),
+                                        la->m1, la->s1, T, C, p, lf_model_dropout_key(m, layer_site(l, 1)));
     zero(a->db, TC); // d att
     lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, a->du, a->xd, a->da, la->att, la->u[ENC_O], T,
                        a->mm_scratch);

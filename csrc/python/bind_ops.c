@@ -213,6 +213,58 @@ static PyObject *py_layernorm(PyObject *self, PyObject *args) {
     return result;
 }
 
+// dropout_residual_layernorm(branch, residual, weight, bias, eps, p, key, dout or None) -> (out, sum),
+// or with dout the gradients (dresidual, dbranch, dweight, dbias)
+static PyObject *py_dropout_residual_layernorm(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *bro, *reso, *wo, *bo, *douto = Py_None;
+    float eps, p;
+    unsigned long long key;
+    if (!PyArg_ParseTuple(args, "OOOOffK|O", &bro, &reso, &wo, &bo, &eps, &p, &key, &douto)) return NULL;
+    if (!(p >= 0.0f && p < 1.0f)) return PyErr_Format(PyExc_ValueError, "p must be in [0, 1), got %g", p);
+    PyArrayObject *br = f32(bro, 2, "branch"), *res = f32(reso, 2, "residual"), *w = f32(wo, 1, "weight"),
+                  *b = f32(bo, 1, "bias"), *dout = NULL;
+    PyObject *result = NULL;
+    if (br && res && w && b && (douto == Py_None || (dout = f32(douto, 2, "dout")))) {
+        int T = (int)PyArray_DIM(br, 0), C = (int)PyArray_DIM(br, 1);
+        if (!PyArray_SAMESHAPE(br, res) || PyArray_DIM(w, 0) != C || PyArray_DIM(b, 0) != C ||
+            (dout && !PyArray_SAMESHAPE(br, dout))) {
+            PyErr_SetString(PyExc_ValueError,
+                            "branch, residual (and dout) must be (T, C), weight and bias (C,)");
+        } else {
+            PyArrayObject *out = zeros_like(br), *sum = zeros_like(br);
+            float *stats = malloc(2 * (size_t)T * sizeof(float) + 1);
+            if (stats == NULL) {
+                Py_DECREF(out);
+                Py_DECREF(sum);
+                goto done;
+            }
+            dropout_residual_layernorm_forward(F(out), stats, stats + T, F(sum), F(br), F(res), F(w), F(b), T,
+                                               C, eps, p, key);
+            if (dout == NULL) {
+                result = Py_BuildValue("(NN)", out, sum);
+            } else {
+                PyArrayObject *dres = zeros_like(br), *dbr = zeros_like(br), *dw = zeros_like(w),
+                              *db = zeros_like(b);
+                dropout_residual_layernorm_backward(F(dres), F(dbr), F(dw), F(db), F(dout), F(sum), F(w),
+                                                    stats, stats + T, T, C, p, key);
+                Py_DECREF(out);
+                Py_DECREF(sum);
+                result = Py_BuildValue("(NNNN)", dres, dbr, dw, db);
+            }
+            free(stats);
+        }
+    }
+done:
+    if (PyErr_Occurred() == NULL && result == NULL) PyErr_NoMemory();
+    Py_XDECREF(br);
+    Py_XDECREF(res);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(dout);
+    return result;
+}
+
 // gelu(x, dout or None) -> out, or dx
 static PyObject *py_gelu(PyObject *self, PyObject *args) {
     (void)self;
@@ -295,6 +347,8 @@ static PyMethodDef ops_methods[] = {
     {"op_matmul_forward", py_matmul_forward, METH_VARARGS, "x @ w.T + b with f32/f16/bf16 w"},
     {"op_matmul_backward", py_matmul_backward, METH_VARARGS, "(dx, dw, db) of x @ w.T + b"},
     {"op_layernorm", py_layernorm, METH_VARARGS, "layernorm forward, or its grads given dout"},
+    {"op_dropout_residual_layernorm", py_dropout_residual_layernorm, METH_VARARGS,
+     "LayerNorm(dropout(branch) + residual): (out, sum), or its grads given dout"},
     {"op_gelu", py_gelu, METH_VARARGS, "gelu forward, or its input grad given dout"},
     {"op_dropout", py_dropout, METH_VARARGS, "inverted dropout with a counter-based mask"},
     {NULL, NULL, 0, NULL},
