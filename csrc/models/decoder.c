@@ -274,8 +274,9 @@ static void layer_forward(lf_model *m, int l, dec_acts *a, float *x_out, const l
     rope_forward(a->k, w->cos, w->sin, T, c->num_kv_heads, c->head_dim);
     attention_forward(a->att, a->lse, a->q, a->k, a->v, b->offsets, attention_of(m, b, l), w->att_scratch);
     lf_linear_forward(m, lin[DEC_O], a->x_mid, a->u[DEC_O], w->xd, a->att, T, w->mm_scratch);
-    residual_forward(a->x_mid, a->x_mid, a->x, (int64_t)T * C);
-    rmsnorm_forward(a->ln2, a->rstd2, a->x_mid, norm_weight(m, 2 * l + 1), T, C, c->norm_eps);
+    // x_mid = attention output + x, ln2 = post_attention_layernorm(x_mid)
+    residual_rmsnorm_forward(a->x_mid, a->ln2, a->rstd2, a->x_mid, a->x, norm_weight(m, 2 * l + 1), T, C,
+                             c->norm_eps);
     for (int p = DEC_GATE; p <= DEC_UP; p++)
         lf_linear_forward(m, lin[p], out[p], a->u[p], w->xd, in[p], T, w->mm_scratch);
     silu_mul_forward(a->act, a->gate, a->up, (long)T * c->intermediate_size);

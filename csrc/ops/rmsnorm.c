@@ -4,20 +4,35 @@
 #include <math.h>
 #include <stddef.h>
 
+// y: (C,) = weight * x / sqrt(mean(x^2) + eps) of one row x: (C,); its rstd saved when not NULL
+static void rmsnorm_row_forward(float *y, float *rstd, const float *x, const float *weight, int C,
+                                float eps) {
+    double ss = 0.0;
+    for (int c = 0; c < C; c++)
+        ss += (double)x[c] * x[c];
+    float r = 1.0f / sqrtf((float)(ss / C) + eps);
+    for (int c = 0; c < C; c++)
+        y[c] = weight[c] * (x[c] * r);
+    if (rstd != NULL) *rstd = r;
+}
+
 // out, inp: (N, C), weight: (C), rstd: (N)
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
                      float eps) {
 #pragma omp parallel for
+    for (int n = 0; n < N; n++)
+        rmsnorm_row_forward(out + (long)n * C, rstd != NULL ? rstd + n : NULL, inp + (long)n * C, weight, C,
+                            eps);
+}
+
+void residual_rmsnorm_forward(float *sum, float *out, float *rstd, const float *branch, const float *residual,
+                              const float *weight, int N, int C, float eps) {
+#pragma omp parallel for
     for (int n = 0; n < N; n++) {
-        const float *x = inp + (long)n * C;
-        float *y = out + (long)n * C;
-        double ss = 0.0;
+        long row = (long)n * C;
         for (int c = 0; c < C; c++)
-            ss += (double)x[c] * x[c];
-        float r = 1.0f / sqrtf((float)(ss / C) + eps);
-        for (int c = 0; c < C; c++)
-            y[c] = weight[c] * (x[c] * r);
-        if (rstd != NULL) rstd[n] = r;
+            sum[row + c] = branch[row + c] + residual[row + c];
+        rmsnorm_row_forward(out + row, rstd != NULL ? rstd + n : NULL, sum + row, weight, C, eps);
     }
 }
 
