@@ -301,12 +301,19 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
     return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
 
+// the heuristic's calls so far (C, for ctypes: a step of a known shape should make none)
+static long long heuristic_query_count;
+extern "C" __attribute__((visibility("default"))) long long emu_heuristic_query_count(void) {
+    return heuristic_query_count;
+}
+
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
                                               cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                                               cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
                                               cublasLtMatmulPreference_t pref, int requested,
                                               cublasLtMatmulHeuristicResult_t *results, int *returned) {
     library_call call("cublasLtMatmulAlgoGetHeuristic");
+    heuristic_query_count++;
     uint64_t m, n, k;
     if (handle == nullptr || pref == nullptr || results == nullptr || returned == nullptr || requested < 1) {
         emu_error("a NULL handle, preference or result, or %d algorithms requested", requested);
