@@ -5,12 +5,18 @@
 // stored (see each product below for its operands).
 #include <string.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "cublas_handle.cuh"
 #include "matmul.cuh"
 
 size_t matmul_workspace_bytes(void) { return (size_t)32 << 20; } // cuBLAS's recommendation for Hopper
+
+static std::atomic<int> tf32; // f32 products on TF32 tensor cores (matmul_set_tf32)
+
+void matmul_set_tf32(int on) { tf32 = on != 0; }
+int matmul_tf32(void) { return tf32; }
 
 static int valid_dtype(lf_dtype dtype) { return dtype == LF_F32 || dtype == LF_BF16 || dtype == LF_F16; }
 
@@ -46,7 +52,7 @@ struct lt_product {
 // it is set on the cached operation descriptor at each call.
 struct lt_key {
     int32_t transa, transb;
-    int32_t a_type, b_type, d_type;
+    int32_t a_type, b_type, d_type, compute;
     int64_t a_rows, a_cols, b_rows, b_cols, d_rows, d_cols;
     uint32_t align_a, align_b, align_d;
     uint32_t bias_align; // 0: no bias epilogue
@@ -99,6 +105,7 @@ static lt_key key_of(const lt_product &p, const void *bias, uint64_t workspace_b
     memset(&k, 0, sizeof k); // the padding too: keys are compared with memcmp
     k.transa = p.transa, k.transb = p.transb;
     k.a_type = p.a.type, k.b_type = p.b.type, k.d_type = p.d.type;
+    k.compute = p.a.type == CUDA_R_32F && tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     k.a_rows = p.a.rows, k.a_cols = p.a.cols, k.b_rows = p.b.rows, k.b_cols = p.b.cols;
     k.d_rows = p.d.rows, k.d_cols = p.d.cols;
     k.align_a = pointer_alignment(p.a.data), k.align_b = pointer_alignment(p.b.data);
@@ -108,10 +115,10 @@ static lt_key key_of(const lt_product &p, const void *bias, uint64_t workspace_b
     return k;
 }
 
-// the operation descriptor of k: 32-bit float compute and scale, bias epilogue (of d's type)
+// the operation descriptor of k: its compute type with 32-bit float scale, bias epilogue (of d's type)
 static cublasStatus_t describe_op(lt_plan &plan) {
     const lt_key &k = plan.key;
-    cublasStatus_t st = cublasLtMatmulDescCreate(&plan.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasStatus_t st = cublasLtMatmulDescCreate(&plan.op, (cublasComputeType_t)k.compute, CUDA_R_32F);
     if (st == CUBLAS_STATUS_SUCCESS)
         st = set_op(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &k.transa, sizeof k.transa);
     if (st == CUBLAS_STATUS_SUCCESS)

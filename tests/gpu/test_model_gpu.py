@@ -434,6 +434,30 @@ def test_a_known_shape_queries_no_cublaslt_heuristic(checkpoints, graphs, monkey
         assert queries[0] > 0, queries
 
 
+def test_tf32_computes_the_f32_products_in_tf32_and_is_off_by_default(checkpoints, tmp_path):
+    """TrainingArguments(tf32=True) turns the f32 products to TF32 (inputs rounded to 10 mantissa bits, f32
+    accumulation; the emulator rounds as the tensor cores do): the logits leave the CPU's full f32 by
+    TF32's rounding, far more than f32's 1e-5 and far less than bf16's; tf32=False, as without the flag,
+    computes in full f32 again. Four calls each: run directly, captured, replayed (the mode is the graph's)."""
+    kind = "roberta"
+    cpu, gpu = (lf_model(checkpoints[kind], kind, None, device) for device in (None, "cuda"))
+    ids, mask, _, _ = batch(kind)
+    for model in (cpu, gpu):
+        model.eval()
+    ref = cpu(input_ids=ids, attention_mask=mask).logits
+    for _ in range(4):
+        assert_close("tf32 unset", gpu(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
+    try:
+        lf.TrainingArguments(output_dir=str(tmp_path), tf32=True)
+        for _ in range(4):
+            d = rel(gpu(input_ids=ids, attention_mask=mask).logits, ref)
+            assert 1e-5 < d < 5e-3, f"TF32 logits {d:.3g} from the CPU's"
+    finally:
+        lf.TrainingArguments(output_dir=str(tmp_path), tf32=False)
+    for _ in range(4):
+        assert_close("tf32=False", gpu(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
+
+
 def test_a_graph_cuda_refuses_falls_back_to_launches(checkpoints, monkeypatch, capfd):
     """When CUDA cannot instantiate a step's graph (the emulator's LF_EMU_REFUSE_GRAPHS=1), the model says
     so once on stderr and runs its steps kernel by kernel, with the CPU's results."""
