@@ -82,9 +82,7 @@ class BuildExt(build_ext):
             )
         obj_dir = os.path.join(self.build_temp, "kernels")
         os.makedirs(obj_dir, exist_ok=True)
-        gencode = []
-        for arch in cuda_config.cuda_archs():
-            gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+        gencode = cuda_config.gencode_flags()
         common = [nvcc, "-std=c++17", "-O3", "--threads", "0", "-Xcompiler", "-fPIC,-Wall", "-Werror", "all-warnings",
                   "-Icsrc", "-Ikernels", "-I" + inc] + gencode
         headers = glob.glob("kernels/**/*.cuh", recursive=True) + glob.glob("csrc/**/*.h", recursive=True)
@@ -97,7 +95,7 @@ class BuildExt(build_ext):
             objects.append(obj)
         # the .cu files in parallel, and each file's architectures in parallel within nvcc; a line
         # per file on stderr as it finishes (pip shows them with -v), since the whole takes minutes
-        archs = ", ".join(f"sm_{arch}" for arch in cuda_config.cuda_archs())
+        archs = ", ".join(f"sm_{arch}" for arch in cuda_config.cuda_archs()) + " + PTX"
         cuda_config.progress(f"compiling {len(jobs)} of {len(objects)} CUDA files with {nvcc} for {archs} "
                              "(minutes; LORAFAST_CUDA=0 builds the CPU-only variant)")
         start = time.monotonic()

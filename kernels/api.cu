@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "device_model.cuh"
+#include "matmul.cuh"
 
 extern "C" {
 #include "core/cuda_backend.h"
@@ -41,6 +42,7 @@ static const lf_cuda_api api = {
     .memcpy_h2d = memcpy_h2d,
     .memcpy_d2h = memcpy_d2h,
     .synchronize = synchronize,
+    .set_tf32 = matmul_set_tf32,
     .model_create = lf_cuda_model_create,
     .model_free = lf_cuda_model_free,
     .model_forward = lf_cuda_model_forward,

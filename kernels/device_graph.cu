@@ -114,7 +114,7 @@ void lf_cuda_graph_fill_ghost(const lf_batch *b, const lf_batch *padded, int32_t
 static int same_shape(const lf_cuda_graph_shape *a, const lf_cuda_graph_shape *b) {
     return a->backward == b->backward && a->T == b->T && a->B == b->B && a->max_len == b->max_len &&
            a->training == b->training && a->checkpointing == b->checkpointing && a->weighted == b->weighted &&
-           a->loss_scale == b->loss_scale && a->lora_dropout == b->lora_dropout;
+           a->loss_scale == b->loss_scale && a->lora_dropout == b->lora_dropout && a->tf32 == b->tf32;
 }
 
 static graph_entry *find(lf_cuda_graphs *g, const lf_cuda_graph_shape *shape) {

@@ -12,6 +12,7 @@
 #include "convert.cuh"
 #include "crossentropy.cuh"
 #include "device_runtime.cuh"
+#include "matmul.cuh"
 
 static const size_t STAGING_BYTES = (size_t)64 << 20;        // frozen weights go up in chunks of this
 static const size_t BLAS_WORKSPACE_BYTES = (size_t)32 << 20; // cuBLASLt's workspace
@@ -525,6 +526,7 @@ static int launch_step(runtime *rt, const step_work *w) {
     shape.weighted = w->weights != NULL;
     shape.loss_scale = w->backward ? loss_scale(rt) : 1.0f;
     shape.lora_dropout = m->lora.dropout;
+    shape.tf32 = matmul_tf32();
     return lf_cuda_graph_run(rt, &shape, run_step, (void *)w);
 }
 

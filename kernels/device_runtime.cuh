@@ -64,6 +64,7 @@ typedef struct {
     int T, B, max_len; // the padded batch (lf_cuda_graph_batch: B - 1 sequences of its own)
     int training, checkpointing, weighted;
     float loss_scale, lora_dropout;
+    int tf32; // matmul_tf32(): the f32 products' compute type is frozen in the graph
 } lf_cuda_graph_shape;
 
 // 0 when LORAFAST_CUDA_GRAPHS=0 asks for launches one by one

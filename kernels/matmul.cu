@@ -3,10 +3,20 @@
 // cuBLASLt is column-major; a row-major (R, K) matrix is the column-major (K, R) matrix with
 // leading dimension K. So row-major out = x W^T is column-major out^T = W^T x^T, with W and x as
 // stored (see each product below for its operands).
+#include <string.h>
+
+#include <atomic>
+#include <mutex>
+
 #include "cublas_handle.cuh"
 #include "matmul.cuh"
 
 size_t matmul_workspace_bytes(void) { return (size_t)32 << 20; } // cuBLAS's recommendation for Hopper
+
+static std::atomic<int> tf32; // f32 products on TF32 tensor cores (matmul_set_tf32)
+
+void matmul_set_tf32(int on) { tf32 = on != 0; }
+int matmul_tf32(void) { return tf32; }
 
 static int valid_dtype(lf_dtype dtype) { return dtype == LF_F32 || dtype == LF_BF16 || dtype == LF_F16; }
 
@@ -36,19 +46,44 @@ struct lt_product {
     float alpha, beta;
 };
 
-// the descriptors of one product, destroyed with it
-struct lt_descriptors {
+// Everything cuBLASLt's heuristic sees of a product: its plan (descriptors, layouts, algorithm) is
+// made once per key and reused, so a step of a known shape queries nothing (the heuristic costs
+// ~10 us of host time a call, ~290 calls a roberta-large step). The bias pointer is not in the key:
+// it is set on the cached operation descriptor at each call.
+struct lt_key {
+    int32_t transa, transb;
+    int32_t a_type, b_type, d_type, compute;
+    int64_t a_rows, a_cols, b_rows, b_cols, d_rows, d_cols;
+    uint32_t align_a, align_b, align_d;
+    uint32_t bias_align; // 0: no bias epilogue
+    uint64_t workspace_bytes;
+};
+
+// the descriptors of one key and the algorithm the heuristic chose for it (status: the heuristic's
+// answer, kept when it declines the problem too: the caller's fallback is then taken at once)
+struct lt_plan {
+    lt_key key;
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
-    ~lt_descriptors() {
-        if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatmulAlgo_t algo;
+    cublasStatus_t status;
+    uint64_t last_use;
+    void release() {
         if (d) cublasLtMatrixLayoutDestroy(d);
         if (b) cublasLtMatrixLayoutDestroy(b);
         if (a) cublasLtMatrixLayoutDestroy(a);
         if (op) cublasLtMatmulDescDestroy(op);
+        op = nullptr, a = b = d = nullptr;
     }
 };
+
+// the plans of a process; a full cache drops its least recently used plan (a run sees a few dozen
+// products per batch shape and a few dozen shapes)
+static const int LT_PLAN_CACHE_SIZE = 1024;
+static lt_plan lt_plans[LT_PLAN_CACHE_SIZE];
+static int lt_plan_count;
+static uint64_t lt_plan_uses;
+static std::mutex lt_plans_lock; // a plan's descriptor takes the call's bias pointer until the call is made
 
 static cublasStatus_t set_op(cublasLtMatmulDesc_t op, cublasLtMatmulDescAttributes_t attr, const void *value,
                              size_t size) {
@@ -60,70 +95,122 @@ static cublasStatus_t set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPr
     return cublasLtMatmulPreferenceSetAttribute(pref, attr, value, size);
 }
 
-static cublasStatus_t make_layout(cublasLtMatrixLayout_t *layout, const lt_matrix &m) {
-    return cublasLtMatrixLayoutCreate(layout, m.type, (uint64_t)m.rows, (uint64_t)m.cols, m.rows);
+static cublasStatus_t make_layout(cublasLtMatrixLayout_t *layout, cudaDataType_t type, int64_t rows,
+                                  int64_t cols) {
+    return cublasLtMatrixLayoutCreate(layout, type, (uint64_t)rows, (uint64_t)cols, rows);
 }
 
-// the operation descriptor of p: 32-bit float compute and scale, bias epilogue when bias is given
-static cublasStatus_t describe_op(lt_descriptors &desc, const lt_product &p, const void *bias) {
-    cublasStatus_t st = cublasLtMatmulDescCreate(&desc.op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
-    int32_t transa = p.transa, transb = p.transb;
+static lt_key key_of(const lt_product &p, const void *bias, uint64_t workspace_bytes) {
+    lt_key k;
+    memset(&k, 0, sizeof k); // the padding too: keys are compared with memcmp
+    k.transa = p.transa, k.transb = p.transb;
+    k.a_type = p.a.type, k.b_type = p.b.type, k.d_type = p.d.type;
+    k.compute = p.a.type == CUDA_R_32F && tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    k.a_rows = p.a.rows, k.a_cols = p.a.cols, k.b_rows = p.b.rows, k.b_cols = p.b.cols;
+    k.d_rows = p.d.rows, k.d_cols = p.d.cols;
+    k.align_a = pointer_alignment(p.a.data), k.align_b = pointer_alignment(p.b.data);
+    k.align_d = pointer_alignment(p.d.data);
+    k.bias_align = bias != nullptr ? pointer_alignment(bias) : 0;
+    k.workspace_bytes = workspace_bytes;
+    return k;
+}
+
+// the operation descriptor of k: its compute type with 32-bit float scale, bias epilogue (of d's type)
+static cublasStatus_t describe_op(lt_plan &plan) {
+    const lt_key &k = plan.key;
+    cublasStatus_t st = cublasLtMatmulDescCreate(&plan.op, (cublasComputeType_t)k.compute, CUDA_R_32F);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_op(desc.op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof transa);
+        st = set_op(plan.op, CUBLASLT_MATMUL_DESC_TRANSA, &k.transa, sizeof k.transa);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_op(desc.op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof transb);
-    if (st != CUBLAS_STATUS_SUCCESS || bias == nullptr) return st;
+        st = set_op(plan.op, CUBLASLT_MATMUL_DESC_TRANSB, &k.transb, sizeof k.transb);
+    if (st != CUBLAS_STATUS_SUCCESS || k.bias_align == 0) return st;
     uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
-    int32_t bias_type = p.d.type;
-    st = set_op(desc.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+    st = set_op(plan.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_op(desc.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-    if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_op(desc.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type);
+        st = set_op(plan.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &k.d_type, sizeof k.d_type);
     return st;
 }
 
-// the heuristic's constraints: the workspace on offer and the operands' actual alignment
-static cublasStatus_t describe_preference(lt_descriptors &desc, const lt_product &p,
-                                          uint64_t workspace_bytes) {
-    cublasStatus_t st = cublasLtMatmulPreferenceCreate(&desc.pref);
-    uint32_t align_a = pointer_alignment(p.a.data), align_b = pointer_alignment(p.b.data);
-    uint32_t align_d = pointer_alignment(p.d.data);
+// the heuristic's constraints (the workspace on offer and the operands' actual alignment), then its
+// best algorithm for the plan's problem
+static cublasStatus_t choose_algorithm(lt_plan &plan, const void *bias) {
+    const lt_key &k = plan.key;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasStatus_t st = cublasLtMatmulPreferenceCreate(&pref);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_pref(desc.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
-                      sizeof workspace_bytes);
+        st = set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &k.workspace_bytes,
+                      sizeof k.workspace_bytes);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_pref(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a);
+        st = set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k.align_a, sizeof k.align_a);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_pref(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b);
+        st = set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k.align_b, sizeof k.align_b);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_pref(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d);
+        st = set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &k.align_d, sizeof k.align_d);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = set_pref(desc.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d);
+        st = set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.align_d, sizeof k.align_d);
+    if (st == CUBLAS_STATUS_SUCCESS && k.bias_align != 0) // the heuristic may judge the bias's alignment
+        st = set_op(plan.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    cublasLtMatmulHeuristicResult_t result = {};
+    int found = 0;
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(lf_cublaslt_handle(), plan.op, plan.a, plan.b, plan.d, plan.d,
+                                            pref, 1, &result, &found);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_SUCCESS && (found < 1 || result.state != CUBLAS_STATUS_SUCCESS))
+        st = CUBLAS_STATUS_NOT_SUPPORTED;
+    plan.algo = result.algo;
     return st;
+}
+
+// a new plan for k: descriptors and the heuristic's algorithm (a full cache first drops its least
+// recently used plan)
+static lt_plan *make_plan(const lt_key &k, const void *bias) {
+    lt_plan *plan = &lt_plans[0];
+    if (lt_plan_count < LT_PLAN_CACHE_SIZE) {
+        plan = &lt_plans[lt_plan_count++];
+    } else {
+        for (int i = 1; i < lt_plan_count; i++)
+            if (lt_plans[i].last_use < plan->last_use) plan = &lt_plans[i];
+        plan->release();
+    }
+    plan->key = k;
+    cublasStatus_t st = describe_op(*plan);
+    if (st == CUBLAS_STATUS_SUCCESS) st = make_layout(&plan->a, (cudaDataType_t)k.a_type, k.a_rows, k.a_cols);
+    if (st == CUBLAS_STATUS_SUCCESS) st = make_layout(&plan->b, (cudaDataType_t)k.b_type, k.b_rows, k.b_cols);
+    if (st == CUBLAS_STATUS_SUCCESS) st = make_layout(&plan->d, (cudaDataType_t)k.d_type, k.d_rows, k.d_cols);
+    if (st == CUBLAS_STATUS_SUCCESS) st = choose_algorithm(*plan, bias);
+    plan->status = st;
+    if (st != CUBLAS_STATUS_SUCCESS &&
+        st != CUBLAS_STATUS_NOT_SUPPORTED) { // a failure: asked again next time
+        plan->release();
+        memset(&plan->key, 0, sizeof plan->key); // no product's key (its sizes are >= 1)
+    }
+    return plan;
+}
+
+static lt_plan *find_plan(const lt_key &k) {
+    for (int i = 0; i < lt_plan_count; i++)
+        if (memcmp(&lt_plans[i].key, &k, sizeof k) == 0) return &lt_plans[i];
+    return nullptr;
 }
 
 // runs p with the best algorithm cuBLASLt's heuristic offers for it (C is D: beta accumulates into d)
 static cublasStatus_t lt_run(const lt_product &p, const void *bias, void *workspace, cudaStream_t stream) {
     cublasLtHandle_t handle = lf_cublaslt_handle();
     if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
-    uint64_t workspace_bytes = workspace != nullptr ? matmul_workspace_bytes() : 0;
-    lt_descriptors desc;
-    cublasStatus_t st = describe_op(desc, p, bias);
-    if (st == CUBLAS_STATUS_SUCCESS) st = make_layout(&desc.a, p.a);
-    if (st == CUBLAS_STATUS_SUCCESS) st = make_layout(&desc.b, p.b);
-    if (st == CUBLAS_STATUS_SUCCESS) st = make_layout(&desc.d, p.d);
-    if (st == CUBLAS_STATUS_SUCCESS) st = describe_preference(desc, p, workspace_bytes);
+    const uint64_t workspace_bytes = workspace != nullptr ? matmul_workspace_bytes() : 0;
+    const lt_key k = key_of(p, bias, workspace_bytes);
+    std::lock_guard<std::mutex> hold(lt_plans_lock);
+    lt_plan *plan = find_plan(k);
+    if (plan == nullptr) plan = make_plan(k, bias);
+    plan->last_use = ++lt_plan_uses;
+    cublasStatus_t st = plan->status;
+    if (st == CUBLAS_STATUS_SUCCESS && bias != nullptr)
+        st = set_op(plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
-    cublasLtMatmulHeuristicResult_t result = {};
-    int found = 0;
-    st = cublasLtMatmulAlgoGetHeuristic(handle, desc.op, desc.a, desc.b, desc.d, desc.d, desc.pref, 1,
-                                        &result, &found);
-    if (st != CUBLAS_STATUS_SUCCESS) return st;
-    if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS) return CUBLAS_STATUS_NOT_SUPPORTED;
     void *d = const_cast<void *>(p.d.data);
-    return cublasLtMatmul(handle, desc.op, &p.alpha, p.a.data, desc.a, p.b.data, desc.b, &p.beta, d, desc.d,
-                          d, desc.d, &result.algo, workspace, workspace_bytes, stream);
+    return cublasLtMatmul(handle, plan->op, &p.alpha, p.a.data, plan->a, p.b.data, plan->b, &p.beta, d,
+                          plan->d, d, plan->d, &plan->algo, workspace, workspace_bytes, stream);
 }
 
 // out: (rows, OC) += bias: (OC,) on every row

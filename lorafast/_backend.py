@@ -72,6 +72,19 @@ def cuda_status():
     return _C.cuda_load(CUDA_LIBRARY)
 
 
+def set_tf32(on):
+    """TrainingArguments(tf32=...): the CUDA f32 matrix products in TF32 (True) or in full f32 (False, as
+    without the flag), process-wide as torch.backends.cuda.matmul.allow_tf32. TF32 is a mode of CUDA's
+    tensor cores: True without a usable GPU raises ValueError, as transformers does; False has nothing
+    to turn off there."""
+    available, why = cuda_status()
+    if available:
+        _C.cuda_set_tf32(bool(on))
+    elif on:
+        raise ValueError(f"tf32=True is a CUDA setting (TensorFloat-32 products on an Ampere or newer GPU), and "
+                         f"CUDA is unavailable here: {why}. The CPU computes float32 in full float32.")
+
+
 def blas_name():
     config = _openblas.get_openblas_config().strip()
     version = getattr(_openblas, "__version__", None)

@@ -68,6 +68,7 @@ class TrainingArguments:
     data_seed: int = None
     fp16: bool = False
     bf16: bool = False
+    tf32: bool = None
     use_cpu: bool = False
     gradient_checkpointing: bool = False
     dataloader_drop_last: bool = False
@@ -117,6 +118,10 @@ class TrainingArguments:
             self.eval_steps = self.logging_steps
         if self.eval_strategy != "no":
             self.do_eval = True
+        if self.tf32 is not None:
+            from ._backend import set_tf32
+
+            set_tf32(self.tf32)
         if self.load_best_model_at_end and self.metric_for_best_model is None:
             self.metric_for_best_model = "loss"
         if self.greater_is_better is None and self.metric_for_best_model is not None:

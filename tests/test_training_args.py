@@ -13,7 +13,7 @@ SHARED = ["learning_rate", "lr_scheduler_type", "warmup_steps", "max_grad_norm",
           "per_device_eval_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
           "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "eval_strategy", "save_strategy",
           "logging_strategy", "eval_steps", "save_steps", "logging_steps", "load_best_model_at_end",
-          "metric_for_best_model", "greater_is_better", "save_total_limit", "seed", "fp16", "bf16",
+          "metric_for_best_model", "greater_is_better", "save_total_limit", "seed", "fp16", "bf16", "tf32",
           "dataloader_drop_last", "use_cpu", "report_to", "gradient_checkpointing"]
 
 
@@ -62,3 +62,17 @@ def test_bad_values(tmp_path):
                           load_best_model_at_end=True)
     with pytest.raises(ValueError, match="per_device_train_batch_size"):
         TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=0)
+
+
+def test_tf32_is_a_cuda_setting(tmp_path, monkeypatch):
+    """tf32=True without a usable GPU is refused as transformers refuses it (ValueError), saying why;
+    tf32=False or unset has nothing to turn off there and is accepted without a warning."""
+    from lorafast import _backend
+
+    monkeypatch.setattr(_backend, "cuda_status", lambda: (False, "no CUDA driver found"))
+    with pytest.raises(ValueError, match="tf32=True is a CUDA setting.*no CUDA driver found"):
+        TrainingArguments(output_dir=str(tmp_path), tf32=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TrainingArguments(output_dir=str(tmp_path), tf32=False).tf32 is False
+        assert TrainingArguments(output_dir=str(tmp_path)).tf32 is None

@@ -5,7 +5,7 @@ import shutil
 import sys
 
 CUBLAS_REQUIREMENT = "nvidia-cublas==13.0.2.14"  # a 420 MB wheel
-CUDA_ARCHS = ("80", "86", "89", "90")
+CUDA_ARCHS = ("80", "86", "89", "90", "100", "120")  # A100, A10/3090, L4/4090, H100, B200, RTX 50
 
 
 def cuda_archs():
@@ -13,6 +13,18 @@ def cuda_archs():
     build; releases and CI build all of CUDA_ARCHS."""
     override = os.environ.get("LORAFAST_CUDA_ARCHS")
     return tuple(override.split(",")) if override else CUDA_ARCHS
+
+
+def gencode_flags():
+    """nvcc's -gencode flags: machine code (cubin) for each of cuda_archs(), and PTX of the newest,
+    which the driver compiles at load time for a GPU newer than every cubin (else every launch
+    there fails with "no kernel image is available")."""
+    archs = cuda_archs()
+    newest = max(archs, key=int)
+    flags = []
+    for arch in archs:
+        flags += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+    return flags + ["-gencode", f"arch=compute_{newest},code=compute_{newest}"]
 
 
 def cuda_home():

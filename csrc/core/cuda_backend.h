@@ -16,7 +16,7 @@
 #include "models/model_desc.h"
 #include "train/adamw.h"
 
-#define LF_CUDA_API_VERSION 6
+#define LF_CUDA_API_VERSION 7
 
 typedef struct lf_cuda_api {
     int version;      // LF_CUDA_API_VERSION of the library that filled the table
@@ -31,6 +31,9 @@ typedef struct lf_cuda_api {
     int (*memcpy_h2d)(void *dst, const void *src, size_t bytes);
     int (*memcpy_d2h)(void *dst, const void *src, size_t bytes);
     int (*synchronize)(void);
+    // on: f32 matrix products in TF32 (CUBLAS_COMPUTE_32F_FAST_TF32) from now on, process-wide as
+    // torch.backends.cuda.matmul.allow_tf32 (TrainingArguments(tf32=True)); off: in full f32 (the default)
+    void (*set_tf32)(int on);
 
     // The model on the device. Each int function returns 0 or a CUDA / lorafast error code,
     // with last_error() saying what failed.

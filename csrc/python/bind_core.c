@@ -38,6 +38,17 @@ static PyObject *py_cuda_load(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(Os)", Py_True, name);
 }
 
+// cuda_set_tf32(on: bool): the CUDA f32 products in TF32 (on) or full f32 from now on; CUDA must be available
+static PyObject *py_cuda_set_tf32(PyObject *self, PyObject *arg) {
+    (void)self;
+    int on = PyObject_IsTrue(arg);
+    if (on < 0) return NULL;
+    const lf_cuda_api *cuda = lf_python_cuda();
+    if (cuda == NULL) return NULL;
+    cuda->set_tf32(on);
+    Py_RETURN_NONE;
+}
+
 const lf_cuda_api *lf_python_cuda(void) {
     if (lf_cuda() != NULL) return lf_cuda();
     PyObject *backend = PyImport_ImportModule("lorafast._backend");
@@ -54,6 +65,7 @@ static PyMethodDef core_methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "Compiler and OpenMP facts of the C core."},
     {"set_num_threads", py_set_num_threads, METH_O, "Sets the OpenMP thread count."},
     {"cuda_load", py_cuda_load, METH_O, "Opens the CUDA kernels library: (available, name or reason)."},
+    {"cuda_set_tf32", py_cuda_set_tf32, METH_O, "CUDA f32 matrix products in TF32 (True) or full f32."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -354,14 +354,21 @@ def test_trainer_on_cuda_plans_its_memory_up_front(checkpoints, tmp_path):
     assert len(per_step) == 4 and per_step[0] > 0 and len(set(per_step)) == 1, per_step
 
 
-def emulator_launches():
-    """(kernels launched directly, graphs launched) so far, on the emulator; None on a GPU."""
+def emulator_count(name):
+    """The emulator's count `name` so far (a C function of the emulated library); None on a GPU."""
     path = os.environ.get("LORAFAST_CUDA_LIBRARY")
     lib = ctypes.CDLL(path) if path else None  # the library _C opened (the same handle)
-    if lib is None or not hasattr(lib, "emu_graph_launch_count"):
+    if lib is None or not hasattr(lib, name):
         return None
-    lib.emu_direct_launch_count.restype = lib.emu_graph_launch_count.restype = ctypes.c_longlong
-    return lib.emu_direct_launch_count(), lib.emu_graph_launch_count()
+    getattr(lib, name).restype = ctypes.c_longlong
+    return getattr(lib, name)()
+
+
+def emulator_launches():
+    """(kernels launched directly, graphs launched) so far, on the emulator; None on a GPU."""
+    if emulator_count("emu_graph_launch_count") is None:
+        return None
+    return emulator_count("emu_direct_launch_count"), emulator_count("emu_graph_launch_count")
 
 
 @pytest.mark.parametrize("kind", ["roberta", "mistral"])
@@ -404,6 +411,51 @@ def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch, capfd)
         direct.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
         again = emulator_launches()
         assert again[0] - after[0] > 30 and again[1] == after[1], (after, again)
+
+
+@pytest.mark.parametrize("graphs", ["0", "1"])
+def test_a_known_shape_queries_no_cublaslt_heuristic(checkpoints, graphs, monkeypatch):
+    """cuBLASLt's descriptors and algorithm are planned once per product: the steps after a shape's first
+    ask the heuristic nothing, launched one by one or captured (the second step) and replayed."""
+    if emulator_count("emu_heuristic_query_count") is None:
+        pytest.skip("the emulator counts cuBLASLt's heuristic queries")
+    monkeypatch.setenv("LORAFAST_CUDA_GRAPHS", graphs)
+    model = lf_model(checkpoints["roberta"], "roberta", None, "cuda")
+    model.train()
+    # one sequence of 37 tokens: a batch size no other test runs directly, so its first step plans
+    ids, mask, _ = random_batch(np.random.default_rng(7), "roberta", [37])
+    queries = []
+    for step in range(4):
+        before = emulator_count("emu_heuristic_query_count")
+        model.forward_backward(ids, mask, np.array([1]))
+        queries.append(emulator_count("emu_heuristic_query_count") - before)
+    assert queries[1:] == [0, 0, 0], queries
+    if graphs == "0":
+        assert queries[0] > 0, queries
+
+
+def test_tf32_computes_the_f32_products_in_tf32_and_is_off_by_default(checkpoints, tmp_path):
+    """TrainingArguments(tf32=True) turns the f32 products to TF32 (inputs rounded to 10 mantissa bits, f32
+    accumulation; the emulator rounds as the tensor cores do): the logits leave the CPU's full f32 by
+    TF32's rounding, far more than f32's 1e-5 and far less than bf16's; tf32=False, as without the flag,
+    computes in full f32 again. Four calls each: run directly, captured, replayed (the mode is the graph's)."""
+    kind = "roberta"
+    cpu, gpu = (lf_model(checkpoints[kind], kind, None, device) for device in (None, "cuda"))
+    ids, mask, _, _ = batch(kind)
+    for model in (cpu, gpu):
+        model.eval()
+    ref = cpu(input_ids=ids, attention_mask=mask).logits
+    for _ in range(4):
+        assert_close("tf32 unset", gpu(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
+    try:
+        lf.TrainingArguments(output_dir=str(tmp_path), tf32=True)
+        for _ in range(4):
+            d = rel(gpu(input_ids=ids, attention_mask=mask).logits, ref)
+            assert 1e-5 < d < 5e-3, f"TF32 logits {d:.3g} from the CPU's"
+    finally:
+        lf.TrainingArguments(output_dir=str(tmp_path), tf32=False)
+    for _ in range(4):
+        assert_close("tf32=False", gpu(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
 
 
 def test_a_graph_cuda_refuses_falls_back_to_launches(checkpoints, monkeypatch, capfd):

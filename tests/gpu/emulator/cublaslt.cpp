@@ -4,12 +4,14 @@
 // What a call is checked for (an "EMU ERROR" otherwise): known attributes of the right sizes; layouts
 // with ld >= rows, column-major, unbatched; shapes that agree (op(A): m x k, op(B): k x n, D: m x n);
 // the type combinations of CUBLAS_COMPUTE_32F with f32 scale (A and B of one type; D of that type or
-// f32; C's layout D's), a bias of D's type; operands and workspace inside live device allocations, D
-// overlapping neither A nor B nor the workspace; alpha and beta host pointers; an algorithm from the
-// heuristic for this very problem, pointers at least as aligned as the preference promised, a workspace
-// at least as large as the heuristic asked for (which it then fills with NaN bytes). The heuristic
-// declines the bias epilogue (CUBLAS_STATUS_NOT_SUPPORTED) for a bias less than 16-byte aligned, so a
-// caller's fallback for it runs too; it asks for a workspace of min(the preference's, 1 MiB).
+// f32; C's layout D's; CUBLAS_COMPUTE_32F_FAST_TF32 of f32 A and B, whose elements are then rounded to
+// TF32, 10 mantissa bits, to nearest with ties away from zero as the tensor cores' cvt.rna), a bias of D's
+// type; operands and workspace inside live device allocations, D overlapping neither A nor B nor the
+// workspace; alpha and beta host pointers; an algorithm from the heuristic for this very problem, pointers at
+// least as aligned as the preference promised, a workspace at least as large as the heuristic asked for
+// (which it then fills with NaN bytes). The heuristic declines the bias epilogue
+// (CUBLAS_STATUS_NOT_SUPPORTED) for a bias less than 16-byte aligned, so a caller's fallback for it runs too;
+// it asks for a workspace of min(the preference's, 1 MiB).
 //
 // On a capturing stream the call is checked as made and recorded by value (alpha's and beta's values,
 // the descriptors and layouts, which may be destroyed after the call), then checked again and run at
@@ -103,9 +105,12 @@ bool problem_of(const emu_lt_matmul_desc *op, const emu_lt_layout *a, const emu_
         emu_error("C's layout differs from D's");
         return false;
     }
-    if (op->compute != CUBLAS_COMPUTE_32F || op->scale != CUDA_R_32F) {
-        emu_error("compute type %d with scale type %d (only CUBLAS_COMPUTE_32F with CUDA_R_32F is emulated)",
-                  (int)op->compute, (int)op->scale);
+    const bool tf32 = op->compute == CUBLAS_COMPUTE_32F_FAST_TF32;
+    if ((op->compute != CUBLAS_COMPUTE_32F && !tf32) || op->scale != CUDA_R_32F ||
+        (tf32 && a->type != CUDA_R_32F)) {
+        emu_error("compute type %d with scale type %d and A of type %d (CUBLAS_COMPUTE_32F, and "
+                  "CUBLAS_COMPUTE_32F_FAST_TF32 of f32 operands, with CUDA_R_32F are emulated)",
+                  (int)op->compute, (int)op->scale, (int)a->type);
         return false;
     }
     if (a->type != b->type || (d->type != a->type && d->type != CUDA_R_32F)) {
@@ -140,6 +145,17 @@ bool overlap(const void *p, size_t pn, const void *q, size_t qn) {
 size_t extent_bytes(const emu_lt_layout *l) {
     if (l->rows == 0 || l->cols == 0) return 0;
     return (size_t)((l->cols - 1) * (uint64_t)l->ld + l->rows) * type_bytes(l->type);
+}
+
+// v (an f32) rounded to TF32: 10 mantissa bits, to nearest, ties away from zero; inf and NaN as they are
+double tf32_round(double v) {
+    const float f = (float)v;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x1000u) & ~0x1fffu;
+    float r;
+    memcpy(&r, &bits, sizeof r);
+    return r;
 }
 
 double load(const void *p, cudaDataType_t t, uint64_t i) {
@@ -301,12 +317,19 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
     return ok ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
 
+// the heuristic's calls so far (C, for ctypes: a step of a known shape should make none)
+static long long heuristic_query_count;
+extern "C" __attribute__((visibility("default"))) long long emu_heuristic_query_count(void) {
+    return heuristic_query_count;
+}
+
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
                                               cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                                               cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
                                               cublasLtMatmulPreference_t pref, int requested,
                                               cublasLtMatmulHeuristicResult_t *results, int *returned) {
     library_call call("cublasLtMatmulAlgoGetHeuristic");
+    heuristic_query_count++;
     uint64_t m, n, k;
     if (handle == nullptr || pref == nullptr || results == nullptr || returned == nullptr || requested < 1) {
         emu_error("a NULL handle, preference or result, or %d algorithms requested", requested);
@@ -400,6 +423,12 @@ void compute_matmul(const matmul_call &m) {
         for (uint64_t j = 0; j < cols; j++)
             y[kk * cols + j] =
                 load(m.B, b->type, desc->transb ? j + kk * (uint64_t)b->ld : kk + j * (uint64_t)b->ld);
+    if (desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32) {
+        for (double &v : x)
+            v = tf32_round(v);
+        for (double &v : y)
+            v = tf32_round(v);
+    }
 #ifdef EMU_WITH_OPENBLAS
     if (k > 0) // CblasRowMajor, CblasNoTrans
         scipy_cblas_dgemm(101, 111, 111, (int)rows, (int)cols, (int)k, 1.0, x.data(), (int)k, y.data(),
