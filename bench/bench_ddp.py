@@ -5,6 +5,11 @@ update spent in the gradient all-reduce (lorafast.distributed's timer around tor
 all_reduce of the flat gradient-and-loss buffer, rank 0's, so waits for a slower rank count too).
 
     python bench/bench_ddp.py [--rows 512] [--epochs 1] [--batch 8] [--ranks 1,2] [--out FILE]
+                              [--allreduce_mib 3.28,160]
+
+--allreduce_mib S,...: also times torch.distributed's gloo all_reduce alone (2 ranks, median of 5 after
+a warm-up) of S MiB of float32 each: 3.28 and 160 MiB (3.44 and 167.8 MB) are Mistral-7B's notebook
+adapter (r=2 on q,v) and r=16 on every linear (README, Data parallel).
 
 Each rank count runs in a fresh `torchrun --standalone --nproc_per_node N` (this file with --worker);
 rank 0 prints one RESULT line. On a shared machine the timings are not results: smoke-test it small
@@ -59,10 +64,33 @@ def worker(args):
             "allreduce_share": dp.seconds / wall}), flush=True)
 
 
-def launch(ranks, args):
+def allreduce_worker(sizes):
+    import statistics
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    out = {}
+    for mib in sizes:
+        t = torch.ones(int(mib * 2**20 / 4), dtype=torch.float32)
+        times = []
+        for i in range(6):
+            dist.barrier()
+            start = time.perf_counter()
+            dist.all_reduce(t)
+            if i:
+                times.append(time.perf_counter() - start)
+        out[str(mib)] = 1e3 * statistics.median(times)
+    if dist.get_rank() == 0:
+        print("RESULT " + json.dumps({"ranks": dist.get_world_size(), "allreduce_ms": out}), flush=True)
+    dist.destroy_process_group()
+
+
+def launch(ranks, args, worker_args=None):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks), __file__,
-           "--worker", "--rows", str(args.rows), "--epochs", str(args.epochs), "--batch", str(args.batch),
-           "--output_dir", args.output_dir]
+           *(worker_args or ["--worker", "--rows", str(args.rows), "--epochs", str(args.epochs), "--batch",
+                             str(args.batch), "--output_dir", args.output_dir])]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -81,7 +109,12 @@ def main():
     p.add_argument("--out")
     p.add_argument("--worker", action="store_true")
     p.add_argument("--output_dir", default=None)
+    p.add_argument("--allreduce_mib", default=None)
+    p.add_argument("--allreduce_worker", action="store_true")
     args = p.parse_args()
+    sizes = [float(s) for s in args.allreduce_mib.split(",")] if args.allreduce_mib else []
+    if args.allreduce_worker:
+        return allreduce_worker(sizes)
     if args.worker:
         return worker(args)
     import tempfile
@@ -95,6 +128,11 @@ def main():
         print(f"{r['ranks']:5d} {r['updates']:7d} {r['samples_per_s']:10.1f} "
               f"{r['samples_per_s'] / results[0]['samples_per_s']:8.2f} {r['allreduce_mib']:15.2f} "
               f"{r['allreduce_ms_per_update']:10.2f} {r['allreduce_share']:6.1%}")
+    if sizes:
+        alone = launch(2, args, ["--allreduce_worker", "--allreduce_mib", args.allreduce_mib])
+        results.append(alone)
+        for mib, ms in alone["allreduce_ms"].items():
+            print(f"gloo all_reduce of {float(mib):8.2f} MiB over 2 ranks: {ms:9.2f} ms")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
