@@ -2,8 +2,8 @@
 launcher's variables set): `python ddp_worker.py MODE FOLDER`.
 
 MODE hf: transformers.Trainer + peft (the notebook's WeightedCELossTrainer) on FOLDER/base + FOLDER/adapter;
-lf: lorafast's Trainer on the same; die: lorafast's, where rank 1 exits at update 2 (the others must fail
-with a clear error). Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
+lf: lorafast's Trainer on the same, on the CPU; lf-cuda: the same on CUDA (every rank on the GPU it sees
+first); die: lorafast's, where rank 1 exits at update 2 (the others must fail with a clear error). Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
 log and the paths under output_dir it created, changed or removed (seen by an audit hook) to
 FOLDER/MODE-rankR.json."""
 
@@ -59,7 +59,7 @@ def lorafast_run(folder, mode):
 
     rank = int(os.environ["RANK"])
     lf._C.set_num_threads(1)
-    out = os.path.join(folder, "lf_out")
+    out = os.path.join(folder, f"{mode}_out")
     seen = writes_under(out)
     base = lf.AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"), num_labels=2)
     model = lf.PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
@@ -72,7 +72,7 @@ def lorafast_run(folder, mode):
             if mode == "die" and rank == 1 and state.global_step == 2:
                 os._exit(3)
 
-    args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True, **kw)
+    args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True, use_cpu=mode != "lf-cuda", **kw)
     trainer = lf.Trainer(model=model, args=args, train_dataset=rows(), class_weights=CLASS_WEIGHTS, callbacks=[Die])
     trainer.train()
     trainer.save_model()

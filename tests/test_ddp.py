@@ -31,6 +31,7 @@ def worker_env(**extra):
 
 
 def torchrun(mode, folder, timeout=300):
+    """Runs ddp_worker.py MODE FOLDER on 2 ranks under torchrun; an AssertionError with its output if it fails."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", WORKER, mode,
            str(folder)]
     done = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=timeout)
@@ -79,7 +80,7 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
     assert (other_info["process_index"], other_info["is_world_process_zero"]) == (1, False)
     # rank 0 wrote the checkpoints and the adapter, rank 1 nothing
     assert other_info["writes"] == []
-    out = tmp_path / "lf_out"
+    out = tmp_path / "lf_out"  # ddp_worker's f"{mode}_out"
     assert {p for p in os.listdir(out) if p.startswith("checkpoint-")} == {"checkpoint-6", "checkpoint-12",
                                                                             "checkpoint-18"}
     assert (out / "adapter_model.safetensors").exists()
