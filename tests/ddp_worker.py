@@ -3,7 +3,8 @@ launcher's variables set): `python ddp_worker.py MODE FOLDER`.
 
 MODE hf: transformers.Trainer + peft (the notebook's WeightedCELossTrainer) on FOLDER/base + FOLDER/adapter;
 lf: lorafast's Trainer on the same, on the CPU; lf-cuda: the same on CUDA (every rank on the GPU it sees
-first); die: lorafast's, where rank 1 exits at update 2 (the others must fail with a clear error). Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
+first); resume: lorafast's on the CPU from lf's FOLDER/lf_out/checkpoint-6 (epoch 1's end); die: lorafast's,
+where rank 1 exits at update 2 (the others must fail with a clear error). Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
 log and the paths under output_dir it created, changed or removed (seen by an audit hook) to
 FOLDER/MODE-rankR.json."""
 
@@ -74,7 +75,7 @@ def lorafast_run(folder, mode):
 
     args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True, use_cpu=mode != "lf-cuda", **kw)
     trainer = lf.Trainer(model=model, args=args, train_dataset=rows(), class_weights=CLASS_WEIGHTS, callbacks=[Die])
-    trainer.train()
+    trainer.train(resume_from_checkpoint=os.path.join(folder, "lf_out", "checkpoint-6") if mode == "resume" else None)
     trainer.save_model()
     np.savez(os.path.join(folder, f"{mode}-rank{rank}.npz"), **model.trainable_state_dict())
     with open(os.path.join(folder, f"{mode}-rank{rank}.json"), "w") as f:

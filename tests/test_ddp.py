@@ -84,6 +84,12 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
     assert {p for p in os.listdir(out) if p.startswith("checkpoint-")} == {"checkpoint-6", "checkpoint-12",
                                                                             "checkpoint-18"}
     assert (out / "adapter_model.safetensors").exists()
+    # both ranks resume from rank 0's checkpoint of epoch 1 to the same tensors, bit for bit
+    torchrun("resume", tmp_path)
+    for rank in range(2):
+        resumed, _ = load(tmp_path, f"resume-rank{rank}")
+        for name in ours:
+            assert np.array_equal(resumed[name], ours[name]), f"rank {rank}: {name} differs after resuming"
     written = {os.path.relpath(p, out) for p in info["writes"]}
     assert "adapter_config.json" in written and any(p.startswith(".checkpoint-6.tmp-") for p in written)
     assert not any(".tmp-" in p for p in os.listdir(out))
