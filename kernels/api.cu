@@ -55,6 +55,7 @@ static const lf_cuda_api api = {
     .optimizer_step = lf_cuda_optimizer_step,
     .optimizer_sync = lf_cuda_optimizer_sync,
     .optimizer_end = lf_cuda_optimizer_end,
+    .optimizer_grads = lf_cuda_optimizer_grads,
     .last_error = lf_cuda_last_error,
 };
 

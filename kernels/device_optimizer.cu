@@ -164,4 +164,31 @@ int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_mo
     return rc;
 }
 
+int lf_cuda_optimizer_grads(void *cuda_model, lf_model *m, float *flat, int download) {
+    lf_cuda_begin_call();
+    runtime *rt = (runtime *)cuda_model;
+    int rc = check_running(rt, m);
+    if (rc != 0 || rt->param_floats == 0) return rc;
+    const size_t bytes = rt->param_floats * sizeof(float);
+    size_t at = 0;
+    if (!download) {
+        for (int i = 0; i < m->n_params; at += (size_t)m->params[i].numel, i++)
+            memcpy(rt->host_grads + rt->dm.param_offset[i], flat + at,
+                   (size_t)m->params[i].numel * sizeof(float));
+        rc = lf_cuda_checked(
+            cudaMemcpyAsync(rt->dm.grads, rt->host_grads, bytes, cudaMemcpyHostToDevice, rt->dm.stream),
+            "uploading the reduced gradients");
+    } else {
+        rc = lf_cuda_checked(
+            cudaMemcpyAsync(rt->host_grads, rt->dm.grads, bytes, cudaMemcpyDeviceToHost, rt->dm.stream),
+            "downloading the gradients for the all-reduce");
+    }
+    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), "the gradients' all-reduce staging");
+    if (rc != 0 || sync != 0) return rc != 0 ? rc : sync;
+    for (int i = 0; download && i < m->n_params; at += (size_t)m->params[i].numel, i++)
+        memcpy(flat + at, rt->host_grads + rt->dm.param_offset[i],
+               (size_t)m->params[i].numel * sizeof(float));
+    return 0;
+}
+
 void lf_cuda_optimizer_end(void *cuda_model) { lf_cuda_optimizer_free((runtime *)cuda_model); }

@@ -28,6 +28,7 @@ import numpy as np
 
 from ._backend import _C
 from .data_collator import DataCollatorWithPadding
+from .distributed import DataParallel
 from .modeling_weights import read_safetensors, write_safetensors
 from .peft import PeftModel
 from .training_args import TrainingArguments
@@ -671,7 +672,10 @@ class Trainer:
         # a compute_loss override runs in torch on C's logits (class_weights then only as the override uses them)
         self._logits_loss = _LogitsLoss(self) if type(self).compute_loss is not Trainer.compute_loss else None
         self.callbacks = [cb() if isinstance(cb, type) else cb for cb in (callbacks or [])]
-        self.state = TrainerState()
+        # under a launcher (torchrun, accelerate launch, mpiexec): data parallel, rank 0 alone writes
+        self._dp = DataParallel(args)
+        self.state = TrainerState(is_local_process_zero=args.local_process_index == 0,
+                                  is_world_process_zero=args.process_index == 0)
         self.control = TrainerControl()
         self._encoded = {}
         self._bar = None  # the training progress bar while train() runs
@@ -796,7 +800,9 @@ class Trainer:
     # ---- training
     def _plan(self, train):
         args = self.args
-        batches, updates = _C.updates_per_epoch(train.n, args.per_device_train_batch_size,
+        n = self._dp.epoch_size(train.n, args.per_device_train_batch_size, args.dataloader_drop_last) \
+            if self._dp.enabled else train.n
+        batches, updates = _C.updates_per_epoch(n, args.per_device_train_batch_size,
                                                 bool(args.dataloader_drop_last), args.gradient_accumulation_steps)
         if args.max_steps > 0:
             max_steps = int(args.max_steps)
@@ -848,9 +854,14 @@ class Trainer:
         evaluating = args.eval_strategy != "no"
         if evaluating:
             self._encode(self.eval_dataset, "eval_dataset", True)
-        self._check_output_dir()
+        if args.should_save:
+            self._check_output_dir()
         config = self._plan(train)
         config["compute_loss"] = None
+        if self._dp.enabled:
+            config["epoch_order"], config["epoch_size"] = self._dp.epoch_order(
+                train.n, config["seed"], args.per_device_train_batch_size, args.dataloader_drop_last)
+            config["grad_reduce"] = self._dp.gradient_all_reduce(lambda: self._loop["global_step"])
         if self._logits_loss is not None:
             self._logits_loss.start(train)
             config["compute_loss"] = self._logits_loss.train_step
@@ -874,18 +885,21 @@ class Trainer:
             self.state.epoch, self.state.global_step = 0, 0
             self.state.best_metric = self.state.best_global_step = self.state.best_model_checkpoint = None
             self.state.total_flos = 0
-        self.model.c_model.set_mode(True, self._dropout_seed)
+        # each rank its own dropout masks (its stream seeded by seed + rank; rank 0's are a single process's)
+        self.model.c_model.set_mode(True, self._dropout_seed + args.process_index)
         self._train_tokens, self._train_n = train.num_tokens, train.n
         self._flops_per_token = 6 * self._non_embedding_params()
         self._table = _EvalTable("Epoch" if args.eval_strategy == "epoch" else "Step", self._write)
         self._last = {"grad_norm": None, "learning_rate": None}
         was_training = self.model.training
-        self._bar = _progress_bar(config["max_steps"], self._loop["global_step"], args.disable_tqdm)
+        self._bar = _progress_bar(config["max_steps"], self._loop["global_step"],
+                                  args.disable_tqdm or not self.state.is_local_process_zero)
         self._start = time.time()
         self.control = TrainerControl()
         self._callback("on_train_begin")
         try:
-            self._lock_output_dir()
+            if args.should_save:
+                self._lock_output_dir()
             _C.train_run(self.model.c_model, (train.ids, train.offsets, train.labels), state=self._loop,
                          config=config, callback=self._on_event, class_weights=self.class_weights)
         finally:
@@ -898,6 +912,8 @@ class Trainer:
         return self._finish(train)
 
     def _write(self, line):
+        if not self.state.is_world_process_zero:
+            return
         if self._bar is not None:
             self._bar.write(line)
         else:
@@ -960,6 +976,7 @@ class Trainer:
     def _finish(self, train):
         args, state = self.args, self.state
         if args.load_best_model_at_end and state.best_model_checkpoint is not None:
+            self._dp.barrier()  # rank 0 has written it
             logger.info(f"Loading best model from {state.best_model_checkpoint} (score: {state.best_metric}).")
             self.model.load_adapter_weights(state.best_model_checkpoint)
         num_samples = state.max_steps * args.per_device_train_batch_size * args.gradient_accumulation_steps \
@@ -977,7 +994,7 @@ class Trainer:
             logs["epoch"] = self.state.epoch
         entry = {**logs, "step": self.state.global_step}
         self.state.log_history.append(entry)
-        if "tensorboard_json" in self.args.report_to:
+        if "tensorboard_json" in self.args.report_to and self.args.should_save:
             os.makedirs(self.args.logging_dir, exist_ok=True)
             with open(os.path.join(self.args.logging_dir, LOG_FILE), "a") as f:
                 f.write(json.dumps(entry) + "\n")
@@ -1010,11 +1027,13 @@ class Trainer:
         name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         final = os.path.join(out, name)
         tmp = os.path.join(out, f".{name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         if state.best_global_step:
             best = os.path.join(out, f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}")
             if state.best_global_step == state.global_step or os.path.exists(best):
                 state.best_model_checkpoint = best
+        if not args.should_save:  # the other ranks: the bookkeeping only, rank 0 writes
+            return
+        shutil.rmtree(tmp, ignore_errors=True)
         try:
             self.model.save_pretrained(tmp)
             if not args.save_only_model:
@@ -1124,7 +1143,8 @@ class Trainer:
         in C a chunk of batches at a time, with a progress bar (HF's prediction bar)."""
         n_batches = math.ceil(enc.n / batch_size)
         chunk = max(1, min(64, n_batches // 20 or 1)) * batch_size  # about 20 bar updates
-        bar = _progress_bar(n_batches, 0, self.args.disable_tqdm, desc=prefix, leave=self._bar is None)
+        bar = _progress_bar(n_batches, 0, self.args.disable_tqdm or not self.state.is_local_process_zero, desc=prefix,
+                            leave=self._bar is None)
         parts, loss_sum = [], 0.0
         try:
             for start in range(0, enc.n, chunk):
@@ -1186,7 +1206,10 @@ class Trainer:
         self.callbacks.append(callback() if isinstance(callback, type) else callback)
 
     def is_world_process_zero(self):
-        return True
+        return self.args.process_index == 0
+
+    def is_local_process_zero(self):
+        return self.args.local_process_index == 0
 
     @staticmethod
     def metrics_format(metrics):
@@ -1202,6 +1225,8 @@ class Trainer:
         return out
 
     def log_metrics(self, split, metrics):
+        if not self.is_world_process_zero():
+            return
         print(f"***** {split} metrics *****")
         formatted = self.metrics_format(metrics)
         k_width = max(len(str(k)) for k in formatted)
@@ -1210,7 +1235,9 @@ class Trainer:
             print(f"  {key: <{k_width}} = {formatted[key]:>{v_width}}")
 
     def save_metrics(self, split, metrics, combined=True):
-        """output_dir/{split}_results.json (and all_results.json, merged)."""
+        """output_dir/{split}_results.json (and all_results.json, merged); rank 0 alone."""
+        if not self.is_world_process_zero():
+            return
         os.makedirs(self.args.output_dir, exist_ok=True)
         with open(os.path.join(self.args.output_dir, f"{split}_results.json"), "w", encoding="utf-8") as f:
             _dump_strict_json(metrics, f, indent=4, sort_keys=True)  # NaN / Infinity as null
@@ -1222,9 +1249,13 @@ class Trainer:
                 _dump_strict_json(merged, f, indent=4, sort_keys=True)
 
     def save_state(self):
+        if not self.is_world_process_zero():
+            return
         os.makedirs(self.args.output_dir, exist_ok=True)
         self.state.save_to_json(os.path.join(self.args.output_dir, TRAINER_STATE_NAME))
 
     def save_model(self, output_dir=None):
-        """The adapter in peft format (adapter_config.json + adapter_model.safetensors)."""
+        """The adapter in peft format (adapter_config.json + adapter_model.safetensors); rank 0 alone."""
+        if not self.args.should_save:
+            return
         self.model.save_pretrained(output_dir or self.args.output_dir)

@@ -83,6 +83,9 @@ class TrainingArguments:
     label_names: list = None
     remove_unused_columns: bool = True
     push_to_hub: bool = False
+    local_rank: int = -1
+    ddp_backend: str = None
+    ddp_timeout: int = 1800
     ignored: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __init__(self, output_dir=None, evaluation_strategy=None, **kwargs):
@@ -110,6 +113,7 @@ class TrainingArguments:
         self._check_choice("save_strategy", STRATEGIES)
         self._check_choice("lr_scheduler_type", SCHEDULERS)
         self._check_positive()
+        self._check_distributed()
         if self.logging_dir is None:
             self.logging_dir = os.path.join(self.output_dir, "runs")
         if self.disable_tqdm is None:
@@ -178,6 +182,40 @@ class TrainingArguments:
         for name in ("logging_steps", "save_steps"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    def _check_distributed(self):
+        """ddp_backend and ddp_timeout in range; LOCAL_RANK from the launcher wins over local_rank (HF's rule)."""
+        from .distributed import BACKENDS, launcher_env
+
+        if self.ddp_backend is not None and self.ddp_backend not in BACKENDS:
+            raise ValueError(f"ddp_backend={self.ddp_backend!r} is not supported: lorafast all-reduces its gradients "
+                             f"from host memory (on CUDA too), with one of {BACKENDS}")
+        t = self.ddp_timeout
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t <= 0:
+            raise ValueError(f"ddp_timeout must be a number of seconds > 0, got {t!r}")
+        self._rank, self._world_size, local = launcher_env()
+        if local != -1:
+            self.local_rank = local
+
+    @property
+    def world_size(self):
+        """Processes of the run (the launcher's WORLD_SIZE), 1 without a launcher."""
+        return self._world_size
+
+    @property
+    def process_index(self):
+        """This process's rank among all (RANK), 0 without a launcher."""
+        return self._rank
+
+    @property
+    def local_process_index(self):
+        """This process's rank on its machine (LOCAL_RANK), 0 without a launcher."""
+        return max(self.local_rank, 0)
+
+    @property
+    def should_save(self):
+        """HF's: only the main process writes (checkpoints, the adapter, metrics, logs)."""
+        return self._rank == 0
 
     def _warn_unsupported(self):
         if self.optim not in OPTIMIZERS:

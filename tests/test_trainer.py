@@ -127,8 +127,10 @@ def hf_tiny(kind, folder):
     return cfg
 
 
-def hf_train(folder, rows, pad_id, class_weights):
-    """transformers.Trainer + peft with the notebook's WeightedCELossTrainer: final trainable tensors and logs."""
+def hf_train(folder, rows, pad_id, class_weights, evaluate=True, **overrides):
+    """transformers.Trainer + peft with the notebook's WeightedCELossTrainer (NOTEBOOK_ARGS with overrides; one
+    batch of all rows unless per_device_train_batch_size is among them): final trainable tensors, logs and
+    (evaluate=True) the metrics of an evaluation on rows."""
     import torch
     import transformers
     import peft
@@ -148,16 +150,15 @@ def hf_train(folder, rows, pad_id, class_weights):
     base = transformers.AutoModelForSequenceClassification.from_pretrained(folder / "base",
                                                                            attn_implementation="eager")
     model = peft.PeftModel.from_pretrained(base, folder / "adapter", is_trainable=True)
-    kw = dict(NOTEBOOK_ARGS)
+    kw = {"per_device_train_batch_size": len(rows), **NOTEBOOK_ARGS, **overrides}
     kw["warmup_steps"] = kw.pop("warmup_ratio")  # transformers 5: warmup_steps < 1 is the ratio
-    args = transformers.TrainingArguments(output_dir=str(folder / "hf_out"), per_device_train_batch_size=len(rows),
-                                          use_cpu=True, **kw)
+    args = transformers.TrainingArguments(output_dir=str(folder / "hf_out"), use_cpu=True, **kw)
     trainer = WeightedCELossTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
                                     compute_metrics=accuracy)
     trainer.train()
     tensors = {n.replace(".modules_to_save.default", "").replace(".default.weight", ".weight"): p.detach().numpy()
                for n, p in model.named_parameters() if p.requires_grad}
-    return tensors, trainer.state.log_history, trainer.evaluate(eval_dataset=rows)
+    return tensors, trainer.state.log_history, trainer.evaluate(eval_dataset=rows) if evaluate else None
 
 
 @pytest.mark.parametrize("kind", ["roberta", "llama"])

@@ -73,7 +73,10 @@ typedef struct lf_cuda_api {
     // the device params into m's params, the moments into m_moments, v_moments
     int (*optimizer_sync)(void *cuda_model, const lf_model_desc *m, float *m_moments, float *v_moments);
     void (*optimizer_end)(void *cuda_model); // the run is over: forward uploads the host params again
-    const char *(*last_error)(void);         // message of the library's last failure
+    // data parallel: the accumulated gradients down into flat (download 1) or up from it (0), flat
+    // (sum of the params' numel,) in param order, through the pinned staging; returns synchronized
+    int (*optimizer_grads)(void *cuda_model, struct lf_model *m, float *flat, int download);
+    const char *(*last_error)(void); // message of the library's last failure
 } lf_cuda_api;
 
 // Opens the kernels library at path (once). Returns LF_OK, or an error whose message says

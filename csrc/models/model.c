@@ -94,6 +94,7 @@ void lf_model_free(lf_model *m) {
         free(m->params[i].data);
         free(m->params[i].grad);
     }
+    free(m->reduce_buf);
     free(m->frozen);
     free(m->params);
     free(m->linears);
@@ -634,6 +635,40 @@ int lf_model_update(lf_model *m, const lf_update *u, float *m_moments, float *v_
                     int *found_inf) {
     if (m->cuda_model != NULL) return lf_model_cuda_optimizer_step(m, u, norm, found_inf);
     cpu_update(m, u, m_moments, v_moments, norm, found_inf);
+    return LF_OK;
+}
+
+int lf_model_reduce_begin(lf_model *m) {
+    int64_t n = 1; // the loss
+    for (int p = 0; p < m->n_params; p++)
+        n += m->params[p].numel;
+    if (m->reduce_floats == n) return LF_OK;
+    free(m->reduce_buf);
+    m->reduce_floats = 0;
+    if ((m->reduce_buf = malloc(sizeof(float) * (size_t)n)) == NULL)
+        return lf_error(LF_ENOMEM, "out of memory for the %lld floats of the gradient all-reduce",
+                        (long long)n);
+    m->reduce_floats = n;
+    return LF_OK;
+}
+
+int lf_model_reduce_grads(lf_model *m, lf_reduce_fn reduce, void *ctx, double *loss) {
+    if (m->reduce_buf == NULL)
+        return lf_error(LF_EINVAL, "lf_model_reduce_grads before lf_model_reduce_begin");
+    const int64_t n = m->reduce_floats - 1;
+    float *buf = m->reduce_buf;
+    int rc = LF_OK;
+    if (m->cuda_model != NULL)
+        rc = lf_model_cuda_grads(m, buf, 1);
+    else
+        for (int64_t p = 0, off = 0; p < m->n_params; off += m->params[p].numel, p++)
+            memcpy(buf + off, m->params[p].grad, sizeof(float) * (size_t)m->params[p].numel);
+    buf[n] = (float)*loss;
+    if (rc != LF_OK || (rc = reduce(ctx, buf, n + 1)) != LF_OK) return rc;
+    *loss = (double)buf[n];
+    if (m->cuda_model != NULL) return lf_model_cuda_grads(m, buf, 0);
+    for (int64_t p = 0, off = 0; p < m->n_params; off += m->params[p].numel, p++)
+        memcpy(m->params[p].grad, buf + off, sizeof(float) * (size_t)m->params[p].numel);
     return LF_OK;
 }
 

@@ -69,6 +69,9 @@ struct lf_model {
 
     void *cuda_model;    // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
     lf_dtype cuda_dtype; // of its activations and 2-D frozen weights
+
+    float *reduce_buf; // data parallel: (sum of the params' numel + 1,) an update's gradients and loss
+    int64_t reduce_floats;
 };
 
 // Creates a model of cfg.arch with its tables (frozen data unset). NULL + lf_error on failure.
@@ -135,6 +138,15 @@ int lf_model_update_begin(lf_model *m, float loss_scale);
 // the update of the accumulated gradients (train/adamw.h); norm: before clipping
 int lf_model_update(lf_model *m, const lf_update *u, float *m_moments, float *v_moments, double *norm,
                     int *found_inf);
+// Data parallel (train/loop.h's grad_reduce): buf (n,) holds an update's gradients (params in table
+// order, flat) and, last, its loss, in f32; the callee replaces them by their mean over the ranks.
+// LF_OK, or an error code already recorded.
+typedef int (*lf_reduce_fn)(void *ctx, float *buf, int64_t n);
+// before the run's first step: the flat buffer planned (kept for the model's life)
+int lf_model_reduce_begin(lf_model *m);
+// after the update's micro-batches, before lf_model_update: its gradients and *loss replaced by
+// their mean over the ranks in one call of reduce (on CUDA the gradients go through the host)
+int lf_model_reduce_grads(lf_model *m, lf_reduce_fn reduce, void *ctx, double *loss);
 // the params and moments the run reached, on the host (nothing to do on the CPU)
 int lf_model_run_sync(lf_model *m, float *m_moments, float *v_moments);
 void lf_model_run_end(lf_model *m);
@@ -163,6 +175,8 @@ int lf_model_cuda_optimizer_begin_update(lf_model *m, float loss_scale);
 int lf_model_cuda_optimizer_step(lf_model *m, const lf_update *u, double *norm, int *found_inf);
 int lf_model_cuda_optimizer_sync(lf_model *m, float *m_moments, float *v_moments);
 void lf_model_cuda_optimizer_end(lf_model *m);
+// data parallel: the device gradients down into flat (download 1) or up from it (0), param order
+int lf_model_cuda_grads(lf_model *m, float *flat, int download);
 // device memory the device copy holds (0 on the CPU)
 size_t lf_model_device_bytes(const lf_model *m);
 

@@ -131,3 +131,11 @@ int lf_model_cuda_optimizer_sync(lf_model *m, float *m_moments, float *v_moments
 }
 
 void lf_model_cuda_optimizer_end(lf_model *m) { lf_cuda()->optimizer_end(m->cuda_model); }
+
+int lf_model_cuda_grads(lf_model *m, float *flat, int download) {
+    const lf_cuda_api *api = lf_cuda();
+    if (api->optimizer_grads(m->cuda_model, m, flat, download) != 0)
+        return cuda_failure(api, download ? "downloading the gradients for the all-reduce"
+                                          : "uploading the all-reduced gradients");
+    return LF_OK;
+}

@@ -410,6 +410,72 @@ static int config_arg(PyObject *config, lf_train_config *cfg) {
     return 0;
 }
 
+// data parallel (train/loop.h): Python callables epoch_order(epoch) -> this rank's examples of the
+// epoch (an int64 array of epoch_size indices) and grad_reduce(buf) (buf: a float32 array over the
+// model's flat gradient-and-loss buffer, no copy, to be replaced by its mean over the ranks)
+typedef struct {
+    PyObject *order, *reduce, *model;
+} data_parallel;
+
+static int run_epoch_order(void *ctx, int64_t epoch, int64_t *order, int64_t n) {
+    const data_parallel *c = ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    int rc = -1;
+    PyObject *result =
+        PyErr_CheckSignals() == 0 ? PyObject_CallFunction(c->order, "L", (long long)epoch) : NULL;
+    PyArrayObject *a =
+        result ? (PyArrayObject *)PyArray_FROMANY(result, NPY_INT64, 1, 1, NPY_ARRAY_C_CONTIGUOUS) : NULL;
+    if (a && PyArray_SIZE(a) != n)
+        PyErr_Format(PyExc_ValueError,
+                     "epoch_order(%lld) returned %lld examples, the epoch has epoch_size=%lld",
+                     (long long)epoch, (long long)PyArray_SIZE(a), (long long)n);
+    else if (a) {
+        memcpy(order, PyArray_DATA(a), sizeof(int64_t) * (size_t)n);
+        rc = 0;
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(result);
+    PyGILState_Release(gil);
+    return rc == 0 ? LF_OK : lf_error(LF_EINTR, "epoch_order raised an exception");
+}
+
+static int run_grad_reduce(void *ctx, float *buf, int64_t n) {
+    const data_parallel *c = ctx;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    npy_intp dims[1] = {(npy_intp)n};
+    PyObject *view = PyArray_SimpleNewFromData(1, dims, NPY_FLOAT32, buf), *result = NULL;
+    if (view && PyArray_SetBaseObject((PyArrayObject *)view, Py_NewRef(c->model)) < 0) Py_CLEAR(view);
+    if (view && PyErr_CheckSignals() == 0) result = PyObject_CallFunctionObjArgs(c->reduce, view, NULL);
+    int rc = result ? 0 : -1;
+    Py_XDECREF(result);
+    Py_XDECREF(view);
+    PyGILState_Release(gil);
+    return rc == 0 ? LF_OK : lf_error(LF_EINTR, "grad_reduce raised an exception");
+}
+
+// config's epoch_order, grad_reduce (callables or None, both or neither) and epoch_size into cfg
+static int data_parallel_arg(PyObject *config, data_parallel *dp, lf_train_config *cfg) {
+    dp->order = PyDict_GetItemString(config, "epoch_order"); // borrowed; config outlives the run
+    dp->reduce = PyDict_GetItemString(config, "grad_reduce");
+    int has_order = dp->order && dp->order != Py_None, has_reduce = dp->reduce && dp->reduce != Py_None;
+    if (!has_order && !has_reduce) return 0;
+    if (!has_order || !has_reduce || !PyCallable_Check(dp->order) || !PyCallable_Check(dp->reduce))
+        return PyErr_Format(PyExc_TypeError,
+                            "train config epoch_order and grad_reduce must both be callables "
+                            "(data parallel) or both None"),
+               -1;
+    if (config_get(config, "epoch_size", "L", &cfg->epoch_size) < 0) return -1;
+    if (cfg->epoch_size < 1)
+        return PyErr_Format(PyExc_ValueError, "train config epoch_size must be >= 1, got %lld",
+                            (long long)cfg->epoch_size),
+               -1;
+    cfg->epoch_order = run_epoch_order;
+    cfg->epoch_order_ctx = dp;
+    cfg->grad_reduce = run_grad_reduce;
+    cfg->grad_reduce_ctx = dp;
+    return 0;
+}
+
 // train_run(model, dataset=(ids, offsets, labels), state=dict, config=dict, callback=fn,
 //           class_weights=None): the training loop; state: see STATE_FIELDS
 static PyObject *py_train_run(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -448,6 +514,8 @@ static PyObject *py_train_run(PyObject *self, PyObject *args, PyObject *kwargs) 
         cfg.batch_loss = run_python_loss;
         cfg.batch_loss_ctx = &loss;
     }
+    data_parallel dp = {.model = model};
+    if (data_parallel_arg(config, &dp, &cfg) < 0) goto done;
     if (PyArray_SIZE(am) != numel || PyArray_SIZE(av) != numel) {
         PyErr_Format(PyExc_ValueError, "exp_avg and exp_avg_sq need %lld elements (the trainable parameters)",
                      (long long)numel);

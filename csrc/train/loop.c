@@ -73,17 +73,25 @@ static void buffers_free(batch_buffers *b) {
     free(b->order);
 }
 
-static int buffers_alloc(batch_buffers *b, const lf_dataset *d, int batch_size, int num_labels) {
-    int64_t rows = d->n < batch_size ? d->n : batch_size; // a batch never holds more than the dataset
+// epoch: the examples of an epoch (d->n, or a data parallel rank's epoch_size)
+static int buffers_alloc(batch_buffers *b, const lf_dataset *d, int64_t epoch, int batch_size,
+                         int num_labels) {
+    int64_t rows = epoch < batch_size ? epoch : batch_size; // a batch never holds more than the epoch
+    int64_t order = epoch > d->n ? epoch : d->n;            // also most_batch_tokens' scratch
     b->logits = malloc(sizeof(float) * (size_t)(rows > 0 ? rows : 1) * num_labels);
-    b->order = malloc(sizeof(int64_t) * (d->n > 0 ? d->n : 1));
+    b->order = malloc(sizeof(int64_t) * (size_t)(order > 0 ? order : 1));
     if (!b->logits || !b->order) {
         buffers_free(b);
         return lf_error(LF_ENOMEM,
                         "out of memory for the logits of a batch of %lld and the order of %lld examples",
-                        (long long)rows, (long long)d->n);
+                        (long long)rows, (long long)order);
     }
     return LF_OK;
+}
+
+// the examples of one epoch: the dataset, or a data parallel rank's share
+static int64_t epoch_examples(const lf_dataset *d, const lf_train_config *cfg) {
+    return cfg->epoch_order ? cfg->epoch_size : d->n;
 }
 
 // memory for every batch of the run planned before the first (on the model's device)
@@ -92,9 +100,11 @@ static int plan_run(lf_model *model, const lf_dataset *d, const lf_train_config 
     int64_t tokens = most_batch_tokens(d, cfg->batch_size, b->order), longest = longest_example(d);
     if (tokens > INT32_MAX / 4)
         return lf_error(LF_EINVAL, "batches of up to %lld tokens are too large", (long long)tokens);
-    int max_batch = d->n < cfg->batch_size ? (int)d->n : cfg->batch_size;
-    return lf_model_run_begin(model, st->m, st->v, max_batch, (int)tokens, (int)longest, cfg->loss_scaling,
-                              cfg->batch_loss != NULL);
+    int64_t epoch = epoch_examples(d, cfg);
+    int max_batch = epoch < cfg->batch_size ? (int)epoch : cfg->batch_size;
+    int rc = lf_model_run_begin(model, st->m, st->v, max_batch, (int)tokens, (int)longest, cfg->loss_scaling,
+                                cfg->batch_loss != NULL);
+    return rc == LF_OK && cfg->grad_reduce ? lf_model_reduce_begin(model) : rc;
 }
 
 // order: (n,) the examples of epoch `epoch`, a Fisher-Yates shuffle keyed by (seed, epoch)
@@ -115,6 +125,21 @@ static void shuffle_order(int64_t *order, int64_t n, uint64_t seed, int64_t epoc
     }
 }
 
+// order: (n,) the examples of epoch `epoch`: the caller's (data parallel), checked, or the shuffle
+static int epoch_order(const lf_dataset *d, const lf_train_config *cfg, int64_t *order, int64_t n,
+                       int64_t epoch) {
+    if (!cfg->epoch_order) {
+        shuffle_order(order, n, cfg->seed, epoch);
+        return LF_OK;
+    }
+    int rc = cfg->epoch_order(cfg->epoch_order_ctx, epoch, order, n);
+    for (int64_t i = 0; rc == LF_OK && i < n; i++)
+        if (order[i] < 0 || order[i] >= d->n)
+            rc = lf_error(LF_EINVAL, "the order of epoch %lld holds example %lld at %lld, outside [0, %lld)",
+                          (long long)epoch, (long long)order[i], (long long)i, (long long)d->n);
+    return rc;
+}
+
 // updates AdamW and the schedule have made: skipped ones (loss scaling) do not count
 static int64_t optimizer_steps(const lf_train_state *st) { return st->global_step - st->skipped_steps; }
 
@@ -126,7 +151,10 @@ static double scheduled_lr(const lf_train_config *cfg, const lf_train_state *st)
 // The update of the micro-batches' gradients (their sum, divided by micro): clipping and AdamW,
 // wherever the model computes. Fills ev's grad_norm and learning_rate.
 static int apply_update(lf_model *model, const lf_train_config *cfg, lf_train_state *st, int64_t micro,
-                        lf_train_event *ev) {
+                        double *loss, lf_train_event *ev) {
+    int rc =
+        cfg->grad_reduce ? lf_model_reduce_grads(model, cfg->grad_reduce, cfg->grad_reduce_ctx, loss) : LF_OK;
+    if (rc != LF_OK) return rc;
     lf_update u = {.adam = cfg->adam,
                    .step = optimizer_steps(st) + 1,
                    .max_grad_norm = cfg->max_grad_norm,
@@ -135,7 +163,7 @@ static int apply_update(lf_model *model, const lf_train_config *cfg, lf_train_st
     // the mean over the micro-batches and the loss scale undone, in one factor
     u.grad_scale = (float)(1.0 / ((double)micro * (cfg->loss_scaling ? st->loss_scale : 1.0)));
     int found_inf = 0;
-    int rc = lf_model_update(model, &u, st->m, st->v, &ev->grad_norm, &found_inf);
+    rc = lf_model_update(model, &u, st->m, st->v, &ev->grad_norm, &found_inf);
     ev->skipped = found_inf;
     if (rc != LF_OK || !cfg->loss_scaling) return rc;
     if (found_inf) st->skipped_steps++;
@@ -183,6 +211,7 @@ static int call_batch_loss(void *ctx, const float *logits, float *dlogits, float
 // mean over the micro-batches it has, as HF's Trainer divides by len(batch_samples).
 static int train_update(lf_model *model, const lf_dataset *d, const lf_train_config *cfg, lf_train_state *st,
                         batch_buffers *b, int64_t batches, double *loss_out, int64_t *micro_out) {
+    const int64_t n = epoch_examples(d, cfg);
     int64_t end = (st->batch_in_epoch / cfg->grad_accum + 1) * cfg->grad_accum;
     if (end > batches) end = batches;
     const int64_t micro = end - st->batch_in_epoch;
@@ -191,7 +220,7 @@ static int train_update(lf_model *model, const lf_dataset *d, const lf_train_con
     if (rc != LF_OK) return rc;
     for (; st->batch_in_epoch < end; st->batch_in_epoch++) {
         int64_t first = st->batch_in_epoch * cfg->batch_size;
-        int count = (int)(d->n - first < cfg->batch_size ? d->n - first : cfg->batch_size);
+        int count = (int)(n - first < cfg->batch_size ? n - first : cfg->batch_size);
         const int64_t *rows = b->order + first;
         rc = lf_model_load_examples(model, d->ids, d->offsets, d->labels, rows, count);
         if (rc != LF_OK) return rc;
@@ -235,10 +264,16 @@ static int check_config(const lf_model *model, const lf_dataset *d, const lf_tra
         (rc = check_interval("eval", cfg->eval_every, cfg->eval_steps)) != LF_OK ||
         (rc = check_interval("save", cfg->save_every, cfg->save_steps)) != LF_OK)
         return rc;
-    if (cfg->drop_last && d->n < cfg->batch_size)
+    if (!cfg->epoch_order != !cfg->grad_reduce || (cfg->epoch_order && cfg->epoch_size < 1))
+        return lf_error(LF_EINVAL,
+                        "data parallel needs both epoch_order and grad_reduce and epoch_size >= 1 "
+                        "(got %lld)",
+                        (long long)cfg->epoch_size);
+    int64_t n = epoch_examples(d, cfg);
+    if (cfg->drop_last && n < cfg->batch_size)
         return lf_error(LF_EINVAL,
                         "dataloader_drop_last with %lld examples and batch size %d leaves no batch",
-                        (long long)d->n, cfg->batch_size);
+                        (long long)n, cfg->batch_size);
     if (!d->labels) return lf_error(LF_EINVAL, "the training dataset has no labels");
     if (model->n_params == 0) return lf_error(LF_EINVAL, "the model has no trainable parameters");
     return lf_dataset_check(d, "train_dataset", model->cfg.vocab_size, model->cfg.num_labels);
@@ -267,10 +302,11 @@ int lf_train_run(lf_model *model, const lf_dataset *d, const lf_train_config *cf
                  lf_train_callback callback, void *ctx) {
     int rc = check_config(model, d, cfg);
     if (rc != LF_OK) return rc;
-    int64_t batches = lf_batches_per_epoch(d->n, cfg->batch_size, cfg->drop_last);
+    const int64_t n = epoch_examples(d, cfg);
+    int64_t batches = lf_batches_per_epoch(n, cfg->batch_size, cfg->drop_last);
     if ((rc = check_state(cfg, st, batches)) != LF_OK) return rc;
     batch_buffers b = {0};
-    if ((rc = buffers_alloc(&b, d, cfg->batch_size, model->cfg.num_labels)) != LF_OK) return rc;
+    if ((rc = buffers_alloc(&b, d, n, cfg->batch_size, model->cfg.num_labels)) != LF_OK) return rc;
     if ((rc = plan_run(model, d, cfg, st, &b)) != LF_OK) {
         buffers_free(&b);
         return rc;
@@ -278,13 +314,13 @@ int lf_train_run(lf_model *model, const lf_dataset *d, const lf_train_config *cf
     int stop = 0;
     int64_t synced_step = -1; // global_step at the last copy of the run's params to the host
     while (!stop && st->global_step < cfg->max_steps) {
-        shuffle_order(b.order, d->n, cfg->seed, st->epoch);
+        if ((rc = epoch_order(d, cfg, b.order, n, st->epoch)) != LF_OK) break;
         while (!stop && st->batch_in_epoch < batches && st->global_step < cfg->max_steps) {
             double loss = 0.0;
             int64_t micro = 0;
             lf_train_event ev = {0};
             if ((rc = train_update(model, d, cfg, st, &b, batches, &loss, &micro)) != LF_OK ||
-                (rc = apply_update(model, cfg, st, micro, &ev)) != LF_OK)
+                (rc = apply_update(model, cfg, st, micro, &loss, &ev)) != LF_OK)
                 goto done;
             st->global_step++;
             ev.step_loss = loss;
@@ -338,7 +374,7 @@ int lf_predict(lf_model *model, const lf_dataset *d, int batch_size, const float
     if (rc != LF_OK) return rc;
     const int NL = model->cfg.num_labels;
     batch_buffers b = {0};
-    if ((rc = buffers_alloc(&b, d, batch_size, NL)) != LF_OK) return rc;
+    if ((rc = buffers_alloc(&b, d, d->n, batch_size, NL)) != LF_OK) return rc;
     for (int64_t i = 0; i < d->n; i++)
         b.order[i] = i;
     double total = 0.0;

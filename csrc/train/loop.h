@@ -24,6 +24,11 @@ typedef struct {
 typedef int (*lf_batch_loss_fn)(void *ctx, const int64_t *rows, int B, const float *logits, float *dlogits,
                                 float *loss);
 
+// Data parallel: the examples of epoch `epoch` on this rank (HF's sharding of the seeded order):
+// fills order (n,) with dataset indices (one may come twice: the padding to whole batches on every
+// rank). LF_OK, or an error code already recorded.
+typedef int (*lf_epoch_order_fn)(void *ctx, int64_t epoch, int64_t *order, int64_t n);
+
 enum { LF_EVERY_NO = 0, LF_EVERY_STEPS = 1, LF_EVERY_EPOCH = 2 }; // HF's IntervalStrategy
 
 typedef struct {
@@ -38,6 +43,14 @@ typedef struct {
     int loss_scaling;            // 1: fp16's dynamic loss scaling (train/loss_scale.h); needs CUDA
     lf_batch_loss_fn batch_loss; // NULL: the class-weighted cross-entropy; else the caller's loss
     void *batch_loss_ctx;
+    // data parallel (both set, or neither): each epoch's epoch_size examples come from epoch_order
+    // instead of the seeded shuffle of the whole dataset, and each update's gradients and loss are
+    // averaged over the ranks by grad_reduce (models/model.h) after its micro-batches, before clipping
+    int64_t epoch_size;
+    lf_epoch_order_fn epoch_order;
+    void *epoch_order_ctx;
+    lf_reduce_fn grad_reduce;
+    void *grad_reduce_ctx;
 } lf_train_config;
 
 // Everything besides the parameters that a checkpoint needs to continue bit for bit.

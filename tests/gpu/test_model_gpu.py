@@ -27,7 +27,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 import lorafast as lf  # noqa: E402
-from lorafast import _backend  # noqa: E402
+from lorafast import _backend, distributed  # noqa: E402
 from lorafast.safetensors import load_file, save_file  # noqa: E402
 from lorafast.trainer import LOSS_SCALE_INIT  # noqa: E402
 from test_decoder import ALL_TARGETS, EOS  # noqa: E402
@@ -250,6 +250,47 @@ def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
         assert_close(name, ours[name], ref[name], 1e-4)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
     assert eval_loss == pytest.approx(ref_eval, rel=1e-4)
+
+
+class FakePeer(distributed.DataParallel):
+    """Rank 0 of a data parallel run of 2 in one process: HF's sharding of the epochs, and an all-reduce whose
+    other rank sent a fixed vector (seeded per update): buf = (buf + peer) / 2. It keeps what it was handed."""
+
+    def __init__(self):
+        self.rank, self.world_size, self.local_rank, self.seconds, self.calls = 0, 2, 0, 0.0, 0
+        self.seen = []
+
+    def gradient_all_reduce(self, step_of):
+        def reduce(buf):
+            self.seen.append(buf.copy())
+            peer = np.random.default_rng(len(self.seen)).standard_normal(buf.size).astype(np.float32)
+            buf += peer
+            buf *= 0.5
+
+        return reduce
+
+
+class FakePeerTrainer(lf.Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dp = FakePeer()
+
+
+def test_data_parallel_gradients_go_through_the_host_on_cuda(checkpoints, tmp_path):
+    """Data parallel on CUDA: each update's device gradients come down into the flat buffer the all-reduce
+    gets, and its result goes up before clipping and AdamW: the CUDA run with a fake peer rank follows the
+    CPU run with the same peer (what the all-reduce was handed, the logged losses, every trainable tensor)."""
+    start, ref, ref_losses, _, cpu = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "cpu", True,
+                                                       trainer_class=FakePeerTrainer)
+    _, ours, losses, _, gpu = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "cuda", False,
+                                                trainer_class=FakePeerTrainer)
+    assert gpu.model.device == "cuda:0" and len(cpu._dp.seen) == len(gpu._dp.seen) == 3
+    for i, (a, b) in enumerate(zip(cpu._dp.seen, gpu._dp.seen)):
+        assert_close(f"update {i + 1}'s gradients and loss handed to the all-reduce", b, a, 1e-4)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    for name in ref:
+        assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
+        assert_close(name, ours[name], ref[name], 1e-4)
 
 
 class WeightedLossTrainer(lf.Trainer):

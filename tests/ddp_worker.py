@@ -1,0 +1,104 @@
+"""One rank of a data parallel run for tests/test_ddp.py, started by torchrun (or by the test with the
+launcher's variables set): `python ddp_worker.py MODE FOLDER`.
+
+MODE hf: transformers.Trainer + peft (the notebook's WeightedCELossTrainer) on FOLDER/base + FOLDER/adapter;
+lf: lorafast's Trainer on the same, on the CPU; lf-cuda: the same on CUDA (every rank on the GPU it sees
+first); resume: lorafast's on the CPU from lf's FOLDER/lf_out/checkpoint-6 (epoch 1's end); die: lorafast's,
+where rank 1 exits at update 2 (the others must fail with a clear error). Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
+log and the paths under output_dir it created, changed or removed (seen by an audit hook) to
+FOLDER/MODE-rankR.json."""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_trainer import CLASS_WEIGHTS, NOTEBOOK_ARGS, hf_train, token_rows  # noqa: E402
+
+# the notebook's arguments for 3 epochs in per-device batches of 4, a checkpoint per epoch
+DDP_ARGS = dict(max_steps=-1, num_train_epochs=3, per_device_train_batch_size=4, save_strategy="epoch",
+                ddp_backend="gloo")
+N_ROWS = 46  # 2 ranks x 4: 6 updates per epoch, the last round filled up with 2 repeated examples
+VOCAB, PAD = 97, 1
+
+
+def rows():
+    return token_rows(N_ROWS, VOCAB, seed=3, bos=0)
+
+
+def writes_under(folder):
+    """Paths under folder that this process opens for writing, creates, renames or removes (audit hook)."""
+    folder = os.path.realpath(folder)
+    seen = []
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+                (isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            paths = [path] if writing else []
+        elif event in ("os.mkdir", "os.remove", "os.rmdir", "shutil.rmtree"):
+            paths = [args[0]]
+        elif event == "os.rename":
+            paths = list(args[:2])
+        else:
+            return
+        for p in paths:
+            if isinstance(p, (str, bytes, os.PathLike)) and not isinstance(p, int):
+                p = os.fsdecode(p)
+                if os.path.realpath(p).startswith(folder):
+                    seen.append(p)
+
+    sys.addaudithook(hook)
+    return seen
+
+
+def lorafast_run(folder, mode):
+    import lorafast as lf
+
+    rank = int(os.environ["RANK"])
+    lf._C.set_num_threads(1)
+    out = os.path.join(folder, f"{mode}_out")
+    seen = writes_under(out)
+    base = lf.AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"), num_labels=2)
+    model = lf.PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
+    kw = {**NOTEBOOK_ARGS, **DDP_ARGS}
+    if mode == "die":
+        kw.update(ddp_timeout=20, save_strategy="no")
+
+    class Die(lf.TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if mode == "die" and rank == 1 and state.global_step == 2:
+                os._exit(3)
+
+    args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True, use_cpu=mode != "lf-cuda", **kw)
+    trainer = lf.Trainer(model=model, args=args, train_dataset=rows(), class_weights=CLASS_WEIGHTS, callbacks=[Die])
+    trainer.train(resume_from_checkpoint=os.path.join(folder, "lf_out", "checkpoint-6") if mode == "resume" else None)
+    trainer.save_model()
+    np.savez(os.path.join(folder, f"{mode}-rank{rank}.npz"), **model.trainable_state_dict())
+    with open(os.path.join(folder, f"{mode}-rank{rank}.json"), "w") as f:
+        json.dump({"log_history": trainer.state.log_history, "writes": seen,
+                   "world_size": args.world_size, "process_index": args.process_index,
+                   "is_world_process_zero": trainer.is_world_process_zero()}, f)
+
+
+def hf_run(folder):
+    import torch
+
+    torch.set_num_threads(1)
+    tensors, log, _ = hf_train(__import__("pathlib").Path(folder), rows(), PAD, CLASS_WEIGHTS, evaluate=False,
+                               **DDP_ARGS)
+    rank = int(os.environ["RANK"])
+    np.savez(os.path.join(folder, f"hf-rank{rank}.npz"), **tensors)
+    with open(os.path.join(folder, f"hf-rank{rank}.json"), "w") as f:
+        json.dump({"log_history": log}, f)
+
+
+if __name__ == "__main__":
+    mode, folder = sys.argv[1], sys.argv[2]
+    if mode == "hf":
+        hf_run(folder)
+    else:
+        lorafast_run(folder, mode)

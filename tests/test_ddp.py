@@ -1,0 +1,212 @@
+"""Data parallel (lorafast/distributed.py, the C loop's grad_reduce and epoch_order): 2 ranks under torchrun
+with gloo against transformers.Trainer + peft under torchrun on the same adapter (every trainable tensor,
+the logged losses and norms), both ranks identical, only rank 0 writes; a rank that dies makes the other
+fail with a clear error; the sharding against accelerate's own samplers; the launchers' variables."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import lorafast as lf
+from lorafast import distributed
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(REPO, "tests", "ddp_worker.py")
+ENV_NAMES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+             "OMPI_COMM_WORLD_LOCAL_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MV2_COMM_WORLD_RANK",
+             "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def worker_env(**extra):
+    """The environment of a rank: this checkout first on the path, one thread, no launcher left over."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env.update(PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""), OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def torchrun(mode, folder, timeout=300):
+    """Runs ddp_worker.py MODE FOLDER on 2 ranks under torchrun; an AssertionError with its output if it fails."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", WORKER, mode,
+           str(folder)]
+    done = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"torchrun {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def load(folder, name):
+    with np.load(folder / f"{name}.npz") as f:
+        tensors = dict(f)
+    with open(folder / f"{name}.json") as f:
+        return tensors, json.load(f)
+
+
+def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    from test_trainer import hf_tiny, without_runtime
+
+    hf_tiny("roberta", tmp_path)
+    start = lf.PeftModel.from_pretrained(
+        lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2),
+        tmp_path / "adapter", is_trainable=True).trainable_state_dict()
+    torchrun("hf", tmp_path)
+    torchrun("lf", tmp_path)
+    ref, ref_log = load(tmp_path, "hf-rank0")
+    ours, info = load(tmp_path, "lf-rank0")
+    other, other_info = load(tmp_path, "lf-rank1")
+    assert sorted(ours) == sorted(ref) == sorted(other)
+    for name in ref:
+        scale = np.linalg.norm(ref[name])
+        rel = np.linalg.norm(ours[name] - ref[name]) / scale
+        moved = np.linalg.norm(ref[name] - start[name]) / scale
+        assert rel <= 1e-4, f"{name}: relative difference {rel:.3g} from HF DDP after 3 epochs"
+        assert moved > 10 * 1e-4, f"{name} moved only {moved:.3g}: the test could not tell the runs apart"
+        assert np.array_equal(ours[name], other[name]), f"{name} differs between the ranks"
+    # 46 examples, 2 ranks x 4: 6 updates per epoch; the logged loss is the mean over the ranks, as HF's
+    steps = [e for e in info["log_history"] if "loss" in e]
+    ref_steps = [e for e in ref_log["log_history"] if "loss" in e]
+    assert [e["step"] for e in steps] == [e["step"] for e in ref_steps] == list(range(1, 19))
+    for e, r in zip(steps, ref_steps):
+        assert e["loss"] == pytest.approx(r["loss"], rel=1e-4)
+        assert e["grad_norm"] == pytest.approx(r["grad_norm"], rel=1e-3)
+        assert e["epoch"] == pytest.approx(r["epoch"])
+    assert without_runtime(other_info["log_history"]) == without_runtime(info["log_history"])
+    assert (info["world_size"], info["process_index"], info["is_world_process_zero"]) == (2, 0, True)
+    assert (other_info["process_index"], other_info["is_world_process_zero"]) == (1, False)
+    # rank 0 wrote the checkpoints and the adapter, rank 1 nothing
+    assert other_info["writes"] == []
+    out = tmp_path / "lf_out"  # ddp_worker's f"{mode}_out"
+    assert {p for p in os.listdir(out) if p.startswith("checkpoint-")} == {"checkpoint-6", "checkpoint-12",
+                                                                            "checkpoint-18"}
+    assert (out / "adapter_model.safetensors").exists()
+    # both ranks resume from rank 0's checkpoint of epoch 1 to the same tensors, bit for bit
+    torchrun("resume", tmp_path)
+    for rank in range(2):
+        resumed, _ = load(tmp_path, f"resume-rank{rank}")
+        for name in ours:
+            assert np.array_equal(resumed[name], ours[name]), f"rank {rank}: {name} differs after resuming"
+    written = {os.path.relpath(p, out) for p in info["writes"]}
+    assert "adapter_config.json" in written and any(p.startswith(".checkpoint-6.tmp-") for p in written)
+    assert not any(".tmp-" in p for p in os.listdir(out))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_dead_rank_fails_the_other_with_a_clear_error(tmp_path):
+    """Rank 1 exits after update 2 (the launcher's variables set by hand, no torchrun to kill the survivor):
+    rank 0 stops at update 3's all-reduce with an error naming it, well within ddp_timeout=20 s."""
+    from test_trainer import hf_tiny
+
+    pytest.importorskip("transformers")
+    hf_tiny("roberta", tmp_path)
+    port = str(free_port())
+    ranks = [subprocess.Popen([sys.executable, WORKER, "die", str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=worker_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                                             MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for r in range(2)]
+    start = time.monotonic()
+    try:
+        out = [p.communicate(timeout=120) for p in ranks]
+    finally:
+        for p in ranks:
+            if p.poll() is None:
+                p.kill()
+    assert ranks[1].returncode == 3
+    assert ranks[0].returncode != 0
+    assert "data parallel: rank 0 of 2: the gradient all-reduce of update 3 failed" in out[0][1], out[0][1][-3000:]
+    assert "ddp_timeout=20s" in out[0][1]
+    assert time.monotonic() - start < 90
+    assert not (tmp_path / "die-rank0.npz").exists()
+
+
+@pytest.mark.parametrize("n, batch, world, drop_last", [
+    (46, 4, 2, False), (46, 4, 2, True), (21, 4, 3, False), (21, 4, 3, True), (5, 4, 2, False), (3, 2, 4, False),
+    (24, 4, 2, False), (30, 3, 4, False),
+])
+def test_sharding_is_accelerates(n, batch, world, drop_last):
+    """shard_order against the samplers HF's Trainer runs under torchrun (accelerate's SeedableRandomSampler
+    and BatchSamplerShard), over epochs, padding and dropped remainders."""
+    pytest.importorskip("accelerate")
+    import torch
+    from accelerate.data_loader import BatchSamplerShard, SeedableRandomSampler
+
+    seed = 42
+    for epoch in range(3):
+        for rank in range(world):
+            sampler = SeedableRandomSampler(data_source=range(n), data_seed=seed)
+            sampler.set_epoch(epoch)
+            shard = BatchSamplerShard(torch.utils.data.BatchSampler(sampler, batch, drop_last), num_processes=world,
+                                      process_index=rank, even_batches=True)
+            expected = [i for b in shard for i in b]
+            ours = distributed.shard_order(n, epoch, seed, batch, world, rank, drop_last)
+            assert ours.tolist() == expected, (epoch, rank)
+            assert len(ours) == distributed.epoch_size(n, batch, world, drop_last)
+
+
+def test_launcher_variables_and_arguments(monkeypatch):
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.launcher_env() == (0, 1, -1)
+    args = lf.TrainingArguments(output_dir="unused")
+    assert (args.world_size, args.process_index, args.local_process_index, args.local_rank) == (1, 0, 0, -1)
+    assert args.ddp_timeout == 1800 and args.ddp_backend is None
+    assert distributed.launcher_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (3, 4, 1)
+    assert distributed.launcher_env({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2",
+                                     "OMPI_COMM_WORLD_LOCAL_RANK": "1"}) == (1, 2, 1)
+    assert distributed.launcher_env({"PMI_RANK": "2", "PMI_SIZE": "3", "MPI_LOCALRANKID": "0"}) == (2, 3, 0)
+    with pytest.raises(ValueError, match="RANK=2 is outside"):
+        distributed.launcher_env({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(ValueError, match="WORLD_SIZE='two' is not an integer"):
+        distributed.launcher_env({"WORLD_SIZE": "two"})
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = lf.TrainingArguments(output_dir="unused", local_rank=0)
+    assert (args.world_size, args.process_index, args.local_process_index, args.should_save) == (2, 1, 1, False)
+    with pytest.raises(ValueError, match="ddp_backend='nccl' is not supported"):
+        lf.TrainingArguments(output_dir="unused", ddp_backend="nccl")
+    with pytest.raises(ValueError, match="ddp_timeout must be a number of seconds > 0, got 0"):
+        lf.TrainingArguments(output_dir="unused", ddp_timeout=0)
+
+
+def test_c_loop_checks_the_data_parallel_hooks():
+    from test_trainer import tiny_roberta, token_rows
+
+    model = tiny_roberta()
+    rows = token_rows(8, 97, seed=16, bos=0)
+    trainer = lf.Trainer(model=model, args=lf.TrainingArguments(output_dir="unused"), train_dataset=rows)
+    enc = trainer._encode(rows, "train_dataset", True)
+    numel = sum(d.size for _, d in trainer._params())
+    state = {"global_step": 0, "epoch": 0, "batch_in_epoch": 0, "micro_steps": 0, "last_log_step": 0,
+             "skipped_steps": 0, "growth_tracker": 0, "loss_total": 0.0, "loss_since_log": 0.0, "loss_scale": 1.0,
+             "exp_avg": np.zeros(numel, np.float32), "exp_avg_sq": np.zeros(numel, np.float32)}
+    seen = []
+
+    def run(order, reduce=lambda buf: seen.append(buf.size), size=4, **plan):
+        config = {**trainer._plan(enc), "max_steps": 1, **plan, "epoch_order": order, "grad_reduce": reduce,
+                  "epoch_size": size}
+        lf._C.train_run(model.c_model, (enc.ids, enc.offsets, enc.labels), state=dict(state), config=config,
+                        callback=lambda ev: False)
+
+    with pytest.raises(ValueError, match="holds example 8 at 1, outside"):
+        run(lambda epoch: np.array([0, 8, 1, 2]))
+    with pytest.raises(ValueError, match=r"epoch_order\(0\) returned 3 examples, the epoch has epoch_size=4"):
+        run(lambda epoch: np.arange(3))
+    with pytest.raises(TypeError, match="both be callables"):
+        run(lambda epoch: np.arange(4), reduce=None)
+    with pytest.raises(ValueError, match="epoch_size must be >= 1"):
+        run(lambda epoch: np.arange(4), size=0)
+    with pytest.raises(ZeroDivisionError):
+        run(lambda epoch: np.arange(4), reduce=lambda buf: 1 / 0)
+    run(lambda epoch: np.arange(4))
+    assert seen == [numel + 1]  # one all-reduce per update: the gradients and the loss
