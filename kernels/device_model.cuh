@@ -120,5 +120,5 @@ int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale);
 int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, int *found_inf);
 int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_moments, float *v_moments);
 void lf_cuda_optimizer_end(void *cuda_model);
-int lf_cuda_optimizer_grads(void *cuda_model, lf_model *m, float *flat, int download);
+int lf_cuda_optimizer_grads(void *cuda_model, const lf_model_desc *m, float *flat, int download);
 const char *lf_cuda_last_error(void);

@@ -24,9 +24,11 @@ void lf_cuda_optimizer_free(runtime *rt) {
     rt->optimizer = NULL;
 }
 
-// moments: flat (sum of the params' numel,) in param order on the host <-> dm.params' layout on
-// the device, through the pinned host_grads staging (free during a run: the gradients stay up)
-static int upload_moments(runtime *rt, const lf_model_desc *m, float *device, const float *flat) {
+// flat (sum of the params' numel,) in param order on the host <-> dm.params' layout on the device
+// (the moments, the gradients), through the pinned host_grads staging (free during a run: the
+// gradients stay up); what names it in a failure
+static int upload_flat(runtime *rt, const lf_model_desc *m, float *device, const float *flat,
+                       const char *what) {
     size_t at = 0;
     for (int i = 0; i < m->n_params; i++) {
         memcpy(rt->host_grads + rt->dm.param_offset[i], flat + at,
@@ -35,16 +37,17 @@ static int upload_moments(runtime *rt, const lf_model_desc *m, float *device, co
     }
     int rc = lf_cuda_checked(cudaMemcpyAsync(device, rt->host_grads, rt->param_floats * sizeof(float),
                                              cudaMemcpyHostToDevice, rt->dm.stream),
-                             "uploading the AdamW moments");
-    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), "uploading the AdamW moments");
+                             what);
+    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), what);
     return rc != 0 ? rc : sync;
 }
 
-static int download_moments(runtime *rt, const lf_model_desc *m, const float *device, float *flat) {
+static int download_flat(runtime *rt, const lf_model_desc *m, const float *device, float *flat,
+                         const char *what) {
     int rc = lf_cuda_checked(cudaMemcpyAsync(rt->host_grads, device, rt->param_floats * sizeof(float),
                                              cudaMemcpyDeviceToHost, rt->dm.stream),
-                             "downloading the AdamW moments");
-    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), "downloading the AdamW moments");
+                             what);
+    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), what);
     if (rc != 0 || sync != 0) return rc != 0 ? rc : sync;
     size_t at = 0;
     for (int i = 0; i < m->n_params; i++) {
@@ -98,8 +101,8 @@ int lf_cuda_optimizer_begin(void *cuda_model, const lf_model_desc *m, const floa
         rc = lf_cuda_device_alloc((void **)&o->norm, sizeof(lf_grad_norm_state), "the gradient norm");
     if (rc == 0)
         rc = lf_cuda_pinned_alloc((void **)&o->host_norm, sizeof(lf_grad_norm_state), "the gradient norm");
-    if (rc == 0) rc = upload_moments(rt, m, o->m, m_moments);
-    if (rc == 0) rc = upload_moments(rt, m, o->v, v_moments);
+    if (rc == 0) rc = upload_flat(rt, m, o->m, m_moments, "uploading the AdamW moments");
+    if (rc == 0) rc = upload_flat(rt, m, o->v, v_moments, "uploading the AdamW moments");
     if (rc == 0) rc = upload_tensor_table(rt, m);
     if (rc == 0) rc = lf_cuda_upload_params(rt, m);
     if (rc == 0)
@@ -159,36 +162,19 @@ int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_mo
     runtime *rt = (runtime *)cuda_model;
     int rc = check_running(rt, m);
     if (rc == 0) rc = lf_cuda_download_params(rt, m);
-    if (rc == 0) rc = download_moments(rt, m, rt->optimizer->m, m_moments);
-    if (rc == 0) rc = download_moments(rt, m, rt->optimizer->v, v_moments);
+    if (rc == 0) rc = download_flat(rt, m, rt->optimizer->m, m_moments, "downloading the AdamW moments");
+    if (rc == 0) rc = download_flat(rt, m, rt->optimizer->v, v_moments, "downloading the AdamW moments");
     return rc;
 }
 
-int lf_cuda_optimizer_grads(void *cuda_model, lf_model *m, float *flat, int download) {
+int lf_cuda_optimizer_grads(void *cuda_model, const lf_model_desc *m, float *flat, int download) {
     lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
     int rc = check_running(rt, m);
-    if (rc != 0 || rt->param_floats == 0) return rc;
-    const size_t bytes = rt->param_floats * sizeof(float);
-    size_t at = 0;
-    if (!download) {
-        for (int i = 0; i < m->n_params; at += (size_t)m->params[i].numel, i++)
-            memcpy(rt->host_grads + rt->dm.param_offset[i], flat + at,
-                   (size_t)m->params[i].numel * sizeof(float));
-        rc = lf_cuda_checked(
-            cudaMemcpyAsync(rt->dm.grads, rt->host_grads, bytes, cudaMemcpyHostToDevice, rt->dm.stream),
-            "uploading the reduced gradients");
-    } else {
-        rc = lf_cuda_checked(
-            cudaMemcpyAsync(rt->host_grads, rt->dm.grads, bytes, cudaMemcpyDeviceToHost, rt->dm.stream),
-            "downloading the gradients for the all-reduce");
-    }
-    int sync = lf_cuda_checked(cudaStreamSynchronize(rt->dm.stream), "the gradients' all-reduce staging");
-    if (rc != 0 || sync != 0) return rc != 0 ? rc : sync;
-    for (int i = 0; download && i < m->n_params; at += (size_t)m->params[i].numel, i++)
-        memcpy(flat + at, rt->host_grads + rt->dm.param_offset[i],
-               (size_t)m->params[i].numel * sizeof(float));
-    return 0;
+    if (rc != 0) return rc;
+    if (download)
+        return download_flat(rt, m, rt->dm.grads, flat, "downloading the gradients for the all-reduce");
+    return upload_flat(rt, m, rt->dm.grads, flat, "uploading the reduced gradients");
 }
 
 void lf_cuda_optimizer_end(void *cuda_model) { lf_cuda_optimizer_free((runtime *)cuda_model); }

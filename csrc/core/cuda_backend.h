@@ -75,7 +75,7 @@ typedef struct lf_cuda_api {
     void (*optimizer_end)(void *cuda_model); // the run is over: forward uploads the host params again
     // data parallel: the accumulated gradients down into flat (download 1) or up from it (0), flat
     // (sum of the params' numel,) in param order, through the pinned staging; returns synchronized
-    int (*optimizer_grads)(void *cuda_model, struct lf_model *m, float *flat, int download);
+    int (*optimizer_grads)(void *cuda_model, const lf_model_desc *m, float *flat, int download);
     const char *(*last_error)(void); // message of the library's last failure
 } lf_cuda_api;
 

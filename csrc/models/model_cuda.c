@@ -134,7 +134,8 @@ void lf_model_cuda_optimizer_end(lf_model *m) { lf_cuda()->optimizer_end(m->cuda
 
 int lf_model_cuda_grads(lf_model *m, float *flat, int download) {
     const lf_cuda_api *api = lf_cuda();
-    if (api->optimizer_grads(m->cuda_model, m, flat, download) != 0)
+    lf_model_desc d = describe(m);
+    if (api->optimizer_grads(m->cuda_model, &d, flat, download) != 0)
         return cuda_failure(api, download ? "downloading the gradients for the all-reduce"
                                           : "uploading the all-reduced gradients");
     return LF_OK;
