@@ -1,0 +1,115 @@
+"""bf16 on the CPU (model.to("cpu", dtype="bfloat16"), TrainingArguments(bf16=True)) against transformers +
+peft: on tiny RoBERTa, BERT, Llama (GQA) and Mistral checkpoints, lorafast's bf16 logits and every trainable
+gradient are no farther from HF's float32 result than twice HF's own torch.autocast("cpu", torch.bfloat16)
+error plus a small floor, and differ from lorafast's float32 numbers (bf16 really used)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+import lorafast as lf  # noqa: E402
+import test_decoder as dec  # noqa: E402
+from test_encoder import TINY, hf_forward_backward, lorafast_model, make_adapter, make_checkpoint  # noqa: E402
+from test_encoder import random_batch  # noqa: E402
+
+FLOOR = 2e-3  # relative: a quarter of bf16's epsilon (2**-8 = 3.9e-3 is half an ulp at 1)
+
+
+def rel(x, ref):
+    return float(np.linalg.norm(np.asarray(x, np.float64) - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def assert_bf16_close(ours, autocast, ref, what):
+    err, budget = rel(ours, ref), 2 * rel(autocast, ref) + FLOOR
+    assert err <= budget, f"{what}: lorafast bf16 error {err:.3g} > 2 x autocast's {rel(autocast, ref):.3g} + floor"
+
+
+def check(ours_bf16, ours_f32, hf_bf16, hf_f32):
+    """(logits, grads) of each side: bf16 no farther from HF f32 than autocast is, and not lorafast's f32."""
+    assert_bf16_close(ours_bf16[0], hf_bf16[0], hf_f32[0], "logits")
+    assert sorted(ours_bf16[1]) == sorted(hf_f32[1])
+    for name, ref in hf_f32[1].items():
+        assert np.linalg.norm(ref) > 0, f"{name}: the reference gradient is zero (test cannot fail)"
+        assert_bf16_close(ours_bf16[1][name], hf_bf16[1][name], ref, name)
+    assert rel(ours_bf16[0], ours_f32[0]) > 1e-5, "bf16 logits equal float32's: bf16 was not used"
+
+
+@pytest.mark.parametrize("name", ["roberta-h80-2l-5h", "bert-h36-3l-4h"])
+def test_encoder_bf16_within_autocast_error(tmp_path, name):
+    model_type, hidden, layers, heads, inter, labels = TINY[name]
+    hf = make_checkpoint(tmp_path / "ckpt", *TINY[name])
+    pm = make_adapter(tmp_path / "adapter", hf, targets=["query", "value", "output.dense"])
+    ours = lorafast_model(tmp_path / "ckpt", tmp_path / "adapter", labels)
+    rng = np.random.default_rng(0)
+    ids, mask, types = random_batch(rng, model_type, [3, 17, 31, 9], with_types=model_type == "bert")
+    y = rng.integers(0, labels, len(ids))
+    weights = rng.uniform(0.5, 2.0, labels).astype(np.float32)
+    hf_f32 = hf_forward_backward(pm, ids, mask, y, weights, types)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hf_bf16 = hf_forward_backward(pm, ids, mask, y, weights, types)
+
+    def step():
+        logits = ours(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        _, grads = ours.forward_backward(ids, mask, y, class_weights=weights, token_type_ids=types)
+        return logits, grads
+
+    f32 = step()
+    assert ours.to("cpu", dtype="bfloat16") is ours and ours.base_model._c.cpu_dtype == "bfloat16"
+    bf16 = step()
+    check(bf16, f32, (hf_bf16[0].astype(np.float32), hf_bf16[2]), (hf_f32[0], hf_f32[2]))
+    ours.to("cpu", dtype="float32")  # back to float32: its numbers again, bit for bit
+    again = step()
+    np.testing.assert_array_equal(again[0], f32[0])
+    for k in f32[1]:
+        np.testing.assert_array_equal(again[1][k], f32[1][k])
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral"])
+def test_decoder_bf16_within_autocast_error(tmp_path, kind):
+    torch.manual_seed(0)
+    cfg = dec.hf_config(kind, hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2)
+    model = transformers.AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager")
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.add_(0.2 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    targets = ["q_proj", "v_proj", "down_proj"]
+    hf = dec.hf_peft(tmp_path, targets)
+    ours = dec.lf_peft(tmp_path, hf, targets)
+    ids, mask, y = dec.batch("right")
+
+    def hf_side():
+        hf.zero_grad()
+        logits, _, grads = dec.hf_step(hf, ids, mask, y, [0.7, 1.2, 1.0])
+        return logits.astype(np.float32), {k: v.copy() for k, v in grads.items()}
+
+    hf_f32 = hf_side()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hf_bf16 = hf_side()
+
+    def step():
+        logits = ours(input_ids=ids, attention_mask=mask).logits
+        _, grads = ours.forward_backward(ids, mask, y, class_weights=[0.7, 1.2, 1.0])
+        return logits, grads
+
+    f32 = step()
+    ours.to("bfloat16")  # a dtype alone keeps the device
+    check(step(), f32, hf_bf16, hf_f32)
+
+
+def test_trainer_bf16_on_the_cpu_and_its_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="At most one of fp16 and bf16 can be True, but not both"):
+        lf.TrainingArguments(output_dir=str(tmp_path), bf16=True, fp16=True, use_cpu=True)
+    make_checkpoint(tmp_path / "ckpt", *TINY["roberta-h24-2l-3h"])
+    base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=2)
+    model = lf.get_peft_model(base, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, r=2, lora_alpha=4))
+    rows = lf.Dataset.from_dict({"input_ids": [[0, 5, 6, 2], [0, 7, 2]], "label": [0, 1]})
+    args = lf.TrainingArguments(output_dir=str(tmp_path / "out"), bf16=True, use_cpu=True, report_to="none")
+    lf.Trainer(model=model, args=args, train_dataset=rows)
+    assert base._c.cpu_dtype == "bfloat16"
+    with pytest.raises(ValueError, match="float16.*CPU"):
+        model.to("cpu", dtype="float16")
