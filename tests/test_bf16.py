@@ -113,3 +113,25 @@ def test_trainer_bf16_on_the_cpu_and_its_bad_input(tmp_path):
     assert base._c.cpu_dtype == "bfloat16"
     with pytest.raises(ValueError, match="float16.*CPU"):
         model.to("cpu", dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_matmul_bf16_op_equals_torch_on_rounded_inputs(dtype):
+    """ops/matmul_bf16.c: x @ w.T + b and dout @ w with x, dout and w rounded to bf16 as torch rounds them,
+    f32 accumulation (summation order aside), for weights stored in each float dtype."""
+    rng = np.random.default_rng(2)
+    x, d = rng.standard_normal((37, 80)).astype(np.float32), rng.standard_normal((37, 48)).astype(np.float32)
+    w32, b = rng.standard_normal((48, 80)).astype(np.float32), rng.standard_normal(48).astype(np.float32)
+    stored = {"float32": w32, "float16": w32.astype(np.float16),
+              "bfloat16": torch.tensor(w32).bfloat16().view(torch.uint16).numpy()}[dtype]
+    w = torch.tensor(w32 if dtype != "float16" else stored.astype(np.float32))
+    out, dx, _ = lf._C.op_matmul_bf16(x, stored, dtype, b, d)
+
+    def bf(a):
+        return torch.as_tensor(a).bfloat16().double()
+
+    ref = (bf(x) @ bf(w).T).numpy() + b
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, (bf(d) @ bf(w)).numpy(), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        lf._C.op_matmul_bf16(x, stored[:, :79].copy(), dtype)
