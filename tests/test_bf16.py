@@ -135,3 +135,29 @@ def test_matmul_bf16_op_equals_torch_on_rounded_inputs(dtype):
     np.testing.assert_allclose(dx, (bf(d) @ bf(w)).numpy(), rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="shapes disagree"):
         lf._C.op_matmul_bf16(x, stored[:, :79].copy(), dtype)
+
+
+def test_two_bf16_models_in_two_threads_give_their_serial_results(tmp_path):
+    import threading
+
+    make_checkpoint(tmp_path / "ckpt", *TINY["roberta-h80-2l-5h"])
+    models = [lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=3).to("bfloat16")
+              for _ in range(2)]
+    rng = np.random.default_rng(7)
+    batches = [random_batch(rng, "roberta", [5, 30, 12])[:2] for _ in range(2)]
+    serial = [m(input_ids=ids, attention_mask=mask).logits for m, (ids, mask) in zip(models, batches)]
+    out = [[], []]
+
+    def run(i):
+        for _ in range(20):
+            out[i].append(models[i](input_ids=batches[i][0], attention_mask=batches[i][1]).logits)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert len(out[i]) == 20
+        for logits in out[i]:
+            np.testing.assert_array_equal(logits, serial[i])

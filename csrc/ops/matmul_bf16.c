@@ -16,20 +16,42 @@
 
 // ----------------------------------------------------------------------------- the library
 
-static dnnl_engine_t engine;
-static dnnl_stream_t stream;
-static dnnl_status_t engine_status = dnnl_success;
-static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
-
-static void engine_init(void) {
-    engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
-    if (engine_status == dnnl_success)
-        engine_status = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
-}
-
 static int dnnl_fail(dnnl_status_t s, const char *what, const char *name) {
     return lf_error(s == dnnl_out_of_memory ? LF_ENOMEM : LF_EINVAL, "oneDNN %s failed for %s: status %d",
                     what, name, (int)s);
+}
+
+// One CPU engine per process; a stream per calling thread (a stream is not for concurrent use: two
+// models may compute at once from two Python threads), destroyed with its thread.
+static dnnl_engine_t engine;
+static dnnl_status_t engine_status = dnnl_success;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+static pthread_key_t stream_key;
+
+static void stream_destroy(void *stream) { dnnl_stream_destroy(stream); }
+
+static void engine_init(void) {
+    engine_status = dnnl_engine_create(&engine, dnnl_cpu, 0);
+    if (engine_status == dnnl_success && pthread_key_create(&stream_key, stream_destroy) != 0)
+        engine_status = dnnl_out_of_memory;
+}
+
+// this thread's stream (made at its first product), or NULL with the error set
+static dnnl_stream_t thread_stream(const char *name) {
+    pthread_once(&engine_once, engine_init);
+    if (engine_status != dnnl_success) {
+        dnnl_fail(engine_status, "CPU engine", name);
+        return NULL;
+    }
+    dnnl_stream_t stream = pthread_getspecific(stream_key);
+    if (stream != NULL) return stream;
+    dnnl_status_t s = dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+    if (s != dnnl_success || pthread_setspecific(stream_key, stream) != 0) {
+        if (s == dnnl_success) dnnl_stream_destroy(stream);
+        dnnl_fail(s != dnnl_success ? s : dnnl_out_of_memory, "stream", name);
+        return NULL;
+    }
+    return stream;
 }
 
 #define DNNL_TRY(call, what)                                                                                 \
@@ -97,6 +119,8 @@ static int product_make(product *p, const uint16_t *w_plain, int K, int N, dnnl_
     dnnl_primitive_desc_t pd = NULL, reorder_pd = NULL;
     dnnl_primitive_t reorder = NULL;
     dnnl_memory_t from = NULL, to = NULL;
+    dnnl_stream_t stream = thread_stream(name);
+    if (stream == NULL) return lf_error_code();
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&src_md, 2, src_dims, dnnl_bf16, dnnl_ab), "memory desc");
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&any_md, 2, w_dims, dnnl_bf16, dnnl_format_tag_any),
              "memory desc");
@@ -147,8 +171,7 @@ int matmul_bf16_pack(matmul_bf16_weight **out, lf_weight w, int C, int OC, int w
     *out = NULL;
     if (w.data == NULL || C <= 0 || OC <= 0 || !lf_dtype_is_float(w.dtype))
         return lf_error(LF_EINVAL, "bf16 packing of %s: no data or bad shape (%d, %d)", name, OC, C);
-    pthread_once(&engine_once, engine_init);
-    if (engine_status != dnnl_success) return dnnl_fail(engine_status, "CPU engine", name);
+    if (thread_stream(name) == NULL) return lf_error_code();
     size_t n = (size_t)OC * (size_t)C;
     matmul_bf16_weight *p = calloc(1, sizeof *p);
     uint16_t *plain = w.dtype == LF_BF16 ? NULL : malloc(n * sizeof(uint16_t));
@@ -194,6 +217,8 @@ static int product_run(const product *p, float *dst, const uint16_t *src, const 
     dnnl_dims_t src_dims = {M, K}, dst_dims = {M, N}, bias_dims = {1, N};
     dnnl_memory_desc_t src_md = NULL, dst_md = NULL, bias_md = NULL;
     dnnl_memory_t s = NULL, w = NULL, d = NULL, b = NULL;
+    dnnl_stream_t stream = thread_stream(name);
+    if (stream == NULL) return lf_error_code();
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&src_md, 2, src_dims, dnnl_bf16, dnnl_ab), "memory desc");
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst_md, 2, dst_dims, dnnl_f32, dnnl_ab), "memory desc");
     DNNL_TRY(dnnl_memory_create(&s, src_md, engine, (void *)src), "memory");
