@@ -161,3 +161,27 @@ def test_two_bf16_models_in_two_threads_give_their_serial_results(tmp_path):
         assert len(out[i]) == 20
         for logits in out[i]:
             np.testing.assert_array_equal(logits, serial[i])
+
+
+def test_a_cpu_without_fast_bf16_warns_once(tmp_path, monkeypatch):
+    import lorafast.modeling as modeling
+
+    class NoBf16:
+        def __getattr__(self, name):
+            return getattr(lf._C, name)
+
+        def build_info(self):
+            return dict(lf._C.build_info(), cpu_bf16=False, cpu_bf16_reason="no AMX-BF16 on this CPU and no "
+                        "AVX512-BF16: bf16 products are slower than float32 here")
+
+    monkeypatch.setattr(modeling, "_C", NoBf16())
+    monkeypatch.setattr(modeling, "_SLOW_BF16_WARNED", [])
+    make_checkpoint(tmp_path / "ckpt", *TINY["roberta-h24-2l-3h"])
+    model = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "ckpt", num_labels=2)
+    with pytest.warns(UserWarning, match="bfloat16 on this CPU is slower than float32: no AMX-BF16"):
+        model.to("cpu", dtype="bfloat16")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.to("cpu", dtype="bfloat16")  # once per process
