@@ -66,13 +66,8 @@ static dnnl_stream_t thread_stream(const char *name) {
 // ----------------------------------------------------------------------------- bf16 rounding
 
 LF_VECTOR_CLONES static void round_chunk(uint16_t *restrict dst, const float *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], sizeof u);
-        uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-        uint32_t nan = (u >> 16) | 0x40u; // quiet, sign and top payload bits kept (core/convert.h)
-        dst[i] = (uint16_t)((u & 0x7FFFFFFFu) > 0x7F800000u ? nan : rounded);
-    }
+    for (size_t i = 0; i < n; i++)
+        dst[i] = lf_f32_to_bf16(src[i]);
 }
 
 void matmul_bf16_round(uint16_t *dst, const float *src, size_t n) {
