@@ -22,6 +22,29 @@ import gen_unicode  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPENBLAS_REQUIREMENT = "scipy-openblas32==0.3.34.481.3"
+# oneDNN 3.2, the OpenMP (libgomp) build: bf16 matrix products on the CPU (csrc/ops/matmul_bf16.c)
+ONEDNN_REQUIREMENT = "onednn-cpu-gomp==2023.2.0"
+
+
+def onednn_dirs():
+    """(include dir, lib dir) of the oneDNN wheels: their files lie outside site-packages, in the
+    environment's include/ and lib/ (a build-isolation prefix during pip install .)."""
+    from importlib import metadata
+
+    def locate(dist, suffix):
+        try:
+            files = metadata.distribution(dist).files or []
+        except metadata.PackageNotFoundError:
+            files = []
+        for f in files:
+            if str(f).replace(os.sep, "/").endswith(suffix):  # "../../../include/..." from site-packages
+                return os.path.normpath(f.locate())
+        raise RuntimeError(f"{suffix} not found: lorafast needs {dist}==2023.2.0 to build "
+                           f"(pip install {ONEDNN_REQUIREMENT} onednn-devel-cpu-gomp==2023.2.0)")
+
+    header = locate("onednn-devel-cpu-gomp", "include/oneapi/dnnl/dnnl.h")
+    library = locate("onednn-cpu-gomp", "/libdnnl.so.3")
+    return os.path.dirname(os.path.dirname(os.path.dirname(header))), os.path.dirname(library)
 
 
 def c_sources():
@@ -40,16 +63,19 @@ def build_extension():
     macros = [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")]
     if os.environ.get("LORAFAST_DEBUG") == "1":
         cflags += ["-O1", "-g", "-fsanitize=address", "-fno-omit-frame-pointer"]
+    dnnl_include, dnnl_lib = onednn_dirs()
     return Extension(
         "lorafast._C",
         sources=c_sources(),
-        include_dirs=["csrc", numpy.get_include(), scipy_openblas32.get_include_dir()],
+        include_dirs=["csrc", numpy.get_include(), scipy_openblas32.get_include_dir(), dnnl_include],
         define_macros=macros,
-        library_dirs=[scipy_openblas32.get_lib_dir()],
-        libraries=[scipy_openblas32.get_library(), "m", "dl"],
+        library_dirs=[scipy_openblas32.get_lib_dir(), dnnl_lib],
+        libraries=[scipy_openblas32.get_library(), ":libdnnl.so.3", "m", "dl"],
         extra_compile_args=cflags,
-        # the installed scipy_openblas32 sits beside lorafast in site-packages
-        extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib"],
+        # the installed scipy_openblas32 sits beside lorafast in site-packages; libdnnl in the
+        # environment's lib/ (site-packages/../../); the build's own lib dir for in-place builds
+        extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../scipy_openblas32/lib",
+                         "-Wl,-rpath,$ORIGIN/../../..", "-Wl,-rpath," + dnnl_lib],
     )
 
 
@@ -114,7 +140,7 @@ class BuildExt(build_ext):
         subprocess.check_call(link)
 
 
-install_requires = ["numpy>=1.26", OPENBLAS_REQUIREMENT, "tqdm>=4.60"]
+install_requires = ["numpy>=1.26", OPENBLAS_REQUIREMENT, ONEDNN_REQUIREMENT, "tqdm>=4.60"]
 if cuda_config.cuda_requested():
     install_requires.append(cuda_config.CUBLAS_REQUIREMENT)
 

@@ -50,7 +50,7 @@ def run_worker(spec, folder):
     with open(path, "w") as f:
         json.dump(spec, f)
     env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if spec["impl"] == "hf" and spec.get("hf_passive"):
+    if spec["impl"].startswith("hf") and spec.get("hf_passive"):
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     proc = subprocess.run([sys.executable, str(HERE / "_train_step.py"), path], capture_output=True, text=True,
                           env=env, cwd=str(HERE.parent))

@@ -3,11 +3,13 @@ bench_decoder.py. Prints one JSON line: steps/s figures and the process's peak R
 
     python bench/_train_step.py SPEC.json
 
-SPEC: {"impl": "lorafast" | "hf", "model": {"path": folder, "pretrained": bool,
+SPEC: {"impl": "lorafast" | "hf" | "lorafast-bf16" | "hf-bf16", "model": {"path": folder, "pretrained": bool,
        "config": {overrides}}, "lora": {r, lora_alpha, lora_dropout, target_modules},
        "batches": file.npz (ids_i, mask_i, labels_i), "warmup": n, "steps": n,
        "class_weights": [..], "dtype": null | "bfloat16", "gradient_checkpointing": bool,
        "seed": n}
+An impl ending in "-bf16" computes in bfloat16: lorafast with model.to("cpu", dtype="bfloat16"), HF
+under torch.autocast("cpu", dtype=torch.bfloat16) (forward and loss; backward outside, as torch says).
 
 The lorafast worker never imports torch, so its peak RSS is lorafast's own.
 """
@@ -45,6 +47,8 @@ def lorafast_step_fn(spec):
     model = lf.get_peft_model(model, lf.LoraConfig(task_type=lf.TaskType.SEQ_CLS, bias="none", **spec["lora"]))
     if spec.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable()
+    if spec.get("bf16"):
+        model.to("cpu", dtype="bfloat16")
     model.train()
     weights = spec.get("class_weights")
 
@@ -76,11 +80,13 @@ def hf_step_fn(spec):
     model.train()
     weights = spec.get("class_weights")
     loss_fn = torch.nn.CrossEntropyLoss(weight=None if weights is None else torch.tensor(weights))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(spec.get("bf16")))
 
     def step(ids, mask, labels):
         model.zero_grad(set_to_none=True)
-        logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-        loss = loss_fn(logits.float(), torch.from_numpy(labels))
+        with autocast:
+            logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+            loss = loss_fn(logits.float(), torch.from_numpy(labels))
         loss.backward()
         return float(loss)
 
@@ -88,15 +94,16 @@ def hf_step_fn(spec):
 
 
 def module_file(impl):
-    return sys.modules["lorafast" if impl == "lorafast" else "transformers"].__file__
+    return sys.modules["lorafast" if impl.startswith("lorafast") else "transformers"].__file__
 
 
 def main():
     with open(sys.argv[1]) as f:
         spec = json.load(f)
+    spec["bf16"] = spec["impl"].endswith("-bf16")
     batches = load_batches(spec["batches"])
     t0 = time.perf_counter()
-    step = (lorafast_step_fn if spec["impl"] == "lorafast" else hf_step_fn)(spec)
+    step = (lorafast_step_fn if spec["impl"].startswith("lorafast") else hf_step_fn)(spec)
     build_s = time.perf_counter() - t0
     warmup, steps = spec["warmup"], spec["steps"]
     for i in range(warmup):

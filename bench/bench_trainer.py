@@ -162,9 +162,12 @@ def run_lorafast(settings, rows, output_dir):
 
 
 def worker(side, rows):
+    """side: hf | lorafast, "-bf16" appended: TrainingArguments(bf16=True) (HF: CPU autocast)"""
+    impl, _, bf16 = side.partition("-")
+    settings = dict(SETTINGS, training=dict(SETTINGS["training"], bf16=bf16 == "bf16"))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = (run_hf if side == "hf" else run_lorafast)(SETTINGS, rows, tmp)
+        result = (run_hf if impl == "hf" else run_lorafast)(settings, rows, tmp)
         result["process_wall_s"] = time.perf_counter() - start
     result["peak_rss_mib"] = peak_rss_mib()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -213,9 +216,10 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of each side")
     parser.add_argument("--parallel", action="store_true", help="run the sides at the same time (each on its own "
                         "threads; halves the wall time, shares the machine's load between them)")
-    parser.add_argument("--sides", default="hf,lorafast")
+    parser.add_argument("--sides", default="hf,lorafast", help="of hf, lorafast, hf-bf16, lorafast-bf16 "
+                        "(TrainingArguments(bf16=True); bench_bf16.py)")
     parser.add_argument("--out", help="JSON result file (default bench/results/bench_trainer[_limitN].json)")
-    parser.add_argument("--worker", choices=["hf", "lorafast"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["hf", "lorafast", "hf-bf16", "lorafast-bf16"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     SETTINGS["training"]["num_train_epochs"] = args.epochs
     if args.worker:

@@ -19,7 +19,8 @@ from .tokenization import AutoTokenizer, BatchEncoding, PreTrainedTokenizer
 
 
 def build_info():
-    """Facts about this build: version, compiler, BLAS, OpenMP threads and CUDA."""
+    """Facts about this build: version, compiler, BLAS, OpenMP threads, oneDNN and whether this CPU
+    computes bf16 fast (cpu_bf16, cpu_bf16_reason), and CUDA."""
     info = dict(_C.build_info())
     cuda_available, detail = _backend.cuda_status()
     info.update(

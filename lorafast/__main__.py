@@ -107,8 +107,8 @@ def _train_parser(sub):
     _add(train, "warmup_ratio", type=_non_negative, default=T["warmup_ratio"], help=f"default: {T['warmup_ratio']}")
     _add(train, "seed", type=int, default=42, help="split, shuffling and LoRA init; default: 42")
     precision = train.add_mutually_exclusive_group()
-    _add(precision, "bf16", action="store_true", help="compute in bfloat16 on CUDA (ignored on the CPU, with a "
-                                                      "warning)")
+    _add(precision, "bf16", action="store_true", help="compute the frozen weights' products in bfloat16 (CPU: "
+                                                      "oneDNN, AMX where the CPU has it; CUDA)")
     _add(precision, "fp16", action="store_true", help="compute in float16 with dynamic loss scaling on CUDA "
                                                       "(ignored on the CPU, with a warning)")
     _add(train, "logging_steps", type=_positive_int, default=500, help="log the training loss every N updates; "

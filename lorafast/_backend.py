@@ -10,11 +10,28 @@ import scipy_openblas32 as _openblas
 # here first makes in-tree (editable) builds find it too.
 ctypes.CDLL(os.path.join(_openblas.get_lib_dir(), f"lib{_openblas.get_library()}.so"), mode=ctypes.RTLD_GLOBAL)
 
+
+def _preload_onednn():
+    """libdnnl.so.3 from the onednn-cpu-gomp wheel, which installs it into the environment's lib/ (an
+    rpath reaches it from a venv's or a prefix's site-packages; this also covers other layouts)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("onednn-cpu-gomp").files or []
+    except metadata.PackageNotFoundError:
+        return  # _C's import then says what is missing
+    for f in files:
+        if f.name == "libdnnl.so.3":
+            ctypes.CDLL(str(f.locate()), mode=ctypes.RTLD_GLOBAL)
+            return
+
+
 # OpenMP threads that wait at the end of a parallel region sleep instead of spinning: on a
 # shared or oversubscribed CPU a spinning waiter takes the core from the thread it waits for
 # (a lorafast training step is several times slower that way). Set before libgomp loads
 # with _C; an explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_preload_onednn()  # after: libdnnl loads libgomp
 
 
 

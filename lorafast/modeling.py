@@ -62,6 +62,18 @@ def _dtype_name(dtype):
     return _DTYPES[key]
 
 
+def _warn_slow_cpu_bf16():
+    """Warns once per process when this CPU has neither AMX-BF16 nor AVX512-BF16 (build_info's cpu_bf16)."""
+    info = _C.build_info()
+    if not info["cpu_bf16"] and not _SLOW_BF16_WARNED:
+        _SLOW_BF16_WARNED.append(True)
+        warnings.warn(f"bfloat16 on this CPU is slower than float32: {info['cpu_bf16_reason']}", UserWarning,
+                      stacklevel=3)
+
+
+_SLOW_BF16_WARNED = []
+
+
 def _is_dtype(obj):
     if obj is None or isinstance(obj, bool):
         return False
@@ -166,15 +178,20 @@ class PreTrainedModel:
     # ---- device
     def to(self, device=None, dtype=None):
         """Moves the compute, as torch's Module.to: device "cuda" / "cuda:0" / "cpu" (or a torch.device,
-        or 0), dtype the CUDA compute dtype (float32, bfloat16, float16; None: float32, or the current
-        one on CUDA). `model.to(dtype)` keeps the device. On CUDA the frozen weights are copied to the
-        GPU in dtype and forward / backward run there; the trainable tensors stay on the host (f32) and
-        are uploaded at every call, so everything that reads or writes them works as on the CPU. On the
-        CPU lorafast computes in float32 (another dtype there is a ValueError). Returns the model."""
+        or 0), dtype the compute dtype (float32, bfloat16, float16 on CUDA; None: the device's current
+        one, float32 at first). `model.to(dtype)` keeps the device. On CUDA the frozen weights are copied
+        to the GPU in dtype and forward / backward run there; the trainable tensors stay on the host (f32)
+        and are uploaded at every call, so everything that reads or writes them works as on the CPU. On the
+        CPU, bfloat16 computes the frozen linears' products in bf16 as torch.autocast("cpu") does (each
+        weight converted and packed for oneDNN once, here; LoRA, head, norms, softmax and loss in float32);
+        float16 there is a ValueError. Returns the model."""
         if _is_dtype(device):
             device, dtype = None, device if dtype is None else dtype
         kind = self._c.device if device is None else _device_kind(device)
-        self._c.to_device(kind, _dtype_name(dtype))
+        name = _dtype_name(dtype)
+        if kind == "cpu" and name == "bfloat16":
+            _warn_slow_cpu_bf16()
+        self._c.to_device(kind, name)
         return self
 
     def cuda(self, device=None):

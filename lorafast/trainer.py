@@ -690,15 +690,16 @@ class Trainer:
 
     # ---- arguments
     def _move_model(self):
-        """The model goes to args.device, as transformers' Trainer places it; on CUDA it computes in
-        bfloat16 with bf16=True, in float16 with dynamic loss scaling with fp16=True (torch.amp.GradScaler's
-        defaults, as HF's Trainer), else float32 (the trainable tensors and the optimizer stay float32)."""
+        """The model goes to args.device, as transformers' Trainer places it; it computes in bfloat16 with
+        bf16=True (on the CPU as torch.autocast("cpu", dtype=torch.bfloat16) does), on CUDA in float16 with
+        dynamic loss scaling with fp16=True (torch.amp.GradScaler's defaults, as HF's Trainer), else float32
+        (the trainable tensors and the optimizer stay float32)."""
         args = self.args
         if not args.device.startswith("cuda"):
-            if args.fp16 or args.bf16:
-                warnings.warn("fp16/bf16: lorafast's CPU training loop computes in float32; the flag is ignored",
-                              UserWarning, stacklevel=3)
-            self.model.to("cpu")
+            if args.fp16:
+                warnings.warn("fp16: lorafast's CPU training loop computes in float32 (or bfloat16 with bf16=True); "
+                              "the flag is ignored", UserWarning, stacklevel=3)
+            self.model.to("cpu", dtype="bfloat16" if args.bf16 else "float32")
             return
         self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
 

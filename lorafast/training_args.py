@@ -114,6 +114,8 @@ class TrainingArguments:
         self._check_choice("lr_scheduler_type", SCHEDULERS)
         self._check_positive()
         self._check_distributed()
+        if self.fp16 and self.bf16:
+            raise ValueError("At most one of fp16 and bf16 can be True, but not both")
         if self.logging_dir is None:
             self.logging_dir = os.path.join(self.output_dir, "runs")
         if self.disable_tqdm is None:

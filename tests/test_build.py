@@ -16,6 +16,8 @@ def test_build_info_has_the_documented_keys():
     assert info["version"] == lorafast.__version__
     assert "openblas" in info["blas"].lower()
     assert info["openmp_threads"] >= 1
+    assert info["onednn"].startswith("3.2.") and info["onednn_isa"]
+    assert isinstance(info["cpu_bf16"], bool) and info["cpu_bf16_reason"]
     assert isinstance(info["cuda_compiled"], bool) and isinstance(info["cuda_available"], bool)
     if not info["cuda_available"]:
         assert info["device_name"] == "cpu"

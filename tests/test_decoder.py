@@ -95,7 +95,7 @@ def hf_step(model, ids, mask, labels, class_weights=None):
         if p.requires_grad:
             key = name.replace(".default.", ".").replace(".modules_to_save.", ".")
             grads[key] = p.grad.numpy()
-    return out.logits.detach().numpy(), loss.item(), grads
+    return out.logits.detach().float().numpy(), loss.item(), grads
 
 
 def assert_close_loss(ours, ref):

@@ -71,8 +71,10 @@ def test_c_model_validates_its_arguments():
         c.to_device("gpu")
     with pytest.raises(ValueError, match="'int8' is not supported on CUDA"):
         c.to_device("cuda", "int8")
-    with pytest.raises(ValueError, match="'bfloat16' on the CPU"):
-        c.to_device("cpu", "bfloat16")
+    with pytest.raises(ValueError, match="'float16' on the CPU"):
+        c.to_device("cpu", "float16")
+    with pytest.raises(ValueError, match="'int8' is not supported on the CPU"):
+        c.to_device("cpu", "int8")
     c.to_device("cpu", "float32")
     c.to_device("cpu")
 
@@ -86,8 +88,8 @@ def test_cpu_is_the_default_and_moving_to_it_is_a_no_op():
     assert model.base_model.to("cpu") is model.base_model
     assert model.to("cpu", dtype="float32") is model and model.to(np.float32) is model
     np.testing.assert_array_equal(model(input_ids=ids, attention_mask=mask).logits, before)
-    with pytest.raises(ValueError, match="bfloat16.*CPU"):
-        model.to("bfloat16")  # a dtype alone keeps the device: lorafast computes in float32 on the CPU
+    with pytest.raises(ValueError, match="float16.*CPU"):
+        model.to("float16")  # a dtype alone keeps the device: float32 or bfloat16 on the CPU (tests/test_bf16.py)
 
 
 def test_torch_devices_and_dtypes_are_understood():
@@ -159,5 +161,9 @@ def test_trainer_device_and_compute_dtype_as_transformers(tmp_path, fake_gpu):
     model = tiny_model()
     model.to = Recorder()
     with pytest.warns(UserWarning, match="CPU training loop computes in float32"):
-        Trainer(model=model, args=args(tmp_path, use_cpu=True, bf16=True), train_dataset=rows())
-    assert model.to.calls == [("cpu", None)]
+        Trainer(model=model, args=args(tmp_path, use_cpu=True, fp16=True), train_dataset=rows())
+    assert model.to.calls == [("cpu", "float32")]
+    model = tiny_model()
+    model.to = Recorder()
+    Trainer(model=model, args=args(tmp_path, use_cpu=True, bf16=True), train_dataset=rows())
+    assert model.to.calls == [("cpu", "bfloat16")]

@@ -86,7 +86,7 @@ def hf_forward_backward(pm, ids, mask, labels, weights=None, types=None):
     loss = torch.nn.CrossEntropyLoss(weight=w)(logits, torch.tensor(labels))
     loss.backward()
     grads = {peft_key(n): p.grad.numpy().copy() for n, p in pm.named_parameters() if p.requires_grad}
-    return logits.detach().numpy(), float(loss.detach()), grads
+    return logits.detach().float().numpy(), float(loss.detach()), grads
 
 
 def assert_logits_close(ours, ref):

@@ -4,10 +4,12 @@
 # benchmarks when present; logs and JSON go to $OUT (or ./device_out).
 #
 # The device image has Python 3.12 with torch, transformers, peft, numpy and nvcc, but not
-# scipy-openblas32 (which _C links). Before the call, here, in the repo root:
+# scipy-openblas32 and oneDNN (which _C links). Before the call, here, in the repo root:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl scipy-openblas32==0.3.34.481.3
+#   python3 -m pip download --no-deps --only-binary=:all: -d .whl/onednn \
+#       onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0
 # and call run(command="bash tools/device_check.sh", carry=[".whl"], timeout_s=...).
 # LORAFAST_SANITIZE=1 runs the kernel checks under compute-sanitizer (memcheck).
 set -u -o pipefail
@@ -17,6 +19,10 @@ export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
+fi
+if ls .whl/onednn/*.whl >/dev/null 2>&1; then # data files (lib/, include/) need a prefix, not --target
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --prefix /tmp/onednn .whl/onednn/*.whl || exit 1
+    export PYTHONPATH=$(python3 -c "import sysconfig; print(sysconfig.get_path('purelib', vars={'base': '/tmp/onednn'}))")${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"

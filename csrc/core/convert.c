@@ -30,13 +30,6 @@ uint16_t lf_f32_to_f16(float x) {
     return (uint16_t)(sign + (uint16_t)(sig >> 13) + h_exp);
 }
 
-uint16_t lf_f32_to_bf16(float x) {
-    uint32_t f = lf_float_bits(x);
-    if ((f & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((f >> 16) | 0x0040u); // quiet NaN
-    f += 0x7fffu + ((f >> 16) & 1u);
-    return (uint16_t)(f >> 16);
-}
-
 // src: (n,) of src_dtype -> dst: (n,) f32
 int lf_convert_to_f32(const void *src, lf_dtype src_dtype, float *dst, size_t n) {
     if (n == 0) return LF_OK;

@@ -38,7 +38,14 @@ static inline float lf_f16_to_f32(uint16_t h) {
 static inline float lf_bf16_to_f32(uint16_t h) { return lf_bits_float((uint32_t)h << 16); }
 
 uint16_t lf_f32_to_f16(float x);
-uint16_t lf_f32_to_bf16(float x);
+
+// Round to nearest even; a NaN stays a quiet NaN with its sign and top payload bits. Branch-free, so
+// loops over it vectorize (ops/matmul_bf16.c rounds every bf16 product's input with it).
+static inline uint16_t lf_f32_to_bf16(float x) {
+    uint32_t f = lf_float_bits(x);
+    uint32_t nan = (f >> 16) | 0x0040u, rounded = (f + 0x7fffu + ((f >> 16) & 1u)) >> 16;
+    return (uint16_t)((f & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
 
 // dst[i] = (float)src[i] for n elements of src's dtype (any lf_dtype; integers convert as C
 // casts do). OpenMP-parallel. Returns LF_OK, or LF_EINVAL for an unknown dtype or NULL pointer.

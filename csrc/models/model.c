@@ -82,9 +82,18 @@ lf_model *lf_model_create(const lf_model_config *cfg) {
     return m;
 }
 
+static void free_bf16(lf_model *m) {
+    if (m->bf16 != NULL)
+        for (int i = 0; i < m->n_linears; i++)
+            matmul_bf16_free(m->bf16[i]);
+    free(m->bf16);
+    m->bf16 = NULL;
+}
+
 void lf_model_free(lf_model *m) {
     if (m == NULL) return;
     lf_model_to_cpu(m);
+    free_bf16(m);
     for (int i = 0; i < m->n_frozen; i++) {
         free(m->frozen[i].name);
         if (m->frozen[i].owned) free((void *)m->frozen[i].w.data);
@@ -518,12 +527,67 @@ int lf_model_reserve(lf_model *m, size_t floats) {
     return LF_OK;
 }
 
+// ---- bf16 on the CPU
+
+// the frozen linears' weights packed for bf16 products, when stale (first use, new frozen weights)
+static int pack_bf16(lf_model *m) {
+    if (m->bf16 != NULL && m->bf16_version == m->frozen_version) return LF_OK;
+    if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
+    free_bf16(m);
+    m->bf16 = calloc((size_t)m->n_linears, sizeof *m->bf16);
+    if (m->bf16 == NULL) return lf_error(LF_ENOMEM, "out of memory packing the weights for bf16");
+    for (int i = 0; i < m->n_linears; i++) {
+        const lf_linear *l = &m->linears[i];
+        if (l->weight_param >= 0) continue; // trained in full: f32, as under autocast's f32 master weights
+        int rc = matmul_bf16_pack(&m->bf16[i], m->frozen[l->weight].w, l->in, l->out,
+                                  lf_linear_bias(m, l) != NULL, m->frozen[l->weight].name);
+        if (rc != LF_OK) {
+            free_bf16(m);
+            return rc;
+        }
+    }
+    m->bf16_version = m->frozen_version;
+    return LF_OK;
+}
+
+int lf_model_set_cpu_dtype(lf_model *m, lf_dtype dtype) {
+    if (dtype != LF_F32 && dtype != LF_BF16)
+        return lf_error(LF_EINVAL, "dtype '%s' on the CPU: lorafast computes in float32 or bfloat16 there",
+                        lf_dtype_name(dtype) ? lf_dtype_name(dtype) : "?");
+    m->cpu_dtype = dtype;
+    if (dtype == LF_F32) {
+        free_bf16(m);
+        return LF_OK;
+    }
+    return lf_model_check_ready(m) == LF_OK ? pack_bf16(m) : LF_OK; // unloaded weights: packed at first use
+}
+
+// bf16 elements a product's scratch needs for T tokens (0 in f32)
+static size_t bf16_scratch_elems(const lf_model *m, int T) {
+    if (m->cpu_dtype != LF_BF16) return 0;
+    size_t n = 0;
+    for (int i = 0; i < m->n_linears; i++) {
+        size_t e = matmul_bf16_scratch_elems(T, m->linears[i].in, m->linears[i].out);
+        n = e > n ? e : n;
+    }
+    return n;
+}
+
+// floats of work past the architecture's: dlogits (B, num_labels), then the bf16 scratch
+static size_t tail_floats(const lf_model *m, int T, int B) {
+    size_t dl = ((size_t)B * m->cfg.num_labels + 15) / 16 * 16;
+    return dl + (bf16_scratch_elems(m, T) + 1) / 2;
+}
+
 static int prepare(lf_model *m, float **dlogits) {
     if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
+    if (m->cpu_dtype == LF_BF16 && pack_bf16(m) != LF_OK) return lf_error_code();
     const lf_batch *b = &m->batch;
     size_t arch = m->arch->workspace_floats(m, b->T, b->B, b->max_len);
-    if (lf_model_reserve(m, arch + (size_t)b->B * m->cfg.num_labels) != LF_OK) return LF_ENOMEM;
+    if (lf_model_reserve(m, arch + tail_floats(m, b->T, b->B)) != LF_OK) return LF_ENOMEM;
     *dlogits = m->work + arch;
+    m->bf16_scratch = (uint16_t *)(m->work + arch + ((size_t)b->B * m->cfg.num_labels + 15) / 16 * 16);
+    m->bf16_rc = LF_OK;
     return LF_OK;
 }
 
@@ -536,6 +600,7 @@ int lf_model_forward(lf_model *m, float *logits) {
         m->inference = 1; // nothing kept for backward: the workspace of inference
         if (prepare(m, &dlogits) != LF_OK) return lf_error_code();
         rc = m->arch->forward(m, &m->batch, logits);
+        if (rc == LF_OK) rc = m->bf16_rc;
     }
     if (m->training) m->step++;
     return rc;
@@ -571,6 +636,7 @@ int lf_model_forward_backward(lf_model *m, const float *class_weights, lf_logits
         *loss =
             crossentropy_forward_backward(dlogits, logits, b->labels, class_weights, b->B, m->cfg.num_labels);
     if (rc == LF_OK) rc = m->arch->backward(m, b, dlogits);
+    if (rc == LF_OK) rc = m->bf16_rc;
     if (m->training) m->step++;
     return rc;
 }
@@ -594,8 +660,9 @@ int lf_model_run_begin(lf_model *m, const float *m_moments, const float *v_momen
     }
     if (reserve_batch(m, max_tokens, max_batch) != LF_OK) return LF_ENOMEM;
     m->inference = 0; // the training steps' workspace
+    if (m->cpu_dtype == LF_BF16 && pack_bf16(m) != LF_OK) return lf_error_code();
     size_t arch = m->arch->workspace_floats(m, max_tokens, max_batch, max_len);
-    return lf_model_reserve(m, arch + (size_t)max_batch * m->cfg.num_labels);
+    return lf_model_reserve(m, arch + tail_floats(m, max_tokens, max_batch));
 }
 
 int lf_model_update_begin(lf_model *m, float loss_scale) {
@@ -691,9 +758,22 @@ const float *lf_linear_bias(const lf_model *m, const lf_linear *l) {
     return l->bias >= 0 ? (const float *)m->frozen[l->bias].w.data : NULL;
 }
 
+// the linear's weight packed for bf16 products, or NULL: f32 (trained, or the model computes in f32)
+static const matmul_bf16_weight *bf16_weight(const lf_model *m, const lf_linear *l) {
+    return m->cpu_dtype == LF_BF16 && m->bf16 != NULL ? m->bf16[l - m->linears] : NULL;
+}
+
+static void bf16_status(lf_model *m, int rc) {
+    if (rc != LF_OK && m->bf16_rc == LF_OK) m->bf16_rc = rc;
+}
+
 void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
                        int T, float *scratch) {
-    matmul_forward(out, x, lf_linear_weight(m, l), lf_linear_bias(m, l), T, l->in, l->out, 0, scratch);
+    const matmul_bf16_weight *w = bf16_weight(m, l);
+    if (w != NULL)
+        bf16_status(m, matmul_bf16_forward(out, x, w, lf_linear_bias(m, l), T, m->bf16_scratch));
+    else
+        matmul_forward(out, x, lf_linear_weight(m, l), lf_linear_bias(m, l), T, l->in, l->out, 0, scratch);
     if (l->lora_a < 0) return;
     lora_forward(out, lora_u, xd, x, m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out,
                  m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
@@ -703,7 +783,11 @@ void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, f
                         const float *x, const float *lora_u, int T, float *scratch) {
     float *dw = l->weight_param >= 0 ? m->params[l->weight_param].grad : NULL;
     float *db = l->bias_param >= 0 ? m->params[l->bias_param].grad : NULL;
-    matmul_backward(dx, dw, db, dout, x, lf_linear_weight(m, l), T, l->in, l->out, scratch);
+    const matmul_bf16_weight *w = bf16_weight(m, l);
+    if (w != NULL) // a frozen weight: no dw, db
+        bf16_status(m, matmul_bf16_backward(dx, dout, w, T, m->bf16_scratch));
+    else
+        matmul_backward(dx, dw, db, dout, x, lf_linear_weight(m, l), T, l->in, l->out, scratch);
     if (l->lora_a < 0) return;
     lora_backward(dx, m->params[l->lora_a].grad, m->params[l->lora_b].grad, du, xd, dout, x, lora_u,
                   m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out, m->lora.r,

@@ -21,6 +21,7 @@
 #include "core/dtype.h"
 #include "models/model_desc.h"
 #include "ops/crossentropy.h"
+#include "ops/matmul_bf16.h"
 #include "ops/random.h"
 #include "ops/weight.h"
 #include "train/adamw.h"
@@ -66,6 +67,14 @@ struct lf_model {
 
     int gradient_checkpointing; // keep one activation per layer only; backward recomputes the layer
     int inference;              // the current pass is a forward alone (lf_model_forward): keep nothing
+
+    // The CPU's products: LF_F32 (default, HF's float32 numbers) or LF_BF16 (autocast's: each frozen
+    // weight packed once for oneDNN, ops/matmul_bf16.h; LoRA, head, norms, softmax, loss stay f32)
+    lf_dtype cpu_dtype;
+    matmul_bf16_weight **bf16; // (n_linears,) a frozen linear's packed weight, NULL for a trained one
+    uint64_t bf16_version;     // the frozen_version the packs were made from
+    uint16_t *bf16_scratch;    // in work: a product's activations rounded to bf16
+    int bf16_rc;               // LF_OK, or the error of a bf16 product of the current pass
 
     void *cuda_model;    // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
     lf_dtype cuda_dtype; // of its activations and 2-D frozen weights
@@ -155,6 +164,10 @@ void lf_model_run_end(lf_model *m);
 // on the device copy: the params are uploaded at every call, logits, loss and the params'
 // gradients come back (the gradients added into the host grad buffers). In a training run the
 // loop runs AdamW on the device instead (lf_model_cuda_optimizer_*: see lf_cuda_api).
+// The CPU's compute dtype: LF_F32 or LF_BF16 (frozen 2-D weights packed for oneDNN's bf16 matmul now,
+// and again after a change of the frozen weights). LF_EINVAL for another dtype.
+int lf_model_set_cpu_dtype(lf_model *m, lf_dtype dtype);
+
 // Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16; the
 // frozen weights must be loaded (model.c checks, then calls lf_model_cuda_create).
 // Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not.

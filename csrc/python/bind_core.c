@@ -5,12 +5,17 @@
 
 #include "core/cuda_backend.h"
 #include "core/error.h"
+#include "ops/matmul_bf16.h"
 
 static PyObject *py_build_info(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
-    return Py_BuildValue("{s:s,s:i}", "compiler", "gcc " __VERSION__, "openmp_threads",
-                         omp_get_max_threads());
+    char reason[256], version[128], isa[64];
+    int bf16 = matmul_bf16_cpu_support(reason, sizeof reason);
+    matmul_bf16_library(version, sizeof version, isa, sizeof isa);
+    return Py_BuildValue("{s:s,s:i,s:s,s:s,s:O,s:s}", "compiler", "gcc " __VERSION__, "openmp_threads",
+                         omp_get_max_threads(), "onednn", version, "onednn_isa", isa, "cpu_bf16",
+                         bf16 ? Py_True : Py_False, "cpu_bf16_reason", reason);
 }
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
@@ -62,7 +67,7 @@ const lf_cuda_api *lf_python_cuda(void) {
 }
 
 static PyMethodDef core_methods[] = {
-    {"build_info", py_build_info, METH_NOARGS, "Compiler and OpenMP facts of the C core."},
+    {"build_info", py_build_info, METH_NOARGS, "Compiler, OpenMP and oneDNN facts of the C core."},
     {"set_num_threads", py_set_num_threads, METH_O, "Sets the OpenMP thread count."},
     {"cuda_load", py_cuda_load, METH_O, "Opens the CUDA kernels library: (available, name or reason)."},
     {"cuda_set_tf32", py_cuda_set_tf32, METH_O, "CUDA f32 matrix products in TF32 (True) or full f32."},

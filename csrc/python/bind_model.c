@@ -409,20 +409,24 @@ static PyObject *zero_grad_unlocked(ModelObject *self, PyObject *noargs) {
     Py_RETURN_NONE;
 }
 
-// to_device(device, dtype_name=None): device "cpu" or "cuda"; dtype_name: the CUDA compute dtype
-// (None: the current one on CUDA, else float32); on the CPU only None or float32
+// to_device(device, dtype_name=None): device "cpu" or "cuda"; dtype_name: the compute dtype (None: the
+// device's current one; float32 at first). On the CPU float32 or bfloat16 (products on oneDNN)
 static PyObject *to_device_unlocked(ModelObject *self, PyObject *args) {
     const char *device, *dtype_name = NULL;
     if (!PyArg_ParseTuple(args, "s|z", &device, &dtype_name)) return NULL;
     lf_model *m = self->model;
     if (strcmp(device, "cpu") == 0) {
-        if (dtype_name != NULL && strcmp(dtype_name, "float32") != 0)
+        lf_dtype dtype = m->cpu_dtype;
+        if (dtype_name != NULL && lf_python_float_dtype(dtype_name, "on the CPU", &dtype) < 0) return NULL;
+        if (dtype == LF_F16)
             return PyErr_Format(
                 PyExc_ValueError,
-                "dtype '%s' on the CPU: lorafast computes in float32 there (the dtype applies to "
-                "CUDA; frozen weights keep the dtype they were loaded in)",
-                dtype_name);
+                "dtype 'float16' on the CPU: lorafast computes in float32 or bfloat16 there (float16 "
+                "applies to CUDA; frozen weights keep the dtype they were loaded in)");
         lf_model_to_cpu(m);
+        int rc;
+        Py_BEGIN_ALLOW_THREADS rc = lf_model_set_cpu_dtype(m, dtype);
+        Py_END_ALLOW_THREADS if (rc != LF_OK) return lf_raise_core_error();
         Py_RETURN_NONE;
     }
     if (strcmp(device, "cuda") != 0)
@@ -478,6 +482,11 @@ static PyObject *Model_get_device_dtype(ModelObject *self, void *closure) {
     return PyUnicode_FromString(lf_dtype_name(self->model->cuda_dtype));
 }
 
+static PyObject *Model_get_cpu_dtype(ModelObject *self, void *closure) {
+    (void)closure;
+    return PyUnicode_FromString(lf_dtype_name(self->model->cpu_dtype));
+}
+
 static PyObject *Model_get_device_bytes(ModelObject *self, void *closure) {
     (void)closure;
     return PyLong_FromSize_t(lf_model_device_bytes(self->model));
@@ -486,6 +495,8 @@ static PyObject *Model_get_device_bytes(ModelObject *self, void *closure) {
 static PyGetSetDef model_getset[] = {
     {"device", (getter)Model_get_device, NULL, "'cpu', or 'cuda' when the model has a device copy", NULL},
     {"device_dtype", (getter)Model_get_device_dtype, NULL, "the CUDA compute dtype's name, None on the CPU",
+     NULL},
+    {"cpu_dtype", (getter)Model_get_cpu_dtype, NULL, "the CPU's compute dtype: 'float32' or 'bfloat16'",
      NULL},
     {"device_bytes", (getter)Model_get_device_bytes, NULL, "device memory of the CUDA copy (0 on the CPU)",
      NULL},

@@ -4,12 +4,14 @@
 
 #include <omp.h>
 
+#include "core/error.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/crossentropy.h"
 #include "ops/dropout.h"
 #include "ops/layernorm.h"
 #include "ops/matmul.h"
+#include "ops/matmul_bf16.h"
 
 // a C-contiguous float32 array with ndim dims (cast from any real array), or NULL
 static PyArrayObject *f32(PyObject *obj, int ndim, const char *what) {
@@ -340,12 +342,68 @@ done:
     return out;
 }
 
+// op_matmul_bf16(x (T, C), w (OC, C), dtype_name, bias or None, dout (T, OC) or None, repeat=1)
+// -> (x @ w.T + b, dout @ w or None, best seconds of the forward over repeat runs): ops/matmul_bf16.c
+static PyObject *py_matmul_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *ox, *ow, *obias = Py_None, *odout = Py_None;
+    const char *dtype;
+    int repeat = 1;
+    if (!PyArg_ParseTuple(args, "OOs|OOi", &ox, &ow, &dtype, &obias, &odout, &repeat)) return NULL;
+    PyArrayObject *x = f32(ox, 2, "x"), *w = NULL, *bias = NULL, *dout = NULL, *out = NULL, *dx = NULL;
+    lf_weight lw;
+    matmul_bf16_weight *packed = NULL;
+    PyObject *result = NULL;
+    if (x == NULL || weight_of(ow, dtype, &w, &lw) < 0 ||
+        (obias != Py_None && !(bias = f32(obias, 1, "bias"))) ||
+        (odout != Py_None && !(dout = f32(odout, 2, "dout"))))
+        goto done;
+    int T = (int)PyArray_DIM(x, 0), C = (int)PyArray_DIM(x, 1), OC = (int)PyArray_DIM(w, 0);
+    if (PyArray_DIM(w, 1) != C || (bias && PyArray_DIM(bias, 0) != OC) ||
+        (dout && (PyArray_DIM(dout, 0) != T || PyArray_DIM(dout, 1) != OC)) || repeat < 1 || OC < 1 ||
+        C < 1) {
+        PyErr_SetString(PyExc_ValueError, "op_matmul_bf16: shapes disagree (x (T, C), w (OC, C), bias (OC,), "
+                                          "dout (T, OC)) or repeat < 1");
+        goto done;
+    }
+    npy_intp od[2] = {T, OC};
+    out = (PyArrayObject *)PyArray_ZEROS(2, od, NPY_FLOAT32, 0);
+    dx = dout ? zeros_like(x) : NULL;
+    uint16_t *scratch = malloc((matmul_bf16_scratch_elems(T, C, OC) + 1) * sizeof(uint16_t));
+    int rc =
+        out == NULL || (dout && dx == NULL) || scratch == NULL ? lf_error(LF_ENOMEM, "out of memory") : LF_OK;
+    double best = 1e30;
+    Py_BEGIN_ALLOW_THREADS if (rc == LF_OK) rc = matmul_bf16_pack(&packed, lw, C, OC, bias != NULL, "w");
+    for (int i = 0; i < repeat && rc == LF_OK; i++) {
+        double t = omp_get_wtime();
+        rc = matmul_bf16_forward(F(out), F(x), packed, F(bias), T, scratch);
+        t = omp_get_wtime() - t;
+        best = t < best ? t : best;
+    }
+    if (rc == LF_OK && dout) rc = matmul_bf16_backward(F(dx), F(dout), packed, T, scratch);
+    Py_END_ALLOW_THREADS free(scratch);
+    if (rc != LF_OK)
+        lf_raise_core_error();
+    else
+        result = Py_BuildValue("(OOd)", out, dx ? (PyObject *)dx : Py_None, best);
+done:
+    matmul_bf16_free(packed);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(bias);
+    Py_XDECREF(dout);
+    Py_XDECREF(out);
+    Py_XDECREF(dx);
+    return result;
+}
+
 static PyMethodDef ops_methods[] = {
     {"cross_entropy", py_cross_entropy, METH_VARARGS, "torch.nn.CrossEntropyLoss(weight=w) of logits"},
     {"op_attention_forward", py_attention_forward, METH_VARARGS, "packed attention: (out, lse)"},
     {"op_attention_backward", py_attention_backward, METH_VARARGS, "packed attention grads: (dq, dk, dv)"},
     {"op_matmul_forward", py_matmul_forward, METH_VARARGS, "x @ w.T + b with f32/f16/bf16 w"},
     {"op_matmul_backward", py_matmul_backward, METH_VARARGS, "(dx, dw, db) of x @ w.T + b"},
+    {"op_matmul_bf16", py_matmul_bf16, METH_VARARGS, "(x @ w.T + b, dout @ w, best s) in bf16 (oneDNN)"},
     {"op_layernorm", py_layernorm, METH_VARARGS, "layernorm forward, or its grads given dout"},
     {"op_dropout_residual_layernorm", py_dropout_residual_layernorm, METH_VARARGS,
      "LayerNorm(dropout(branch) + residual): (out, sum), or its grads given dout"},
