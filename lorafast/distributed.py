@@ -17,6 +17,7 @@
   On CUDA that buffer is on the host: the gradients come down, are all-reduced by gloo, and go up.
 """
 
+import atexit
 import datetime
 import os
 import time
@@ -117,6 +118,7 @@ class DataParallel:
             env.setdefault("MASTER_PORT", "29500")
             self.dist.init_process_group(backend, rank=self.rank, world_size=self.world_size,
                                          timeout=datetime.timedelta(seconds=self.timeout))
+            atexit.register(self._destroy)  # the group we made goes before the interpreter, its threads joined
         elif (self.dist.get_rank(), self.dist.get_world_size()) != (self.rank, self.world_size):
             raise RuntimeError(f"the process group has rank {self.dist.get_rank()} of {self.dist.get_world_size()}, "
                                f"the launcher's environment says {self.rank} of {self.world_size}")
@@ -155,6 +157,10 @@ class DataParallel:
             self.calls += 1
 
         return reduce
+
+    def _destroy(self):
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
 
     def barrier(self):
         if self.enabled:

@@ -38,6 +38,20 @@ def torchrun(mode, folder, timeout=300):
     assert done.returncode == 0, f"torchrun {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
+def mpiexec(mode, folder, timeout=300):
+    """ddp_worker.py MODE FOLDER on 2 ranks started by MPICH's mpiexec (the mpich wheel of the test extras)."""
+    import shutil
+
+    if shutil.which("mpiexec") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mpiexec is missing: install the test extras (the mpich wheel)")
+        pytest.skip("no mpiexec here (pip install mpich)")
+    cmd = ["mpiexec", "-n", "2", sys.executable, WORKER, mode, str(folder)]
+    done = subprocess.run(cmd, env=worker_env(MASTER_PORT=str(free_port())), capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"mpiexec {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
 def load(folder, name):
     with np.load(folder / f"{name}.npz") as f:
         tensors = dict(f)
@@ -90,6 +104,13 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
         resumed, _ = load(tmp_path, f"resume-rank{rank}")
         for name in ours:
             assert np.array_equal(resumed[name], ours[name]), f"rank {rank}: {name} differs after resuming"
+    # mpiexec instead of torchrun: the same run (the same engine, gloo), rank 0 alone writes
+    mpiexec("mpi", tmp_path)
+    mpi, mpi_info = load(tmp_path, "mpi-rank0")
+    mpi_other, mpi_other_info = load(tmp_path, "mpi-rank1")
+    for name in ours:
+        assert np.array_equal(mpi[name], ours[name]) and np.array_equal(mpi_other[name], ours[name]), name
+    assert (mpi_info["world_size"], mpi_other_info["process_index"], mpi_other_info["writes"]) == (2, 1, [])
     written = {os.path.relpath(p, out) for p in info["writes"]}
     assert "adapter_config.json" in written and any(p.startswith(".checkpoint-6.tmp-") for p in written)
     assert not any(".tmp-" in p for p in os.listdir(out))
