@@ -30,11 +30,12 @@ def worker_env(**extra):
     return env
 
 
-def torchrun(mode, folder, timeout=300):
-    """Runs ddp_worker.py MODE FOLDER on 2 ranks under torchrun; an AssertionError with its output if it fails."""
+def torchrun(mode, folder, timeout=300, **env):
+    """Runs ddp_worker.py MODE FOLDER on 2 ranks under torchrun (env: more variables); an AssertionError with its
+    output if it fails."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", WORKER, mode,
            str(folder)]
-    done = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, env=worker_env(**env), capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"torchrun {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
@@ -203,6 +204,20 @@ def test_launcher_variables_and_arguments(monkeypatch):
         lf.TrainingArguments(output_dir="unused", ddp_backend="nccl")
     with pytest.raises(ValueError, match="ddp_timeout must be a number of seconds > 0, got 0"):
         lf.TrainingArguments(output_dir="unused", ddp_timeout=0)
+    # on CUDA each rank takes the first GPU it sees: several ranks on a machine must each see their own
+    dp = distributed.DataParallel.__new__(distributed.DataParallel)
+    dp.world_size = 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ValueError, match=r"2 ranks on this machine would all compute on the first GPU.*"
+                                         r"CUDA_VISIBLE_DEVICES=\$LOCAL_RANK"):
+        dp.check_device("cuda:0")
+    dp.check_device("cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES is '0,1'"):
+        dp.check_device("cuda:0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    dp.check_device("cuda:0")
 
 
 def test_c_loop_checks_the_data_parallel_hooks():
