@@ -124,6 +124,7 @@ def _train_parser(sub):
 
 def _train(args, parser):
     from . import workflow
+    from .distributed import launcher_env
 
     for name in ("train_file", "test_file"):
         path = getattr(args, name)
@@ -158,8 +159,10 @@ def _train(args, parser):
     except (OSError, ValueError, NotImplementedError, workflow.TrainingDiverged) as e:
         print(f"lorafast train: error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({k: results[k] for k in ("best", "eval", "predict") if results.get(k)}, indent=2, default=float))
-    print(f"adapter written to {os.path.abspath(args.output_dir)}")
+    if launcher_env()[0] == 0:  # under torchrun / mpiexec, rank 0 alone reports (and wrote)
+        print(json.dumps({k: results[k] for k in ("best", "eval", "predict") if results.get(k)}, indent=2,
+                         default=float))
+        print(f"adapter written to {os.path.abspath(args.output_dir)}")
     return 0
 
 

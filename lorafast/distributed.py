@@ -17,6 +17,7 @@
   On CUDA that buffer is on the host: the gradients come down, are all-reduced by gloo, and go up.
 """
 
+import atexit
 import datetime
 import os
 import time
@@ -29,7 +30,15 @@ __all__ = ["launcher_env", "epoch_size", "shard_order", "DataParallel"]
 _RANK = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
 _WORLD = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 _LOCAL = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
+_LOCAL_SIZE = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
 BACKENDS = ("gloo", "mpi")
+
+
+def check_backend(backend):
+    """A ValueError unless ddp_backend is None (gloo) or one lorafast runs on."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"ddp_backend={backend!r} is not supported: lorafast all-reduces its gradients from host "
+                         f"memory (on CUDA too), with one of {BACKENDS}")
 
 
 def _int_env(names, default, environ):
@@ -105,10 +114,8 @@ class DataParallel:
         self.calls = 0
         if self.world_size == 1:
             return
+        check_backend(args.ddp_backend)
         backend = args.ddp_backend or "gloo"
-        if backend not in BACKENDS:
-            raise ValueError(f"ddp_backend={backend!r} is not supported: lorafast all-reduces its gradients from host "
-                             f"memory (on CUDA too), with one of {BACKENDS}")
         self.torch, self.dist = _torch_dist(backend)
         self.timeout = float(args.ddp_timeout)
         if not self.dist.is_initialized():
@@ -117,9 +124,22 @@ class DataParallel:
             env.setdefault("MASTER_PORT", "29500")
             self.dist.init_process_group(backend, rank=self.rank, world_size=self.world_size,
                                          timeout=datetime.timedelta(seconds=self.timeout))
+            atexit.register(self._destroy)  # the group we made goes before the interpreter, its threads joined
         elif (self.dist.get_rank(), self.dist.get_world_size()) != (self.rank, self.world_size):
             raise RuntimeError(f"the process group has rank {self.dist.get_rank()} of {self.dist.get_world_size()}, "
                                f"the launcher's environment says {self.rank} of {self.world_size}")
+
+    def check_device(self, device):
+        """On CUDA each rank computes on the first GPU it sees (lorafast does not select cuda:LOCAL_RANK): with
+        several ranks on a machine, each must see its own GPU (CUDA_VISIBLE_DEVICES), or one GPU on purpose."""
+        local_ranks, _ = _int_env(_LOCAL_SIZE, 1, os.environ)
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if self.enabled and device.startswith("cuda") and local_ranks > 1 and (visible is None or "," in visible):
+            raise ValueError(
+                f"{local_ranks} ranks on this machine would all compute on the first GPU: lorafast uses the first GPU "
+                f"a process sees and does not pick cuda:LOCAL_RANK itself. Give each rank its own GPU with "
+                f"CUDA_VISIBLE_DEVICES=$LOCAL_RANK in the command torchrun runs (CUDA_VISIBLE_DEVICES is "
+                f"{visible!r}), or set CUDA_VISIBLE_DEVICES to one GPU to share it on purpose.")
 
     @property
     def enabled(self):
@@ -155,6 +175,10 @@ class DataParallel:
             self.calls += 1
 
         return reduce
+
+    def _destroy(self):
+        if self.dist.is_initialized():
+            self.dist.destroy_process_group()
 
     def barrier(self):
         if self.enabled:

@@ -701,6 +701,7 @@ class Trainer:
                               "the flag is ignored", UserWarning, stacklevel=3)
             self.model.to("cpu", dtype="bfloat16" if args.bf16 else "float32")
             return
+        self._dp.check_device(args.device)
         self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
 
     def _check_collator(self, collator):

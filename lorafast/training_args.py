@@ -187,11 +187,9 @@ class TrainingArguments:
 
     def _check_distributed(self):
         """ddp_backend and ddp_timeout in range; LOCAL_RANK from the launcher wins over local_rank (HF's rule)."""
-        from .distributed import BACKENDS, launcher_env
+        from .distributed import check_backend, launcher_env
 
-        if self.ddp_backend is not None and self.ddp_backend not in BACKENDS:
-            raise ValueError(f"ddp_backend={self.ddp_backend!r} is not supported: lorafast all-reduces its gradients "
-                             f"from host memory (on CUDA too), with one of {BACKENDS}")
+        check_backend(self.ddp_backend)
         t = self.ddp_timeout
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t <= 0:
             raise ValueError(f"ddp_timeout must be a number of seconds > 0, got {t!r}")

@@ -222,7 +222,8 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
     train_output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.log_metrics("train", train_output.metrics)
     best = best_checkpoint(trainer.state, args)
-    if best is not None:
+    main = trainer.is_world_process_zero()  # under a launcher, rank 0 alone prints and writes
+    if best is not None and main:
         epoch = "?" if best["epoch"] is None else f"{best['epoch']:g}"
         print(f"best model: epoch {epoch} (step {best['step']}, {best['metric']} {best['value']:.4f}), "
               f"its adapter restored from {best['checkpoint']}")
@@ -230,13 +231,15 @@ def run(train_file, output_dir, test_file=None, model_name_or_path=MINILM_IDS[0]
     results = {"train": dict(train_output.metrics), "best": best, "eval": trainer.evaluate(),
                "class_weights": weights, "lora": lora_args, "model": folder,
                "rows": {k: len(v) for k, v in tokenized.items()}, "log_history": trainer.state.log_history}
-    model.save_pretrained(output_dir)
+    trainer.save_model(output_dir)
     if "test" in tokenized:
         prediction = trainer.predict(tokenized["test"])
         results["predict"] = dict(prediction.metrics)
         ids = data["test"][ID_COLUMN] if ID_COLUMN in data["test"].column_names else None
-        _write_predictions(os.path.join(output_dir, "predict_results.txt"),
-                           np.argmax(prediction.predictions, axis=-1), ids)
-    with open(os.path.join(output_dir, "all_results.json"), "w") as f:  # strict JSON: inf/NaN as null
-        _dump_strict_json(results, f, indent=2, default=float)
+        if main:
+            _write_predictions(os.path.join(output_dir, "predict_results.txt"),
+                               np.argmax(prediction.predictions, axis=-1), ids)
+    if main:
+        with open(os.path.join(output_dir, "all_results.json"), "w") as f:  # strict JSON: inf/NaN as null
+            _dump_strict_json(results, f, indent=2, default=float)
     return results

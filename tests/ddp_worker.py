@@ -3,14 +3,16 @@ launcher's variables set): `python ddp_worker.py MODE FOLDER`.
 
 MODE hf: transformers.Trainer + peft (the notebook's WeightedCELossTrainer) on FOLDER/base + FOLDER/adapter;
 lf: lorafast's Trainer on the same, on the CPU; lf-cuda: the same on CUDA (every rank on the GPU it sees
-first); resume: lorafast's on the CPU from lf's FOLDER/lf_out/checkpoint-6 (epoch 1's end); die: lorafast's,
-where rank 1 exits at update 2 (the others must fail with a clear error). Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
+first); mpi: lf's run started by mpiexec (MPICH's PMI_* variables; the engine is still gloo); resume: lorafast's on the CPU from lf's FOLDER/lf_out/checkpoint-6 (epoch 1's end); die: lorafast's,
+where rank 1 exits at update 2 (the others must fail with a clear error); hang: rank 1 stops answering at
+update 2 (sleeps), the others must fail after ddp_timeout. Each rank writes its final trainable tensors to FOLDER/MODE-rankR.npz and, lf, the
 log and the paths under output_dir it created, changed or removed (seen by an audit hook) to
 FOLDER/MODE-rankR.json."""
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -58,22 +60,24 @@ def writes_under(folder):
 def lorafast_run(folder, mode):
     import lorafast as lf
 
-    rank = int(os.environ["RANK"])
     lf._C.set_num_threads(1)
     out = os.path.join(folder, f"{mode}_out")
     seen = writes_under(out)
     base = lf.AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"), num_labels=2)
     model = lf.PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
     kw = {**NOTEBOOK_ARGS, **DDP_ARGS}
-    if mode == "die":
-        kw.update(ddp_timeout=20, save_strategy="no")
+    if mode in ("die", "hang"):
+        kw.update(ddp_timeout=20 if mode == "die" else 5, save_strategy="no")
 
     class Die(lf.TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if mode == "die" and rank == 1 and state.global_step == 2:
                 os._exit(3)
+            if mode == "hang" and rank == 1 and state.global_step == 2:
+                time.sleep(600)
 
     args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True, use_cpu=mode != "lf-cuda", **kw)
+    rank = args.process_index
     trainer = lf.Trainer(model=model, args=args, train_dataset=rows(), class_weights=CLASS_WEIGHTS, callbacks=[Die])
     trainer.train(resume_from_checkpoint=os.path.join(folder, "lf_out", "checkpoint-6") if mode == "resume" else None)
     trainer.save_model()

@@ -30,12 +30,27 @@ def worker_env(**extra):
     return env
 
 
-def torchrun(mode, folder, timeout=300):
-    """Runs ddp_worker.py MODE FOLDER on 2 ranks under torchrun; an AssertionError with its output if it fails."""
+def torchrun(mode, folder, timeout=300, **env):
+    """Runs ddp_worker.py MODE FOLDER on 2 ranks under torchrun (env: more variables); an AssertionError with its
+    output if it fails."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", WORKER, mode,
            str(folder)]
-    done = subprocess.run(cmd, env=worker_env(), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(cmd, env=worker_env(**env), capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"torchrun {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def mpiexec(mode, folder, timeout=300):
+    """ddp_worker.py MODE FOLDER on 2 ranks started by MPICH's mpiexec (the mpich wheel of the test extras)."""
+    import shutil
+
+    if shutil.which("mpiexec") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mpiexec is missing: install the test extras (the mpich wheel)")
+        pytest.skip("no mpiexec here (pip install mpich)")
+    cmd = ["mpiexec", "-n", "2", sys.executable, WORKER, mode, str(folder)]
+    done = subprocess.run(cmd, env=worker_env(MASTER_PORT=str(free_port())), capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"mpiexec {mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
 def load(folder, name):
@@ -90,6 +105,13 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
         resumed, _ = load(tmp_path, f"resume-rank{rank}")
         for name in ours:
             assert np.array_equal(resumed[name], ours[name]), f"rank {rank}: {name} differs after resuming"
+    # mpiexec instead of torchrun: the same run (the same engine, gloo), rank 0 alone writes
+    mpiexec("mpi", tmp_path)
+    mpi, mpi_info = load(tmp_path, "mpi-rank0")
+    mpi_other, mpi_other_info = load(tmp_path, "mpi-rank1")
+    for name in ours:
+        assert np.array_equal(mpi[name], ours[name]) and np.array_equal(mpi_other[name], ours[name]), name
+    assert (mpi_info["world_size"], mpi_other_info["process_index"], mpi_other_info["writes"]) == (2, 1, [])
     written = {os.path.relpath(p, out) for p in info["writes"]}
     assert "adapter_config.json" in written and any(p.startswith(".checkpoint-6.tmp-") for p in written)
     assert not any(".tmp-" in p for p in os.listdir(out))
@@ -101,32 +123,37 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_a_dead_rank_fails_the_other_with_a_clear_error(tmp_path):
-    """Rank 1 exits after update 2 (the launcher's variables set by hand, no torchrun to kill the survivor):
-    rank 0 stops at update 3's all-reduce with an error naming it, well within ddp_timeout=20 s."""
+@pytest.mark.parametrize("mode, timeout", [("die", 20), ("hang", 5)])
+def test_a_dead_or_hung_rank_fails_the_other_with_a_clear_error(tmp_path, mode, timeout):
+    """Rank 1 exits (die) or stops answering (hang) after update 2, the launcher's variables set by hand (no
+    torchrun to kill the survivor): rank 0 stops at update 3's all-reduce with an error naming it and
+    ddp_timeout: at once when the peer is gone, after ddp_timeout=5 s when it hangs."""
     from test_trainer import hf_tiny
 
     pytest.importorskip("transformers")
     hf_tiny("roberta", tmp_path)
     port = str(free_port())
-    ranks = [subprocess.Popen([sys.executable, WORKER, "die", str(tmp_path)], stdout=subprocess.PIPE,
+    ranks = [subprocess.Popen([sys.executable, WORKER, mode, str(tmp_path)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True,
                               env=worker_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
                                              MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
              for r in range(2)]
     start = time.monotonic()
     try:
-        out = [p.communicate(timeout=120) for p in ranks]
+        _, err = ranks[0].communicate(timeout=120)
+        elapsed = time.monotonic() - start
     finally:
         for p in ranks:
             if p.poll() is None:
                 p.kill()
-    assert ranks[1].returncode == 3
+            p.communicate()
     assert ranks[0].returncode != 0
-    assert "data parallel: rank 0 of 2: the gradient all-reduce of update 3 failed" in out[0][1], out[0][1][-3000:]
-    assert "ddp_timeout=20s" in out[0][1]
-    assert time.monotonic() - start < 90
-    assert not (tmp_path / "die-rank0.npz").exists()
+    assert "data parallel: rank 0 of 2: the gradient all-reduce of update 3 failed" in err, err[-3000:]
+    assert f"ddp_timeout={timeout}s" in err
+    assert elapsed < 90
+    if mode == "die":
+        assert ranks[1].returncode == 3
+    assert not (tmp_path / f"{mode}-rank0.npz").exists()
 
 
 @pytest.mark.parametrize("n, batch, world, drop_last", [
@@ -177,6 +204,20 @@ def test_launcher_variables_and_arguments(monkeypatch):
         lf.TrainingArguments(output_dir="unused", ddp_backend="nccl")
     with pytest.raises(ValueError, match="ddp_timeout must be a number of seconds > 0, got 0"):
         lf.TrainingArguments(output_dir="unused", ddp_timeout=0)
+    # on CUDA each rank takes the first GPU it sees: several ranks on a machine must each see their own
+    dp = distributed.DataParallel.__new__(distributed.DataParallel)
+    dp.world_size = 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(ValueError, match=r"2 ranks on this machine would all compute on the first GPU.*"
+                                         r"CUDA_VISIBLE_DEVICES=\$LOCAL_RANK"):
+        dp.check_device("cuda:0")
+    dp.check_device("cpu")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES is '0,1'"):
+        dp.check_device("cuda:0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    dp.check_device("cuda:0")
 
 
 def test_c_loop_checks_the_data_parallel_hooks():

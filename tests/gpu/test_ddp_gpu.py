@@ -1,5 +1,5 @@
 """Data parallel on CUDA: 2 ranks under torchrun (gloo, the gradients staged through the host), both on the
-GPU they see first, against the same 2 ranks on the CPU (tests/test_ddp.py's run: 3 epochs of a tiny RoBERTa
+one GPU (CUDA_VISIBLE_DEVICES=0), against the same 2 ranks on the CPU (tests/test_ddp.py's run: 3 epochs of a tiny RoBERTa
 with the notebook's arguments): every trainable tensor within 1e-4, both ranks identical.
 
 Runs where a GPU is (tools/device_check.sh); skipped elsewhere (the emulated CUDA checks the staging in
@@ -25,7 +25,7 @@ def test_two_ranks_on_cuda_match_two_ranks_on_the_cpu(tmp_path):
         pytest.skip("no GPU: data parallel on CUDA runs on a machine with one (tools/device_check.sh)")
     hf_tiny("roberta", tmp_path)
     torchrun("lf", tmp_path)
-    torchrun("lf-cuda", tmp_path)
+    torchrun("lf-cuda", tmp_path, CUDA_VISIBLE_DEVICES="0")  # both ranks on the one GPU, on purpose
     ref, _ = load(tmp_path, "lf-rank0")
     ours, _ = load(tmp_path, "lf-cuda-rank0")
     other, _ = load(tmp_path, "lf-cuda-rank1")
