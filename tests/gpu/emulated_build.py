@@ -33,8 +33,8 @@ def runtime_only(kernel):
     return kernel.name == "api.cu" or kernel.name.startswith("device_") or kernel.parts[0] == "models"
 
 
-# the CPU ops the kernel checks compare with (not the bf16 products on oneDNN: no CUDA twin reads them)
-CPU_SOURCES = sorted(s for s in (REPO / "csrc" / "ops").glob("*.c") if s.name != "matmul_bf16.c") + sorted(
+# the CPU ops the checks compare against; matmul_bf16.c (oneDNN, the CPU's bf16 products) has no CUDA twin
+CPU_SOURCES = [s for s in sorted((REPO / "csrc" / "ops").glob("*.c")) if s.name != "matmul_bf16.c"] + sorted(
     (REPO / "csrc" / "core").glob("*.c")) + [REPO / "csrc" / "train" / "adamw.c", REPO / "csrc" / "train" / "clip.c"]
 
 
