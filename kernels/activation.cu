@@ -14,12 +14,14 @@ template <typename T> __global__ void gelu_forward_kernel(T *out, const T *inp, 
     }
 }
 
-// dinp, inp, dout: (n,); dinp += dout * (cdf(x) + x * pdf(x))
-template <typename T> __global__ void gelu_backward_kernel(T *dinp, const T *inp, const T *dout, int64_t n) {
+// dinp, inp, dout: (n,); dinp = dout * (cdf(x) + x * pdf(x)), += with accumulate
+template <typename T>
+__global__ void gelu_backward_kernel(T *dinp, const T *inp, const T *dout, int64_t n, int accumulate) {
     for (int64_t i = elementwise_first(); i < n; i += elementwise_stride()) {
         float x = to_f32(inp[i]);
         float cdf = 0.5f * (1.0f + erff(x * GELU_INV_SQRT2)), pdf = GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
-        dinp[i] = from_f32<T>(to_f32(dinp[i]) + to_f32(dout[i]) * (cdf + x * pdf));
+        float d = to_f32(dout[i]) * (cdf + x * pdf);
+        dinp[i] = from_f32<T>(accumulate ? to_f32(dinp[i]) + d : d);
     }
 }
 
@@ -48,14 +50,14 @@ int gelu_forward_cuda(void *out, const void *inp, int64_t n, lf_dtype dtype, cud
     });
 }
 
-int gelu_backward_cuda(void *dinp, const void *inp, const void *dout, int64_t n, lf_dtype dtype,
-                       cudaStream_t stream) {
+int gelu_backward_cuda(void *dinp, const void *inp, const void *dout, int64_t n, int accumulate,
+                       lf_dtype dtype, cudaStream_t stream) {
     if (n < 0) return (int)cudaErrorInvalidValue;
     if (n == 0) return 0;
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using T = decltype(t);
         gelu_backward_kernel<T><<<elementwise_blocks(n), ELEMENTWISE_THREADS, 0, stream>>>(
-            (T *)dinp, (const T *)inp, (const T *)dout, n);
+            (T *)dinp, (const T *)inp, (const T *)dout, n, accumulate);
         return lf_launch_status();
     });
 }
