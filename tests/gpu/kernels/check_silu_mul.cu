@@ -25,6 +25,11 @@ static void check_silu_mul(lf_dtype dt, int64_t N, uint64_t seed) {
     CHECK_CUDA(silu_mul_forward_cuda(d_out, d_gate, d_up, N, dt, 0));
     snprintf(what, sizeof what, "silu_mul_forward N=%lld", (long long)N);
     check_close(what, dt, from_device(d_out, N, dt), want_out, tolerance(dt));
+    // from the second element: pointers off 16-byte alignment, every element one by one
+    const size_t E = lf_cuda_dtype_size(dt);
+    CHECK_CUDA(silu_mul_forward_cuda((char *)d_out + E, (char *)d_gate + E, (char *)d_up + E, N - 1, dt, 0));
+    snprintf(what, sizeof what, "silu_mul_forward unaligned N=%lld", (long long)N);
+    check_close(what, dt, from_device(d_out, N, dt), want_out, tolerance(dt));
     for (int accumulate = 1; accumulate >= 0; accumulate--) { // 0: written, the NaN held never read
         if (!accumulate) {
             std::fill(want_dgate.begin(), want_dgate.end(), 0.0f);
