@@ -3,10 +3,11 @@
 // Forward: one block of 4 warps per (tile of 32 query rows, head, sequence). Warp w owns 8 query
 // rows and lane l the key j0 + l of each tile of 32 keys, so a tile's scores are registers of the
 // warp and the online softmax's row max and sum are warp reductions; Q, K, V tiles are f32 in
-// shared memory. Backward (flash-attention 2): D = rowsum(dout * out) first; then per (tile of 32
-// keys, key/value head, sequence) a block loops over the query heads of the group and the query
-// tiles that see its keys, holding dk and dv in registers (one block owns them: no atomics) and
-// adding dq with atomics into an f32 scratch that a last kernel adds into dq.
+// shared memory. Backward (flash-attention 2): per (tile of 32 keys, key/value head, sequence) a
+// block loops over the query heads of the group and the query tiles that see its keys (with each
+// query row's D = rowsum(dout * out)), holding dk and dv in registers (one block owns them: no
+// atomics, so they are written or added as asked) and adding dq with atomics into an f32 scratch
+// that a last kernel writes or adds into dq.
 #include "attention.cuh"
 
 #include <limits.h>
@@ -27,6 +28,7 @@ struct att_args {
     float dropout, scale;
     lf_cuda_key key; // the dropout stream; head h draws from lf_stream_key(key, h)
     int tiles;       // blocks per sequence (grid.x = B * tiles); a block strides over its sequence's tiles
+    int accumulate;  // backward: 1 adds into dq, dk, dv; 0 writes them (their values are not read)
 };
 
 // 1 when query i sees key j, both of one sequence: key_range of attention.c
@@ -187,31 +189,36 @@ constexpr int att_backward_smem_floats(int HD) {
            2 * ATT_BR;
 }
 
-// drow: (T*NH,) = dout . out per (token, head) row of HD; one warp per row
-template <typename T>
-__global__ void attention_drow_kernel(float *drow, const T *dout, const T *out, int64_t rows, int HD) {
-    int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+// D of the warp's query rows i0 + warp * ATT_ROWS + r of head h: dout . out over HD, into ds (rows
+// from nq on: 0). Called by the whole warp.
+template <typename T, int HD>
+__device__ void att_row_dots(float *ds, const T *dout, const T *out, int64_t C, int h, int i0, int nq) {
     int lane = threadIdx.x % 32;
-    if (row >= rows) return; // the whole warp
-    const T *g = dout + row * HD, *o = out + row * HD;
-    float x = 0.0f;
-    for (int d = lane; d < HD; d += 32)
-        x += to_f32(g[d]) * to_f32(o[d]);
-    x = warp_sum(x);
-    if (lane == 0) drow[row] = x;
+    for (int r = 0; r < ATT_ROWS; r++) {
+        int row = (threadIdx.x / 32) * ATT_ROWS + r;
+        float x = 0.0f;
+        if (row < nq) {
+            const int64_t at = (int64_t)(i0 + row) * C + (int64_t)h * HD;
+            for (int d = lane; d < HD; d += 32)
+                x += to_f32(dout[at + d]) * to_f32(out[at + d]);
+        }
+        x = warp_sum(x);
+        if (lane == 0) ds[row] = x;
+    }
 }
 
-// dq: (n,) += acc (f32)
-template <typename T> __global__ void attention_dq_add_kernel(T *dq, const float *acc, int64_t n) {
+// dq: (n,) = acc (f32), or += with accumulate
+template <typename T>
+__global__ void attention_dq_kernel(T *dq, const float *acc, int64_t n, int accumulate) {
     int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (x < n) dq[x] = from_f32<T>(to_f32(dq[x]) + acc[x]);
+    if (x < n) dq[x] = from_f32<T>(accumulate ? to_f32(dq[x]) + acc[x] : acc[x]);
 }
 
-// dk, dv: (T, NKV*HD) += ; dq_acc: (T, NH*HD) f32 += (atomics); dout, q: (T, NH*HD), k, v: (T, NKV*HD),
-// lse, drow: (T, NH); grid (B * tiles, NKV)
+// dk, dv: (T, NKV*HD) = (+= with a.accumulate); dq_acc: (T, NH*HD) f32 += (atomics); dout, out, q:
+// (T, NH*HD), k, v: (T, NKV*HD), lse: (T, NH); grid (B * tiles, NKV)
 template <typename T, int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
-    attention_backward_kernel(T *dk, T *dv, float *dq_acc, const T *dout, const float *lse, const float *drow,
+    attention_backward_kernel(T *dk, T *dv, float *dq_acc, const T *dout, const T *out, const float *lse,
                               const T *q, const T *k, const T *v, const int32_t *offsets, att_args a) {
     constexpr int S = HD + 4, DPL = (HD + 31) / 32, ST = ATT_BR + 4; // ST: stride of the transposed dS
     extern __shared__ float4 att_smem[];
@@ -243,10 +250,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 __syncthreads(); // the previous query tile is read (and K, V are written)
                 att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, nq, ATT_BR);
                 att_load_rows<T, HD>(gs, S, dout, C, (int64_t)h * HD, i0, nq, ATT_BR);
-                for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x) {
+                for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x)
                     ls[r] = r < nq ? lse[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
-                    ds[r] = r < nq ? drow[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
-                }
+                att_row_dots<T, HD>(ds, dout, out, C, h, i0, nq);
                 __syncthreads();
                 // probabilities and score gradients: warp's rows i0 + warp * ATT_ROWS + r, lane's key j
                 float s[ATT_ROWS], dp[ATT_ROWS];
@@ -323,8 +329,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 int d = lane + 32 * t;
                 if (HD % 32 != 0 && d >= HD) continue;
                 int64_t x = (int64_t)jc * KC + (int64_t)kvh * HD + d;
-                dk[x] = from_f32<T>(to_f32(dk[x]) + dka[c][t]);
-                dv[x] = from_f32<T>(to_f32(dv[x]) + dva[c][t]);
+                dk[x] = from_f32<T>(a.accumulate ? to_f32(dk[x]) + dka[c][t] : dka[c][t]);
+                dv[x] = from_f32<T>(a.accumulate ? to_f32(dv[x]) + dva[c][t] : dva[c][t]);
             }
         }
     }
@@ -368,6 +374,7 @@ att_args att_args_of(attention_shape s, lf_cuda_key key, int max_len, int tile) 
     a.NH = s.NH, a.NKV = s.NKV, a.causal = s.causal, a.window = s.window;
     a.dropout = s.dropout, a.scale = 1.0f / sqrtf((float)s.HD), a.key = key;
     a.tiles = (int)(((int64_t)max_len + tile - 1) / tile);
+    a.accumulate = 0;
     return a;
 }
 
@@ -389,7 +396,7 @@ int attention_head_size_supported(int HD) {
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
     (void)NKV; // dk and dv are accumulated in registers: no scratch of their own
     if (T <= 0 || NH <= 0 || HD <= 0) return 0;
-    return (size_t)T * (size_t)NH * ((size_t)HD + 1) * sizeof(float);
+    return (size_t)T * (size_t)NH * (size_t)HD * sizeof(float);
 }
 
 int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
@@ -411,35 +418,32 @@ int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, 
     });
 }
 
-int attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
-                            const void *q, const void *k, const void *v, const int32_t *offsets, int T,
-                            int max_len, attention_shape s, lf_cuda_key key, void *scratch, lf_dtype dtype,
-                            cudaStream_t stream) {
+int attention_backward_cuda(void *dq, void *dk, void *dv, int accumulate, const void *dout, const void *out,
+                            const float *lse, const void *q, const void *k, const void *v,
+                            const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
+                            void *scratch, lf_dtype dtype, cudaStream_t stream) {
     int err = att_validate(s, T, max_len, ATT_BC, dtype);
     if (err != 0 || s.B == 0 || T == 0) return err;
     if (!dq || !dk || !dv || !dout || !out || !lse || !q || !k || !v || !offsets || !scratch)
         return (int)cudaErrorInvalidValue;
     att_args a = att_args_of(s, key, max_len, ATT_BC);
-    int64_t rows = (int64_t)T * s.NH, n = rows * s.HD;
-    float *dq_acc = (float *)scratch, *drow = dq_acc + n;
+    a.accumulate = accumulate != 0;
+    int64_t n = (int64_t)T * s.NH * s.HD;
+    float *dq_acc = (float *)scratch;
     dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NKV);
     err = (int)cudaMemsetAsync(dq_acc, 0, (size_t)n * sizeof(float), stream);
     if (err != 0) return err;
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using E = decltype(t);
-        attention_drow_kernel<E>
-            <<<lf_blocks(rows, 8), 256, 0, stream>>>(drow, (const E *)dout, (const E *)out, rows, s.HD);
-        int status = lf_launch_status();
-        if (status != 0) return status;
-        status = att_dispatch_head_size(s.HD, [&](auto hd) {
+        int status = att_dispatch_head_size(s.HD, [&](auto hd) {
             constexpr int HD = decltype(hd)::value;
             return att_launch(attention_backward_kernel<E, HD>, grid,
                               att_backward_smem_floats(HD) * sizeof(float), stream, (E *)dk, (E *)dv, dq_acc,
-                              (const E *)dout, lse, (const float *)drow, (const E *)q, (const E *)k,
-                              (const E *)v, offsets, a);
+                              (const E *)dout, (const E *)out, lse, (const E *)q, (const E *)k, (const E *)v,
+                              offsets, a);
         });
         if (status != 0) return status;
-        attention_dq_add_kernel<E><<<lf_blocks(n, 256), 256, 0, stream>>>((E *)dq, dq_acc, n);
+        attention_dq_kernel<E><<<lf_blocks(n, 256), 256, 0, stream>>>((E *)dq, dq_acc, n, a.accumulate);
         return lf_launch_status();
     });
 }

@@ -22,16 +22,17 @@ extern "C" {
 // 1 for the head sizes the launchers are built for (32, 64, 80, 96, 128), else 0
 int attention_head_size_supported(int HD);
 
-// bytes of scratch for attention_backward_cuda: dq in f32 (T, NH*HD) and the rows' dout . out (T, NH)
+// bytes of scratch for attention_backward_cuda: dq in f32 (T, NH*HD)
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD);
 
 // out: (T, NH*HD) of dtype, lse: (T, NH) f32, both written; q: (T, NH*HD), k, v: (T, NKV*HD) of dtype
 int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
                            const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
                            lf_dtype dtype, cudaStream_t stream);
-// dq: (T, NH*HD), dk, dv: (T, NKV*HD) of dtype += ; dout, out: (T, NH*HD) of dtype, lse: (T, NH) f32;
-// q, k, v as in forward; scratch: attention_scratch_bytes(T, NH, NKV, HD) bytes of device memory
-int attention_backward_cuda(void *dq, void *dk, void *dv, const void *dout, const void *out, const float *lse,
-                            const void *q, const void *k, const void *v, const int32_t *offsets, int T,
-                            int max_len, attention_shape s, lf_cuda_key key, void *scratch, lf_dtype dtype,
-                            cudaStream_t stream);
+// dq: (T, NH*HD), dk, dv: (T, NKV*HD) of dtype += (accumulate 0: =, their values not read); dout, out:
+// (T, NH*HD) of dtype, lse: (T, NH) f32; q, k, v as in forward; scratch: attention_scratch_bytes(T, NH,
+// NKV, HD) bytes of device memory
+int attention_backward_cuda(void *dq, void *dk, void *dv, int accumulate, const void *dout, const void *out,
+                            const float *lse, const void *q, const void *k, const void *v,
+                            const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
+                            void *scratch, lf_dtype dtype, cudaStream_t stream);

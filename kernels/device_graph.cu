@@ -1,7 +1,7 @@
 // CUDA graphs of the model's steps (see device_runtime.cuh). A training step of roberta-large is
-// ~400 kernel launches and ~290 cuBLASLt calls; for a batch of tweets each does a few microseconds of
-// work, so launching them one by one bounds the step. Captured once per shape into a graph, the
-// step is one cudaGraphLaunch. A shape runs directly the first time it comes (so every kernel and
+// ~380 kernels, ~30 memsets and ~290 cuBLASLt calls (bench/graph_nodes.py); for a batch of tweets each does a
+// few microseconds of work, so launching them one by one bounds the step. Captured once per shape into a
+// graph, the step is one cudaGraphLaunch. A shape runs directly the first time it comes (so every kernel and
 // cuBLASLt algorithm it needs is loaded outside a capture), is captured the second time.
 //
 // What makes a replay correct:
@@ -14,8 +14,10 @@
 //   probabilities. Another value is another graph.
 //
 // Padding: a batch's sizes vary from step to step (tweets), so a graph runs the batch padded to a
-// bucket: one ghost sequence appended after the last token, of the tokens that bring T up to the
-// bucket. It is a sequence like the others for every layer (so its values are finite), and is
+// bucket: when T is not on one already, one ghost sequence appended after the last token, of the
+// tokens that bring T up to the bucket; max_len rounded up to the attention's tile of 32 (a graph
+// launches the attention blocks of that many rows, so no more of them than the batch needs). The
+// ghost is a sequence like the others for every layer (so its values are finite), and is
 // outside the loss: its logits row is not returned and its row of the logits' gradient is zero,
 // so its tokens' gradients are exactly zero. The real tokens keep their indices and so their
 // dropout masks.
@@ -78,22 +80,25 @@ static int bucket(int64_t n) {
     return up > INT32_MAX ? INT32_MAX : (int)up;
 }
 
+// a sequence length n rounded up to a multiple of 32 (the attention kernels' tile), above 1024 as bucket(n)
+static int bucket_len(int64_t n) { return n <= 1024 ? (int)((n + 31) / 32 * 32) : bucket(n); }
+
 lf_batch lf_cuda_graph_batch(const lf_batch *b) {
     lf_batch p = {};
-    p.T = bucket((int64_t)b->T + 1); // at least one ghost token
-    p.B = b->B + 1;
+    p.T = bucket(b->T);
+    p.B = p.T > b->T ? b->B + 1 : b->B; // the ghost only where tokens are missing
     int ghost = p.T - b->T;
-    p.max_len = bucket(b->max_len > ghost ? b->max_len : ghost);
+    p.max_len = bucket_len(b->max_len > ghost ? b->max_len : ghost);
     return p;
 }
 
 lf_batch lf_cuda_graph_batch_bound(int max_batch, int max_len) {
     lf_batch p = {};
-    p.T = bucket((int64_t)max_batch * max_len + 1);
+    p.T = bucket((int64_t)max_batch * max_len);
     p.B = max_batch + 1;
-    // a smaller batch's ghost may be longer than max_len, but not longer than a bucket step
+    // a smaller batch's ghost may be longer than max_len, but shorter than a bucket step
     int64_t ghost = bucket_step(p.T);
-    p.max_len = bucket(max_len > ghost ? max_len : ghost);
+    p.max_len = bucket_len(max_len > ghost ? max_len : ghost);
     return p;
 }
 

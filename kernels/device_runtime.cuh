@@ -61,7 +61,7 @@ void lf_cuda_optimizer_free(runtime *rt);
 // Everything a graph's replay cannot change: another value is another graph.
 typedef struct {
     int backward;      // 0: forward only; 1: forward, cross-entropy and backward
-    int T, B, max_len; // the padded batch (lf_cuda_graph_batch: B - 1 sequences of its own)
+    int T, B, max_len; // the padded batch (lf_cuda_graph_batch: B or, with a ghost, B - 1 sequences of its own)
     int training, checkpointing, weighted;
     float loss_scale, lora_dropout;
     int tf32; // matmul_tf32(): the f32 products' compute type is frozen in the graph
@@ -73,8 +73,8 @@ int lf_cuda_graphs_create(lf_cuda_graphs **out);
 // destroys every graph (the buffers they use moved)
 void lf_cuda_graphs_clear(lf_cuda_graphs *g);
 void lf_cuda_graphs_free(lf_cuda_graphs *g);
-// The sizes (T, B, max_len; no arrays) a graph runs batch b as: b with a ghost sequence appended
-// (at least one token) that brings T up to its bucket.
+// The sizes (T, B, max_len; no arrays) a graph runs batch b as: T up to its bucket, by a ghost sequence
+// appended when T is not on one already (B one more then); max_len up to a multiple of 32.
 lf_batch lf_cuda_graph_batch(const lf_batch *b);
 // sizes at least those of lf_cuda_graph_batch for every batch of at most max_batch sequences of at
 // most max_len tokens

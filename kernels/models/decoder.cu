@@ -321,7 +321,6 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
     const dec_layer *L = &state_of(m)->layers[l];
     const char *const *name = m->lora_targets;
     int T = b->T, C = c->hidden_size, D = c->head_dim;
-    token_bytes n = bytes_of(dm, T);
     lf_dtype dt = dm->dtype;
     cudaStream_t st = dm->stream;
     void *sc = w->lora_scratch;
@@ -329,10 +328,8 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                       a->u[DEC_DOWN], T, dt),
                       name[DEC_DOWN], l))
         return rc;
-    if (int rc = step(zero(dm, w->dgate, n.TI), "zeroing d gate", l)) return rc;
-    if (int rc = step(zero(dm, w->dup, n.TI), "zeroing d up", l)) return rc;
     if (int rc = step(silu_mul_backward_cuda(w->dgate, w->dup, w->dact, a->gate, a->up,
-                                             (int64_t)T * c->intermediate_size, dt, st),
+                                             (int64_t)T * c->intermediate_size, 0, dt, st),
                       "silu_mul backward", l))
         return rc;
     if (int rc = step(linear_backward(dm, projection(m, l, DEC_GATE), w->dln, DX_WRITE, sc, w->dgate, a->ln2,
@@ -351,11 +348,8 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                       a->u[DEC_O], T, dt),
                       name[DEC_O], l))
         return rc;
-    if (int rc = step(zero(dm, w->dq, n.TQ), "zeroing d q", l)) return rc;
-    if (int rc = step(zero(dm, w->dk, n.TKV), "zeroing d k", l)) return rc;
-    if (int rc = step(zero(dm, w->dv, n.TKV), "zeroing d v", l)) return rc;
-    if (int rc = step(attention_backward_cuda(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v,
-                                              dm->batch.offsets, T, b->max_len, attention_of(m, b),
+    if (int rc = step(attention_backward_cuda(w->dq, w->dk, w->dv, 0, w->datt, a->att, a->lse, a->q, a->k,
+                                              a->v, dm->batch.offsets, T, b->max_len, attention_of(m, b),
                                               attention_key(dm, l), w->att_scratch, dt, st),
                       "attention backward", l))
         return rc;

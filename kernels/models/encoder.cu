@@ -229,9 +229,8 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     const lf_model_desc *m = dm->host;
     const lf_linear *lin = m->linears;
     int T = b->T, C = m->cfg.hidden_size;
-    int64_t TC = (int64_t)T * C, TI = (int64_t)T * m->cfg.intermediate_size;
+    int64_t TI = (int64_t)T * m->cfg.intermediate_size;
     lf_dtype dt = dm->dtype;
-    size_t E = lf_cuda_dtype_size(dt);
     float p = drop_p(m, m->cfg.hidden_dropout);
     // db = d x1 through the residual, da = d r2 (the FFN's output) through the dropout
     if (int rc = dropout_residual_layernorm_backward_cuda(
@@ -241,8 +240,7 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_F]], a->di1, DX_WRITE, a->lora_scratch, a->da, la->g,
                                  la->u[ENC_F], T, dt))
         return rc;
-    if (int rc = zero(dm, a->di2, TI * E)) return rc;
-    if (int rc = gelu_backward_cuda(a->di2, la->h, a->di1, TI, dt, dm->stream)) return rc;
+    if (int rc = gelu_backward_cuda(a->di2, la->h, a->di1, TI, 0, dt, dm->stream)) return rc;
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_I]], a->db, DX_ADD, a->lora_scratch, a->di2, la->x1,
                                  la->u[ENC_I], T, dt))
         return rc;
@@ -255,9 +253,7 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, DX_WRITE, a->lora_scratch, a->da, la->att,
                                  la->u[ENC_O], T, dt))
         return rc;
-    for (void *d : {a->dq, a->dk, a->dv})
-        if (int rc = zero(dm, d, TC * E)) return rc;
-    if (int rc = attention_backward_cuda(a->dq, a->dk, a->dv, a->db, la->att, la->lse, la->q, la->k, la->v,
+    if (int rc = attention_backward_cuda(a->dq, a->dk, a->dv, 0, a->db, la->att, la->lse, la->q, la->k, la->v,
                                          dm->batch.offsets, T, b->max_len, attn_shape(m, b),
                                          lf_cuda_dropout_key(dm, layer_site(l, 0)), a->att_scratch, dt,
                                          dm->stream))

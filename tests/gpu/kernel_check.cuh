@@ -58,14 +58,20 @@ static inline void *to_device(const std::vector<float> &x, lf_dtype dtype) {
     return d;
 }
 
-// a zeroed device buffer of n elements of dtype
-static inline void *device_zeros(int64_t n, lf_dtype dtype) {
+// a device buffer of n elements of dtype, every byte `byte`
+static inline void *device_filled(int64_t n, lf_dtype dtype, int byte) {
     void *d = NULL;
     size_t bytes = (size_t)n * lf_cuda_dtype_size(dtype);
     CHECK_CUDA(cudaMalloc(&d, bytes > 0 ? bytes : 1));
-    CHECK_CUDA(cudaMemset(d, 0, bytes));
+    CHECK_CUDA(cudaMemset(d, byte, bytes));
     return d;
 }
+
+// a zeroed device buffer of n elements of dtype
+static inline void *device_zeros(int64_t n, lf_dtype dtype) { return device_filled(n, dtype, 0); }
+
+// n elements of dtype, every byte 0xff: NaN in f32, bf16 and f16 (what a launcher must not read)
+static inline void *device_nans(int64_t n, lf_dtype dtype) { return device_filled(n, dtype, 0xff); }
 
 // n elements of dtype at d, as f32 on the host (synchronizes)
 static inline std::vector<float> from_device(const void *d, int64_t n, lf_dtype dtype) {
@@ -91,7 +97,7 @@ static inline const char *dtype_label(lf_dtype dtype) {
 // Compares got with want norm-wise: ||got - want|| <= tol * max(||want||, 1e-30), and every
 // value finite. Prints "ok"/"FAIL", the relative error and the largest elementwise |diff|.
 static inline int check_close(const char *what, lf_dtype dtype, const std::vector<float> &got,
-                       const std::vector<float> &want, double tol) {
+                              const std::vector<float> &want, double tol) {
     double diff2 = 0.0, ref2 = 0.0, maxdiff = 0.0;
     int finite = got.size() == want.size();
     for (size_t i = 0; finite && i < got.size(); i++) {
@@ -111,9 +117,11 @@ static inline int check_close(const char *what, lf_dtype dtype, const std::vecto
 }
 
 // Exact equality (integer-valued results, masks)
-static inline int check_equal(const char *what, const std::vector<float> &got, const std::vector<float> &want) {
+static inline int check_equal(const char *what, const std::vector<float> &got,
+                              const std::vector<float> &want) {
     size_t bad = 0;
-    for (size_t i = 0; i < want.size(); i++) bad += i >= got.size() || got[i] != want[i];
+    for (size_t i = 0; i < want.size(); i++)
+        bad += i >= got.size() || got[i] != want[i];
     int ok = bad == 0 && got.size() == want.size();
     printf("%s %s: %zu of %zu differ\n", ok ? "ok" : "FAIL", what, bad, want.size());
     check_count++;

@@ -89,10 +89,9 @@ def checkpoints(tmp_path_factory):
     return folders
 
 
-def batch(kind, seed=0):
-    """(ids, mask, token_type_ids or None, labels): rows of odd lengths, one of a single token."""
+def batch(kind, seed=0, lengths=(3, 17, 1, 31, 9, 40)):
+    """(ids, mask, token_type_ids or None, labels): by default rows of odd lengths, one of a single token."""
     rng = np.random.default_rng(seed)
-    lengths = [3, 17, 1, 31, 9, 40]
     labels = rng.integers(0, KINDS[kind][1], len(lengths))
     if kind in ("roberta", "bert"):
         ids, mask, types = random_batch(rng, kind, [max(n, 2) for n in lengths], with_types=kind == "bert")
@@ -414,19 +413,21 @@ def emulator_launches():
 
 @pytest.mark.parametrize("kind", ["roberta", "mistral"])
 def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch, capfd):
-    """Graphed steps (each batch padded to its bucket with a ghost sequence, dropout seeds read on the
-    device) against the same model launching kernel by kernel (LORAFAST_CUDA_GRAPHS=0): eval logits,
-    train logits, losses and gradients at 1e-5 over batches of changing sizes (a small batch first, so
-    the buffers grow under the graphs), each call a new step with new dropout masks."""
+    """Graphed steps (each batch padded to its bucket with a ghost sequence, or none for a batch of 64 tokens,
+    a bucket; dropout seeds read on the device) against the same model launching kernel by kernel
+    (LORAFAST_CUDA_GRAPHS=0): eval logits, train logits, losses and gradients at 1e-5 over batches of
+    changing sizes (a small batch first, so the buffers grow under the graphs), each call a new step with
+    new dropout masks."""
     monkeypatch.setenv("LORAFAST_CUDA_GRAPHS", "0")
     direct = lf_model(checkpoints[kind], kind, None, "cuda")
     monkeypatch.delenv("LORAFAST_CUDA_GRAPHS")
     graphed = lf_model(checkpoints[kind], kind, None, "cuda")
-    ids, mask, types, labels = batch(kind)
     weights = np.array([0.8, 1.3, 1.1], np.float32)
     for model in (direct, graphed):
         model.manual_seed(5)
-    for rows in ([0, 2], [0, 1, 2, 3, 4, 5], [1, 4]):
+    mixed, on_bucket = batch(kind), batch(kind, seed=1, lengths=(32, 32))
+    for (ids, mask, types, labels), rows in ((mixed, [0, 2]), (mixed, [0, 1, 2, 3, 4, 5]), (on_bucket, [0, 1]),
+                                             (mixed, [1, 4])):
         cut = [a if a is None else a[rows] for a in (ids, mask, types)]
         for model in (direct, graphed):
             model.eval()
@@ -452,6 +453,30 @@ def test_graphs_match_launches_one_by_one(checkpoints, kind, monkeypatch, capfd)
         direct.forward_backward(cut[0], cut[1], labels[rows], class_weights=weights)
         again = emulator_launches()
         assert again[0] - after[0] > 30 and again[1] == after[1], (after, again)
+
+
+class PaddedSizes(ctypes.Structure):
+    """lf_batch (csrc/models/model.h): the sizes, then the arrays (unused here)"""
+    _fields_ = [("T", ctypes.c_int), ("B", ctypes.c_int), ("max_len", ctypes.c_int)] + [
+        (name, ctypes.c_void_p) for name in ("tokens", "positions", "token_types", "offsets", "pool_index", "labels")]
+
+
+@pytest.mark.parametrize("given,padded", [
+    ((256, 8, 32), (256, 8, 32)),  # 8 tweets of 32 tokens: on a bucket, no ghost
+    ((64, 2, 31), (64, 2, 32)),
+    ((250, 8, 40), (256, 9, 64)),  # a ghost of 6 tokens; the longest, 40, to 64
+    ((230, 8, 30), (256, 9, 32)),  # the ghost of 26 tokens is shorter than 30 -> 32
+    ((65, 2, 33), (128, 3, 64)),  # the ghost of 63 tokens is the longest
+    ((1, 1, 1), (64, 2, 64)),
+])
+def test_a_graph_pads_a_batch_only_where_tokens_are_missing(given, padded):
+    """The sizes a graph runs a batch as (kernels/device_graph.cu): T up to a multiple of 64 (below 1024) by a
+    ghost sequence only when T is not one already; the longest sequence, the ghost's included, up to 32."""
+    lib = ctypes.CDLL(os.environ.get("LORAFAST_CUDA_LIBRARY") or _backend.CUDA_LIBRARY)
+    graph_batch = lib._Z19lf_cuda_graph_batchPK8lf_batch  # lf_cuda_graph_batch(const lf_batch *), C++
+    graph_batch.restype, graph_batch.argtypes = PaddedSizes, [ctypes.POINTER(PaddedSizes)]
+    out = graph_batch(ctypes.byref(PaddedSizes(*given)))
+    assert (out.T, out.B, out.max_len) == padded
 
 
 @pytest.mark.parametrize("graphs", ["0", "1"])

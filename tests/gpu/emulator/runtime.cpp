@@ -648,16 +648,22 @@ __attribute__((constructor)) void init() {
 
 std::map<cudaStream_t, unsigned> streams; // those of cudaStreamCreate* alive, with their flags
 
+// what a graph node is: a kernel, a memset, a copy, a library call (cuBLASLt's matmul, one node here; a
+// real cuBLASLt algorithm may be two kernels)
+enum graph_node_kind { NODE_KERNEL, NODE_MEMSET, NODE_COPY, NODE_LIBRARY, GRAPH_NODE_KINDS };
+
 // a capture of a stream: what it recorded, run again at each replay of its graph
 struct capture {
     cudaStreamCaptureMode mode;
     std::thread::id thread; // the thread that began it
     bool invalidated = false;
     std::vector<emu_graph_work> nodes;
+    long long nodes_of_kind[GRAPH_NODE_KINDS] = {}; // how many of nodes are of each graph_node_kind
 };
-std::map<cudaStream_t, capture> captures; // by stream
-std::set<cudaGraph_t> graphs;             // every graph made (a destroyed one stays, marked)
-std::set<cudaGraphExec_t> execs;          // every instantiation made (likewise)
+long long last_graph_nodes[GRAPH_NODE_KINDS]; // nodes_of_kind of the last graph a capture made
+std::map<cudaStream_t, capture> captures;     // by stream
+std::set<cudaGraph_t> graphs;                 // every graph made (a destroyed one stays, marked)
+std::set<cudaGraphExec_t> execs;              // every instantiation made (likewise)
 
 bool is_legacy(cudaStream_t s) { return s == nullptr || s == cudaStreamLegacy; }
 
@@ -797,6 +803,7 @@ cudaError_t copy_async(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
         return invalidate(api, stream, *into, "of pageable host memory (not of cudaMallocHost)",
                           cudaErrorStreamCaptureUnsupported);
     into->nodes.push_back([=](cudaStream_t) { return run_copy(api, dst, src, bytes, kind); });
+    into->nodes_of_kind[NODE_COPY]++;
     return cudaSuccess;
 }
 
@@ -809,6 +816,7 @@ cudaError_t set_async(void *p, int value, size_t bytes, cudaStream_t stream) {
     e = set_error(api, p, bytes);
     if (e != cudaSuccess) return invalidate(api, stream, *into, "with invalid arguments", e);
     into->nodes.push_back([=](cudaStream_t) { return run_set(api, p, value, bytes); });
+    into->nodes_of_kind[NODE_MEMSET]++;
     return cudaSuccess;
 }
 
@@ -948,10 +956,12 @@ void emu_run_kernel(const emu_launch_config &c) {
         return;
     }
     if (enqueue(what, c.stream, &into) != cudaSuccess) return;
-    if (into != nullptr)
+    if (into != nullptr) {
         into->nodes.push_back(kernel_node(c));
-    else
+        into->nodes_of_kind[NODE_KERNEL]++;
+    } else {
         run_grid(c);
+    }
 }
 
 cudaError_t emu_enqueue(const char *api, cudaStream_t stream, emu_graph_work work) {
@@ -960,6 +970,7 @@ cudaError_t emu_enqueue(const char *api, cudaStream_t stream, emu_graph_work wor
     if (e != cudaSuccess) return e;
     if (into == nullptr) return work(stream);
     into->nodes.push_back(std::move(work));
+    into->nodes_of_kind[NODE_LIBRARY]++;
     return cudaSuccess;
 }
 
@@ -1270,6 +1281,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph) {
         return record(cudaErrorStreamCaptureInvalidated);
     }
     *graph = new CUgraph_st{std::move(c.nodes)};
+    memcpy(last_graph_nodes, c.nodes_of_kind, sizeof last_graph_nodes);
     graphs.insert(*graph);
     captures.erase(it);
     return cudaSuccess;
@@ -1372,4 +1384,8 @@ extern "C" __attribute__((visibility("default"))) long long emu_graph_launch_cou
 }
 extern "C" __attribute__((visibility("default"))) long long emu_direct_launch_count(void) {
     return launch_count - replayed_launch_count;
+}
+// the nodes of the last graph a capture made, of one kind: 0 kernels, 1 memsets, 2 copies, 3 library calls
+extern "C" __attribute__((visibility("default"))) long long emu_last_graph_nodes(int kind) {
+    return kind >= 0 && kind < GRAPH_NODE_KINDS ? last_graph_nodes[kind] : -1;
 }

@@ -23,10 +23,17 @@ static void check_gelu(lf_dtype dt, int64_t n, uint64_t seed) {
     CHECK_CUDA(gelu_forward_cuda(d_out, d_inp, n, dt, 0));
     snprintf(what, sizeof what, "gelu_forward n=%lld", (long long)n);
     check_close(what, dt, from_device(d_out, n, dt), want_out, tolerance(dt));
-    CHECK_CUDA(gelu_backward_cuda(d_dinp, d_inp, d_dout, n, dt, 0));
+    CHECK_CUDA(gelu_backward_cuda(d_dinp, d_inp, d_dout, n, 1, dt, 0));
     snprintf(what, sizeof what, "gelu_backward n=%lld", (long long)n);
     check_close(what, dt, from_device(d_dinp, n, dt), want_dinp, tolerance(dt));
-    for (void *p : {d_inp, d_out, d_dout, d_dinp})
+    // accumulate 0: written, the NaN dinp holds never read
+    std::vector<float> want_written((size_t)n, 0.0f);
+    gelu_backward(want_written.data(), inp.data(), dout.data(), n);
+    void *d_written = device_nans(n, dt);
+    CHECK_CUDA(gelu_backward_cuda(d_written, d_inp, d_dout, n, 0, dt, 0));
+    snprintf(what, sizeof what, "gelu_backward written n=%lld", (long long)n);
+    check_close(what, dt, from_device(d_written, n, dt), want_written, tolerance(dt));
+    for (void *p : {d_inp, d_out, d_dout, d_dinp, d_written})
         CHECK_CUDA(cudaFree(p));
 }
 

@@ -55,10 +55,6 @@ static int32_t *device_offsets(const std::vector<int32_t> &off) {
 }
 
 // a device buffer of n NaNs of dtype: what a kernel leaves unwritten shows as not finite
-static void *device_nans(int64_t n, lf_dtype dtype) {
-    return to_device(std::vector<float>((size_t)n, NAN), dtype);
-}
-
 static void *device_scratch(size_t bytes) {
     void *d = NULL;
     CHECK_CUDA(cudaMalloc(&d, bytes > 0 ? bytes : 1));
@@ -114,7 +110,7 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
     for (int pass = 0; pass < 2; pass++) { // the second pass adds the same gradients again: +=
         attention_backward(dq.data(), dk.data(), dv.data(), gout.data(), out_seen.data(), lse.data(),
                            q.data(), k.data(), v.data(), off.data(), s, scratch.data());
-        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, dgout, dout_seen, dlse_seen, dq_in, dk_in, dv_in,
+        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dgout, dout_seen, dlse_seen, dq_in, dk_in, dv_in,
                                            doff, T, max_len, s, key.gpu, dscratch, dt, 0));
         const char *label = pass ? " accumulated" : "";
         snprintf(what, sizeof what, "attention_backward %s%s: dq%s", c.name, key.label, label);
@@ -168,8 +164,8 @@ static void check_isolation(lf_dtype dt) {
         void *ddv = device_zeros((int64_t)T * KC, dt);
         lf_cuda_key key = lf_cuda_fixed_key(s.key);
         CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, 200, s, key, dt, 0));
-        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T, 200,
-                                           s, key, dscratch, dt, 0));
+        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T,
+                                           200, s, key, dscratch, dt, 0));
         seen[run][0] = rows_outside(from_device(dout, (int64_t)T * C, dt), C, lo, hi);
         seen[run][1] = rows_outside(from_device(dlse, (int64_t)T * NH, LF_F32), NH, lo, hi);
         seen[run][2] = rows_outside(from_device(ddk, (int64_t)T * KC, dt), KC, lo, hi);
@@ -223,13 +219,14 @@ static void check_trailing_sequence(lf_dtype dt) {
              *dv_in = b.add(to_device(v, dt));
         void *dg = b.add(to_device(g, dt)), *dout = b.add(device_nans((int64_t)T * C, dt));
         float *dlse = (float *)b.add(device_nans((int64_t)T * NH, LF_F32));
-        void *ddq = b.add(device_zeros((int64_t)T * C, dt)), *ddk = b.add(device_zeros((int64_t)T * KC, dt));
-        void *ddv = b.add(device_zeros((int64_t)T * KC, dt));
+        // written (accumulate 0): the NaN the buffers hold is never read
+        void *ddq = b.add(device_nans((int64_t)T * C, dt)), *ddk = b.add(device_nans((int64_t)T * KC, dt));
+        void *ddv = b.add(device_nans((int64_t)T * KC, dt));
         void *dscratch = b.add(device_scratch(attention_scratch_bytes(T, NH, NKV, HD)));
         const int max_len = longest(lens[run]);
         CHECK_CUDA(
             attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, key.gpu, dt, 0));
-        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T,
+        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 0, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T,
                                            max_len, s, key.gpu, dscratch, dt, 0));
         const void *gpu[5] = {dout, dlse, ddq, ddk, ddv};
         for (int x = 0; x < 5; x++)
@@ -262,7 +259,7 @@ static void check_rejects(void) {
         return (float)attention_forward_cuda(x, l, x, x, x, doff, T, max_len, s, lf_cuda_fixed_key(0), dt, 0);
     };
     auto bwd = [&](attention_shape s, int T, int max_len, lf_dtype dt) {
-        return (float)attention_backward_cuda(x, x, x, x, x, l, x, x, x, doff, T, max_len, s,
+        return (float)attention_backward_cuda(x, x, x, 1, x, x, l, x, x, x, doff, T, max_len, s,
                                               lf_cuda_fixed_key(0), scratch, dt, 0);
     };
     float invalid = (float)cudaErrorInvalidValue;

@@ -25,11 +25,28 @@ static void check_silu_mul(lf_dtype dt, int64_t N, uint64_t seed) {
     CHECK_CUDA(silu_mul_forward_cuda(d_out, d_gate, d_up, N, dt, 0));
     snprintf(what, sizeof what, "silu_mul_forward N=%lld", (long long)N);
     check_close(what, dt, from_device(d_out, N, dt), want_out, tolerance(dt));
-    CHECK_CUDA(silu_mul_backward_cuda(d_dgate, d_dup, d_dout, d_gate, d_up, N, dt, 0));
-    snprintf(what, sizeof what, "silu_mul_backward dgate N=%lld", (long long)N);
-    check_close(what, dt, from_device(d_dgate, N, dt), want_dgate, tolerance(dt));
-    snprintf(what, sizeof what, "silu_mul_backward dup N=%lld", (long long)N);
-    check_close(what, dt, from_device(d_dup, N, dt), want_dup, tolerance(dt));
+    // from the second element: pointers off 16-byte alignment, every element one by one
+    const size_t E = lf_cuda_dtype_size(dt);
+    CHECK_CUDA(silu_mul_forward_cuda((char *)d_out + E, (char *)d_gate + E, (char *)d_up + E, N - 1, dt, 0));
+    snprintf(what, sizeof what, "silu_mul_forward unaligned N=%lld", (long long)N);
+    check_close(what, dt, from_device(d_out, N, dt), want_out, tolerance(dt));
+    for (int accumulate = 1; accumulate >= 0; accumulate--) { // 0: written, the NaN held never read
+        if (!accumulate) {
+            std::fill(want_dgate.begin(), want_dgate.end(), 0.0f);
+            std::fill(want_dup.begin(), want_dup.end(), 0.0f);
+            silu_mul_backward(want_dgate.data(), want_dup.data(), dout.data(), gate.data(), up.data(),
+                              (long)N);
+            CHECK_CUDA(cudaFree(d_dgate));
+            CHECK_CUDA(cudaFree(d_dup));
+            d_dgate = device_nans(N, dt), d_dup = device_nans(N, dt);
+        }
+        CHECK_CUDA(silu_mul_backward_cuda(d_dgate, d_dup, d_dout, d_gate, d_up, N, accumulate, dt, 0));
+        const char *mode = accumulate ? "" : " written";
+        snprintf(what, sizeof what, "silu_mul_backward%s dgate N=%lld", mode, (long long)N);
+        check_close(what, dt, from_device(d_dgate, N, dt), want_dgate, tolerance(dt));
+        snprintf(what, sizeof what, "silu_mul_backward%s dup N=%lld", mode, (long long)N);
+        check_close(what, dt, from_device(d_dup, N, dt), want_dup, tolerance(dt));
+    }
     for (void *p : {d_gate, d_up, d_out, d_dout, d_dgate, d_dup})
         CHECK_CUDA(cudaFree(p));
 }
