@@ -39,4 +39,17 @@ for bench in bench/gpu_bench*.py; do
     name=$(basename "$bench" .py)
     python3 "$bench" --json "$OUT/$name.json" 2>&1 | tee "$OUT/$name.log"
 done
+# the measured kernel time per part of a training step (the README's table), where nsys is
+if command -v nsys >/dev/null && [ -d bench/gpu_inputs ]; then
+    for workload in roberta mistral; do
+        echo "== kernel time per part of a $workload step (nsys)"
+        report="$OUT/parts_$workload"
+        nsys profile --force-overwrite true -o "$report" python3 bench/gpu_parts.py "$workload" --steps 20 \
+            > "$report.log" 2>&1 &&
+            nsys stats --force-export=true --report cuda_gpu_kern_sum --format csv -o "$report" "$report.nsys-rep" \
+                >> "$report.log" 2>&1 &&
+            python3 tools/kernel_parts.py "${report}_cuda_gpu_kern_sum.csv" \
+                --steps "$(sed -n 's/^steps run: //p' "$report.log")" | tee "$report.txt"
+    done
+fi
 exit $tests_rc
