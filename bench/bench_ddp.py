@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 import time
@@ -119,6 +120,8 @@ def main():
         return worker(args)
     import tempfile
 
+    print(f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load average before "
+          f"{os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         args.output_dir = tmp
         results = [launch(int(r), args) for r in args.ranks.split(",")]
@@ -133,9 +136,10 @@ def main():
         results.append(alone)
         for mib, ms in alone["allreduce_ms"].items():
             print(f"gloo all_reduce of {float(mib):8.2f} MiB over 2 ranks: {ms:9.2f} ms")
+    print(f"load average after {os.getloadavg()}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump(dict(cpus=os.cpu_count(), load_average_after=os.getloadavg(), runs=results), f, indent=2)
 
 
 if __name__ == "__main__":
