@@ -56,8 +56,8 @@ _C = _import_core()
 
 # LORAFAST_CUDA_LIBRARY names another kernels library to open instead of the one built beside _C
 # (the test suite's CPU emulation of the CUDA kernels, tests/gpu/emulator/).
-CUDA_LIBRARY = os.environ.get("LORAFAST_CUDA_LIBRARY") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "_cuda_kernels.so")
+BUILT_CUDA_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cuda_kernels.so")
+CUDA_LIBRARY = os.environ.get("LORAFAST_CUDA_LIBRARY") or BUILT_CUDA_LIBRARY
 
 
 def cuda_compiled():
@@ -85,6 +85,10 @@ def cuda_status():
     """(available, device name or the reason CUDA is unavailable). Opens the library once."""
     if not cuda_compiled():
         return _C.cuda_load(None)
+    if CUDA_LIBRARY == BUILT_CUDA_LIBRARY:  # it runs on the NVIDIA driver: without one, not even opened
+        present, why = _C.cuda_driver()
+        if not present:
+            return False, why
     _preload_cublas()
     return _C.cuda_load(CUDA_LIBRARY)
 

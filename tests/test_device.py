@@ -167,3 +167,21 @@ def test_trainer_device_and_compute_dtype_as_transformers(tmp_path, fake_gpu):
     model.to = Recorder()
     Trainer(model=model, args=args(tmp_path, use_cpu=True, bf16=True), train_dataset=rows())
     assert model.to.calls == [("cpu", "bfloat16")]
+
+
+def test_without_a_driver_the_kernels_library_is_never_opened():
+    """The CUDA probe asks for the NVIDIA driver before it opens the kernels library built for it: without
+    a driver that library (statically linked cuBLAS, ~150 MiB of RSS once mapped) stays out of the process."""
+    import subprocess
+    import sys
+
+    if not _backend.cuda_compiled() or _backend.CUDA_LIBRARY != _backend.BUILT_CUDA_LIBRARY:
+        pytest.skip("a CPU-only build, or LORAFAST_CUDA_LIBRARY names another library: nothing to keep out")
+    if _backend._C.cuda_driver()[0]:
+        pytest.skip("an NVIDIA driver is installed here: the library is opened, as it should be")
+    code = ("from lorafast import _backend; print(_backend.cuda_status()); "
+            "print(any('_cuda_kernels' in line or 'libcublas' in line for line in open('/proc/self/maps')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    status, opened = out.strip().splitlines()[-2:]
+    assert "no NVIDIA driver found" in status
+    assert opened == "False", "the kernels library (or cuBLAS) was mapped without a driver"

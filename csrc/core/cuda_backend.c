@@ -16,17 +16,28 @@ static int set_unavailable(const char *why) {
     return lf_error(LF_ECUDA, "CUDA unavailable: %s", unavailable_reason);
 }
 
+// 1 when the NVIDIA driver (libcuda.so.1) opens, else 0 with why: "no NVIDIA driver found (...)"
+static int driver_present(char *why, size_t size) {
+    void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (driver == NULL) {
+        snprintf(why, size, "no NVIDIA driver found (%s)", dlerror());
+        return 0;
+    }
+    dlclose(driver);
+    return 1;
+}
+
+int lf_cuda_check_driver(void) {
+    char why[448];
+    return driver_present(why, sizeof why) ? LF_OK : set_unavailable(why);
+}
+
 // Why a loaded kernels library sees no device (device_count returned code, or 0 devices), in
 // words: the CUDA runtime says "driver version is insufficient" (cudaErrorInsufficientDriver)
 // when there is no driver at all, which is told apart here by trying to open the driver.
 static const char *no_device_reason(const lf_cuda_api *api, int code) {
     static char reason[448];
-    void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (driver == NULL) {
-        snprintf(reason, sizeof reason, "no NVIDIA driver found (%s)", dlerror());
-        return reason;
-    }
-    dlclose(driver);
+    if (!driver_present(reason, sizeof reason)) return reason;
     if (code == 0 || code == CUDA_ERROR_NO_DEVICE)
         snprintf(reason, sizeof reason, "no CUDA GPU (the NVIDIA driver is installed but reports no device)");
     else

@@ -79,6 +79,10 @@ typedef struct lf_cuda_api {
     const char *(*last_error)(void); // message of the library's last failure
 } lf_cuda_api;
 
+// LF_OK when the NVIDIA driver (libcuda.so.1) opens; else LF_ECUDA, and lf_cuda_unavailable_reason()
+// says so. Asked before opening the kernels library built for it: without a driver that library
+// (statically linked cuBLAS, ~150 MiB once mapped and relocated) is never loaded.
+int lf_cuda_check_driver(void);
 // Opens the kernels library at path (once). Returns LF_OK, or an error whose message says
 // why CUDA is unavailable (library missing, cuBLAS missing, no driver, no device).
 int lf_cuda_load(const char *path);

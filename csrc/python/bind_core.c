@@ -43,6 +43,17 @@ static PyObject *py_cuda_load(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(Os)", Py_True, name);
 }
 
+// cuda_driver() -> (present: bool, "" or the reason CUDA is unavailable without it)
+static PyObject *py_cuda_driver(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    int code;
+    Py_BEGIN_ALLOW_THREADS code = lf_cuda_check_driver();
+    Py_END_ALLOW_THREADS if (code == LF_OK) return Py_BuildValue("(Os)", Py_True, "");
+    lf_error_clear();
+    return Py_BuildValue("(Os)", Py_False, lf_cuda_unavailable_reason());
+}
+
 // cuda_set_tf32(on: bool): the CUDA f32 products in TF32 (on) or full f32 from now on; CUDA must be available
 static PyObject *py_cuda_set_tf32(PyObject *self, PyObject *arg) {
     (void)self;
@@ -70,6 +81,7 @@ static PyMethodDef core_methods[] = {
     {"build_info", py_build_info, METH_NOARGS, "Compiler, OpenMP and oneDNN facts of the C core."},
     {"set_num_threads", py_set_num_threads, METH_O, "Sets the OpenMP thread count."},
     {"cuda_load", py_cuda_load, METH_O, "Opens the CUDA kernels library: (available, name or reason)."},
+    {"cuda_driver", py_cuda_driver, METH_NOARGS, "Whether the NVIDIA driver opens: (present, reason)."},
     {"cuda_set_tf32", py_cuda_set_tf32, METH_O, "CUDA f32 matrix products in TF32 (True) or full f32."},
     {NULL, NULL, 0, NULL},
 };
