@@ -3,12 +3,17 @@
 // Forward: one block of 4 warps per (tile of 32 query rows, head, sequence). Warp w owns 8 query
 // rows and lane l the key j0 + l of each tile of 32 keys, so a tile's scores are registers of the
 // warp and the online softmax's row max and sum are warp reductions; Q, K, V tiles are f32 in
-// shared memory. Backward (flash-attention 2): per (tile of 32 keys, key/value head, sequence) a
-// block loops over the query heads of the group and the query tiles that see its keys (with each
-// query row's D = rowsum(dout * out)), holding dk and dv in registers (one block owns them: no
-// atomics, so they are written or added as asked) and adding dq with atomics into an f32 scratch
-// that a last kernel writes or adds into dq.
+// shared memory. Backward (flash-attention 2): per (tile of 32 keys, query head, sequence) a block
+// loops over the query tiles that see its keys (with each query row's D = rowsum(dout * out)),
+// holding its head's dk and dv in registers and adding dq with atomics into an f32 scratch. With
+// grouped-query heads each of the NH/NKV query heads of a key/value head writes its own f32 dk, dv
+// partial (scratch), and the last kernel, which writes or adds dq, sums the partials in head order
+// into dk and dv: deterministic, and NH blocks per key tile instead of NKV with a serial loop over
+// the group. Without groups (NH == NKV) the block writes or adds dk and dv itself. Q, K, V and dout
+// tiles are read 16 bytes at a time where aligned (every supported head size is a whole number of
+// 16-byte packs).
 #include "attention.cuh"
+#include "elementwise.cuh"
 
 #include <limits.h>
 #include <math.h>
@@ -49,10 +54,32 @@ __device__ __forceinline__ float att_keep(const att_args &a, uint64_t hkey, int 
 }
 
 // dst: (rows, stride) f32 = src rows [row0, row0 + valid), HD columns from col (src rows ld apart);
-// rows from valid on are zero. Called by the whole block.
+// rows from valid on are zero; dst and stride 16-byte aligned. 16 bytes of src at once where its rows
+// and col are 16-byte aligned. Called by the whole block.
 template <typename T, int HD>
 __device__ void att_load_rows(float *dst, int stride, const T *src, int64_t ld, int64_t col, int row0,
                               int valid, int rows) {
+    using P = elementwise_pack<T>;
+    constexpr int N = P::N, PR = HD / N; // elements per pack, packs per row
+    static_assert(HD % N == 0 && N % 4 == 0, "a row is whole packs, a pack whole float4s");
+    if ((uintptr_t)src % 16 == 0 && ld % N == 0 && col % N == 0) {
+        for (int x = threadIdx.x; x < rows * PR; x += blockDim.x) {
+            int r = x / PR, d = x % PR * N;
+            float4 *o = (float4 *)(dst + r * stride + d);
+            if (r >= valid) {
+#pragma unroll
+                for (int e = 0; e < N; e += 4)
+                    o[e / 4] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                continue;
+            }
+            P p = *(const P *)(src + (int64_t)(row0 + r) * ld + col + d);
+#pragma unroll
+            for (int e = 0; e < N; e += 4)
+                o[e / 4] =
+                    make_float4(to_f32(p.v[e]), to_f32(p.v[e + 1]), to_f32(p.v[e + 2]), to_f32(p.v[e + 3]));
+        }
+        return;
+    }
     for (int x = threadIdx.x; x < rows * HD; x += blockDim.x) {
         int r = x / HD, d = x % HD;
         dst[r * stride + d] = r < valid ? to_f32(src[(int64_t)(row0 + r) * ld + col + d]) : 0.0f;
@@ -190,16 +217,24 @@ constexpr int att_backward_smem_floats(int HD) {
 }
 
 // D of the warp's query rows i0 + warp * ATT_ROWS + r of head h: dout . out over HD, into ds (rows
-// from nq on: 0). Called by the whole warp.
+// from nq on: 0); 16 bytes of each at once where both are 16-byte aligned. Called by the whole warp.
 template <typename T, int HD>
 __device__ void att_row_dots(float *ds, const T *dout, const T *out, int64_t C, int h, int i0, int nq) {
+    using P = elementwise_pack<T>;
+    const bool packed = (uintptr_t)dout % 16 == 0 && (uintptr_t)out % 16 == 0 && C % P::N == 0;
     int lane = threadIdx.x % 32;
     for (int r = 0; r < ATT_ROWS; r++) {
         int row = (threadIdx.x / 32) * ATT_ROWS + r;
         float x = 0.0f;
         if (row < nq) {
             const int64_t at = (int64_t)(i0 + row) * C + (int64_t)h * HD;
-            for (int d = lane; d < HD; d += 32)
+            for (int d = lane * P::N; packed && d < HD; d += 32 * P::N) {
+                P g = *(const P *)(dout + at + d), o = *(const P *)(out + at + d);
+#pragma unroll
+                for (int e = 0; e < P::N; e++)
+                    x = fmaf(to_f32(g.v[e]), to_f32(o.v[e]), x);
+            }
+            for (int d = lane; !packed && d < HD; d += 32)
                 x += to_f32(dout[at + d]) * to_f32(out[at + d]);
         }
         x = warp_sum(x);
@@ -207,26 +242,40 @@ __device__ void att_row_dots(float *ds, const T *dout, const T *out, int64_t C, 
     }
 }
 
-// dq: (n,) = acc (f32), or += with accumulate
+// dq: (n,) = dq_acc (f32), or += with accumulate; with partials (dk_part not NULL) also dk, dv: (nkv,)
+// = the sum over p < group of dk_part, dv_part: (group, nkv) f32, added in the order p = 0, 1, ...
+// (+= with accumulate). n >= nkv.
 template <typename T>
-__global__ void attention_dq_kernel(T *dq, const float *acc, int64_t n, int accumulate) {
+__global__ void attention_finish_kernel(T *dq, T *dk, T *dv, const float *dq_acc, const float *dk_part,
+                                        const float *dv_part, int64_t n, int64_t nkv, int group,
+                                        int accumulate) {
     int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (x < n) dq[x] = from_f32<T>(accumulate ? to_f32(dq[x]) + acc[x] : acc[x]);
+    if (x >= n) return;
+    dq[x] = from_f32<T>(accumulate ? to_f32(dq[x]) + dq_acc[x] : dq_acc[x]);
+    if (!dk_part || x >= nkv) return;
+    float sk = accumulate ? to_f32(dk[x]) : 0.0f, sv = accumulate ? to_f32(dv[x]) : 0.0f;
+    for (int p = 0; p < group; p++)
+        sk += dk_part[p * nkv + x], sv += dv_part[p * nkv + x];
+    dk[x] = from_f32<T>(sk), dv[x] = from_f32<T>(sv);
 }
 
-// dk, dv: (T, NKV*HD) = (+= with a.accumulate); dq_acc: (T, NH*HD) f32 += (atomics); dout, out, q:
-// (T, NH*HD), k, v: (T, NKV*HD), lse: (T, NH); grid (B * tiles, NKV)
+// dk, dv: (T, NKV*HD) = (+= with a.accumulate), or without them (dk_part not NULL) the partials of
+// head h, dk_part, dv_part: (NH/NKV, T, NKV*HD) f32 at [h % (NH/NKV)] = (part: T*NKV*HD); dq_acc:
+// (T, NH*HD) f32 += (atomics); dout, out, q: (T, NH*HD), k, v: (T, NKV*HD), lse: (T, NH); grid
+// (B * tiles, NH)
 template <typename T, int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
-    attention_backward_kernel(T *dk, T *dv, float *dq_acc, const T *dout, const T *out, const float *lse,
-                              const T *q, const T *k, const T *v, const int32_t *offsets, att_args a) {
+    attention_backward_kernel(T *dk, T *dv, float *dk_part, float *dv_part, int64_t part, float *dq_acc,
+                              const T *dout, const T *out, const float *lse, const T *q, const T *k,
+                              const T *v, const int32_t *offsets, att_args a) {
     constexpr int S = HD + 4, DPL = (HD + 31) / 32, ST = ATT_BR + 4; // ST: stride of the transposed dS
     extern __shared__ float4 att_smem[];
     float *ks = (float *)att_smem, *vs = ks + ATT_BC * S, *qs = vs + ATT_BC * S, *gs = qs + ATT_BR * S;
     float *ps = gs + ATT_BR * S, *dss = ps + ATT_BR * ATT_BC, *dst = dss + ATT_BR * ATT_BC;
     float *ls = dst + ATT_BC * ST, *ds = ls + ATT_BR;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int b = blockIdx.x / a.tiles, kvh = blockIdx.y, group = a.NH / a.NKV;
+    int b = blockIdx.x / a.tiles, h = blockIdx.y, group = a.NH / a.NKV, kvh = h / group;
+    const uint64_t hkey = att_head_key(a, h);
     int start = offsets[b], end = offsets[b + 1];
     int64_t C = (int64_t)a.NH * HD, KC = (int64_t)a.NKV * HD;
     for (int j0 = start + (int)(blockIdx.x % a.tiles) * ATT_BC; j0 < end; j0 += a.tiles * ATT_BC) {
@@ -243,80 +292,77 @@ __global__ void __launch_bounds__(ATT_THREADS)
         __syncthreads(); // the previous key tile is read
         att_load_rows<T, HD>(ks, S, k, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
         att_load_rows<T, HD>(vs, S, v, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
-        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-            const uint64_t hkey = att_head_key(a, h);
-            for (int i0 = qlo; i0 < qhi; i0 += ATT_BR) {
-                int i1 = min(i0 + ATT_BR, qhi), nq = i1 - i0;
-                __syncthreads(); // the previous query tile is read (and K, V are written)
-                att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, nq, ATT_BR);
-                att_load_rows<T, HD>(gs, S, dout, C, (int64_t)h * HD, i0, nq, ATT_BR);
-                for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x)
-                    ls[r] = r < nq ? lse[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
-                att_row_dots<T, HD>(ds, dout, out, C, h, i0, nq);
-                __syncthreads();
-                // probabilities and score gradients: warp's rows i0 + warp * ATT_ROWS + r, lane's key j
-                float s[ATT_ROWS], dp[ATT_ROWS];
-                att_dots<HD>(s, qs + warp * ATT_ROWS * S, ks + lane * S);
-                att_dots<HD>(dp, gs + warp * ATT_ROWS * S, vs + lane * S);
+        for (int i0 = qlo; i0 < qhi; i0 += ATT_BR) {
+            int i1 = min(i0 + ATT_BR, qhi), nq = i1 - i0;
+            __syncthreads(); // the previous query tile is read (and K, V are written)
+            att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, nq, ATT_BR);
+            att_load_rows<T, HD>(gs, S, dout, C, (int64_t)h * HD, i0, nq, ATT_BR);
+            for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x)
+                ls[r] = r < nq ? lse[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
+            att_row_dots<T, HD>(ds, dout, out, C, h, i0, nq);
+            __syncthreads();
+            // probabilities and score gradients: warp's rows i0 + warp * ATT_ROWS + r, lane's key j
+            float s[ATT_ROWS], dp[ATT_ROWS];
+            att_dots<HD>(s, qs + warp * ATT_ROWS * S, ks + lane * S);
+            att_dots<HD>(dp, gs + warp * ATT_ROWS * S, vs + lane * S);
 #pragma unroll
-                for (int r = 0; r < ATT_ROWS; r++) {
-                    int row = warp * ATT_ROWS + r, i = i0 + row;
-                    bool valid = row < nq && lane < nk && att_sees(a, i, j);
-                    float p = valid ? expf(s[r] * a.scale - ls[row]) : 0.0f;
-                    float keep = valid ? att_keep(a, hkey, i, j) : 0.0f;
-                    float g = p * (dp[r] * keep - ds[row]) * a.scale;
-                    ps[row * ATT_BC + lane] = p * keep;
-                    dss[row * ATT_BC + lane] = g;
-                    s[r] = g;
-                }
-                att_store8(dst + lane * ST + warp * ATT_ROWS, s);
-                __syncthreads();
-                // dv += P^T dout, dk += dS^T q for the warp's keys
-                for (int r = 0; r < nq; r++) {
-                    float p[ATT_ROWS], g[ATT_ROWS];
-                    att_load8(p, ps + r * ATT_BC + warp * ATT_ROWS);
-                    att_load8(g, dss + r * ATT_BC + warp * ATT_ROWS);
+            for (int r = 0; r < ATT_ROWS; r++) {
+                int row = warp * ATT_ROWS + r, i = i0 + row;
+                bool valid = row < nq && lane < nk && att_sees(a, i, j);
+                float p = valid ? expf(s[r] * a.scale - ls[row]) : 0.0f;
+                float keep = valid ? att_keep(a, hkey, i, j) : 0.0f;
+                float g = p * (dp[r] * keep - ds[row]) * a.scale;
+                ps[row * ATT_BC + lane] = p * keep;
+                dss[row * ATT_BC + lane] = g;
+                s[r] = g;
+            }
+            att_store8(dst + lane * ST + warp * ATT_ROWS, s);
+            __syncthreads();
+            // dv += P^T dout, dk += dS^T q for the warp's keys
+            for (int r = 0; r < nq; r++) {
+                float p[ATT_ROWS], g[ATT_ROWS];
+                att_load8(p, ps + r * ATT_BC + warp * ATT_ROWS);
+                att_load8(g, dss + r * ATT_BC + warp * ATT_ROWS);
 #pragma unroll
-                    for (int t = 0; t < DPL; t++) {
-                        int d = lane + 32 * t;
-                        if (HD % 32 != 0 && d >= HD) continue;
-                        float go = gs[r * S + d], qd = qs[r * S + d];
+                for (int t = 0; t < DPL; t++) {
+                    int d = lane + 32 * t;
+                    if (HD % 32 != 0 && d >= HD) continue;
+                    float go = gs[r * S + d], qd = qs[r * S + d];
 #pragma unroll
-                        for (int c = 0; c < ATT_ROWS; c++) {
-                            dva[c][t] = fmaf(p[c], go, dva[c][t]);
-                            dka[c][t] = fmaf(g[c], qd, dka[c][t]);
-                        }
+                    for (int c = 0; c < ATT_ROWS; c++) {
+                        dva[c][t] = fmaf(p[c], go, dva[c][t]);
+                        dka[c][t] = fmaf(g[c], qd, dka[c][t]);
                     }
                 }
-                // dq += dS k for the warp's rows
-                float dqa[ATT_ROWS][DPL];
+            }
+            // dq += dS k for the warp's rows
+            float dqa[ATT_ROWS][DPL];
 #pragma unroll
-                for (int r = 0; r < ATT_ROWS; r++)
+            for (int r = 0; r < ATT_ROWS; r++)
 #pragma unroll
-                    for (int t = 0; t < DPL; t++)
-                        dqa[r][t] = 0.0f;
-                for (int c = 0; c < nk; c++) {
-                    float g[ATT_ROWS];
-                    att_load8(g, dst + c * ST + warp * ATT_ROWS);
+                for (int t = 0; t < DPL; t++)
+                    dqa[r][t] = 0.0f;
+            for (int c = 0; c < nk; c++) {
+                float g[ATT_ROWS];
+                att_load8(g, dst + c * ST + warp * ATT_ROWS);
 #pragma unroll
-                    for (int t = 0; t < DPL; t++) {
-                        int d = lane + 32 * t;
-                        float kd = HD % 32 == 0 || d < HD ? ks[c * S + d] : 0.0f;
+                for (int t = 0; t < DPL; t++) {
+                    int d = lane + 32 * t;
+                    float kd = HD % 32 == 0 || d < HD ? ks[c * S + d] : 0.0f;
 #pragma unroll
-                        for (int r = 0; r < ATT_ROWS; r++)
-                            dqa[r][t] = fmaf(g[r], kd, dqa[r][t]);
-                    }
+                    for (int r = 0; r < ATT_ROWS; r++)
+                        dqa[r][t] = fmaf(g[r], kd, dqa[r][t]);
                 }
+            }
 #pragma unroll
-                for (int r = 0; r < ATT_ROWS; r++) {
-                    int row = warp * ATT_ROWS + r;
-                    if (row >= nq) continue;
-                    float *dqrow = dq_acc + (int64_t)(i0 + row) * C + (int64_t)h * HD;
+            for (int r = 0; r < ATT_ROWS; r++) {
+                int row = warp * ATT_ROWS + r;
+                if (row >= nq) continue;
+                float *dqrow = dq_acc + (int64_t)(i0 + row) * C + (int64_t)h * HD;
 #pragma unroll
-                    for (int t = 0; t < DPL; t++) {
-                        int d = lane + 32 * t;
-                        if (HD % 32 == 0 || d < HD) atomicAdd(dqrow + d, dqa[r][t]);
-                    }
+                for (int t = 0; t < DPL; t++) {
+                    int d = lane + 32 * t;
+                    if (HD % 32 == 0 || d < HD) atomicAdd(dqrow + d, dqa[r][t]);
                 }
             }
         }
@@ -329,6 +375,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 int d = lane + 32 * t;
                 if (HD % 32 != 0 && d >= HD) continue;
                 int64_t x = (int64_t)jc * KC + (int64_t)kvh * HD + d;
+                if (dk_part) {
+                    dk_part[h % group * part + x] = dka[c][t], dv_part[h % group * part + x] = dva[c][t];
+                    continue;
+                }
                 dk[x] = from_f32<T>(a.accumulate ? to_f32(dk[x]) + dka[c][t] : dka[c][t]);
                 dv[x] = from_f32<T>(a.accumulate ? to_f32(dv[x]) + dva[c][t] : dva[c][t]);
             }
@@ -394,9 +444,9 @@ int attention_head_size_supported(int HD) {
 }
 
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
-    (void)NKV; // dk and dv are accumulated in registers: no scratch of their own
     if (T <= 0 || NH <= 0 || HD <= 0) return 0;
-    return (size_t)T * (size_t)NH * (size_t)HD * sizeof(float);
+    size_t dq = (size_t)T * (size_t)NH * (size_t)HD * sizeof(float);
+    return NKV < NH ? 3 * dq : dq; // with groups, dk and dv partials of every query head
 }
 
 int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
@@ -428,9 +478,10 @@ int attention_backward_cuda(void *dq, void *dk, void *dv, int accumulate, const 
         return (int)cudaErrorInvalidValue;
     att_args a = att_args_of(s, key, max_len, ATT_BC);
     a.accumulate = accumulate != 0;
-    int64_t n = (int64_t)T * s.NH * s.HD;
-    float *dq_acc = (float *)scratch;
-    dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NKV);
+    int64_t n = (int64_t)T * s.NH * s.HD, nkv = (int64_t)T * s.NKV * s.HD;
+    float *dq_acc = (float *)scratch, *dk_part = NULL, *dv_part = NULL; // partials: (NH/NKV, T, NKV*HD)
+    if (s.NKV < s.NH) dk_part = dq_acc + n, dv_part = dk_part + n;
+    dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NH);
     err = (int)cudaMemsetAsync(dq_acc, 0, (size_t)n * sizeof(float), stream);
     if (err != 0) return err;
     return lf_dispatch_dtype(dtype, [&](auto t) {
@@ -438,12 +489,13 @@ int attention_backward_cuda(void *dq, void *dk, void *dv, int accumulate, const 
         int status = att_dispatch_head_size(s.HD, [&](auto hd) {
             constexpr int HD = decltype(hd)::value;
             return att_launch(attention_backward_kernel<E, HD>, grid,
-                              att_backward_smem_floats(HD) * sizeof(float), stream, (E *)dk, (E *)dv, dq_acc,
-                              (const E *)dout, (const E *)out, lse, (const E *)q, (const E *)k, (const E *)v,
-                              offsets, a);
+                              att_backward_smem_floats(HD) * sizeof(float), stream, (E *)dk, (E *)dv, dk_part,
+                              dv_part, nkv, dq_acc, (const E *)dout, (const E *)out, lse, (const E *)q,
+                              (const E *)k, (const E *)v, offsets, a);
         });
         if (status != 0) return status;
-        attention_dq_kernel<E><<<lf_blocks(n, 256), 256, 0, stream>>>((E *)dq, dq_acc, n, a.accumulate);
+        attention_finish_kernel<E><<<lf_blocks(n, 256), 256, 0, stream>>>(
+            (E *)dq, (E *)dk, (E *)dv, dq_acc, dk_part, dv_part, n, nkv, s.NH / s.NKV, a.accumulate);
         return lf_launch_status();
     });
 }

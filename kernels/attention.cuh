@@ -22,7 +22,8 @@ extern "C" {
 // 1 for the head sizes the launchers are built for (32, 64, 80, 96, 128), else 0
 int attention_head_size_supported(int HD);
 
-// bytes of scratch for attention_backward_cuda: dq in f32 (T, NH*HD)
+// bytes of scratch for attention_backward_cuda: dq in f32 (T, NH*HD), and with grouped-query heads
+// (NKV < NH) the f32 dk and dv partials of every query head, (NH/NKV, T, NKV*HD) each
 size_t attention_scratch_bytes(int T, int NH, int NKV, int HD);
 
 // out: (T, NH*HD) of dtype, lse: (T, NH) f32, both written; q: (T, NH*HD), k, v: (T, NKV*HD) of dtype

@@ -1,7 +1,8 @@
 // kernels/attention.cu against csrc/ops/attention.c: packed sequences of very different lengths
 // (empty and one-token ones too), grouped-query heads, causal mask, sliding window, dropout,
-// every head size; out and lse of forward, dq, dk, dv of backward (and their accumulation), that
-// sequences never see each other, and the sizes the launchers refuse.
+// every head size; out and lse of forward, dq, dk, dv of backward (and their accumulation), inputs
+// 16-byte aligned (read 16 bytes at once) and not (one element at a time), that sequences never see
+// each other, and the sizes the launchers refuse.
 #include <algorithm>
 #include <math.h>
 #include <omp.h>
@@ -62,6 +63,13 @@ static void *device_scratch(size_t bytes) {
     return d;
 }
 
+// x on the device `shift` elements past a 16-byte aligned allocation (shift 1: not 16-byte aligned)
+static void *to_device_at(const std::vector<float> &x, lf_dtype dt, int shift) {
+    std::vector<float> padded((size_t)shift, 0.0f);
+    padded.insert(padded.end(), x.begin(), x.end());
+    return (char *)to_device(padded, dt) + (size_t)shift * lf_cuda_dtype_size(dt);
+}
+
 static int longest(const std::vector<int> &lens) {
     int n = 1;
     for (int x : lens)
@@ -69,8 +77,9 @@ static int longest(const std::vector<int> &lens) {
     return n;
 }
 
+// shift: the device's q, k, v, dout and out start that many elements past a 16-byte boundary
 static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t seed,
-                                 check_key_kind key_kind = FIXED_KEY) {
+                                 check_key_kind key_kind = FIXED_KEY, int shift = 0) {
     std::vector<int32_t> off = offsets_of(c.lens);
     int B = (int)c.lens.size(), T = off[B], C = c.NH * c.HD, KC = c.NKV * c.HD;
     int max_len = c.max_len ? c.max_len : longest(c.lens);
@@ -84,14 +93,15 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
     attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), off.data(), s, scratch.data());
 
     int32_t *doff = device_offsets(off);
-    void *dq_in = to_device(q, dt), *dk_in = to_device(k, dt), *dv_in = to_device(v, dt);
-    void *dout = device_nans((int64_t)T * C, dt);
+    void *dq_in = to_device_at(q, dt, shift), *dk_in = to_device_at(k, dt, shift);
+    void *dv_in = to_device_at(v, dt, shift), *dout = device_nans((int64_t)T * C, dt);
     float *dlse = (float *)device_nans((int64_t)T * c.NH, LF_F32);
     CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, key.gpu, dt, 0));
-    char what[200];
-    snprintf(what, sizeof what, "attention_forward %s%s: out", c.name, key.label);
+    char what[200], name[120];
+    snprintf(name, sizeof name, "%s%s", c.name, shift ? " misaligned" : "");
+    snprintf(what, sizeof what, "attention_forward %s%s: out", name, key.label);
     check_close(what, dt, from_device(dout, (int64_t)T * C, dt), out, tolerance(dt));
-    snprintf(what, sizeof what, "attention_forward %s%s: lse (f32)", c.name, key.label);
+    snprintf(what, sizeof what, "attention_forward %s%s: lse (f32)", name, key.label);
     check_close(what, dt, from_device(dlse, (int64_t)T * c.NH, LF_F32), lse, tolerance(LF_F32));
 
     // backward from the CPU's out (as the GPU stores it) and lse, so its check stands alone
@@ -104,7 +114,7 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
         dv = rounded(random_vector((int64_t)T * KC, -c.grad_init, c.grad_init, seed * 8 + 7), dt);
     }
     void *ddq = to_device(dq, dt), *ddk = to_device(dk, dt), *ddv = to_device(dv, dt);
-    void *dgout = to_device(gout, dt), *dout_seen = to_device(out_seen, dt);
+    void *dgout = to_device_at(gout, dt, shift), *dout_seen = to_device_at(out_seen, dt, shift);
     float *dlse_seen = (float *)to_device(lse, LF_F32);
     void *dscratch = device_scratch(attention_scratch_bytes(T, c.NH, c.NKV, c.HD));
     for (int pass = 0; pass < 2; pass++) { // the second pass adds the same gradients again: +=
@@ -113,11 +123,11 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
         CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dgout, dout_seen, dlse_seen, dq_in, dk_in, dv_in,
                                            doff, T, max_len, s, key.gpu, dscratch, dt, 0));
         const char *label = pass ? " accumulated" : "";
-        snprintf(what, sizeof what, "attention_backward %s%s: dq%s", c.name, key.label, label);
+        snprintf(what, sizeof what, "attention_backward %s%s: dq%s", name, key.label, label);
         check_close(what, dt, from_device(ddq, (int64_t)T * C, dt), dq, tolerance(dt));
-        snprintf(what, sizeof what, "attention_backward %s%s: dk%s", c.name, key.label, label);
+        snprintf(what, sizeof what, "attention_backward %s%s: dk%s", name, key.label, label);
         check_close(what, dt, from_device(ddk, (int64_t)T * KC, dt), dk, tolerance(dt));
-        snprintf(what, sizeof what, "attention_backward %s%s: dv%s", c.name, key.label, label);
+        snprintf(what, sizeof what, "attention_backward %s%s: dv%s", name, key.label, label);
         check_close(what, dt, from_device(ddv, (int64_t)T * KC, dt), dv, tolerance(dt));
     }
 }
@@ -287,6 +297,7 @@ int main(void) {
             if (ci == 2)
                 check_attention_case(c, dt, (uint64_t)(100 * dti + 50), UNREADABLE_KEY); // no dropout
             if (ci == 3) check_attention_case(c, dt, (uint64_t)(100 * dti + 51), DEVICE_KEY);
+            if (ci == 6) check_attention_case(c, dt, (uint64_t)(100 * dti + 52), FIXED_KEY, 1); // one by one
         }
         check_isolation(dt);
         check_trailing_sequence(dt);
