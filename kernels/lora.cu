@@ -1,36 +1,45 @@
-// The LoRA branch of a linear layer: the CUDA twin of csrc/ops/lora.c, in three launches.
+// The LoRA branch of a linear layer: the CUDA twin of csrc/ops/lora.c, in four launches.
 //
-// Its products have one small side (r ranks). Two block-level pieces do them all, with the f32 weights
-// reached through a rank_view, so that A: (r, C) and B: (OC, r) both read as a (rank, column) matrix W:
-// - rows_down: dst[t, :] = alpha * in[t, :] @ W^T for a tile of TILE_ROWS tokens (a warp per token,
-//   its lanes over the columns): the u and du products;
+// Its products have one small side (r ranks). The f32 weights are reached through a rank_view, so that
+// A: (r, C) and B: (OC, r) both read as a (rank, column) matrix W. The pieces:
+// - rows_down: dst[t, :] = alpha * in[t, :] @ W^T for TT tokens per block (the u and du products): the
+//   block's threads split the columns, a 16-byte pack of in each where it is aligned, and each step of RC
+//   ranks ends in a fixed-order block reduction (the same bits on every run);
+// - lora_up_kernel: out[t, n] += scaling * u[t, :] @ B[n, :], a thread per pack of columns of one token
+//   (T * OC / 8 threads in bf16: every SM busy), its sum over the ranks in the CPU's order;
 // - columns_up / columns_grad, a thread per column of COLS columns, over a group of tokens:
-//   out[t, n] += alpha * left[t, :] @ W[:, n] (the out and dx products) and
-//   dW[:, n] += alpha * sum_t left[t, :] right[t, n] (the dA and dB products; the group's sums go in with
-//   atomicAdd, one per element and group: at most MAX_GROUPS per element whatever T).
-// The kernels: lora_forward_kernel (u, then out, per token tile), lora_dout_kernel (du tiles and dB
-// groups: its blocks read dout, each for one of them), lora_du_kernel (dx and dA per column chunk of a
-// group: both read du). The sums over tokens use f32 atomics rather than a second reduction pass: that
-// pass would be a launch and scratch of its own, and with at most MAX_GROUPS adds per element (few,
-// spread over time) contention stays low; the order of the adds, and so the last bits of dA and dB,
-// varies from run to run (as with the previous kernels).
+//   dx[t, n] += left[t, :] @ W[:, n] and dW[:, n] += alpha * sum_t left[t, :] right[t, n] (the dA and dB
+//   products; the group's sums go in with atomicAdd, one per element and group: at most MAX_GROUPS per
+//   element whatever T).
+// The launches: lora_down_kernel (u), lora_up_kernel (out), lora_dout_kernel (du tiles and dB groups: its
+// blocks read dout, each for one of them), lora_du_kernel (dx and dA per column chunk of a group: both
+// read du). u and du are deterministic; the sums over tokens of dA and dB use f32 atomics rather than a
+// second reduction pass (a launch and scratch of its own): the order of the adds, and so the last bits of
+// dA and dB, varies from run to run.
 // Dropout of x is applied where x is read (and on dx where it is written), with the CPU's mask.
 #include <type_traits>
 
+#include "elementwise.cuh"
 #include "lora.cuh"
 
 enum {
-    LORA_THREADS = 256, // every kernel; rows_down: a warp per token
-    TILE_ROWS = LORA_THREADS / 32,
-    DOWN_K = 256,        // rows_down stages DOWN_K columns of W at a time
+    LORA_THREADS = 256,  // lora_dout_kernel, lora_du_kernel
+    SMALL_THREADS = 128, // lora_down_kernel, lora_up_kernel
+    MAX_WARPS = LORA_THREADS / 32,
     COLS = LORA_THREADS, // columns_up / columns_grad: a thread per column
     SUB_ROWS = 32,       // columns_up in lora_du_kernel: rows whose sums a thread holds
     MAX_GROUPS = 32,     // the token groups of the sums over tokens (groups of a multiple of SUB_ROWS rows)
     MAX_RANKS = 16,      // ranks per step (RC): 4 (r <= 4) or 16
-    // shared memory: the larger of rows_down's W tile and columns_up's W tile and left rows
+    MAX_TT = 4,          // tokens per block of rows_down
+    // shared memory: columns_up's W tile and left rows (more than rows_down's warp sums)
     SMEM_FLOATS = COLS * (MAX_RANKS + 1) + SUB_ROWS * MAX_RANKS,
+    DOWN_FLOATS = MAX_WARPS * MAX_TT * MAX_RANKS,
 };
-static_assert(MAX_RANKS * (DOWN_K + 1) <= SMEM_FLOATS, "rows_down's tile fits");
+static_assert(DOWN_FLOATS <= SMEM_FLOATS, "rows_down's warp sums fit");
+
+// the tokens per block of rows_down for RC ranks per step: 2 (r <= 4, many blocks for few tokens) or 4
+// (W's RC rows are read once per block from L2: fewer, larger blocks read less of them)
+template <int RC> __host__ __device__ constexpr int tokens_per_block() { return RC <= 4 ? 2 : MAX_TT; }
 
 // element (j, n) of W: w[j * rank + n * col]; A: (r, C) is {C, 1}, B: (OC, r) is {1, r}
 struct rank_view {
@@ -63,37 +72,74 @@ __device__ void stage_left(float *ls, const float *left, int t0, int nt, int j0,
     }
 }
 
-// dst: (rows, r) f32, dst[t, j] = alpha * sum_k drop(in[t, k]) W[j, k] for the tile of tokens t0 ..
-// t0 + TILE_ROWS - 1 (< rows); in: (rows, K) of E, drop: dropout of element t * K + k. Warp w sums token
-// t0 + w, its lanes over the columns; each step stages DOWN_K columns of RC ranks of W.
-template <typename E, int RC>
+// x[i] = in[e + i] for i < N (16 bytes of E), 0 for i >= nv; one 16-byte load when packed (e aligned)
+template <typename E>
+__device__ __forceinline__ void load_pack(float *x, const E *in, int64_t e, int nv, bool packed) {
+    using P = elementwise_pack<E>;
+    if (packed) {
+        const P q = *(const P *)(in + e);
+#pragma unroll
+        for (int i = 0; i < P::N; i++)
+            x[i] = to_f32(q.v[i]);
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < P::N; i++)
+        x[i] = i < nv ? to_f32(in[e + i]) : 0.0f;
+}
+
+// dst: (rows, r) f32, dst[t, j] = alpha * sum_k drop(in[t, k]) W[j, k] for the TT tokens t0 .. t0 + TT - 1
+// (those < rows); in: (rows, K) of E, drop: dropout of element t * K + k; packed: in 16-byte aligned and K a
+// multiple of a pack. Thread i takes the packs i, i + blockDim.x, ... of every token's row, its partial sums
+// of RC ranks in registers; a step of ranks ends with warp sums, then the warps' sums added in warp order.
+template <typename E, int RC, int TT>
 __device__ void rows_down(float *smem, float *dst, const E *in, const float *w, rank_view v, int t0, int rows,
-                          int K, int r, float alpha, float p, uint64_t key) {
-    const int lane = threadIdx.x % 32, t = t0 + (int)threadIdx.x / 32;
+                          int K, int r, float alpha, float p, uint64_t key, bool packed) {
+    constexpr int N = elementwise_pack<E>::N;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    const int nt = min(TT, rows - t0);
     for (int j0 = 0; j0 < r; j0 += RC) {
         const int nj = min(RC, r - j0);
-        float acc[RC] = {};
-        for (int k0 = 0; k0 < K; k0 += DOWN_K) {
-            const int nk = min(DOWN_K, K - k0);
-            __syncthreads(); // the previous tile is read
-            for_tile(v, nj, nk, [&](int j, int k) { smem[j * (DOWN_K + 1) + k] = w[v.at(j0 + j, k0 + k)]; });
-            __syncthreads();
-            if (t >= rows) continue;
-            for (int k = lane; k < nk; k += 32) {
-                const int64_t e = (int64_t)t * K + k0 + k;
-                const float x = dropped(to_f32(in[e]), e, p, key);
+        float acc[TT][RC] = {};
+        for (int c0 = threadIdx.x * N; c0 < K; c0 += blockDim.x * N) {
+            const int nc = min(N, K - c0);
+            float x[TT][N];
 #pragma unroll
-                for (int j = 0; j < RC; j++)
-                    if (j < nj) acc[j] += x * smem[j * (DOWN_K + 1) + k];
+            for (int s = 0; s < TT; s++) {
+                const int64_t e = (int64_t)(t0 + s) * K + c0;
+                load_pack(x[s], in, e, s < nt ? nc : 0, packed && s < nt);
+#pragma unroll
+                for (int i = 0; i < N; i++)
+                    x[s][i] = dropped(x[s][i], e + i, p, key);
+            }
+#pragma unroll
+            for (int i = 0; i < N; i++) {
+                if (i >= nc) break;
+#pragma unroll
+                for (int j = 0; j < RC; j++) {
+                    const float wj = j < nj ? w[v.at(j0 + j, c0 + i)] : 0.0f;
+#pragma unroll
+                    for (int s = 0; s < TT; s++)
+                        acc[s][j] += x[s][i] * wj;
+                }
             }
         }
-        if (t >= rows) continue;
+        __syncthreads(); // the previous step's sums are read
 #pragma unroll
-        for (int j = 0; j < RC; j++) {
-            if (j >= nj) break;
-            const float s = warp_sum(acc[j]);
-            if (lane == 0) dst[(int64_t)t * r + j0 + j] = alpha * s;
+        for (int s = 0; s < TT; s++) {
+#pragma unroll
+            for (int j = 0; j < RC; j++) {
+                const float sum = warp_sum(acc[s][j]);
+                if (lane == 0) smem[(warp * TT + s) * RC + j] = sum;
+            }
         }
+        __syncthreads();
+        const int s = threadIdx.x / RC, j = threadIdx.x % RC;
+        if (s >= nt || j >= nj) continue;
+        float sum = 0.0f;
+        for (int k = 0; k < nw; k++)
+            sum += smem[(k * TT + s) * RC + j];
+        dst[(int64_t)(t0 + s) * r + j0 + j] = alpha * sum;
     }
 }
 
@@ -177,29 +223,60 @@ __device__ void columns_grad(float *smem, float *dw, rank_view v, const float *l
 static __device__ __forceinline__ rank_view a_view(int C) { return rank_view{C, 1}; }
 static __device__ __forceinline__ rank_view b_view(int r) { return rank_view{1, r}; }
 
-// out: (T, OC) += scaling * u @ B^T, u: (T, r) f32 = dropout(x: (T, C)) @ A^T (written). A block: the u
-// rows of TILE_ROWS tokens, then their out rows.
+// u: (T, r) f32 = dropout(x: (T, C)) @ A^T (written); a block: TT tokens (rows_down)
 template <typename E, int RC>
-__global__ void lora_forward_kernel(E *out, float *u, const E *x, const float *A, const float *B, int T,
-                                    int C, int OC, int r, float scaling, float p, lf_cuda_key k) {
-    __shared__ float smem[SMEM_FLOATS];
+__global__ void lora_down_kernel(float *u, const E *x, const float *A, int T, int C, int r, float p,
+                                 lf_cuda_key k, bool packed) {
+    constexpr int TT = tokens_per_block<RC>();
+    __shared__ float smem[SMALL_THREADS / 32 * TT * RC];
     const uint64_t key = lf_cuda_key_value(k, p);
-    const int t0 = blockIdx.x * TILE_ROWS;
-    rows_down<E, RC>(smem, u, x, A, a_view(C), t0, T, C, r, 1.0f, p, key);
-    for (int n0 = 0; n0 < OC; n0 += COLS) // (columns_up synchronizes the block before it reads u)
-        columns_up<E, RC, TILE_ROWS>(smem, out, u, B, b_view(r), t0, min(TILE_ROWS, T - t0), n0, OC, r,
-                                     scaling, 0.0f, key);
+    rows_down<E, RC, TT>(smem, u, x, A, a_view(C), blockIdx.x * TT, T, C, r, 1.0f, p, key, packed);
+}
+
+// out: (T, OC) += scaling * u @ B^T, u: (T, r) f32, B: (OC, r); a thread per pack of N columns of a token
+// (packs_per_row of them per row), one 16-byte load and store of out when packed (out aligned, OC a
+// multiple of N). Each element's sum runs over the ranks in order, as the CPU's.
+template <typename E>
+__global__ void lora_up_kernel(E *out, const float *u, const float *B, int T, int OC, int r, float scaling,
+                               int packs_per_row, bool packed) {
+    using P = elementwise_pack<E>;
+    const int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= (int64_t)T * packs_per_row) return;
+    const int t = (int)(g / packs_per_row), n0 = (int)(g % packs_per_row) * P::N, nn = min(P::N, OC - n0);
+    const int64_t e = (int64_t)t * OC + n0;
+    float acc[P::N] = {};
+    for (int j = 0; j < r; j++) {
+        const float uj = u[(int64_t)t * r + j];
+#pragma unroll
+        for (int i = 0; i < P::N; i++)
+            if (i < nn) acc[i] += uj * B[(int64_t)(n0 + i) * r + j];
+    }
+    float o[P::N];
+    load_pack(o, out, e, nn, packed);
+    if (packed) {
+        P q;
+#pragma unroll
+        for (int i = 0; i < P::N; i++)
+            q.v[i] = from_f32<E>(o[i] + scaling * acc[i]);
+        *(P *)(out + e) = q;
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < P::N; i++)
+        if (i < nn) out[e + i] = from_f32<E>(o[i] + scaling * acc[i]);
 }
 
 // du: (T, r) f32 = scaling * dout @ B (NULL: not needed) and dB: (OC, r) += scaling * dout^T @ u (NULL: not
-// needed); dout: (T, OC). Blocks [0, du_blocks): du of a tile of TILE_ROWS tokens; the others: dB's sums
-// for COLS columns over a group of group_rows tokens.
+// needed); dout: (T, OC). Blocks [0, du_blocks): du of TT tokens (rows_down, packed as there); the others:
+// dB's sums for COLS columns over a group of group_rows tokens.
 template <typename E, int RC>
 __global__ void lora_dout_kernel(float *du, float *dB, const E *dout, const float *u, const float *B, int T,
-                                 int OC, int r, float scaling, int du_blocks, int group_rows) {
+                                 int OC, int r, float scaling, int du_blocks, int group_rows, bool packed) {
+    constexpr int TT = tokens_per_block<RC>();
     __shared__ float smem[SMEM_FLOATS];
     if ((int)blockIdx.x < du_blocks) {
-        rows_down<E, RC>(smem, du, dout, B, b_view(r), blockIdx.x * TILE_ROWS, T, OC, r, scaling, 0.0f, 0);
+        rows_down<E, RC, TT>(smem, du, dout, B, b_view(r), blockIdx.x * TT, T, OC, r, scaling, 0.0f, 0,
+                             packed);
         return;
     }
     const int b = blockIdx.x - du_blocks, chunks = (OC + COLS - 1) / COLS, t0 = b / chunks * group_rows;
@@ -222,6 +299,9 @@ __global__ void lora_du_kernel(E *dx, float *dA, const float *du, const E *x, co
 }
 
 static unsigned chunks(int64_t n, int size) { return (unsigned)((n + size - 1) / size); }
+
+// whether rows of `cols` elements at p run as 16-byte packs of n elements: p aligned, cols a multiple of n
+static bool packs_fit(const void *p, int cols, int n) { return (uintptr_t)p % 16 == 0 && cols % n == 0; }
 
 // Calls f(std::integral_constant<int, RC>{}) with RC, the ranks the kernels take per step, for rank r
 template <typename F> static int lora_dispatch_ranks(int r, F f) {
@@ -249,11 +329,17 @@ int lora_forward_cuda(void *out, float *u, const void *x, const float *A, const 
     if (T == 0) return 0;
     return lf_dispatch_dtype(dtype, [&](auto e) {
         using E = decltype(e);
-        return lora_dispatch_ranks(r, [&](auto ranks) {
-            lora_forward_kernel<E, decltype(ranks)::value><<<chunks(T, TILE_ROWS), LORA_THREADS, 0, stream>>>(
-                (E *)out, u, (const E *)x, A, B, T, C, OC, r, scaling, p, key);
+        const int n = elementwise_pack<E>::N, packs_per_row = (int)chunks(OC, n);
+        const int status = lora_dispatch_ranks(r, [&](auto ranks) {
+            constexpr int RC = decltype(ranks)::value;
+            lora_down_kernel<E, RC><<<chunks(T, tokens_per_block<RC>()), SMALL_THREADS, 0, stream>>>(
+                u, (const E *)x, A, T, C, r, p, key, packs_fit(x, C, n));
             return lf_launch_status();
         });
+        if (status != 0) return status;
+        lora_up_kernel<E><<<chunks((int64_t)T * packs_per_row, SMALL_THREADS), SMALL_THREADS, 0, stream>>>(
+            (E *)out, u, B, T, OC, r, scaling, packs_per_row, packs_fit(out, OC, n));
+        return lf_launch_status();
     });
 }
 
@@ -266,14 +352,15 @@ int lora_backward_cuda(void *dx, float *dA, float *dB, void *scratch, const void
     if (T == 0 || (!need_du && dB == nullptr)) return 0;
     float *du = (float *)scratch;
     const int rows = group_rows(T);
-    const unsigned groups = chunks(T, rows), du_blocks = need_du ? chunks(T, TILE_ROWS) : 0;
-    const unsigned dB_blocks = dB != nullptr ? chunks(OC, COLS) * groups : 0;
+    const unsigned groups = chunks(T, rows), dB_blocks = dB != nullptr ? chunks(OC, COLS) * groups : 0;
     return lf_dispatch_dtype(dtype, [&](auto e) {
         using E = decltype(e);
         return lora_dispatch_ranks(r, [&](auto ranks) {
             constexpr int RC = decltype(ranks)::value;
+            const unsigned du_blocks = need_du ? chunks(T, tokens_per_block<RC>()) : 0;
             lora_dout_kernel<E, RC><<<du_blocks + dB_blocks, LORA_THREADS, 0, stream>>>(
-                du, dB, (const E *)dout, u, B, T, OC, r, scaling, (int)du_blocks, rows);
+                du, dB, (const E *)dout, u, B, T, OC, r, scaling, (int)du_blocks, rows,
+                packs_fit(dout, OC, elementwise_pack<E>::N));
             const int status = lf_launch_status();
             if (status != 0 || !need_du) return status;
             lora_du_kernel<E, RC><<<chunks(C, COLS) * groups, LORA_THREADS, 0, stream>>>(

@@ -16,15 +16,25 @@ struct lora_case {
 // up to 14336 terms); out and dx, of dtype, to the dtype's tolerance.
 static double f32_result_tolerance(lf_dtype dt) { return dt == LF_F32 ? tolerance(LF_F32) : 1e-4; }
 
+// v on the device, its first element shift elements past the start of a (16-byte aligned) allocation
+static void *shifted(device_buffers &buf, const std::vector<float> &v, int shift, lf_dtype dt) {
+    std::vector<float> padded((size_t)shift, 0.0f);
+    padded.insert(padded.end(), v.begin(), v.end());
+    return (char *)buf.add(to_device(padded, dt)) + (size_t)shift * lf_cuda_dtype_size(dt);
+}
+
 // forward and then backward with the outputs in need (dx, dA, dB), against lora_forward/lora_backward;
+// shift: x, out, dout and dx placed that many elements past a 16-byte boundary (not 0: no 16-byte packs).
+// The forward runs twice on the same out: u must come out the same bits (its sums have a fixed order).
 static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int need_dB, uint64_t seed,
-                       check_key_kind key_kind = FIXED_KEY) {
+                       check_key_kind key_kind = FIXED_KEY, int shift = 0) {
     const int T = k.T, C = k.C, OC = k.OC, r = k.r;
     const int64_t xs = (int64_t)T * C, os = (int64_t)T * OC, us = (int64_t)T * r;
     const check_key key = check_key_of(key_kind, seed, 3);
     char what[160], name[200];
-    snprintf(what, sizeof what, "T=%d C=%d OC=%d r=%d scaling=%g p=%g%s%s%s%s", T, C, OC, r, k.scaling, k.p,
-             key.label, need_dx ? " dx" : "", need_dA ? " dA" : "", need_dB ? " dB" : "");
+    snprintf(what, sizeof what, "T=%d C=%d OC=%d r=%d scaling=%g p=%g%s%s%s%s shift %d", T, C, OC, r,
+             k.scaling, k.p, key.label, need_dx ? " dx" : "", need_dA ? " dA" : "", need_dB ? " dB" : "",
+             shift);
     std::vector<float> x = rounded(random_vector(xs, -1, 1, seed), dt);
     std::vector<float> A = random_vector((int64_t)r * C, -0.05f, 0.05f, seed + 1);
     std::vector<float> B = random_vector((int64_t)OC * r, -1, 1, seed + 2);
@@ -43,19 +53,26 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
                   A.data(), B.data(), T, C, OC, r, k.scaling, k.p, key.cpu);
 
     device_buffers buf;
-    void *d_x = buf.add(to_device(x, dt)), *d_out = buf.add(to_device(out0, dt));
+    void *d_x = shifted(buf, x, shift, dt), *d_out = shifted(buf, out0, shift, dt);
     float *d_A = (float *)buf.add(to_device(A, LF_F32)), *d_B = (float *)buf.add(to_device(B, LF_F32));
     float *d_u = (float *)buf.add(device_zeros(us, LF_F32));
     snprintf(name, sizeof name, "lora_forward %s", what);
     if (!launched(name,
                   lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, k.scaling, k.p, key.gpu, dt, 0)))
         return;
+    const std::vector<float> got_u = from_device(d_u, us, LF_F32);
     snprintf(name, sizeof name, "lora_forward %s: u", what);
-    check_close(name, dt, from_device(d_u, us, LF_F32), want_u, f32_result_tolerance(dt));
+    check_close(name, dt, got_u, want_u, f32_result_tolerance(dt));
     snprintf(name, sizeof name, "lora_forward %s: out", what);
     check_close(name, dt, from_device(d_out, os, dt), want_out, tolerance(dt));
+    snprintf(name, sizeof name, "lora_forward %s, again", what);
+    if (!launched(name,
+                  lora_forward_cuda(d_out, d_u, d_x, d_A, d_B, T, C, OC, r, k.scaling, k.p, key.gpu, dt, 0)))
+        return;
+    snprintf(name, sizeof name, "lora_forward %s, again: u", what);
+    check_equal(name, from_device(d_u, us, LF_F32), got_u);
 
-    void *d_dout = buf.add(to_device(dout, dt)), *d_dx = buf.add(to_device(dx0, dt));
+    void *d_dout = shifted(buf, dout, shift, dt), *d_dx = shifted(buf, dx0, shift, dt);
     float *d_dA = (float *)buf.add(to_device(dA0, LF_F32)), *d_dB = (float *)buf.add(to_device(dB0, LF_F32));
     void *scratch = NULL;
     CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, r)));
@@ -103,9 +120,11 @@ static void check_lora_mask(lf_dtype dt, check_key key) {
     }
 }
 
-// The kernels take the ranks 4 at a time (r <= 4) or 16 at a time, tokens a warp each in tiles of 8 (u, du),
-// columns a thread each in chunks of 256, and the sums over tokens in at most 32 groups of a multiple of 32
-// tokens (dA, dB): the cases cover one and several steps of each.
+// The kernels take the ranks 4 at a time (r <= 4) or 16 at a time, tokens 2 (r <= 4) or 4 per block with
+// the columns split over the block's threads in 16-byte packs (u, du), out's columns a pack per thread, dx's
+// and dA's and dB's columns a thread each in chunks of 256, and the sums over tokens in at most 32 groups
+// of a multiple of 32 tokens (dA, dB): the cases cover one and several steps of each, and rows that are
+// not whole packs (C or OC not a multiple of 8).
 static const lora_case cases[] = {
     {37, 1024, 1024, 2, 8.0f, 0.1f},    // RoBERTa-large query/value, r=2, alpha 16
     {256, 1024, 1024, 2, 8.0f, 0.0f},   // no dropout
@@ -119,6 +138,9 @@ static const lora_case cases[] = {
     {61, 257, 255, 5, 1.0f, 0.1f},      // r one past a step of 4, columns one past / short of 256
     {1500, 96, 80, 17, 0.5f, 0.1f},     // over 32 * 32 tokens: groups of 64, r one past 16
     {8, 31, 17, 4, 3.0f, 0.3f},         // one tile of tokens, fewer columns than a warp
+    {7, 4096, 4096, 16, 2.0f, 0.1f},    // Mistral q_proj, r=16, tokens one short of two blocks of 4
+    {5, 1024, 1024, 2, 8.0f, 0.1f},     // RoBERTa r=2, tokens one past two blocks of 2
+    {9, 1027, 1021, 2, 8.0f, 0.1f},     // C and OC not multiples of a pack (4 or 8 elements)
 };
 
 int main(void) {
@@ -137,6 +159,7 @@ int main(void) {
         check_lora_mask(dt, check_key_of(DEVICE_KEY, 77, 5));
         check_lora(dt, cases[7], 1, 1, 1, seed += 10, DEVICE_KEY);
         check_lora(dt, cases[5], 1, 1, 1, seed += 10, UNREADABLE_KEY); // p = 0
+        check_lora(dt, cases[13], 1, 1, 1, seed += 10, FIXED_KEY, 1);  // rows of whole packs, misaligned
     }
     return check_summary("check_lora");
 }
