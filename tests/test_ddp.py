@@ -63,7 +63,7 @@ def load(folder, name):
 def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("peft")
-    from test_trainer import hf_tiny, without_runtime
+    from test_trainer import assert_follows, hf_tiny, without_runtime
 
     hf_tiny("roberta", tmp_path)
     start = lf.PeftModel.from_pretrained(
@@ -75,12 +75,8 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
     ours, info = load(tmp_path, "lf-rank0")
     other, other_info = load(tmp_path, "lf-rank1")
     assert sorted(ours) == sorted(ref) == sorted(other)
+    assert_follows(ours, ref, start, 10, "from HF DDP after 3 epochs")
     for name in ref:
-        scale = np.linalg.norm(ref[name])
-        rel = np.linalg.norm(ours[name] - ref[name]) / scale
-        moved = np.linalg.norm(ref[name] - start[name]) / scale
-        assert rel <= 1e-4, f"{name}: relative difference {rel:.3g} from HF DDP after 3 epochs"
-        assert moved > 10 * 1e-4, f"{name} moved only {moved:.3g}: the test could not tell the runs apart"
         assert np.array_equal(ours[name], other[name]), f"{name} differs between the ranks"
     # 46 examples, 2 ranks x 4: 6 updates per epoch; the logged loss is the mean over the ranks, as HF's
     steps = [e for e in info["log_history"] if "loss" in e]

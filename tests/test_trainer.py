@@ -161,6 +161,17 @@ def hf_train(folder, rows, pad_id, class_weights, evaluate=True, **overrides):
     return tensors, trainer.state.log_history, trainer.evaluate(eval_dataset=rows) if evaluate else None
 
 
+def assert_follows(ours, ref, start, moved_factor, when):
+    """Every trainable tensor of ours within 1e-4 (relative) of ref's, and ref moved more than
+    moved_factor x 1e-4 from start (else the comparison could not tell two runs apart)."""
+    for name in ref:
+        scale = np.linalg.norm(ref[name])
+        rel = np.linalg.norm(ours[name] - ref[name]) / scale
+        moved = np.linalg.norm(ref[name] - start[name]) / scale
+        assert rel <= 1e-4, f"{name}: relative difference {rel:.3g} {when}"
+        assert moved > moved_factor * 1e-4, f"{name} moved only {moved:.3g}: the test could not tell the runs apart"
+
+
 @pytest.mark.parametrize("kind", ["roberta", "llama"])
 def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     cfg = hf_tiny(kind, tmp_path)
@@ -180,12 +191,7 @@ def test_trajectory_matches_hf_trainer_peft(tmp_path, kind):
     ours = model.trainable_state_dict()
 
     assert out.global_step == 30 and sorted(ours) == sorted(ref)
-    for name in ref:
-        scale = np.linalg.norm(ref[name])
-        rel = np.linalg.norm(ours[name] - ref[name]) / scale
-        moved = np.linalg.norm(ref[name] - start[name]) / scale
-        assert rel <= 1e-4, f"{name}: relative difference {rel:.3g} after 30 steps"
-        assert moved > 50 * 1e-4, f"{name} moved only {moved:.3g}: the test could not tell the runs apart"
+    assert_follows(ours, ref, start, 50, "after 30 steps")
     steps = [e for e in trainer.state.log_history if "loss" in e]
     ref_steps = [e for e in ref_log if "loss" in e]
     assert [e["step"] for e in steps] == [e["step"] for e in ref_steps] == list(range(1, 31))
