@@ -220,8 +220,6 @@ int lf_cuda_model_create(const lf_model_desc *m, int dtype, void **out) {
     dm->host = &rt->desc;
     dm->dtype = (lf_dtype)dtype;
     dm->arch = arch;
-    rt->n_frozen = m->n_frozen;
-    rt->n_params = m->n_params;
     rc = lf_cuda_checked(cudaStreamCreateWithFlags(&dm->stream, cudaStreamNonBlocking),
                          "creating a CUDA stream");
     if (rc == 0 && lf_cuda_graphs_wanted()) rc = lf_cuda_graphs_create(&rt->graphs);
@@ -253,7 +251,7 @@ void lf_cuda_model_free(void *cuda_model) {
     if (dm->stream != NULL) (void)cudaStreamSynchronize(dm->stream); // nothing in flight uses what goes
     lf_cuda_optimizer_free(rt);
     lf_cuda_graphs_free(rt->graphs);
-    for (int i = 0; dm->frozen != NULL && i < rt->n_frozen; i++)
+    for (int i = 0; dm->frozen != NULL && i < rt->desc.n_frozen; i++)
         (void)cudaFree(dm->frozen[i]);
     void *device[] = {dm->params, dm->grads,   dm->batch.tokens, dm->work,         dm->blas_workspace,
                       dm->logits, dm->dlogits, dm->loss,         dm->class_weights};
@@ -278,7 +276,7 @@ size_t lf_cuda_model_device_bytes(void *cuda_model) {
     const runtime *rt = (const runtime *)cuda_model;
     const lf_cuda_model *dm = &rt->dm;
     size_t bytes = 0;
-    for (int i = 0; i < rt->n_frozen; i++)
+    for (int i = 0; i < rt->desc.n_frozen; i++)
         if (dm->frozen[i] != NULL)
             bytes += (size_t)dm->host->frozen[i].numel * lf_cuda_dtype_size(dm->frozen_dtype[i]);
     bytes += (rt->optimizer != NULL ? 4 : 2) * rt->param_floats * sizeof(float); // params, grads (m, v)
@@ -424,7 +422,7 @@ int lf_cuda_download_params(runtime *rt, const lf_model_desc *m) {
 int lf_cuda_describe(runtime *rt, const lf_model_desc *m) {
     if (m == NULL || m->frozen != rt->desc.frozen)
         return lf_cuda_set_error((int)cudaErrorInvalidValue, "the device copy belongs to another model");
-    if (m->n_frozen != rt->n_frozen || m->n_params != rt->n_params)
+    if (m->n_frozen != rt->desc.n_frozen || m->n_params != rt->desc.n_params)
         return lf_cuda_set_error((int)cudaErrorInvalidValue,
                                  "the device copy is stale: the model's tables changed since it was made "
                                  "(move the model to CUDA again)");

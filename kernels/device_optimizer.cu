@@ -140,7 +140,7 @@ int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, i
     int rc = check_running(rt, NULL);
     if (rc != 0) return rc;
     lf_cuda_optimizer *o = rt->optimizer;
-    const int n = rt->n_params;
+    const int n = rt->desc.n_params;
     rc = lf_cuda_checked(grad_norm_clip_cuda(o->norm, o->tensors, n, u, rt->dm.stream),
                          "the gradient norm and clipping");
     if (rc == 0)

@@ -22,8 +22,8 @@ typedef struct lf_cuda_graphs lf_cuda_graphs; // the captured steps of a model (
 // what only the runtime uses.
 typedef struct {
     lf_cuda_model dm;
-    lf_model_desc desc;              // the current call's description of the host model (dm.host)
-    int n_frozen, n_params;          // the host tables at create: another count means a stale copy
+    lf_model_desc desc; // the current call's description of the host model (dm.host); its table
+                        // counts are the create's (another count: a stale copy, lf_cuda_describe)
     size_t param_floats;             // of dm.params and dm.grads, alignment gaps included
     float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
     int32_t *host_batch;             // pinned, laid out as the device batch arrays

@@ -21,6 +21,13 @@ static PyArrayObject *f32(PyObject *obj, int ndim, const char *what) {
     return a;
 }
 
+// 1 when p is a dropout probability in [0, 1), else 0 with a ValueError naming it
+static int dropout_p_valid(float p) {
+    if (p >= 0.0f && p < 1.0f) return 1;
+    PyErr_Format(PyExc_ValueError, "p must be in [0, 1), got %g", p);
+    return 0;
+}
+
 static PyArrayObject *zeros_like(PyArrayObject *a) {
     return (PyArrayObject *)PyArray_ZEROS(PyArray_NDIM(a), PyArray_DIMS(a), NPY_FLOAT32, 0);
 }
@@ -223,7 +230,7 @@ static PyObject *py_dropout_residual_layernorm(PyObject *self, PyObject *args) {
     float eps, p;
     unsigned long long key;
     if (!PyArg_ParseTuple(args, "OOOOffK|O", &bro, &reso, &wo, &bo, &eps, &p, &key, &douto)) return NULL;
-    if (!(p >= 0.0f && p < 1.0f)) return PyErr_Format(PyExc_ValueError, "p must be in [0, 1), got %g", p);
+    if (!dropout_p_valid(p)) return NULL;
     PyArrayObject *br = f32(bro, 2, "branch"), *res = f32(reso, 2, "residual"), *w = f32(wo, 1, "weight"),
                   *b = f32(bo, 1, "bias"), *dout = NULL;
     PyObject *result = NULL;
@@ -235,30 +242,29 @@ static PyObject *py_dropout_residual_layernorm(PyObject *self, PyObject *args) {
                             "branch, residual (and dout) must be (T, C), weight and bias (C,)");
         } else {
             PyArrayObject *out = zeros_like(br), *sum = zeros_like(br);
-            float *stats = malloc(2 * (size_t)T * sizeof(float) + 1);
+            float *stats = malloc((2 * (size_t)T + 1) * sizeof(float)); // mean, rstd (+1: T may be 0)
             if (stats == NULL) {
+                PyErr_NoMemory();
                 Py_DECREF(out);
                 Py_DECREF(sum);
-                goto done;
-            }
-            dropout_residual_layernorm_forward(F(out), stats, stats + T, F(sum), F(br), F(res), F(w), F(b), T,
-                                               C, eps, p, key);
-            if (dout == NULL) {
-                result = Py_BuildValue("(NN)", out, sum);
             } else {
-                PyArrayObject *dres = zeros_like(br), *dbr = zeros_like(br), *dw = zeros_like(w),
-                              *db = zeros_like(b);
-                dropout_residual_layernorm_backward(F(dres), F(dbr), F(dw), F(db), F(dout), F(sum), F(w),
-                                                    stats, stats + T, T, C, p, key);
-                Py_DECREF(out);
-                Py_DECREF(sum);
-                result = Py_BuildValue("(NNNN)", dres, dbr, dw, db);
+                dropout_residual_layernorm_forward(F(out), stats, stats + T, F(sum), F(br), F(res), F(w),
+                                                   F(b), T, C, eps, p, key);
+                if (dout == NULL) {
+                    result = Py_BuildValue("(NN)", out, sum);
+                } else {
+                    PyArrayObject *dres = zeros_like(br), *dbr = zeros_like(br), *dw = zeros_like(w),
+                                  *db = zeros_like(b);
+                    dropout_residual_layernorm_backward(F(dres), F(dbr), F(dw), F(db), F(dout), F(sum), F(w),
+                                                        stats, stats + T, T, C, p, key);
+                    Py_DECREF(out);
+                    Py_DECREF(sum);
+                    result = Py_BuildValue("(NNNN)", dres, dbr, dw, db);
+                }
+                free(stats);
             }
-            free(stats);
         }
     }
-done:
-    if (PyErr_Occurred() == NULL && result == NULL) PyErr_NoMemory();
     Py_XDECREF(br);
     Py_XDECREF(res);
     Py_XDECREF(w);
@@ -294,7 +300,7 @@ static PyObject *py_dropout(PyObject *self, PyObject *args) {
     float p;
     unsigned long long key;
     if (!PyArg_ParseTuple(args, "OfK", &xo, &p, &key)) return NULL;
-    if (!(p >= 0.0f && p < 1.0f)) return PyErr_Format(PyExc_ValueError, "p must be in [0, 1), got %g", p);
+    if (!dropout_p_valid(p)) return NULL;
     PyArrayObject *x = f32(xo, 1, "x");
     if (x == NULL) return NULL;
     PyArrayObject *out = zeros_like(x);
