@@ -132,9 +132,14 @@ def test_matmul_bf16_op_equals_torch_on_rounded_inputs(dtype):
 
     ref = (bf(x) @ bf(w).T).numpy() + b
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(dx, (bf(d) @ bf(w)).numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, (bf(d) @ bf(w)).numpy(), rtol=1e-5, atol=1e-4)  # written over NaN
+    dx0 = rng.standard_normal((37, 80)).astype(np.float32)
+    _, dx_sum, _ = lf._C.op_matmul_bf16(x, stored, dtype, b, d, 1, dx0)  # accumulated: dx0 + dout @ w
+    np.testing.assert_allclose(dx_sum, dx0 + (bf(d) @ bf(w)).numpy(), rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="shapes disagree"):
         lf._C.op_matmul_bf16(x, stored[:, :79].copy(), dtype)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        lf._C.op_matmul_bf16(x, stored, dtype, b, d, 1, dx0[:, :79].copy())
 
 
 def test_two_bf16_models_in_two_threads_give_their_serial_results(tmp_path):

@@ -319,34 +319,27 @@ static void zero(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch *b, dec_work *w,
                            int need_dx) {
     const lf_model_config *c = &m->cfg;
-    size_t T = b->T, C = c->hidden_size, I = c->intermediate_size, QD = (size_t)c->num_heads * c->head_dim;
-    size_t KVD = (size_t)c->num_kv_heads * c->head_dim;
+    size_t T = b->T, C = c->hidden_size, I = c->intermediate_size;
     const lf_linear *lin[DEC_NPROJ];
     layer_linears(m, l, lin);
     float *sc = w->mm_scratch;
-    zero(w->dact, T * I);
-    lf_linear_backward(m, lin[DEC_DOWN], w->dact, w->du, w->xd, w->dx, a->act, a->u[DEC_DOWN], (int)T, sc);
+    lf_linear_backward(m, lin[DEC_DOWN], w->dact, 0, w->du, w->xd, w->dx, a->act, a->u[DEC_DOWN], (int)T, sc);
     zero(w->dgate, T * I);
     zero(w->dup, T * I);
     silu_mul_backward(w->dgate, w->dup, w->dact, a->gate, a->up, (long)(T * I));
-    zero(w->dln, T * C);
-    lf_linear_backward(m, lin[DEC_GATE], w->dln, w->du, w->xd, w->dgate, a->ln2, a->u[DEC_GATE], (int)T, sc);
-    lf_linear_backward(m, lin[DEC_UP], w->dln, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
+    lf_linear_backward(m, lin[DEC_GATE], w->dln, 0, w->du, w->xd, w->dgate, a->ln2, a->u[DEC_GATE], (int)T,
+                       sc);
+    lf_linear_backward(m, lin[DEC_UP], w->dln, 1, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
     rmsnorm_backward(w->dx, NULL, w->dln, a->x_mid, norm_weight(m, 2 * l + 1), a->rstd2, (int)T, (int)C);
-    zero(w->datt, T * QD);
-    lf_linear_backward(m, lin[DEC_O], w->datt, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
-    zero(w->dq, T * QD);
-    zero(w->dk, T * KVD);
-    zero(w->dv, T * KVD);
+    lf_linear_backward(m, lin[DEC_O], w->datt, 0, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
     attention_backward(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v, b->offsets,
                        attention_of(m, b, l), w->att_scratch);
     rope_backward(w->dq, w->cos, w->sin, (int)T, c->num_heads, c->head_dim);
     rope_backward(w->dk, w->cos, w->sin, (int)T, c->num_kv_heads, c->head_dim);
     float *dln = need_dx ? w->dln : NULL;
-    if (need_dx) zero(dln, T * C);
     const float *dproj[3] = {w->dq, w->dk, w->dv};
-    for (int p = DEC_Q; p <= DEC_V; p++)
-        lf_linear_backward(m, lin[p], dln, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
+    for (int p = DEC_Q; p <= DEC_V; p++) // the first writes dln, the others add
+        lf_linear_backward(m, lin[p], dln, p != DEC_Q, w->du, w->xd, dproj[p], a->ln1, a->u[p], (int)T, sc);
     if (need_dx) rmsnorm_backward(w->dx, NULL, w->dln, a->x, norm_weight(m, 2 * l), a->rstd1, (int)T, (int)C);
 }
 
@@ -354,8 +347,8 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
 static void head_backward(lf_model *m, const lf_batch *b, dec_work *w, const float *dlogits) {
     const lf_model_config *c = &m->cfg;
     size_t C = c->hidden_size;
-    zero(w->dlnf, b->B * C);
-    lf_linear_backward(m, score_linear(m), w->dlnf, w->du, w->xd, dlogits, w->lnf, NULL, b->B, w->mm_scratch);
+    lf_linear_backward(m, score_linear(m), w->dlnf, 0, w->du, w->xd, dlogits, w->lnf, NULL, b->B,
+                       w->mm_scratch);
     zero(w->dpooled, b->B * C);
     rmsnorm_backward(w->dpooled, NULL, w->dlnf, w->pooled, norm_weight(m, 2 * c->num_layers), w->rstdf, b->B,
                      (int)C);

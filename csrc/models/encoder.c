@@ -109,7 +109,7 @@ typedef struct {
     float *x0, *tmp, *em, *es;            // embeddings: output, sum, LN stats
     float *pooled, *pd, *d, *t, *td;      // head (B, C)
     float *dres, *da, *db, *dq, *dk, *dv; // backward (T, C)
-    float *di1, *di2, *du, *xd;           // backward (T, I), (T, r), (T, max(C, I))
+    float *di, *du, *xd;                  // backward (T, I), (T, r), (T, max(C, I))
     float *dh1, *dh2;                     // head backward (B, C)
     float *mm_scratch, *att_scratch;      // op scratch
     float *layers;                        // num_layers blocks of layer_floats (1 when checkpointing)
@@ -167,8 +167,7 @@ static size_t encoder_layout(const lf_model *m, float *base, int T, int B, enc_a
         *dbc[i] = lf_plan_floats(&p, back ? BC : 0);
     a->em = lf_plan_floats(&p, (size_t)T);
     a->es = lf_plan_floats(&p, (size_t)T);
-    a->di1 = lf_plan_floats(&p, back ? TI : 0);
-    a->di2 = lf_plan_floats(&p, back ? TI : 0);
+    a->di = lf_plan_floats(&p, back ? TI : 0);
     a->du = lf_plan_floats(&p, back ? (size_t)T * lora_rank(m) : 0);
     a->xd = lf_plan_floats(&p, (size_t)T * max_sz(C, I));
     a->mm_scratch = lf_plan_floats(&p, mm_scratch_floats(m));
@@ -284,34 +283,31 @@ static void zero(float *x, int64_t n) { memset(x, 0, (size_t)n * sizeof(float));
 static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, const float *x0,
                            const layer_acts *la, enc_acts *a, int l, int need_dx) {
     int T = b->T, C = m->cfg.hidden_size;
-    int64_t TC = (int64_t)T * C, TI = (int64_t)T * m->cfg.intermediate_size;
+    int64_t TI = (int64_t)T * m->cfg.intermediate_size;
     const lf_linear *lin = m->linears;
     float p = drop_p(m, m->cfg.hidden_dropout);
     // db = d x1 through the residual, da = d FFN output through the dropout
     dropout_residual_layernorm_backward(a->db, a->da, NULL, NULL, a->dres, la->r2, frozen_f32(m, L->ln2_w),
                                         la->m2, la->s2, T, C, p, lf_model_dropout_key(m, layer_site(l, 2)));
-    zero(a->di1, TI);
-    lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di1, a->du, a->xd, a->da, la->g, la->u[ENC_F], T,
+    lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di, 0, a->du, a->xd, a->da, la->g, la->u[ENC_F], T,
                        a->mm_scratch);
-    zero(a->di2, TI);
-    gelu_backward(a->di2, la->h, a->di1, TI);
-    lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, a->du, a->xd, a->di2, la->x1, la->u[ENC_I], T,
+    gelu_backward(a->di, la->h, a->di, TI); // in place
+    lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, 1, a->du, a->xd, a->di, la->x1, la->u[ENC_I], T,
                        a->mm_scratch);
     // dres = d x0 through the residual, da = d attention output through the dropout
     dropout_residual_layernorm_backward(a->dres, a->da, NULL, NULL, a->db, la->r1, frozen_f32(m, L->ln1_w),
                                         la->m1, la->s1, T, C, p, lf_model_dropout_key(m, layer_site(l, 1)));
-    zero(a->db, TC); // d att
-    lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, a->du, a->xd, a->da, la->att, la->u[ENC_O], T,
-                       a->mm_scratch);
-    zero(a->dq, TC);
-    zero(a->dk, TC);
-    zero(a->dv, TC);
+    lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, 0, a->du, a->xd, a->da, la->att, la->u[ENC_O], T,
+                       a->mm_scratch); // d att
     attention_backward(a->dq, a->dk, a->dv, a->db, la->att, la->lse, la->q, la->k, la->v, b->offsets,
                        attn_shape(m, b, l), a->att_scratch);
     float *dx = need_dx ? a->dres : NULL;
-    lf_linear_backward(m, &lin[L->lin[ENC_Q]], dx, a->du, a->xd, a->dq, x0, la->u[ENC_Q], T, a->mm_scratch);
-    lf_linear_backward(m, &lin[L->lin[ENC_K]], dx, a->du, a->xd, a->dk, x0, la->u[ENC_K], T, a->mm_scratch);
-    lf_linear_backward(m, &lin[L->lin[ENC_V]], dx, a->du, a->xd, a->dv, x0, la->u[ENC_V], T, a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_Q]], dx, 1, a->du, a->xd, a->dq, x0, la->u[ENC_Q], T,
+                       a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_K]], dx, 1, a->du, a->xd, a->dk, x0, la->u[ENC_K], T,
+                       a->mm_scratch);
+    lf_linear_backward(m, &lin[L->lin[ENC_V]], dx, 1, a->du, a->xd, a->dv, x0, la->u[ENC_V], T,
+                       a->mm_scratch);
 }
 
 // d logits -> head grads; d pooled rows scattered into a->dres (when need_dx)
@@ -320,14 +316,12 @@ static void head_backward(lf_model *m, const enc_state *s, const lf_batch *b, en
     int B = b->B, C = m->cfg.hidden_size;
     int64_t BC = (int64_t)B * C;
     float p = drop_p(m, m->cfg.classifier_dropout);
-    zero(a->dh1, BC);
-    lf_linear_backward(m, &m->linears[s->head_out], a->dh1, NULL, NULL, dlogits, a->td, NULL, B,
+    lf_linear_backward(m, &m->linears[s->head_out], a->dh1, 0, NULL, NULL, dlogits, a->td, NULL, B,
                        a->mm_scratch);
     dropout_backward_inplace(a->dh1, BC, p, lf_model_dropout_key(m, SITE_HEAD_MID));
     zero(a->dh2, BC);
     tanh_backward(a->dh2, a->t, a->dh1, BC);
-    zero(a->dh1, BC);
-    lf_linear_backward(m, &m->linears[s->head_dense], need_dx ? a->dh1 : NULL, NULL, NULL, a->dh2, a->pd,
+    lf_linear_backward(m, &m->linears[s->head_dense], need_dx ? a->dh1 : NULL, 0, NULL, NULL, a->dh2, a->pd,
                        NULL, B, a->mm_scratch);
     if (!need_dx) return;
     dropout_backward_inplace(a->dh1, BC, s->pre_dropout ? p : 0.0f, lf_model_dropout_key(m, SITE_HEAD_IN));

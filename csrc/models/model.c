@@ -779,15 +779,15 @@ void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_
                  m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
 }
 
-void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, float *du, float *xd, const float *dout,
-                        const float *x, const float *lora_u, int T, float *scratch) {
+void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, int accumulate, float *du, float *xd,
+                        const float *dout, const float *x, const float *lora_u, int T, float *scratch) {
     float *dw = l->weight_param >= 0 ? m->params[l->weight_param].grad : NULL;
     float *db = l->bias_param >= 0 ? m->params[l->bias_param].grad : NULL;
     const matmul_bf16_weight *w = bf16_weight(m, l);
     if (w != NULL) // a frozen weight: no dw, db
-        bf16_status(m, matmul_bf16_backward(dx, dout, w, T, m->bf16_scratch));
+        bf16_status(m, matmul_bf16_backward(dx, dout, w, T, accumulate, m->bf16_scratch));
     else
-        matmul_backward(dx, dw, db, dout, x, lf_linear_weight(m, l), T, l->in, l->out, scratch);
+        matmul_backward(dx, dw, db, dout, x, lf_linear_weight(m, l), T, l->in, l->out, accumulate, scratch);
     if (l->lora_a < 0) return;
     lora_backward(dx, m->params[l->lora_a].grad, m->params[l->lora_b].grad, du, xd, dout, x, lora_u,
                   m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out, m->lora.r,

@@ -55,11 +55,12 @@ LF_VECTOR_CLONES static void gelu_forward_run(float *out, const float *inp, int6
 }
 
 LF_VECTOR_CLONES static void gelu_backward_run(float *dinp, const float *inp, const float *dout, int64_t n) {
+    // dinp may be dout: each element is read before it is written
     for (int64_t i = 0; i < n; i++) {
         float x = inp[i];
         float cdf = 0.5f * (1.0f + erf_f32(x * INV_SQRT2)),
               pdf = INV_SQRT_2PI * exp_nonpositive_f32(-0.5f * x * x);
-        dinp[i] += dout[i] * (cdf + x * pdf);
+        dinp[i] = dout[i] * (cdf + x * pdf);
     }
 }
 

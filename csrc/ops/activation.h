@@ -5,7 +5,7 @@
 
 // out, inp: (n,)
 void gelu_forward(float *out, const float *inp, int64_t n);
-// dinp += dout * gelu'(inp)
+// dinp = dout * gelu'(inp); dinp may be dout (in place)
 void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n);
 // out, inp: (n,); out may equal inp
 void tanh_forward(float *out, const float *inp, int64_t n);

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "ops/matmul.h"
 #include "ops/random.h"
@@ -97,7 +98,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     }
 }
 
-// one block of query head h: dq rows += , dk, dv rows of its key head += ; p, dp: scratch
+// one block of query head h: its dq rows = , dk, dv rows of its key head += ; p, dp: scratch
 static void attention_backward_block(float *dq, float *dk, float *dv, const float *dout, const float *out,
                                      const float *lse, const float *q, const float *k, const float *v,
                                      att_block blk, attention_shape s, float *p, float *dp) {
@@ -120,7 +121,7 @@ static void attention_backward_block(float *dq, float *dk, float *dv, const floa
         }
     }
     sgemm_tn(blk.nk, s.HD, rows, 1.0f, p, blk.nk, dout + qo, C, 1.0f, dv + ko, KC);
-    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, 1.0f, dq + qo, C);
+    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, 0.0f, dq + qo, C);
     sgemm_tn(blk.nk, s.HD, rows, 1.0f, dp, blk.nk, q + qo, C, 1.0f, dk + ko, KC);
 }
 
@@ -134,6 +135,10 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     for (int64_t task = 0; task < (int64_t)s.B * s.NKV; task++) {
         int b = (int)(task / s.NKV), kvh = (int)(task % s.NKV);
         float *p = scratch + (size_t)omp_get_thread_num() * per_thread, *dp = p + per_thread / 2;
+        for (int t = offsets[b]; t < offsets[b + 1]; t++) { // this task's rows of dk, dv: written below
+            memset(dk + (size_t)t * s.NKV * s.HD + (size_t)kvh * s.HD, 0, (size_t)s.HD * sizeof(float));
+            memset(dv + (size_t)t * s.NKV * s.HD + (size_t)kvh * s.HD, 0, (size_t)s.HD * sizeof(float));
+        }
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
             for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB)
                 attention_backward_block(dq, dk, dv, dout, out, lse, q, k, v,

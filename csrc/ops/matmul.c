@@ -100,12 +100,13 @@ void matmul_forward(float *out, const float *x, lf_weight w, const float *bias, 
 }
 
 void matmul_backward(float *dx, float *dw, float *db, const float *dout, const float *x, lf_weight w, int T,
-                     int C, int OC, float *scratch) {
+                     int C, int OC, int accumulate, float *scratch) {
     if (dx != NULL) {
         int nb = block_rows(w, OC);
         for (int o = 0; o < OC; o += nb) {
             int n = OC - o < nb ? OC - o : nb;
-            sgemm_nn(T, C, n, 1.0f, dout + o, OC, weight_rows(w, o, n, C, scratch), C, 1.0f, dx, C);
+            float beta = o > 0 || accumulate ? 1.0f : 0.0f;
+            sgemm_nn(T, C, n, 1.0f, dout + o, OC, weight_rows(w, o, n, C, scratch), C, beta, dx, C);
         }
     }
     if (dw != NULL) sgemm_tn(OC, C, T, 1.0f, dout, OC, x, C, 1.0f, dw, C);

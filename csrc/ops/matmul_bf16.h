@@ -26,8 +26,9 @@ static inline size_t matmul_bf16_scratch_elems(int T, int C, int OC) {
 // out: (T, OC) = x: (T, C) @ W^T + bias: (OC,) (NULL when packed without); scratch: T * C bf16
 int matmul_bf16_forward(float *out, const float *x, const matmul_bf16_weight *w, const float *bias, int T,
                         uint16_t *scratch);
-// dx: (T, C) += dout: (T, OC) @ W; scratch: T * OC bf16
-int matmul_bf16_backward(float *dx, const float *dout, const matmul_bf16_weight *w, int T, uint16_t *scratch);
+// dx: (T, C) = dout: (T, OC) @ W (accumulate: dx += ); scratch: T * OC bf16
+int matmul_bf16_backward(float *dx, const float *dout, const matmul_bf16_weight *w, int T, int accumulate,
+                         uint16_t *scratch);
 
 // dst[i] = src[i] rounded to bf16 (nearest even, NaN kept quiet), OpenMP-parallel
 void matmul_bf16_round(uint16_t *dst, const float *src, size_t n);

@@ -34,6 +34,16 @@ static PyArrayObject *zeros_like(PyArrayObject *a) {
 
 static float *F(PyArrayObject *a) { return a ? (float *)PyArray_DATA(a) : NULL; }
 
+// an f32 array of a's shape full of NaN: the output of an op that writes every element (a test of
+// the op that finds a NaN left found an element it did not write)
+static PyArrayObject *nan_like(PyArrayObject *a) {
+    PyArrayObject *out = (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(a), PyArray_DIMS(a), NPY_FLOAT32, 0);
+    float *o = F(out);
+    for (npy_intp i = 0; out != NULL && i < PyArray_SIZE(out); i++)
+        o[i] = NAN;
+    return out;
+}
+
 typedef struct {
     PyArrayObject *q, *k, *v, *offsets;
     attention_shape s;
@@ -125,7 +135,7 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
         ok = 0;
     }
     if (ok) {
-        PyArrayObject *dq = zeros_like(a.q), *dk = zeros_like(a.k), *dv = zeros_like(a.v);
+        PyArrayObject *dq = nan_like(a.q), *dk = nan_like(a.k), *dv = nan_like(a.v); // written
         float *scratch = malloc(attention_scratch_floats(a.T, omp_get_max_threads()) * sizeof(float));
         attention_backward(F(dq), F(dk), F(dv), F(dout), F(out), F(lse), F(a.q), F(a.k), F(a.v),
                            PyArray_DATA(a.offsets), a.s, scratch);
@@ -174,9 +184,9 @@ static PyObject *py_matmul(PyObject *self, PyObject *args, int backward) {
             result = (PyObject *)out;
         } else {
             npy_intp dwd[2] = {OC, C}, dbd[1] = {OC};
-            PyArrayObject *dx = zeros_like(x), *dw = (PyArrayObject *)PyArray_ZEROS(2, dwd, NPY_FLOAT32, 0),
+            PyArrayObject *dx = nan_like(x), *dw = (PyArrayObject *)PyArray_ZEROS(2, dwd, NPY_FLOAT32, 0),
                           *db = (PyArrayObject *)PyArray_ZEROS(1, dbd, NPY_FLOAT32, 0);
-            matmul_backward(F(dx), lw.dtype == LF_F32 ? F(dw) : NULL, F(db), F(dout), F(x), lw, T, C, OC,
+            matmul_backward(F(dx), lw.dtype == LF_F32 ? F(dw) : NULL, F(db), F(dout), F(x), lw, T, C, OC, 0,
                             scratch);
             result = Py_BuildValue("(NNN)", dx, dw, db);
         }
@@ -280,12 +290,17 @@ static PyObject *py_gelu(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O|O", &xo, &douto)) return NULL;
     PyArrayObject *x = f32(xo, 1, "x"), *dout = douto == Py_None ? NULL : f32(douto, 1, "dout");
     PyObject *result = NULL;
-    if (x && (douto == Py_None || dout)) {
+    if (x && dout && PyArray_DIM(dout, 0) != PyArray_DIM(x, 0)) {
+        PyErr_Format(PyExc_ValueError, "gelu: dout has %ld values, x %ld", (long)PyArray_DIM(dout, 0),
+                     (long)PyArray_DIM(x, 0));
+    } else if (x && (douto == Py_None || dout)) {
         PyArrayObject *out = zeros_like(x);
-        if (dout)
-            gelu_backward(F(out), F(x), F(dout), PyArray_DIM(x, 0));
-        else
+        if (dout) { // in place, as the encoder calls it
+            memcpy(F(out), F(dout), (size_t)PyArray_DIM(x, 0) * sizeof(float));
+            gelu_backward(F(out), F(x), F(out), PyArray_DIM(x, 0));
+        } else {
             gelu_forward(F(out), F(x), PyArray_DIM(x, 0));
+        }
         result = (PyObject *)out;
     }
     Py_XDECREF(x);
@@ -348,33 +363,36 @@ done:
     return out;
 }
 
-// op_matmul_bf16(x (T, C), w (OC, C), dtype_name, bias or None, dout (T, OC) or None, repeat=1)
-// -> (x @ w.T + b, dout @ w or None, best seconds of the forward over repeat runs): ops/matmul_bf16.c
+// op_matmul_bf16(x (T, C), w (OC, C), dtype_name, bias or None, dout (T, OC) or None, repeat=1,
+//                dx0 (T, C) or None) -> (x @ w.T + b, dout @ w (+ dx0 when given) or None, best seconds
+// of the forward over repeat runs): ops/matmul_bf16.c
 static PyObject *py_matmul_bf16(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *ox, *ow, *obias = Py_None, *odout = Py_None;
+    PyObject *ox, *ow, *obias = Py_None, *odout = Py_None, *odx0 = Py_None;
     const char *dtype;
     int repeat = 1;
-    if (!PyArg_ParseTuple(args, "OOs|OOi", &ox, &ow, &dtype, &obias, &odout, &repeat)) return NULL;
-    PyArrayObject *x = f32(ox, 2, "x"), *w = NULL, *bias = NULL, *dout = NULL, *out = NULL, *dx = NULL;
+    if (!PyArg_ParseTuple(args, "OOs|OOiO", &ox, &ow, &dtype, &obias, &odout, &repeat, &odx0)) return NULL;
+    PyArrayObject *x = f32(ox, 2, "x"), *w = NULL, *bias = NULL, *dout = NULL, *out = NULL, *dx = NULL,
+                  *dx0 = NULL;
     lf_weight lw;
     matmul_bf16_weight *packed = NULL;
     PyObject *result = NULL;
     if (x == NULL || weight_of(ow, dtype, &w, &lw) < 0 ||
         (obias != Py_None && !(bias = f32(obias, 1, "bias"))) ||
-        (odout != Py_None && !(dout = f32(odout, 2, "dout"))))
+        (odout != Py_None && !(dout = f32(odout, 2, "dout"))) ||
+        (odx0 != Py_None && !(dx0 = f32(odx0, 2, "dx0"))))
         goto done;
     int T = (int)PyArray_DIM(x, 0), C = (int)PyArray_DIM(x, 1), OC = (int)PyArray_DIM(w, 0);
     if (PyArray_DIM(w, 1) != C || (bias && PyArray_DIM(bias, 0) != OC) ||
         (dout && (PyArray_DIM(dout, 0) != T || PyArray_DIM(dout, 1) != OC)) || repeat < 1 || OC < 1 ||
-        C < 1) {
+        C < 1 || (dx0 && (!dout || PyArray_DIM(dx0, 0) != T || PyArray_DIM(dx0, 1) != C))) {
         PyErr_SetString(PyExc_ValueError, "op_matmul_bf16: shapes disagree (x (T, C), w (OC, C), bias (OC,), "
-                                          "dout (T, OC)) or repeat < 1");
+                                          "dout (T, OC), dx0 (T, C) with dout) or repeat < 1");
         goto done;
     }
     npy_intp od[2] = {T, OC};
     out = (PyArrayObject *)PyArray_ZEROS(2, od, NPY_FLOAT32, 0);
-    dx = dout ? zeros_like(x) : NULL;
+    dx = dout ? (dx0 ? (PyArrayObject *)PyArray_NewCopy(dx0, NPY_CORDER) : nan_like(x)) : NULL;
     uint16_t *scratch = malloc((matmul_bf16_scratch_elems(T, C, OC) + 1) * sizeof(uint16_t));
     int rc =
         out == NULL || (dout && dx == NULL) || scratch == NULL ? lf_error(LF_ENOMEM, "out of memory") : LF_OK;
@@ -386,7 +404,7 @@ static PyObject *py_matmul_bf16(PyObject *self, PyObject *args) {
         t = omp_get_wtime() - t;
         best = t < best ? t : best;
     }
-    if (rc == LF_OK && dout) rc = matmul_bf16_backward(F(dx), F(dout), packed, T, scratch);
+    if (rc == LF_OK && dout) rc = matmul_bf16_backward(F(dx), F(dout), packed, T, dx0 != NULL, scratch);
     Py_END_ALLOW_THREADS free(scratch);
     if (rc != LF_OK)
         lf_raise_core_error();
@@ -398,6 +416,7 @@ done:
     Py_XDECREF(w);
     Py_XDECREF(bias);
     Py_XDECREF(dout);
+    Py_XDECREF(dx0);
     Py_XDECREF(out);
     Py_XDECREF(dx);
     return result;
