@@ -129,6 +129,26 @@ def test_dropout_keep_rate_and_scaling(p):
     np.testing.assert_array_equal(_C.op_dropout(x, 0.0, 1), x)
 
 
+@pytest.mark.parametrize("n", [1, 64, 4096 + 64 * 3 + 17])
+def test_dropout_mask_kept_as_bits_is_dropout_forwards_mask(n):
+    """ops/dropout.c: the mask drawn once into bits (the LoRA branch's input dropout) gives
+    dropout_forward's values bit for bit, and applying it from the bits (backward) is dropout of the
+    gradient with the same mask, written or added; the bits are the kept elements."""
+    rng = np.random.default_rng(n)
+    x, dout = rng.standard_normal((2, n)).astype(np.float32) + 3.0  # no zero: kept == nonzero
+    p, key = 0.3, 99
+    out, bits, din, total = _C.op_dropout_bits(x, p, key, dout)
+    np.testing.assert_array_equal(out, _C.op_dropout(x, p, key))
+    np.testing.assert_array_equal(din, _C.op_dropout(dout, p, key))
+    np.testing.assert_array_equal(total, x + _C.op_dropout(dout, p, key))
+    kept = ((bits[np.arange(n) // 64] >> (np.arange(n) % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
+    np.testing.assert_array_equal(kept, out != 0)
+    if n > 64:
+        assert 0 < kept.sum() < n
+    with pytest.raises(ValueError, match="one shape"):
+        _C.op_dropout_bits(x, p, key, dout[:-1].copy() if n > 1 else np.zeros(2, np.float32))
+
+
 def test_attention_probability_dropout_keep_rate_scaling_and_gradients():
     """Dropout on the attention probabilities (BERT/RoBERTa attention_probs_dropout_prob): the
     mask is a function of (key, head, query, key position) only, so q = 0 (uniform

@@ -31,7 +31,7 @@ static const char *const proj_names[DEC_NPROJ] = {
 typedef struct {
     float *x, *rstd1, *ln1;       // (T, C), (T), (T, C)
     float *q, *k, *v, *att, *lse; // (T, NH*D), (T, KV*D) x2, (T, NH*D), (T, NH)
-    float *u[DEC_NPROJ];          // (T, r) LoRA intermediates
+    float *u[DEC_NPROJ];          // what each LoRA branch saves (u, dropout mask: ops/lora.h)
     float *x_mid, *rstd2, *ln2;   // (T, C), (T), (T, C)
     float *gate, *up, *act;       // (T, I)
 } dec_acts;
@@ -128,8 +128,10 @@ static void carve_acts(dec_acts *a, lf_plan *cur, const lf_model *m, size_t T, i
     a->v = lf_plan_floats(cur, T * KVD);
     a->att = lf_plan_floats(cur, T * QD);
     a->lse = lf_plan_floats(cur, T * c->num_heads);
+    size_t wide = C > I ? C : I;
+    wide = wide > QD ? wide : QD; // the widest input of a projection
     for (int p = 0; p < DEC_NPROJ; p++)
-        a->u[p] = lf_plan_floats(cur, T * m->lora.r);
+        a->u[p] = lf_plan_floats(cur, m->lora.r > 0 ? lf_lora_saved_floats(m, (int)T, (int)wide) : 0);
     a->x_mid = lf_plan_floats(cur, T * C);
     a->rstd2 = lf_plan_floats(cur, T);
     a->ln2 = lf_plan_floats(cur, T * C);
@@ -332,7 +334,7 @@ static void layer_backward(lf_model *m, int l, const dec_acts *a, const lf_batch
     lf_linear_backward(m, lin[DEC_UP], w->dln, 1, w->du, w->xd, w->dup, a->ln2, a->u[DEC_UP], (int)T, sc);
     rmsnorm_backward(w->dx, NULL, w->dln, a->x_mid, norm_weight(m, 2 * l + 1), a->rstd2, (int)T, (int)C);
     lf_linear_backward(m, lin[DEC_O], w->datt, 0, w->du, w->xd, w->dx, a->att, a->u[DEC_O], (int)T, sc);
-    attention_backward(w->dq, w->dk, w->dv, w->datt, a->att, a->lse, a->q, a->k, a->v, b->offsets,
+    attention_backward(w->dq, w->dk, w->dv, 0, w->datt, a->att, a->lse, a->q, a->k, a->v, b->offsets,
                        attention_of(m, b, l), w->att_scratch);
     rope_backward(w->dq, w->cos, w->sin, (int)T, c->num_heads, c->head_dim);
     rope_backward(w->dk, w->cos, w->sin, (int)T, c->num_kv_heads, c->head_dim);

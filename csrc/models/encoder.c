@@ -132,8 +132,9 @@ static size_t layer_block(const lf_model *m, float *base, int T, layer_acts *a) 
     a->lse = lf_plan_floats(&p, (size_t)T * m->cfg.num_heads);
     a->h = lf_plan_floats(&p, TI);
     a->g = lf_plan_floats(&p, TI);
+    int wide = m->cfg.hidden_size > m->cfg.intermediate_size ? m->cfg.hidden_size : m->cfg.intermediate_size;
     for (int k = 0; k < ENC_N_LINEARS; k++)
-        a->u[k] = lf_plan_floats(&p, (size_t)T * lora_rank(m));
+        a->u[k] = lf_plan_floats(&p, lf_lora_saved_floats(m, T, wide));
     return p.used / sizeof(float);
 }
 
@@ -291,7 +292,7 @@ static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, c
                                         la->m2, la->s2, T, C, p, lf_model_dropout_key(m, layer_site(l, 2)));
     lf_linear_backward(m, &lin[L->lin[ENC_F]], a->di, 0, a->du, a->xd, a->da, la->g, la->u[ENC_F], T,
                        a->mm_scratch);
-    gelu_backward(a->di, la->h, a->di, TI); // in place
+    gelu_backward(a->di, la->h, a->di, TI, 0); // in place
     lf_linear_backward(m, &lin[L->lin[ENC_I]], a->db, 1, a->du, a->xd, a->di, la->x1, la->u[ENC_I], T,
                        a->mm_scratch);
     // dres = d x0 through the residual, da = d attention output through the dropout
@@ -299,7 +300,7 @@ static void layer_backward(lf_model *m, const enc_layer *L, const lf_batch *b, c
                                         la->m1, la->s1, T, C, p, lf_model_dropout_key(m, layer_site(l, 1)));
     lf_linear_backward(m, &lin[L->lin[ENC_O]], a->db, 0, a->du, a->xd, a->da, la->att, la->u[ENC_O], T,
                        a->mm_scratch); // d att
-    attention_backward(a->dq, a->dk, a->dv, a->db, la->att, la->lse, la->q, la->k, la->v, b->offsets,
+    attention_backward(a->dq, a->dk, a->dv, 0, a->db, la->att, la->lse, la->q, la->k, la->v, b->offsets,
                        attn_shape(m, b, l), a->att_scratch);
     float *dx = need_dx ? a->dres : NULL;
     lf_linear_backward(m, &lin[L->lin[ENC_Q]], dx, 1, a->du, a->xd, a->dq, x0, la->u[ENC_Q], T,

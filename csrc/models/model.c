@@ -767,20 +767,24 @@ static void bf16_status(lf_model *m, int rc) {
     if (rc != LF_OK && m->bf16_rc == LF_OK) m->bf16_rc = rc;
 }
 
-void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
-                       int T, float *scratch) {
+size_t lf_lora_saved_floats(const lf_model *m, int T, int in) {
+    return lora_saved_floats(T, in, m->lora.r > 0 ? m->lora.r : 1, lf_lora_dropout(m));
+}
+
+void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_saved, float *xd,
+                       const float *x, int T, float *scratch) {
     const matmul_bf16_weight *w = bf16_weight(m, l);
     if (w != NULL)
         bf16_status(m, matmul_bf16_forward(out, x, w, lf_linear_bias(m, l), T, m->bf16_scratch));
     else
         matmul_forward(out, x, lf_linear_weight(m, l), lf_linear_bias(m, l), T, l->in, l->out, 0, scratch);
     if (l->lora_a < 0) return;
-    lora_forward(out, lora_u, xd, x, m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out,
-                 m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
+    lora_forward(out, lora_saved, xd, x, m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in,
+                 l->out, m->lora.r, m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
 }
 
 void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, int accumulate, float *du, float *xd,
-                        const float *dout, const float *x, const float *lora_u, int T, float *scratch) {
+                        const float *dout, const float *x, const float *lora_saved, int T, float *scratch) {
     float *dw = l->weight_param >= 0 ? m->params[l->weight_param].grad : NULL;
     float *db = l->bias_param >= 0 ? m->params[l->bias_param].grad : NULL;
     const matmul_bf16_weight *w = bf16_weight(m, l);
@@ -789,7 +793,7 @@ void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, int accumula
     else
         matmul_backward(dx, dw, db, dout, x, lf_linear_weight(m, l), T, l->in, l->out, accumulate, scratch);
     if (l->lora_a < 0) return;
-    lora_backward(dx, m->params[l->lora_a].grad, m->params[l->lora_b].grad, du, xd, dout, x, lora_u,
+    lora_backward(dx, m->params[l->lora_a].grad, m->params[l->lora_b].grad, du, xd, dout, x, lora_saved,
                   m->params[l->lora_a].data, m->params[l->lora_b].data, T, l->in, l->out, m->lora.r,
-                  m->lora.scaling, lf_lora_dropout(m), lf_lora_key(m, l));
+                  m->lora.scaling, lf_lora_dropout(m));
 }

@@ -195,11 +195,14 @@ size_t lf_model_device_bytes(const lf_model *m);
 
 // Helpers for architectures
 int lf_model_reserve(lf_model *m, size_t floats); // grows m->work
-void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_u, float *xd, const float *x,
+// floats a linear of in features saves of its LoRA branch for backward (ops/lora.h), T tokens
+size_t lf_lora_saved_floats(const lf_model *m, int T, int in);
+// out: (T, out) = x @ W^T + b (+ the LoRA branch, its lora_saved written); xd: (T, in) scratch
+void lf_linear_forward(lf_model *m, const lf_linear *l, float *out, float *lora_saved, float *xd, const float *x,
                        int T, float *scratch);
 // dx: (T, in) = d x (accumulate: dx += ), or NULL; the trainable weights' gradients +=
 void lf_linear_backward(lf_model *m, const lf_linear *l, float *dx, int accumulate, float *du, float *xd,
-                        const float *dout, const float *x, const float *lora_u, int T, float *scratch);
+                        const float *dout, const float *x, const float *lora_saved, int T, float *scratch);
 lf_weight lf_linear_weight(const lf_model *m, const lf_linear *l);
 const float *lf_linear_bias(const lf_model *m, const lf_linear *l);
 

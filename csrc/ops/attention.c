@@ -98,10 +98,10 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     }
 }
 
-// one block of query head h: its dq rows = , dk, dv rows of its key head += ; p, dp: scratch
-static void attention_backward_block(float *dq, float *dk, float *dv, const float *dout, const float *out,
-                                     const float *lse, const float *q, const float *k, const float *v,
-                                     att_block blk, attention_shape s, float *p, float *dp) {
+// one block of query head h: its dq rows = (accumulate: += ), dk, dv rows of its key head += ; p, dp: scratch
+static void attention_backward_block(float *dq, float *dk, float *dv, int accumulate, const float *dout,
+                                     const float *out, const float *lse, const float *q, const float *k,
+                                     const float *v, att_block blk, attention_shape s, float *p, float *dp) {
     int C = s.NH * s.HD, KC = s.NKV * s.HD, kvh = blk.h / (s.NH / s.NKV), rows = blk.i1 - blk.i0;
     float scale = 1.0f / sqrtf((float)s.HD);
     size_t qo = (size_t)blk.i0 * C + (size_t)blk.h * s.HD, ko = (size_t)blk.lo * KC + (size_t)kvh * s.HD;
@@ -121,11 +121,11 @@ static void attention_backward_block(float *dq, float *dk, float *dv, const floa
         }
     }
     sgemm_tn(blk.nk, s.HD, rows, 1.0f, p, blk.nk, dout + qo, C, 1.0f, dv + ko, KC);
-    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, 0.0f, dq + qo, C);
+    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, accumulate ? 1.0f : 0.0f, dq + qo, C);
     sgemm_tn(blk.nk, s.HD, rows, 1.0f, dp, blk.nk, q + qo, C, 1.0f, dk + ko, KC);
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+void attention_backward(float *dq, float *dk, float *dv, int accumulate, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v,
                         const int32_t *offsets, attention_shape s, float *scratch) {
     int T = offsets[s.B], group = s.NH / s.NKV;
@@ -135,13 +135,13 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     for (int64_t task = 0; task < (int64_t)s.B * s.NKV; task++) {
         int b = (int)(task / s.NKV), kvh = (int)(task % s.NKV);
         float *p = scratch + (size_t)omp_get_thread_num() * per_thread, *dp = p + per_thread / 2;
-        for (int t = offsets[b]; t < offsets[b + 1]; t++) { // this task's rows of dk, dv: written below
+        for (int t = offsets[b]; t < offsets[b + 1] && !accumulate; t++) { // this task's dk, dv rows
             memset(dk + (size_t)t * s.NKV * s.HD + (size_t)kvh * s.HD, 0, (size_t)s.HD * sizeof(float));
             memset(dv + (size_t)t * s.NKV * s.HD + (size_t)kvh * s.HD, 0, (size_t)s.HD * sizeof(float));
         }
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
             for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB)
-                attention_backward_block(dq, dk, dv, dout, out, lse, q, k, v,
+                attention_backward_block(dq, dk, dv, accumulate, dout, out, lse, q, k, v,
                                          block_at(s, offsets[b], offsets[b + 1], i0, h), s, p, dp);
     }
 }

@@ -24,7 +24,7 @@ size_t attention_scratch_floats(int max_len, int nthreads);
 // out: (T, NH*HD), lse: (T, NH) saved; q: (T, NH*HD), k, v: (T, NKV*HD), offsets: (B+1,)
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        const int32_t *offsets, attention_shape s, float *scratch);
-// dq: (T, NH*HD), dk, dv: (T, NKV*HD) = ; dout, out: (T, NH*HD), lse: (T, NH)
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+// dq: (T, NH*HD), dk, dv: (T, NKV*HD) = (accumulate: += ); dout, out: (T, NH*HD), lse: (T, NH)
+void attention_backward(float *dq, float *dk, float *dv, int accumulate, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v,
                         const int32_t *offsets, attention_shape s, float *scratch);

@@ -137,7 +137,7 @@ static PyObject *py_attention_backward(PyObject *self, PyObject *args) {
     if (ok) {
         PyArrayObject *dq = nan_like(a.q), *dk = nan_like(a.k), *dv = nan_like(a.v); // written
         float *scratch = malloc(attention_scratch_floats(a.T, omp_get_max_threads()) * sizeof(float));
-        attention_backward(F(dq), F(dk), F(dv), F(dout), F(out), F(lse), F(a.q), F(a.k), F(a.v),
+        attention_backward(F(dq), F(dk), F(dv), 0, F(dout), F(out), F(lse), F(a.q), F(a.k), F(a.v),
                            PyArray_DATA(a.offsets), a.s, scratch);
         free(scratch);
         result = Py_BuildValue("(NNN)", dq, dk, dv);
@@ -297,7 +297,7 @@ static PyObject *py_gelu(PyObject *self, PyObject *args) {
         PyArrayObject *out = zeros_like(x);
         if (dout) { // in place, as the encoder calls it
             memcpy(F(out), F(dout), (size_t)PyArray_DIM(x, 0) * sizeof(float));
-            gelu_backward(F(out), F(x), F(out), PyArray_DIM(x, 0));
+            gelu_backward(F(out), F(x), F(out), PyArray_DIM(x, 0), 0);
         } else {
             gelu_forward(F(out), F(x), PyArray_DIM(x, 0));
         }
@@ -322,6 +322,40 @@ static PyObject *py_dropout(PyObject *self, PyObject *args) {
     dropout_forward(F(out), F(x), PyArray_DIM(x, 0), p, key);
     Py_DECREF(x);
     return (PyObject *)out;
+}
+
+// dropout_bits(x, p, key, dout) -> (dropout(x), the mask's bits (uint64 words), dout * mask / (1-p),
+// x + dout * mask / (1-p)): the mask drawn once (dropout_forward_bits) and applied from its bits
+static PyObject *py_dropout_bits(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *xo, *douto;
+    float p;
+    unsigned long long key;
+    if (!PyArg_ParseTuple(args, "OfKO", &xo, &p, &key, &douto)) return NULL;
+    if (!dropout_p_valid(p)) return NULL;
+    PyArrayObject *x = f32(xo, 1, "x"), *dout = x ? f32(douto, 1, "dout") : NULL;
+    PyObject *result = NULL;
+    if (dout && !PyArray_SAMESHAPE(x, dout)) {
+        PyErr_SetString(PyExc_ValueError, "dropout_bits: x and dout must have one shape");
+    } else if (dout) {
+        npy_intp n = PyArray_DIM(x, 0), words = (n + 63) / 64;
+        PyArrayObject *out = nan_like(x), *din = nan_like(x),
+                      *sum = (PyArrayObject *)PyArray_NewCopy(x, NPY_CORDER),
+                      *bits = (PyArrayObject *)PyArray_ZEROS(1, &words, NPY_UINT64, 0);
+        if (out && din && sum && bits) {
+            dropout_forward_bits(F(out), PyArray_DATA(bits), F(x), n, p, key);
+            dropout_apply_bits(F(din), F(dout), PyArray_DATA(bits), n, p, 0);
+            dropout_apply_bits(F(sum), F(dout), PyArray_DATA(bits), n, p, 1);
+            result = Py_BuildValue("(OOOO)", out, bits, din, sum);
+        }
+        Py_XDECREF(out);
+        Py_XDECREF(din);
+        Py_XDECREF(sum);
+        Py_XDECREF(bits);
+    }
+    Py_XDECREF(x);
+    Py_XDECREF(dout);
+    return result;
 }
 
 // cross_entropy(logits (B, V), labels (B,) int32 in [0, V), class_weights (V,) or None) -> the loss of
@@ -434,6 +468,7 @@ static PyMethodDef ops_methods[] = {
      "LayerNorm(dropout(branch) + residual): (out, sum), or its grads given dout"},
     {"op_gelu", py_gelu, METH_VARARGS, "gelu forward, or its input grad given dout"},
     {"op_dropout", py_dropout, METH_VARARGS, "inverted dropout with a counter-based mask"},
+    {"op_dropout_bits", py_dropout_bits, METH_VARARGS, "dropout with its mask kept as bits, applied again"},
     {NULL, NULL, 0, NULL},
 };
 

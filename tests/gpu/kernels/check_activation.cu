@@ -17,7 +17,7 @@ static void check_gelu(lf_dtype dt, int64_t n, uint64_t seed) {
     std::vector<float> dinp = rounded(random_vector(n, -1, 1, seed + 2), dt);
     std::vector<float> want_out((size_t)n), want_dinp = dinp;
     gelu_forward(want_out.data(), inp.data(), n);
-    gelu_backward(want_dinp.data(), inp.data(), dout.data(), n);
+    gelu_backward(want_dinp.data(), inp.data(), dout.data(), n, 1);
     void *d_inp = to_device(inp, dt), *d_out = device_zeros(n, dt), *d_dout = to_device(dout, dt);
     void *d_dinp = to_device(dinp, dt);
     CHECK_CUDA(gelu_forward_cuda(d_out, d_inp, n, dt, 0));
@@ -28,7 +28,7 @@ static void check_gelu(lf_dtype dt, int64_t n, uint64_t seed) {
     check_close(what, dt, from_device(d_dinp, n, dt), want_dinp, tolerance(dt));
     // accumulate 0: written, the NaN dinp holds never read
     std::vector<float> want_written((size_t)n, 0.0f);
-    gelu_backward(want_written.data(), inp.data(), dout.data(), n);
+    gelu_backward(want_written.data(), inp.data(), dout.data(), n, 0);
     void *d_written = device_nans(n, dt);
     CHECK_CUDA(gelu_backward_cuda(d_written, d_inp, d_dout, n, 0, dt, 0));
     snprintf(what, sizeof what, "gelu_backward written n=%lld", (long long)n);

@@ -118,7 +118,7 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
     float *dlse_seen = (float *)to_device(lse, LF_F32);
     void *dscratch = device_scratch(attention_scratch_bytes(T, c.NH, c.NKV, c.HD));
     for (int pass = 0; pass < 2; pass++) { // the second pass adds the same gradients again: +=
-        attention_backward(dq.data(), dk.data(), dv.data(), gout.data(), out_seen.data(), lse.data(),
+        attention_backward(dq.data(), dk.data(), dv.data(), 1, gout.data(), out_seen.data(), lse.data(),
                            q.data(), k.data(), v.data(), off.data(), s, scratch.data());
         CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dgout, dout_seen, dlse_seen, dq_in, dk_in, dv_in,
                                            doff, T, max_len, s, key.gpu, dscratch, dt, 0));
@@ -217,7 +217,7 @@ static void check_trailing_sequence(lf_dtype dt) {
             dv((size_t)T * KC), scratch(attention_scratch_floats(T, omp_get_max_threads()));
         attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), off.data(), s,
                           scratch.data());
-        attention_backward(dq.data(), dk.data(), dv.data(), g.data(), out.data(), lse.data(), q.data(),
+        attention_backward(dq.data(), dk.data(), dv.data(), 1, g.data(), out.data(), lse.data(), q.data(),
                            k.data(), v.data(), off.data(), s, scratch.data());
         const std::vector<float> *cpu[5] = {&out, &lse, &dq, &dk, &dv};
         for (int x = 0; x < 5; x++)

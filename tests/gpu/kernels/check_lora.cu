@@ -44,13 +44,15 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
     std::vector<float> dA0 = random_vector((int64_t)r * C, -1, 1, seed + 6);
     std::vector<float> dB0 = random_vector((int64_t)OC * r, -1, 1, seed + 7);
 
-    std::vector<float> want_out = out0, want_u((size_t)us), xd((size_t)xs), du((size_t)us);
-    lora_forward(want_out.data(), want_u.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r,
+    std::vector<float> want_out = out0, saved(lora_saved_floats(T, C, r, k.p)), xd((size_t)xs),
+                       du((size_t)us);
+    lora_forward(want_out.data(), saved.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r,
                  k.scaling, k.p, key.cpu);
+    std::vector<float> want_u(saved.begin(), saved.begin() + us); // u leads what the CPU saves
     std::vector<float> want_dx = dx0, want_dA = dA0, want_dB = dB0;
     lora_backward(need_dx ? want_dx.data() : NULL, need_dA ? want_dA.data() : NULL,
-                  need_dB ? want_dB.data() : NULL, du.data(), xd.data(), dout.data(), x.data(), want_u.data(),
-                  A.data(), B.data(), T, C, OC, r, k.scaling, k.p, key.cpu);
+                  need_dB ? want_dB.data() : NULL, du.data(), xd.data(), dout.data(), x.data(), saved.data(),
+                  A.data(), B.data(), T, C, OC, r, k.scaling, k.p);
 
     device_buffers buf;
     void *d_x = shifted(buf, x, shift, dt), *d_out = shifted(buf, out0, shift, dt);
@@ -105,9 +107,10 @@ static void check_lora_mask(lf_dtype dt, check_key key) {
     std::vector<float> A((size_t)r * C, 0.0f), B = random_vector((int64_t)OC * r, -1, 1, 79);
     for (int j = 0; j < r; j++)
         A[(size_t)j * C + j] = 1.0f;
-    std::vector<float> out((size_t)T * OC, 0.0f), want_u((size_t)T * r), xd((size_t)T * C);
-    lora_forward(out.data(), want_u.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r, 1.0f, p,
+    std::vector<float> out((size_t)T * OC, 0.0f), saved(lora_saved_floats(T, C, r, p)), xd((size_t)T * C);
+    lora_forward(out.data(), saved.data(), xd.data(), x.data(), A.data(), B.data(), T, C, OC, r, 1.0f, p,
                  key.cpu);
+    std::vector<float> want_u(saved.begin(), saved.begin() + (size_t)T * r);
     device_buffers buf;
     void *d_x = buf.add(to_device(x, dt)), *d_out = buf.add(device_zeros((int64_t)T * OC, dt));
     float *d_A = (float *)buf.add(to_device(A, LF_F32)), *d_B = (float *)buf.add(to_device(B, LF_F32));

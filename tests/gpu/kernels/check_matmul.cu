@@ -84,7 +84,7 @@ static void check_backward(lf_dtype dt, const matmul_inputs &in, int need_dx, in
     std::vector<float> want_dw = in.dw0, want_db = in.db0;
     matmul_backward(need_dx ? want_dx.data() : NULL, need_dw ? want_dw.data() : NULL,
                     need_db ? want_db.data() : NULL, in.dout.data(), in.x.data(), lf_weight_f32(in.w.data()),
-                    s.T, s.C, s.OC, NULL);
+                    s.T, s.C, s.OC, 1, NULL);
     device_buffers buf;
     void *dx = buf.add(to_device(dx0, dt)), *dw = buf.add(to_device(in.dw0, LF_F32));
     void *db = buf.add(to_device(in.db0, LF_F32)), *dout = buf.add(to_device(in.dout, dt));
