@@ -4,6 +4,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "core/mathf.h"
+#include "core/simd.h"
 #include "ops/matmul.h"
 #include "ops/random.h"
 
@@ -47,6 +49,24 @@ static att_block block_at(attention_shape s, int start, int end, int i0, int h) 
     return k;
 }
 
+// the row's log-sum-exp over its scores sr[0 .. n) (n >= 1)
+LF_VECTOR_CLONES static float row_logsumexp(const float *sr, int n) {
+    float mx = -INFINITY, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < n; j++)
+        mx = sr[j] > mx ? sr[j] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++)
+        sum += exp_nonpositive_f32(sr[j] - mx);
+    return mx + logf(sum);
+}
+
+// pr[c] = exp(pr[c] - l) for the row's keys c in [lo, hi), 0 for the others of [0, nk)
+LF_VECTOR_CLONES static void row_probs(float *pr, int nk, int lo, int hi, float l) {
+    for (int c = 0; c < nk; c++)
+        pr[c] = c >= lo && c < hi ? exp_nonpositive_f32(pr[c] - l) : 0.0f;
+}
+
 // p: (i1 - i0, nk) = softmax rows of q k^T / sqrt(HD), 0 outside each row's keys; the rows'
 // log-sum-exp is written to lse_out (forward), or read from lse_in when lse_out is NULL (backward)
 static void block_probs(float *p, float *lse_out, const float *lse_in, const float *q, const float *kh,
@@ -57,23 +77,17 @@ static void block_probs(float *p, float *lse_out, const float *lse_in, const flo
     for (int r = 0; r < rows; r++) {
         int i = k.i0 + r, lo, hi;
         key_range(s, k.start, k.end, i, &lo, &hi);
-        float *pr = p + (size_t)r * k.nk, l;
+        float *pr = p + (size_t)r * k.nk;
         size_t at = (size_t)i * s.NH + k.h;
-        if (lse_out != NULL) {
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = lo; j < hi; j++)
-                mx = pr[j - k.lo] > mx ? pr[j - k.lo] : mx;
-            for (int j = lo; j < hi; j++)
-                sum += expf(pr[j - k.lo] - mx);
-            lse_out[at] = l = mx + logf(sum);
-        } else {
-            l = lse_in[at];
-        }
-        for (int c = 0; c < k.nk; c++) {
-            int j = k.lo + c;
-            pr[c] = j >= lo && j < hi ? expf(pr[c] - l) : 0.0f;
-        }
+        if (lse_out != NULL) lse_out[at] = row_logsumexp(pr + (lo - k.lo), hi - lo);
+        row_probs(pr, k.nk, lo - k.lo, hi - k.lo, lse_out != NULL ? lse_out[at] : lse_in[at]);
     }
+}
+
+// the dropout of one row of probabilities pr: (n,) of query i against keys j0 ..
+LF_VECTOR_CLONES static void row_dropout(float *pr, int n, uint64_t hkey, int i, int j0, float p) {
+    for (int c = 0; c < n; c++)
+        pr[c] *= lf_dropout_scale(hkey, (uint64_t)i << 32 | (uint32_t)(j0 + c), p);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
@@ -90,11 +104,26 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
             att_block blk = block_at(s, offsets[b], offsets[b + 1], i0, h);
             block_probs(p, lse, NULL, q, kh, blk, s);
             for (int r = 0; s.dropout > 0.0f && r < blk.i1 - blk.i0; r++)
-                for (int c = 0; c < blk.nk; c++)
-                    p[(size_t)r * blk.nk + c] *= prob_keep(s, hkey, blk.i0 + r, blk.lo + c);
+                row_dropout(p + (size_t)r * blk.nk, blk.nk, hkey, blk.i0 + r, blk.lo, s.dropout);
             sgemm_nn(blk.i1 - blk.i0, s.HD, blk.nk, 1.0f, p, blk.nk, vh + (size_t)blk.lo * KC, KC, 0.0f,
                      out + (size_t)blk.i0 * C + (size_t)h * s.HD, C);
         }
+    }
+}
+
+// one row of a block in backward: dp = d scores from dp = d(dropped probs) and the probabilities
+// pr, which become the dropped probabilities; D = dout_i . out_i = sum_j dP_ij P_ij
+LF_VECTOR_CLONES static void row_scores_backward(float *pr, float *dp, int nk, const float *g, const float *o,
+                                                 attention_shape s, uint64_t hkey, int i, int j0,
+                                                 float scale) {
+    float D = 0.0f;
+#pragma omp simd reduction(+ : D)
+    for (int d = 0; d < s.HD; d++)
+        D += g[d] * o[d];
+    for (int c = 0; c < nk; c++) {
+        float keep = prob_keep(s, hkey, i, j0 + c);
+        dp[c] = pr[c] * (dp[c] * keep - D) * scale; // d scores
+        pr[c] *= keep;                              // dropped probs
     }
 }
 
@@ -108,18 +137,10 @@ static void attention_backward_block(float *dq, float *dk, float *dv, int accumu
     uint64_t hkey = head_key(s, blk.h);
     block_probs(p, NULL, lse, q, k + (size_t)kvh * s.HD, blk, s);
     sgemm_nt(rows, blk.nk, s.HD, 1.0f, dout + qo, C, v + ko, KC, 0.0f, dp, blk.nk); // d(dropped probs)
-    for (int r = 0; r < rows; r++) {
-        const float *o = out + qo + (size_t)r * C, *g = dout + qo + (size_t)r * C;
-        float D = 0.0f; // sum_j dP_ij P_ij = dout_i . out_i
-        for (int d = 0; d < s.HD; d++)
-            D += g[d] * o[d];
-        for (int c = 0; c < blk.nk; c++) {
-            size_t rc = (size_t)r * blk.nk + c;
-            float keep = prob_keep(s, hkey, blk.i0 + r, blk.lo + c);
-            dp[rc] = p[rc] * (dp[rc] * keep - D) * scale; // d scores
-            p[rc] *= keep;                                // dropped probs
-        }
-    }
+    for (int r = 0; r < rows; r++)
+        row_scores_backward(p + (size_t)r * blk.nk, dp + (size_t)r * blk.nk, blk.nk,
+                            dout + qo + (size_t)r * C, out + qo + (size_t)r * C, s, hkey, blk.i0 + r, blk.lo,
+                            scale);
     sgemm_tn(blk.nk, s.HD, rows, 1.0f, p, blk.nk, dout + qo, C, 1.0f, dv + ko, KC);
     sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, accumulate ? 1.0f : 0.0f, dq + qo, C);
     sgemm_tn(blk.nk, s.HD, rows, 1.0f, dp, blk.nk, q + qo, C, 1.0f, dk + ko, KC);

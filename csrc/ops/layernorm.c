@@ -7,12 +7,14 @@
 #include "ops/random.h"
 
 // y: (C,) = (x - mean) * rstd * weight + bias over one row x: (C,); the row's mean and rstd saved
-static void layernorm_row_forward(float *y, float *mean, float *rstd, const float *x, const float *weight,
-                                  const float *bias, int C, float eps) {
-    double m = 0.0, v = 0.0;
+LF_VECTOR_CLONES static void layernorm_row_forward(float *y, float *mean, float *rstd, const float *x,
+                                                   const float *weight, const float *bias, int C, float eps) {
+    double m = 0.0, v = 0.0; // double sums: their order barely matters, so they vectorize
+#pragma omp simd reduction(+ : m)
     for (int i = 0; i < C; i++)
         m += x[i];
     m /= C;
+#pragma omp simd reduction(+ : v)
     for (int i = 0; i < C; i++)
         v += (x[i] - m) * (x[i] - m);
     v /= C;
@@ -25,9 +27,11 @@ static void layernorm_row_forward(float *y, float *mean, float *rstd, const floa
 
 // dx: (C,) the input gradient of one row (accumulate: +=, else =) from dy, x: (C,) and the row's
 // mean m and rstd s; dx may alias dy
-static void layernorm_row_backward(float *dx, const float *dy, const float *x, const float *weight, float m,
-                                   float s, int C, int accumulate) {
+LF_VECTOR_CLONES static void layernorm_row_backward(float *dx, const float *dy, const float *x,
+                                                    const float *weight, float m, float s, int C,
+                                                    int accumulate) {
     float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
     for (int i = 0; i < C; i++) {
         float dnorm = weight[i] * dy[i];
         dnorm_mean += dnorm;
