@@ -9,11 +9,16 @@
 #include "ops/matmul.h"
 #include "ops/random.h"
 
-enum { ATT_QB = 64 }; // query rows per block: scores are (ATT_QB, keys) BLAS products
+enum { ATT_QB = 64 };    // query rows per block: scores are (ATT_QB, keys) BLAS products
+enum { ATT_LANES = 16 }; // a block's rows of scores are padded to whole vectors of floats
+
+// the row stride of a block's scores against nk keys: no row ends in part of a vector, so the
+// loops over a row have no scalar remainder (tweets: rows of 20-60 keys)
+static int row_stride(int nk) { return (nk + ATT_LANES - 1) / ATT_LANES * ATT_LANES; }
 
 // per thread: the probabilities and their gradients of one block of queries
 size_t attention_scratch_floats(int max_len, int nthreads) {
-    return 2 * (size_t)ATT_QB * (size_t)max_len * (size_t)nthreads;
+    return 2 * (size_t)ATT_QB * (size_t)row_stride(max_len) * (size_t)nthreads;
 }
 
 // the keys [*lo, *hi) that query i of a sequence [start, end) attends to
@@ -49,44 +54,56 @@ static att_block block_at(attention_shape s, int start, int end, int i0, int h) 
     return k;
 }
 
-// the row's log-sum-exp over its scores sr[0 .. n) (n >= 1)
-LF_VECTOR_CLONES static float row_logsumexp(const float *sr, int n) {
-    float mx = -INFINITY, sum = 0.0f;
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < n; j++)
-        mx = sr[j] > mx ? sr[j] : mx;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < n; j++)
-        sum += exp_nonpositive_f32(sr[j] - mx);
-    return mx + logf(sum);
+// The loops over a row of scores pr: (ld,) run over whole vectors; the row's keys are [lo, hi) of it
+// (lo < hi <= ld), the rest (keys it does not see, the padding) is masked out.
+
+// the log-sum-exp of the row's scores over its keys
+LF_VECTOR_CLONES static float row_logsumexp(const float *pr, int ld, int lo, int hi) {
+    float m = -INFINITY, l = 0.0f;
+#pragma omp simd reduction(max : m)
+    for (int c = 0; c < ld; c++) {
+        float x = pr[c]; // read in whole vectors, then masked
+        x = c >= lo && c < hi ? x : -INFINITY;
+        m = x > m ? x : m;
+    }
+#pragma omp simd reduction(+ : l)
+    for (int c = 0; c < ld; c++) {
+        float x = exp_nonpositive_f32(pr[c] - m);
+        l += c >= lo && c < hi ? x : 0.0f;
+    }
+    return m + logf(l);
 }
 
-// pr[c] = exp(pr[c] - l) for the row's keys c in [lo, hi), 0 for the others of [0, nk)
-LF_VECTOR_CLONES static void row_probs(float *pr, int nk, int lo, int hi, float l) {
-    for (int c = 0; c < nk; c++)
-        pr[c] = c >= lo && c < hi ? exp_nonpositive_f32(pr[c] - l) : 0.0f;
-}
-
-// p: (i1 - i0, nk) = softmax rows of q k^T / sqrt(HD), 0 outside each row's keys; the rows'
-// log-sum-exp is written to lse_out (forward), or read from lse_in when lse_out is NULL (backward)
-static void block_probs(float *p, float *lse_out, const float *lse_in, const float *q, const float *kh,
-                        att_block k, attention_shape s) {
-    int C = s.NH * s.HD, KC = s.NKV * s.HD, rows = k.i1 - k.i0;
-    sgemm_nt(rows, k.nk, s.HD, 1.0f / sqrtf((float)s.HD), q + (size_t)k.i0 * C + (size_t)k.h * s.HD, C,
-             kh + (size_t)k.lo * KC, KC, 0.0f, p, k.nk);
-    for (int r = 0; r < rows; r++) {
-        int i = k.i0 + r, lo, hi;
-        key_range(s, k.start, k.end, i, &lo, &hi);
-        float *pr = p + (size_t)r * k.nk;
-        size_t at = (size_t)i * s.NH + k.h;
-        if (lse_out != NULL) lse_out[at] = row_logsumexp(pr + (lo - k.lo), hi - lo);
-        row_probs(pr, k.nk, lo - k.lo, hi - k.lo, lse_out != NULL ? lse_out[at] : lse_in[at]);
+// pr[c] = exp(pr[c] - l) for the row's keys, 0 for the rest of the row
+LF_VECTOR_CLONES static void row_probs(float *pr, int ld, int lo, int hi, float l) {
+#pragma omp simd
+    for (int c = 0; c < ld; c++) {
+        float x = exp_nonpositive_f32(pr[c] - l);
+        pr[c] = c >= lo && c < hi ? x : 0.0f;
     }
 }
 
-// the dropout of one row of probabilities pr: (n,) of query i against keys j0 ..
-LF_VECTOR_CLONES static void row_dropout(float *pr, int n, uint64_t hkey, int i, int j0, float p) {
-    for (int c = 0; c < n; c++)
+// p: (i1 - i0, ld) = softmax rows of q k^T / sqrt(HD), 0 outside each row's keys; the rows'
+// log-sum-exp is written to lse_out (forward), or read from lse_in when lse_out is NULL (backward)
+static void block_probs(float *p, float *lse_out, const float *lse_in, const float *q, const float *kh,
+                        att_block k, attention_shape s) {
+    int C = s.NH * s.HD, KC = s.NKV * s.HD, rows = k.i1 - k.i0, ld = row_stride(k.nk);
+    sgemm_nt(rows, k.nk, s.HD, 1.0f / sqrtf((float)s.HD), q + (size_t)k.i0 * C + (size_t)k.h * s.HD, C,
+             kh + (size_t)k.lo * KC, KC, 0.0f, p, ld);
+    for (int r = 0; r < rows; r++) {
+        int i = k.i0 + r, lo, hi;
+        key_range(s, k.start, k.end, i, &lo, &hi);
+        float *pr = p + (size_t)r * ld;
+        size_t at = (size_t)i * s.NH + k.h;
+        if (lse_out != NULL) lse_out[at] = row_logsumexp(pr, ld, lo - k.lo, hi - k.lo);
+        row_probs(pr, ld, lo - k.lo, hi - k.lo, lse_out != NULL ? lse_out[at] : lse_in[at]);
+    }
+}
+
+// the dropout of one row of probabilities pr: (ld,) of query i against keys j0 ..
+LF_VECTOR_CLONES static void row_dropout(float *pr, int ld, uint64_t hkey, int i, int j0, float p) {
+#pragma omp simd
+    for (int c = 0; c < ld; c++)
         pr[c] *= lf_dropout_scale(hkey, (uint64_t)i << 32 | (uint32_t)(j0 + c), p);
 }
 
@@ -103,9 +120,10 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
         for (int i0 = offsets[b]; i0 < offsets[b + 1]; i0 += ATT_QB) {
             att_block blk = block_at(s, offsets[b], offsets[b + 1], i0, h);
             block_probs(p, lse, NULL, q, kh, blk, s);
+            int ld = row_stride(blk.nk);
             for (int r = 0; s.dropout > 0.0f && r < blk.i1 - blk.i0; r++)
-                row_dropout(p + (size_t)r * blk.nk, blk.nk, hkey, blk.i0 + r, blk.lo, s.dropout);
-            sgemm_nn(blk.i1 - blk.i0, s.HD, blk.nk, 1.0f, p, blk.nk, vh + (size_t)blk.lo * KC, KC, 0.0f,
+                row_dropout(p + (size_t)r * ld, ld, hkey, blk.i0 + r, blk.lo, s.dropout);
+            sgemm_nn(blk.i1 - blk.i0, s.HD, blk.nk, 1.0f, p, ld, vh + (size_t)blk.lo * KC, KC, 0.0f,
                      out + (size_t)blk.i0 * C + (size_t)h * s.HD, C);
         }
     }
@@ -113,14 +131,15 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 
 // one row of a block in backward: dp = d scores from dp = d(dropped probs) and the probabilities
 // pr, which become the dropped probabilities; D = dout_i . out_i = sum_j dP_ij P_ij
-LF_VECTOR_CLONES static void row_scores_backward(float *pr, float *dp, int nk, const float *g, const float *o,
+LF_VECTOR_CLONES static void row_scores_backward(float *pr, float *dp, int ld, const float *g, const float *o,
                                                  attention_shape s, uint64_t hkey, int i, int j0,
                                                  float scale) {
     float D = 0.0f;
 #pragma omp simd reduction(+ : D)
     for (int d = 0; d < s.HD; d++)
         D += g[d] * o[d];
-    for (int c = 0; c < nk; c++) {
+#pragma omp simd
+    for (int c = 0; c < ld; c++) { // the padding: pr 0, dp never read
         float keep = prob_keep(s, hkey, i, j0 + c);
         dp[c] = pr[c] * (dp[c] * keep - D) * scale; // d scores
         pr[c] *= keep;                              // dropped probs
@@ -132,18 +151,18 @@ static void attention_backward_block(float *dq, float *dk, float *dv, int accumu
                                      const float *out, const float *lse, const float *q, const float *k,
                                      const float *v, att_block blk, attention_shape s, float *p, float *dp) {
     int C = s.NH * s.HD, KC = s.NKV * s.HD, kvh = blk.h / (s.NH / s.NKV), rows = blk.i1 - blk.i0;
+    int ld = row_stride(blk.nk);
     float scale = 1.0f / sqrtf((float)s.HD);
     size_t qo = (size_t)blk.i0 * C + (size_t)blk.h * s.HD, ko = (size_t)blk.lo * KC + (size_t)kvh * s.HD;
     uint64_t hkey = head_key(s, blk.h);
     block_probs(p, NULL, lse, q, k + (size_t)kvh * s.HD, blk, s);
-    sgemm_nt(rows, blk.nk, s.HD, 1.0f, dout + qo, C, v + ko, KC, 0.0f, dp, blk.nk); // d(dropped probs)
+    sgemm_nt(rows, blk.nk, s.HD, 1.0f, dout + qo, C, v + ko, KC, 0.0f, dp, ld); // d(dropped probs)
     for (int r = 0; r < rows; r++)
-        row_scores_backward(p + (size_t)r * blk.nk, dp + (size_t)r * blk.nk, blk.nk,
-                            dout + qo + (size_t)r * C, out + qo + (size_t)r * C, s, hkey, blk.i0 + r, blk.lo,
-                            scale);
-    sgemm_tn(blk.nk, s.HD, rows, 1.0f, p, blk.nk, dout + qo, C, 1.0f, dv + ko, KC);
-    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, blk.nk, k + ko, KC, accumulate ? 1.0f : 0.0f, dq + qo, C);
-    sgemm_tn(blk.nk, s.HD, rows, 1.0f, dp, blk.nk, q + qo, C, 1.0f, dk + ko, KC);
+        row_scores_backward(p + (size_t)r * ld, dp + (size_t)r * ld, ld, dout + qo + (size_t)r * C,
+                            out + qo + (size_t)r * C, s, hkey, blk.i0 + r, blk.lo, scale);
+    sgemm_tn(blk.nk, s.HD, rows, 1.0f, p, ld, dout + qo, C, 1.0f, dv + ko, KC);
+    sgemm_nn(rows, s.HD, blk.nk, 1.0f, dp, ld, k + ko, KC, accumulate ? 1.0f : 0.0f, dq + qo, C);
+    sgemm_tn(blk.nk, s.HD, rows, 1.0f, dp, ld, q + qo, C, 1.0f, dk + ko, KC);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, int accumulate, const float *dout, const float *out,
