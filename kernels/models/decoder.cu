@@ -135,7 +135,7 @@ static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     void **ti[] = {&w->dgate, &w->dup, &w->dact};
     for (void **p : ti)
         *p = lf_plan_take(&cur, n.TI);
-    w->lora_scratch = lf_plan_take(&cur, lora_scratch_bytes(T, lora_rank(m)));
+    w->lora_scratch = lf_plan_take(&cur, lora_scratch_bytes(T, lora_rank(m), LORA_MAX_BRANCHES));
     w->att_scratch =
         lf_plan_take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
     return cur.used;
@@ -227,9 +227,9 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     cudaStream_t st = dm->stream;
     void *out[DEC_NPROJ] = {a->q, a->k, a->v, a->mid, a->gate, a->up, x_out};
     const void *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
-    for (int p = DEC_Q; p <= DEC_V; p++)
-        if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
-            return rc;
+    const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
+    if (int rc = step(linears_forward(dm, qkv, 3, out + DEC_Q, a->u + DEC_Q, a->ln1, T, dt), "q, k, v", l))
+        return rc;
     if (int rc = step(
             rope_qk_forward_cuda(a->q, a->k, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
             "rope q and k", l))
@@ -246,9 +246,10 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
                                                     c->norm_eps, dt, st),
                       "attention residual and post_attention_layernorm", l))
         return rc;
-    for (int p = DEC_GATE; p <= DEC_UP; p++)
-        if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
-            return rc;
+    const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
+    if (int rc = step(linears_forward(dm, gate_up, 2, out + DEC_GATE, a->u + DEC_GATE, a->ln2, T, dt),
+                      "gate, up", l))
+        return rc;
     if (int rc =
             step(silu_mul_forward_cuda(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size, dt, st),
                  "silu_mul", l))
@@ -332,13 +333,11 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                              (int64_t)T * c->intermediate_size, 0, dt, st),
                       "silu_mul backward", l))
         return rc;
-    if (int rc = step(linear_backward(dm, projection(m, l, DEC_GATE), w->dln, DX_WRITE, sc, w->dgate, a->ln2,
-                                      a->u[DEC_GATE], T, dt),
-                      name[DEC_GATE], l))
-        return rc;
-    if (int rc = step(linear_backward(dm, projection(m, l, DEC_UP), w->dln, DX_ADD, sc, w->dup, a->ln2,
-                                      a->u[DEC_UP], T, dt),
-                      name[DEC_UP], l))
+    const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
+    void *dgate_up[] = {w->dgate, w->dup};
+    if (int rc = step(
+            linears_backward(dm, gate_up, 2, w->dln, DX_WRITE, sc, dgate_up, a->ln2, a->u + DEC_GATE, T, dt),
+            "gate, up backward", l))
         return rc;
     if (int rc = step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->mid,
                                             norm_weight(dm, L->post_attention_norm), a->rstd2, T, C, dt, st),
@@ -359,11 +358,10 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
         return rc;
     void *dln = need_dx ? w->dln : NULL;
     void *dproj[3] = {w->dq, w->dk, w->dv};
-    for (int p = DEC_Q; p <= DEC_V; p++) // q writes d ln1, k and v add to it
-        if (int rc = step(linear_backward(dm, projection(m, l, p), dln, p == DEC_Q ? DX_WRITE : DX_ADD, sc,
-                                          dproj[p], a->ln1, a->u[p], T, dt),
-                          name[p], l))
-            return rc;
+    const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
+    if (int rc = step(linears_backward(dm, qkv, 3, dln, DX_WRITE, sc, dproj, a->ln1, a->u + DEC_Q, T, dt),
+                      "q, k, v backward", l))
+        return rc;
     if (!need_dx) return 0;
     return step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->x, norm_weight(dm, L->input_norm), a->rstd1, T,
                                       C, dt, st),

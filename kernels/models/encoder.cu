@@ -81,7 +81,7 @@ static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     float **bc32[] = {&a->pooled32, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
     for (float **p : bc32)
         *p = (float *)lf_plan_take(&c, BC * sizeof(float));
-    a->lora_scratch = lf_plan_take(&c, lora_scratch_bytes(T, lora_rank(m)));
+    a->lora_scratch = lf_plan_take(&c, lora_scratch_bytes(T, lora_rank(m), LORA_MAX_BRANCHES));
     a->att_scratch =
         lf_plan_take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
     layer_acts unused;
@@ -149,9 +149,10 @@ static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *
     int T = b->T, C = m->cfg.hidden_size;
     lf_dtype dt = dm->dtype;
     float p = drop_p(m, m->cfg.hidden_dropout);
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_Q]], la->q, la->u[ENC_Q], x0, T, dt)) return rc;
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_K]], la->k, la->u[ENC_K], x0, T, dt)) return rc;
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_V]], la->v, la->u[ENC_V], x0, T, dt)) return rc;
+    const lf_linear *qkv[] = {&lin[L->lin[ENC_Q]], &lin[L->lin[ENC_K]], &lin[L->lin[ENC_V]]};
+    void *out[] = {la->q, la->k, la->v};
+    float *u[] = {la->u[ENC_Q], la->u[ENC_K], la->u[ENC_V]};
+    if (int rc = linears_forward(dm, qkv, 3, out, u, x0, T, dt)) return rc;
     if (int rc = attention_forward_cuda(la->att, la->lse, la->q, la->k, la->v, dm->batch.offsets, T,
                                         b->max_len, attn_shape(m, b),
                                         lf_cuda_dropout_key(dm, layer_site(l, 0)), dt, dm->stream))
@@ -259,14 +260,10 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
                                          dm->stream))
         return rc;
     void *dx = need_dx ? a->dres : NULL;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_Q]], dx, DX_ADD, a->lora_scratch, a->dq, x0,
-                                 la->u[ENC_Q], T, dt))
-        return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_K]], dx, DX_ADD, a->lora_scratch, a->dk, x0,
-                                 la->u[ENC_K], T, dt))
-        return rc;
-    return linear_backward(dm, &lin[L->lin[ENC_V]], dx, DX_ADD, a->lora_scratch, a->dv, x0, la->u[ENC_V], T,
-                           dt);
+    const lf_linear *qkv[] = {&lin[L->lin[ENC_Q]], &lin[L->lin[ENC_K]], &lin[L->lin[ENC_V]]};
+    void *dout[] = {a->dq, a->dk, a->dv};
+    float *u[] = {la->u[ENC_Q], la->u[ENC_K], la->u[ENC_V]};
+    return linears_backward(dm, qkv, 3, dx, DX_ADD, a->lora_scratch, dout, x0, u, T, dt);
 }
 
 // dm->dlogits -> head grads; d pooled rows scattered into a->dres (when need_dx)

@@ -52,6 +52,71 @@ static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *d
         m->lora.scaling, lf_lora_dropout_p(m->training, m->lora), lf_cuda_lora_key(dm, l), dt, dm->stream);
 }
 
+// the LoRA branches of the n linears ls (those with one) in br, out_k (dout_k) of each: (T, ls[k]->out) rows
+// ld[k] apart, u_k its saved u; returns how many
+static inline int lora_branches_of(const lf_cuda_model *dm, const lf_linear *const *ls, int n,
+                                   void *const *outs, const int64_t *ld, float *const *us, lora_branch *br) {
+    int nb = 0;
+    for (int k = 0; k < n; k++) {
+        const lf_linear *l = ls[k];
+        if (l->lora_a < 0) continue;
+        br[nb++] = {lf_cuda_param(dm, l->lora_a),
+                    lf_cuda_param(dm, l->lora_b),
+                    us[k],
+                    outs[k],
+                    ld[k],
+                    l->out,
+                    lf_cuda_lora_key(dm, l),
+                    lf_cuda_grad(dm, l->lora_a),
+                    lf_cuda_grad(dm, l->lora_b)};
+    }
+    return nb;
+}
+
+// The n <= LORA_MAX_BRANCHES linears ls that read the same x: (T, in): out_k: (T, out_k) = x W_k^T + b_k, a
+// product each, then their LoRA branches (u_k: (T, r) f32 saved) in one launch
+static inline int linears_forward(lf_cuda_model *dm, const lf_linear *const *ls, int n, void *const *outs,
+                                  float *const *us, const void *x, int T, lf_dtype dt) {
+    const lf_model_desc *m = dm->host;
+    int64_t ld[LORA_MAX_BRANCHES];
+    for (int k = 0; k < n; k++) {
+        const lf_linear *l = ls[k];
+        ld[k] = l->out;
+        if (int rc = matmul_forward_cuda(outs[k], x, linear_weight(dm, l), linear_bias(dm, l), T, l->in,
+                                         l->out, 0, dm->blas_workspace, dt, dm->stream))
+            return rc;
+    }
+    lora_branch br[LORA_MAX_BRANCHES];
+    const int nb = lora_branches_of(dm, ls, n, outs, ld, us, br);
+    if (nb == 0) return 0;
+    return lora_group_forward_cuda(br, nb, x, T, ls[0]->in, m->lora.r, m->lora.scaling,
+                                   lf_lora_dropout_p(m->training, m->lora), dt, dm->stream);
+}
+
+// The backward of linears_forward: dx: (T, in) += or = by mode the sum of the linears' input gradients
+// (NULL: not needed), a product each and the LoRA branches' in two launches; douts_k: (T, out_k); the
+// LoRA gradients +=; lora_scratch: lora_scratch_bytes(T, r, LORA_MAX_BRANCHES)
+static inline int linears_backward(lf_cuda_model *dm, const lf_linear *const *ls, int n, void *dx,
+                                   dx_mode mode, void *lora_scratch, void *const *douts, const void *x,
+                                   float *const *us, int T, lf_dtype dt) {
+    const lf_model_desc *m = dm->host;
+    int64_t ld[LORA_MAX_BRANCHES];
+    for (int k = 0; k < n; k++) {
+        const lf_linear *l = ls[k];
+        ld[k] = l->out;
+        if (int rc =
+                matmul_backward_cuda(dx, lf_cuda_grad(dm, l->weight_param), lf_cuda_grad(dm, l->bias_param),
+                                     douts[k], x, linear_weight(dm, l), T, l->in, l->out,
+                                     k > 0 || mode == DX_ADD, dm->blas_workspace, dt, dm->stream))
+            return rc;
+    }
+    lora_branch br[LORA_MAX_BRANCHES];
+    const int nb = lora_branches_of(dm, ls, n, douts, ld, us, br);
+    if (nb == 0) return 0;
+    return lora_group_backward_cuda(br, nb, dx, lora_scratch, x, T, ls[0]->in, m->lora.r, m->lora.scaling,
+                                    lf_lora_dropout_p(m->training, m->lora), dt, dm->stream);
+}
+
 // The workspace planner over dm->work (models/plan.h): every buffer 256-byte aligned.
 enum { LF_CUDA_ALIGN = 256 };
 static inline lf_plan cuda_plan(void *base) { return lf_plan_start(base, LF_CUDA_ALIGN); }
