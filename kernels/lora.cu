@@ -29,11 +29,12 @@ enum {
     LORA_THREADS = 256,  // lora_dout_kernel, lora_du_kernel
     SMALL_THREADS = 128, // lora_forward_kernel
     MAX_WARPS = LORA_THREADS / 32,
-    COLS = LORA_THREADS, // columns_up / columns_grad: a thread per column
-    SUB_ROWS = 32,       // columns_up in lora_du_kernel: rows whose sums a thread holds
-    MAX_GROUPS = 32,     // the token groups of the sums over tokens (groups of a multiple of SUB_ROWS rows)
-    MAX_RANKS = 16,      // ranks per step (RC): 4 (r <= 4) or 16
-    MAX_TT = 4,          // tokens per block of rows_down
+    COLS = LORA_THREADS,   // columns_up / columns_grad: a thread per column
+    SUB_ROWS = 32,         // columns_up in lora_du_kernel: rows whose sums a thread holds
+    MAX_GROUPS = 32,       // the token groups of the sums over tokens (groups of a multiple of SUB_ROWS rows)
+    MAX_RANKS = 16,        // ranks per step (RC): 4 (r <= 4) or 16
+    MAX_TT = 4,            // tokens per block of rows_down
+    ONE_LAUNCH_CHUNKS = 4, // the backward in one launch for C <= 4 * COLS (lora_backward_kernel)
     // shared memory: columns_up's W tile and left rows (more than rows_down's warp sums)
     SMEM_FLOATS = COLS * (MAX_RANKS + 1) + SUB_ROWS * MAX_RANKS,
     DOWN_FLOATS = MAX_WARPS * MAX_TT * MAX_RANKS,
@@ -335,6 +336,43 @@ __global__ void lora_du_kernel(lora_group g, E *dx, const float *du, const E *x,
                             1.0f, p, lf_cuda_key_value(b.key, p));
 }
 
+// The backward in one launch, for x rows of few column chunks: blocks x < groups * chunks of grid row 0 each
+// take COLS columns of x over a group of group_rows tokens: du of every branch for the group's tokens (the
+// same sums as lora_dout_kernel's du blocks: rows_down with the block of LORA_THREADS), into their chunk's
+// own du: (n, T, r) f32 at du + chunk * n * T * r, then dx (the branches summed; NULL: not needed) and dA of
+// every branch (NULL: not needed) as lora_du_kernel; the blocks past them on grid row y: branch y's dB over
+// a group, as lora_dout_kernel's. Each chunk recomputes du from dout: 4 chunks at most read dout 4 times.
+template <typename E, int RC>
+__global__ void lora_backward_kernel(lora_group g, E *dx, float *du, const E *x, int T, int C, int r,
+                                     float scaling, float p, int group_rows) {
+    constexpr int TT = tokens_per_block<RC>();
+    __shared__ float smem[SMEM_FLOATS];
+    const int chunks = (C + COLS - 1) / COLS, groups = (T + group_rows - 1) / group_rows;
+    if ((int)blockIdx.x >= chunks * groups) {
+        const lora_branch &b = g.b[blockIdx.y];
+        const int k = blockIdx.x - chunks * groups, dB_chunks = (b.OC + COLS - 1) / COLS;
+        const int t0 = k / dB_chunks * group_rows;
+        if (b.dB == nullptr || t0 >= T) return;
+        columns_grad<E, RC>(smem, b.dB, b_view(r), b.u, (const E *)b.out, b.ld, t0, min(group_rows, T - t0),
+                            k % dB_chunks * COLS, b.OC, r, scaling, 0.0f, 0);
+        return;
+    }
+    if (blockIdx.y != 0) return;
+    const int t0 = blockIdx.x / chunks * group_rows, nt = min(group_rows, T - t0),
+              n0 = blockIdx.x % chunks * COLS;
+    float *mine = du + (int64_t)(blockIdx.x % chunks) * g.n * T * r;
+    for (int k = 0; k < g.n; k++)
+        for (int t = t0; t < t0 + nt; t += TT)
+            rows_down<E, RC, TT>(smem, mine + (int64_t)k * T * r, (const E *)g.b[k].out, g.b[k].ld, g.b[k].B,
+                                 b_view(r), t, t0 + nt, g.b[k].OC, r, scaling, 0.0f, 0, g.packed[k]);
+    __syncthreads(); // the block's du rows are written
+    if (dx != nullptr) columns_up<E, RC, SUB_ROWS>(smem, dx, g, mine, T, t0, nt, n0, C, r, p);
+    for (int k = 0; k < g.n; k++)
+        if (g.b[k].dA != nullptr)
+            columns_grad<E, RC>(smem, g.b[k].dA, a_view(C), mine + (int64_t)k * T * r, x, C, t0, nt, n0, C, r,
+                                1.0f, p, lf_cuda_key_value(g.b[k].key, p));
+}
+
 static unsigned chunks(int64_t n, int size) { return (unsigned)((n + size - 1) / size); }
 
 // whether rows of `cols` elements ld apart at p run as 16-byte packs of n elements: p aligned, cols and ld
@@ -355,8 +393,13 @@ static int group_rows(int T) {
     return SUB_ROWS * (int)chunks(sub, min(sub, (int)MAX_GROUPS));
 }
 
-size_t lora_scratch_bytes(int T, int r, int n) {
-    return T > 0 && r > 0 && n > 0 ? (size_t)n * (size_t)T * (size_t)r * sizeof(float) : 0;
+// 1 when the backward over x rows of C columns runs in one launch (lora_backward_kernel)
+static bool one_launch(int C) { return chunks(C, COLS) <= ONE_LAUNCH_CHUNKS; }
+
+size_t lora_scratch_bytes(int T, int C, int r, int n) {
+    if (T <= 0 || C <= 0 || r <= 0 || n <= 0) return 0;
+    const size_t du = (size_t)n * (size_t)T * (size_t)r * sizeof(float); // every branch's du
+    return one_launch(C) ? chunks(C, COLS) * du : du;                    // once per chunk
 }
 
 // sizes the kernels can run (every grid fits gridDim.x) and a dropout probability in [0, 1)
@@ -416,6 +459,12 @@ int lora_group_backward_cuda(const lora_branch *br, int n, void *dx, void *scrat
         using E = decltype(e);
         return lora_dispatch_ranks(r, [&](auto ranks) {
             constexpr int RC = decltype(ranks)::value;
+            if (need_du && one_launch(C)) {
+                lora_backward_kernel<E, RC>
+                    <<<dim3(chunks(C, COLS) * groups + dB_chunks * groups, (unsigned)n), LORA_THREADS, 0,
+                       stream>>>(g, (E *)dx, du, (const E *)x, T, C, r, scaling, p, rows);
+                return lf_launch_status();
+            }
             const unsigned du_blocks = need_du ? chunks(T, tokens_per_block<RC>()) : 0;
             lora_dout_kernel<E, RC>
                 <<<dim3(du_blocks + dB_chunks * groups, (unsigned)n), LORA_THREADS, 0, stream>>>(

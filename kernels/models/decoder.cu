@@ -61,6 +61,7 @@ typedef struct {           // one layer's activations: of the dtype, statistics 
     void *k, *v;           // (T, KV*D) (k after RoPE)
     int64_t ld;            // q, k, v: columns of one (T, (NH + 2 KV) D) matrix when > 0 (linears_layout)
     void *gate, *up, *act; // (T, I)
+    int64_t ld_mlp;        // gate, up: columns of one (T, 2I) matrix when > 0 (linears_layout)
     float *rstd1, *rstd2;  // (T,)
     float *lse;            // (T, NH)
     float *u[DEC_NPROJ];   // (T, r)
@@ -77,7 +78,7 @@ typedef struct {
     float *rstdf;                             // (B,)
     void *dx, *dln;                           // backward (T, C)
     void *dqkv, *datt; // backward (T, (NH + 2 KV) D): dq, dk, dv laid out as the layer's q, k, v; (T, NH*D)
-    void *dgate, *dup, *dact; // backward (T, I)
+    void *dgate_up, *dact; // backward (T, 2I): dgate, dup laid out as the layer's gate, up; (T, I)
     void *lora_scratch, *att_scratch;
 } decoder_work;
 
@@ -96,9 +97,9 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, int with_x
     a->q = lf_plan_take(&c, n.TQ + 2 * n.TKV);
     a->k = a->v = NULL, a->ld = 0; // layer_at lays q, k, v out
     a->att = lf_plan_take(&c, n.TQ);
-    void **ti[] = {&a->gate, &a->up, &a->act};
-    for (void **p : ti)
-        *p = lf_plan_take(&c, n.TI);
+    a->gate = lf_plan_take(&c, 2 * n.TI);
+    a->up = NULL, a->ld_mlp = 0; // layer_at lays gate, up out
+    a->act = lf_plan_take(&c, n.TI);
     a->rstd1 = (float *)lf_plan_take(&c, t32);
     a->rstd2 = (float *)lf_plan_take(&c, t32);
     a->lse = (float *)lf_plan_take(&c, t32 * m->cfg.num_heads);
@@ -130,10 +131,9 @@ static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     w->dln = lf_plan_take(&cur, n.TC);
     w->dqkv = lf_plan_take(&cur, n.TQ + 2 * n.TKV);
     w->datt = lf_plan_take(&cur, n.TQ);
-    void **ti[] = {&w->dgate, &w->dup, &w->dact};
-    for (void **p : ti)
-        *p = lf_plan_take(&cur, n.TI);
-    w->lora_scratch = lf_plan_take(&cur, lora_scratch_bytes(T, lora_rank(m), LORA_MAX_BRANCHES));
+    w->dgate_up = lf_plan_take(&cur, 2 * n.TI);
+    w->dact = lf_plan_take(&cur, n.TI);
+    w->lora_scratch = lf_plan_take(&cur, linears_lora_scratch_bytes(m, T));
     w->att_scratch =
         lf_plan_take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
     return cur.used;
@@ -165,6 +165,9 @@ static layer_acts layer_at(const lf_cuda_model *dm, const decoder_work *w, int l
     void *out[3];
     a.ld = linears_layout(dm, qkv, 3, a.q, T, out);
     a.q = out[0], a.k = out[1], a.v = out[2];
+    const lf_linear *gate_up[] = {projection(dm->host, l, DEC_GATE), projection(dm->host, l, DEC_UP)};
+    a.ld_mlp = linears_layout(dm, gate_up, 2, a.gate, T, out);
+    a.gate = out[0], a.up = out[1];
     return a;
 }
 
@@ -229,7 +232,6 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     lf_dtype dt = dm->dtype;
     cudaStream_t st = dm->stream;
     void *out[DEC_NPROJ] = {a->q, a->k, a->v, a->mid, a->gate, a->up, x_out};
-    const void *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
     const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
     if (int rc =
             step(linears_forward(dm, qkv, 3, out + DEC_Q, a->ld, a->u + DEC_Q, a->ln1, T, dt), "q, k, v", l))
@@ -253,12 +255,13 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
                       "attention residual and post_attention_layernorm", l))
         return rc;
     const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
-    if (int rc = step(linears_forward(dm, gate_up, 2, out + DEC_GATE, 0, a->u + DEC_GATE, a->ln2, T, dt),
-                      "gate, up", l))
-        return rc;
     if (int rc =
-            step(silu_mul_forward_cuda(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size, dt, st),
-                 "silu_mul", l))
+            step(linears_forward(dm, gate_up, 2, out + DEC_GATE, a->ld_mlp, a->u + DEC_GATE, a->ln2, T, dt),
+                 "gate, up", l))
+        return rc;
+    if (int rc = step(silu_mul_forward_cuda(a->act, a->gate, a->up, T, c->intermediate_size,
+                                            a->ld_mlp > 0 ? a->ld_mlp : c->intermediate_size, dt, st),
+                      "silu_mul", l))
         return rc;
     if (int rc = step(linear_forward(dm, projection(m, l, DEC_DOWN), x_out, a->u[DEC_DOWN], a->act, T, dt),
                       name[DEC_DOWN], l))
@@ -335,13 +338,15 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                       a->u[DEC_DOWN], T, dt),
                       name[DEC_DOWN], l))
         return rc;
-    if (int rc = step(silu_mul_backward_cuda(w->dgate, w->dup, w->dact, a->gate, a->up,
-                                             (int64_t)T * c->intermediate_size, 0, dt, st),
+    const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
+    void *dgate_up[2];
+    linears_layout(dm, gate_up, 2, w->dgate_up, T, dgate_up);
+    if (int rc = step(silu_mul_backward_cuda(dgate_up[0], dgate_up[1], w->dact, a->gate, a->up, T,
+                                             c->intermediate_size,
+                                             a->ld_mlp > 0 ? a->ld_mlp : c->intermediate_size, 0, dt, st),
                       "silu_mul backward", l))
         return rc;
-    const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
-    void *dgate_up[] = {w->dgate, w->dup};
-    if (int rc = step(linears_backward(dm, gate_up, 2, w->dln, DX_WRITE, sc, dgate_up, 0, a->ln2,
+    if (int rc = step(linears_backward(dm, gate_up, 2, w->dln, DX_WRITE, sc, dgate_up, a->ld_mlp, a->ln2,
                                        a->u + DEC_GATE, T, dt),
                       "gate, up backward", l))
         return rc;
@@ -430,11 +435,13 @@ static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     return 0;
 }
 
-// every layer's q, k, v weights side by side, and their biases when all three have one
+// every layer's q, k, v weights side by side, and gate, up (and their biases when all have one)
 static void decoder_frozen_chains(const lf_model_desc *m, int *next) {
     for (int l = 0; l < m->cfg.num_layers; l++) {
         const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
         linears_side_by_side(qkv, 3, next);
+        const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
+        linears_side_by_side(gate_up, 2, next);
     }
 }
 

@@ -87,7 +87,7 @@ static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     float **bc32[] = {&a->pooled32, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
     for (float **p : bc32)
         *p = (float *)lf_plan_take(&c, BC * sizeof(float));
-    a->lora_scratch = lf_plan_take(&c, lora_scratch_bytes(T, lora_rank(m), LORA_MAX_BRANCHES));
+    a->lora_scratch = lf_plan_take(&c, linears_lora_scratch_bytes(m, T));
     a->att_scratch =
         lf_plan_take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
     layer_acts unused;

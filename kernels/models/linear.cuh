@@ -35,7 +35,7 @@ static inline int linear_forward(lf_cuda_model *dm, const lf_linear *l, void *ou
 typedef enum { DX_WRITE = 0, DX_ADD = 1 } dx_mode;
 
 // dx: (T, in) += or = by mode (NULL: not needed); the trained weight's, bias's and LoRA's gradients +=;
-// lora_scratch: lora_scratch_bytes(T, r)
+// lora_scratch: linears_lora_scratch_bytes(m, T)
 static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *dx, dx_mode mode,
                                   void *lora_scratch, const void *dout, const void *x, const float *u, int T,
                                   lf_dtype dt) {
@@ -50,6 +50,17 @@ static inline int linear_backward(lf_cuda_model *dm, const lf_linear *l, void *d
         dx, lf_cuda_grad(dm, l->lora_a), lf_cuda_grad(dm, l->lora_b), lora_scratch, dout, x, u,
         lf_cuda_param(dm, l->lora_a), lf_cuda_param(dm, l->lora_b), T, l->in, l->out, m->lora.r,
         m->lora.scaling, lf_lora_dropout_p(m->training, m->lora), lf_cuda_lora_key(dm, l), dt, dm->stream);
+}
+
+// bytes of LoRA scratch for linear_backward / linears_backward over T tokens, for any of m's linears
+static inline size_t linears_lora_scratch_bytes(const lf_model_desc *m, int T) {
+    size_t most = 0;
+    for (int k = 0; k < m->n_linears; k++) {
+        const size_t b =
+            lora_scratch_bytes(T, m->linears[k].in, m->lora.r > 0 ? m->lora.r : 1, LORA_MAX_BRANCHES);
+        most = b > most ? b : most;
+    }
+    return most;
 }
 
 // the LoRA branches of the n linears ls (those with one) in br, out_k (dout_k) of each: (T, ls[k]->out) rows
@@ -144,7 +155,7 @@ static inline int linears_forward(lf_cuda_model *dm, const lf_linear *const *ls,
 // The backward of linears_forward: dx: (T, in) += or = by mode the sum of the linears' input gradients
 // (NULL: not needed): one product over the side-by-side gradients douts (laid out as the outputs: ld) when
 // fused, else a product each; the LoRA branches' in two launches, their gradients +=; lora_scratch:
-// lora_scratch_bytes(T, r, LORA_MAX_BRANCHES)
+// linears_lora_scratch_bytes(m, T)
 static inline int linears_backward(lf_cuda_model *dm, const lf_linear *const *ls, int n, void *dx,
                                    dx_mode mode, void *lora_scratch, void *const *douts, int64_t ld,
                                    const void *x, float *const *us, int T, lf_dtype dt) {

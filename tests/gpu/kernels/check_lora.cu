@@ -75,7 +75,7 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
     void *d_dout = shifted(buf, dout, shift, dt), *d_dx = shifted(buf, dx0, shift, dt);
     float *d_dA = (float *)buf.add(to_device(dA0, LF_F32)), *d_dB = (float *)buf.add(to_device(dB0, LF_F32));
     void *scratch = NULL;
-    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, r, 1)));
+    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, C, r, 1)));
     buf.add(scratch);
     snprintf(name, sizeof name, "lora_backward %s", what);
     if (!launched(name, lora_backward_cuda(need_dx ? d_dx : NULL, need_dA ? d_dA : NULL,
@@ -210,7 +210,7 @@ static void check_lora_group(lf_dtype dt, group_case k, int need_dx, uint64_t se
         check_close(name, dt, from_device(fwd[b].u, (int64_t)T * r, LF_F32), u[b], f32_result_tolerance(dt));
     }
     void *scratch = NULL;
-    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, r, n)));
+    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, C, r, n)));
     buf.add(scratch);
     snprintf(name, sizeof name, "lora_group_backward %s", what);
     if (!launched(name, lora_group_backward_cuda(bwd, n, need_dx ? d_dx : NULL, scratch, d_x, T, C, r,
@@ -231,7 +231,8 @@ static void check_lora_group(lf_dtype dt, group_case k, int need_dx, uint64_t se
 }
 
 // q and v of a fused q|k|v (k's columns between them), gate|up, three branches of unequal widths, rows not
-// whole packs (ld odd), more tokens than one group of the sums over tokens
+// whole packs (ld odd), more tokens than one group of the sums over tokens; C up to 1024 runs the backward in
+// one launch, C = 1100 in two
 static const group_case group_cases[] = {
     {37, 1024, 2, 2, {1024, 1024}, {0, 2048}, 3072, 8.0f, 0.1f},    // RoBERTa-large q|k|v, q and v
     {9, 512, 16, 2, {512, 128}, {0, 640}, 768, 2.0f, 0.1f},         // Mistral-like q|k|v (GQA), r = 16
@@ -239,6 +240,7 @@ static const group_case group_cases[] = {
     {45, 300, 2, 2, {600, 600}, {0, 600}, 1200, 4.0f, 0.0f},        // gate|up, no dropout
     {33, 97, 5, 3, {41, 17, 40}, {3, 50, 68}, 111, 0.5f, 0.3f},     // odd widths and row stride
     {1100, 64, 2, 2, {64, 32}, {0, 96}, 128, 8.0f, 0.1f},           // over 32 groups of 32 tokens
+    {20, 1100, 2, 2, {300, 200}, {0, 400}, 700, 2.0f, 0.1f},        // C past 4 chunks of 256: two launches
 };
 
 int main(void) {
