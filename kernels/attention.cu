@@ -31,9 +31,10 @@ static_assert(ATT_BC == ATT_WARPS * ATT_ROWS, "backward: each warp owns ATT_ROWS
 struct att_args {
     int NH, NKV, causal, window;
     float dropout, scale;
-    lf_cuda_key key; // the dropout stream; head h draws from lf_stream_key(key, h)
-    int tiles;       // blocks per sequence (grid.x = B * tiles); a block strides over its sequence's tiles
-    int accumulate;  // backward: 1 adds into dq, dk, dv; 0 writes them (their values are not read)
+    lf_cuda_key key;   // the dropout stream; head h draws from lf_stream_key(key, h)
+    int tiles;         // blocks per sequence (grid.x = B * tiles); a block strides over its sequence's tiles
+    int accumulate;    // backward: 1 adds into dq, dk, dv; 0 writes them (their values are not read)
+    int64_t ldq, ldkv; // row strides of q and dq, of k, v, dk and dv (>= NH*HD, NKV*HD)
 };
 
 // 1 when query i sees key j, both of one sequence: key_range of attention.c
@@ -123,7 +124,8 @@ constexpr int att_forward_smem_floats(int HD) {
     return ATT_BR * (HD + 4) + ATT_BC * (HD + 4) + ATT_BC * HD + ATT_WARPS * ATT_BC * ATT_ROWS;
 }
 
-// out: (T, NH*HD), lse: (T, NH); q: (T, NH*HD), k, v: (T, NKV*HD); grid (B * tiles, NH)
+// out: (T, NH*HD), lse: (T, NH); q: (T, NH*HD) rows a.ldq apart, k, v: (T, NKV*HD) rows a.ldkv apart; grid
+// (B * tiles, NH)
 template <typename T, int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_forward_kernel(T *out, float *lse, const T *q, const T *k, const T *v, const int32_t *offsets,
@@ -136,11 +138,11 @@ __global__ void __launch_bounds__(ATT_THREADS)
     int b = blockIdx.x / a.tiles, h = blockIdx.y, kvh = h / (a.NH / a.NKV);
     const uint64_t hkey = att_head_key(a, h);
     int start = offsets[b], end = offsets[b + 1];
-    int64_t C = (int64_t)a.NH * HD, KC = (int64_t)a.NKV * HD;
+    int64_t C = (int64_t)a.NH * HD;
     for (int i0 = start + (int)(blockIdx.x % a.tiles) * ATT_BR; i0 < end; i0 += a.tiles * ATT_BR) {
         int i1 = min(i0 + ATT_BR, end), klo = start, khi = a.causal ? i1 : end;
         if (a.window > 0) klo = max(start, i0 - a.window + 1);
-        att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, i1 - i0, ATT_BR);
+        att_load_rows<T, HD>(qs, S, q, a.ldq, (int64_t)h * HD, i0, i1 - i0, ATT_BR);
         float m[ATT_ROWS], l[ATT_ROWS], acc[ATT_ROWS][DPL];
 #pragma unroll
         for (int r = 0; r < ATT_ROWS; r++) {
@@ -154,8 +156,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
         for (int j0 = klo; j0 < khi; j0 += ATT_BC) {
             int nk = min(ATT_BC, khi - j0), j = j0 + lane;
             __syncthreads(); // the previous key tile is read
-            att_load_rows<T, HD>(ks, S, k, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
-            att_load_rows<T, HD>(vs, HD, v, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
+            att_load_rows<T, HD>(ks, S, k, a.ldkv, (int64_t)kvh * HD, j0, nk, ATT_BC);
+            att_load_rows<T, HD>(vs, HD, v, a.ldkv, (int64_t)kvh * HD, j0, nk, ATT_BC);
             __syncthreads();
             float s[ATT_ROWS];
             att_dots<HD>(s, qs + warp * ATT_ROWS * S, ks + lane * S);
@@ -242,27 +244,31 @@ __device__ void att_row_dots(float *ds, const T *dout, const T *out, int64_t C, 
     }
 }
 
-// dq: (n,) = dq_acc (f32), or += with accumulate; with partials (dk_part not NULL) also dk, dv: (nkv,)
-// = the sum over p < group of dk_part, dv_part: (group, nkv) f32, added in the order p = 0, 1, ...
-// (+= with accumulate). n >= nkv.
+// dq: (T, C) rows ldq apart = dq_acc: (T, C) f32 (n = T * C elements), or += with accumulate, dq_acc then
+// zeroed for the next backward; with
+// partials (dk_part not NULL) also dk, dv: (T, KC) rows ldkv apart (nkv = T * KC elements) = the sum over
+// p < group of dk_part, dv_part: (group, T, KC) f32, added in the order p = 0, 1, ... (+= with
+// accumulate). n >= nkv.
 template <typename T>
-__global__ void attention_finish_kernel(T *dq, T *dk, T *dv, const float *dq_acc, const float *dk_part,
-                                        const float *dv_part, int64_t n, int64_t nkv, int group,
-                                        int accumulate) {
+__global__ void attention_finish_kernel(T *dq, T *dk, T *dv, float *dq_acc, const float *dk_part,
+                                        const float *dv_part, int64_t n, int64_t C, int64_t ldq, int64_t nkv,
+                                        int64_t KC, int64_t ldkv, int group, int accumulate) {
     int64_t x = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (x >= n) return;
-    dq[x] = from_f32<T>(accumulate ? to_f32(dq[x]) + dq_acc[x] : dq_acc[x]);
+    const int64_t xq = x / C * ldq + x % C, xkv = x / KC * ldkv + x % KC;
+    dq[xq] = from_f32<T>(accumulate ? to_f32(dq[xq]) + dq_acc[x] : dq_acc[x]);
+    dq_acc[x] = 0.0f;
     if (!dk_part || x >= nkv) return;
-    float sk = accumulate ? to_f32(dk[x]) : 0.0f, sv = accumulate ? to_f32(dv[x]) : 0.0f;
+    float sk = accumulate ? to_f32(dk[xkv]) : 0.0f, sv = accumulate ? to_f32(dv[xkv]) : 0.0f;
     for (int p = 0; p < group; p++)
         sk += dk_part[p * nkv + x], sv += dv_part[p * nkv + x];
-    dk[x] = from_f32<T>(sk), dv[x] = from_f32<T>(sv);
+    dk[xkv] = from_f32<T>(sk), dv[xkv] = from_f32<T>(sv);
 }
 
-// dk, dv: (T, NKV*HD) = (+= with a.accumulate), or without them (dk_part not NULL) the partials of
-// head h, dk_part, dv_part: (NH/NKV, T, NKV*HD) f32 at [h % (NH/NKV)] = (part: T*NKV*HD); dq_acc:
-// (T, NH*HD) f32 += (atomics); dout, out, q: (T, NH*HD), k, v: (T, NKV*HD), lse: (T, NH); grid
-// (B * tiles, NH)
+// dk, dv: (T, NKV*HD) rows a.ldkv apart = (+= with a.accumulate), or without them (dk_part not NULL) the
+// partials of head h, dk_part, dv_part: (NH/NKV, T, NKV*HD) f32 at [h % (NH/NKV)] = (part: T*NKV*HD);
+// dq_acc: (T, NH*HD) f32 += (atomics); dout, out: (T, NH*HD), q: (T, NH*HD) rows a.ldq apart, k, v: (T,
+// NKV*HD) rows a.ldkv apart, lse: (T, NH); grid (B * tiles, NH)
 template <typename T, int HD>
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_backward_kernel(T *dk, T *dv, float *dk_part, float *dv_part, int64_t part, float *dq_acc,
@@ -290,12 +296,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
             for (int t = 0; t < DPL; t++)
                 dka[c][t] = 0.0f, dva[c][t] = 0.0f;
         __syncthreads(); // the previous key tile is read
-        att_load_rows<T, HD>(ks, S, k, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
-        att_load_rows<T, HD>(vs, S, v, KC, (int64_t)kvh * HD, j0, nk, ATT_BC);
+        att_load_rows<T, HD>(ks, S, k, a.ldkv, (int64_t)kvh * HD, j0, nk, ATT_BC);
+        att_load_rows<T, HD>(vs, S, v, a.ldkv, (int64_t)kvh * HD, j0, nk, ATT_BC);
         for (int i0 = qlo; i0 < qhi; i0 += ATT_BR) {
             int i1 = min(i0 + ATT_BR, qhi), nq = i1 - i0;
             __syncthreads(); // the previous query tile is read (and K, V are written)
-            att_load_rows<T, HD>(qs, S, q, C, (int64_t)h * HD, i0, nq, ATT_BR);
+            att_load_rows<T, HD>(qs, S, q, a.ldq, (int64_t)h * HD, i0, nq, ATT_BR);
             att_load_rows<T, HD>(gs, S, dout, C, (int64_t)h * HD, i0, nq, ATT_BR);
             for (int r = threadIdx.x; r < ATT_BR; r += blockDim.x)
                 ls[r] = r < nq ? lse[(int64_t)(i0 + r) * a.NH + h] : 0.0f;
@@ -374,11 +380,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
             for (int t = 0; t < DPL; t++) {
                 int d = lane + 32 * t;
                 if (HD % 32 != 0 && d >= HD) continue;
-                int64_t x = (int64_t)jc * KC + (int64_t)kvh * HD + d;
                 if (dk_part) {
+                    int64_t x = (int64_t)jc * KC + (int64_t)kvh * HD + d;
                     dk_part[h % group * part + x] = dka[c][t], dv_part[h % group * part + x] = dva[c][t];
                     continue;
                 }
+                int64_t x = (int64_t)jc * a.ldkv + (int64_t)kvh * HD + d;
                 dk[x] = from_f32<T>(a.accumulate ? to_f32(dk[x]) + dka[c][t] : dka[c][t]);
                 dv[x] = from_f32<T>(a.accumulate ? to_f32(dv[x]) + dva[c][t] : dva[c][t]);
             }
@@ -425,6 +432,7 @@ att_args att_args_of(attention_shape s, lf_cuda_key key, int max_len, int tile) 
     a.dropout = s.dropout, a.scale = 1.0f / sqrtf((float)s.HD), a.key = key;
     a.tiles = (int)(((int64_t)max_len + tile - 1) / tile);
     a.accumulate = 0;
+    a.ldq = (int64_t)s.NH * s.HD, a.ldkv = (int64_t)s.NKV * s.HD;
     return a;
 }
 
@@ -449,13 +457,21 @@ size_t attention_scratch_bytes(int T, int NH, int NKV, int HD) {
     return NKV < NH ? 3 * dq : dq; // with groups, dk and dv partials of every query head
 }
 
-int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v,
-                           const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
-                           lf_dtype dtype, cudaStream_t stream) {
+// a with the row strides ldq, ldkv; 0 or cudaErrorInvalidValue when they are shorter than a row
+int att_strides(att_args &a, int64_t ldq, int64_t ldkv) {
+    if (ldq < a.ldq || ldkv < a.ldkv) return (int)cudaErrorInvalidValue;
+    a.ldq = ldq, a.ldkv = ldkv;
+    return 0;
+}
+
+int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, const void *v, int64_t ldq,
+                           int64_t ldkv, const int32_t *offsets, int T, int max_len, attention_shape s,
+                           lf_cuda_key key, lf_dtype dtype, cudaStream_t stream) {
     int err = att_validate(s, T, max_len, ATT_BR, dtype);
     if (err != 0 || s.B == 0 || T == 0) return err;
     if (!out || !lse || !q || !k || !v || !offsets) return (int)cudaErrorInvalidValue;
     att_args a = att_args_of(s, key, max_len, ATT_BR);
+    if (int e = att_strides(a, ldq, ldkv)) return e;
     dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NH);
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using E = decltype(t);
@@ -469,21 +485,20 @@ int attention_forward_cuda(void *out, float *lse, const void *q, const void *k, 
 }
 
 int attention_backward_cuda(void *dq, void *dk, void *dv, int accumulate, const void *dout, const void *out,
-                            const float *lse, const void *q, const void *k, const void *v,
-                            const int32_t *offsets, int T, int max_len, attention_shape s, lf_cuda_key key,
-                            void *scratch, lf_dtype dtype, cudaStream_t stream) {
+                            const float *lse, const void *q, const void *k, const void *v, int64_t ldq,
+                            int64_t ldkv, const int32_t *offsets, int T, int max_len, attention_shape s,
+                            lf_cuda_key key, void *scratch, lf_dtype dtype, cudaStream_t stream) {
     int err = att_validate(s, T, max_len, ATT_BC, dtype);
     if (err != 0 || s.B == 0 || T == 0) return err;
     if (!dq || !dk || !dv || !dout || !out || !lse || !q || !k || !v || !offsets || !scratch)
         return (int)cudaErrorInvalidValue;
     att_args a = att_args_of(s, key, max_len, ATT_BC);
     a.accumulate = accumulate != 0;
+    if (int e = att_strides(a, ldq, ldkv)) return e;
     int64_t n = (int64_t)T * s.NH * s.HD, nkv = (int64_t)T * s.NKV * s.HD;
     float *dq_acc = (float *)scratch, *dk_part = NULL, *dv_part = NULL; // partials: (NH/NKV, T, NKV*HD)
     if (s.NKV < s.NH) dk_part = dq_acc + n, dv_part = dk_part + n;
     dim3 grid((unsigned)(s.B * a.tiles), (unsigned)s.NH);
-    err = (int)cudaMemsetAsync(dq_acc, 0, (size_t)n * sizeof(float), stream);
-    if (err != 0) return err;
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using E = decltype(t);
         int status = att_dispatch_head_size(s.HD, [&](auto hd) {
@@ -495,7 +510,8 @@ int attention_backward_cuda(void *dq, void *dk, void *dv, int accumulate, const 
         });
         if (status != 0) return status;
         attention_finish_kernel<E><<<lf_blocks(n, 256), 256, 0, stream>>>(
-            (E *)dq, (E *)dk, (E *)dv, dq_acc, dk_part, dv_part, n, nkv, s.NH / s.NKV, a.accumulate);
+            (E *)dq, (E *)dk, (E *)dv, dq_acc, dk_part, dv_part, n, (int64_t)s.NH * s.HD, a.ldq, nkv,
+            (int64_t)s.NKV * s.HD, a.ldkv, s.NH / s.NKV, a.accumulate);
         return lf_launch_status();
     });
 }

@@ -132,26 +132,57 @@ static int is_linear_bias(const lf_model_desc *m, int i) {
     return 0;
 }
 
+// the architecture's chains of frozen tensors (next[i] > i: uploaded right after i, or -1), each chain of
+// one device dtype, a tensor in one chain at most; head[i]: 1 where no tensor comes before i
+static void frozen_chains(const lf_cuda_model *dm, const lf_model_desc *m, int *next, unsigned char *head) {
+    for (int i = 0; i < m->n_frozen; i++)
+        next[i] = -1, head[i] = 1;
+    if (dm->arch->frozen_chains != NULL) dm->arch->frozen_chains(m, next);
+    for (int i = 0; i < m->n_frozen; i++) {
+        const int j = next[i];
+        if (j <= i || j >= m->n_frozen || !head[j] || dm->frozen_dtype[i] != dm->frozen_dtype[j])
+            next[i] = -1;
+        else
+            head[j] = 0;
+    }
+}
+
 // every frozen tensor of m, as stored, converted on the device: 2-D tensors and the linears'
-// biases to dm->dtype, the other 1-D tensors (norm weights and biases) to f32
+// biases to dm->dtype, the other 1-D tensors (norm weights and biases) to f32; the tensors of a chain
+// (frozen_chains) one after the other in one allocation
 static int upload_frozen(runtime *rt, const lf_model_desc *m) {
     lf_cuda_model *dm = &rt->dm;
     size_t n = m->n_frozen > 0 ? (size_t)m->n_frozen : 1;
     dm->frozen = (void **)calloc(n, sizeof *dm->frozen);
     dm->frozen_dtype = (lf_dtype *)calloc(n, sizeof *dm->frozen_dtype);
-    if (dm->frozen == NULL || dm->frozen_dtype == NULL)
+    dm->frozen_owned = (unsigned char *)calloc(n, 1);
+    int *next = (int *)calloc(n, sizeof *next);
+    if (dm->frozen == NULL || dm->frozen_dtype == NULL || dm->frozen_owned == NULL || next == NULL) {
+        free(next);
         return lf_cuda_set_error((int)cudaErrorMemoryAllocation, "out of host memory for the frozen table");
+    }
+    for (int i = 0; i < m->n_frozen; i++)
+        dm->frozen_dtype[i] = m->frozen[i].ndim == 2 || is_linear_bias(m, i) ? dm->dtype : LF_F32;
+    frozen_chains(dm, m, next, dm->frozen_owned);
     void *staging = NULL;
     int rc = 0;
     for (int i = 0; rc == 0 && i < m->n_frozen; i++) {
-        const lf_frozen *f = &m->frozen[i];
-        lf_dtype dst = f->ndim == 2 || is_linear_bias(m, i) ? dm->dtype : LF_F32;
-        dm->frozen_dtype[i] = dst;
-        rc = lf_cuda_device_alloc(&dm->frozen[i], (size_t)f->numel * lf_cuda_dtype_size(dst), f->name);
-        if (rc == 0)
-            rc = upload_converted(dm->frozen[i], dst, f->w.data, f->w.dtype, f->numel, &staging, dm->stream,
-                                  f->name);
+        if (!dm->frozen_owned[i]) continue; // placed with its chain's head
+        const size_t E = lf_cuda_dtype_size(dm->frozen_dtype[i]);
+        size_t bytes = 0;
+        for (int j = i; j >= 0; j = next[j])
+            bytes += (size_t)m->frozen[j].numel * E;
+        rc = lf_cuda_device_alloc(&dm->frozen[i], bytes, m->frozen[i].name);
+        size_t off = 0;
+        for (int j = i; rc == 0 && j >= 0; j = next[j]) {
+            const lf_frozen *f = &m->frozen[j];
+            dm->frozen[j] = (char *)dm->frozen[i] + off;
+            off += (size_t)f->numel * E;
+            rc = upload_converted(dm->frozen[j], dm->frozen_dtype[j], f->w.data, f->w.dtype, f->numel,
+                                  &staging, dm->stream, f->name);
+        }
     }
+    free(next);
     if (staging != NULL) { // the last conversions read it: wait for them before freeing it
         int sync = lf_cuda_checked(cudaStreamSynchronize(dm->stream), "uploading the frozen weights");
         if (rc == 0) rc = sync;
@@ -251,8 +282,8 @@ void lf_cuda_model_free(void *cuda_model) {
     if (dm->stream != NULL) (void)cudaStreamSynchronize(dm->stream); // nothing in flight uses what goes
     lf_cuda_optimizer_free(rt);
     lf_cuda_graphs_free(rt->graphs);
-    for (int i = 0; dm->frozen != NULL && i < rt->desc.n_frozen; i++)
-        (void)cudaFree(dm->frozen[i]);
+    for (int i = 0; dm->frozen != NULL && dm->frozen_owned != NULL && i < rt->desc.n_frozen; i++)
+        if (dm->frozen_owned[i]) (void)cudaFree(dm->frozen[i]);
     void *device[] = {dm->params, dm->grads,   dm->batch.tokens, dm->work,         dm->blas_workspace,
                       dm->logits, dm->dlogits, dm->loss,         dm->class_weights};
     for (size_t i = 0; i < sizeof device / sizeof device[0]; i++)
@@ -267,6 +298,7 @@ void lf_cuda_model_free(void *cuda_model) {
     (void)cudaGetLastError();
     free(dm->frozen);
     free(dm->frozen_dtype);
+    free(dm->frozen_owned);
     free(dm->param_offset);
     free(rt);
 }

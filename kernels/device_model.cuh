@@ -13,8 +13,9 @@
 //   host grads (the host loop accumulates micro-batches there).
 //
 // An architecture on the device (kernels/models/<arch>.cu) is an lf_cuda_arch table, defined
-//   const lf_cuda_arch lf_cuda_arch_encoder = {"encoder", workspace_bytes, forward, backward};
-// after including this header (its extern declaration gives the definition external linkage).
+//   const lf_cuda_arch lf_cuda_arch_encoder = {"encoder", workspace_bytes, forward, backward, chains};
+// after including this header (its extern declaration gives the definition external linkage), with
+// frozen_chains last.
 // The declarations are weak, so the library links and runs before an architecture exists:
 // lf_cuda_arch_for returns NULL for it and model_create fails saying it is not implemented yet.
 #pragma once
@@ -41,17 +42,22 @@ typedef struct { // one architecture on the device (kernels/models/<arch>.cu)
     // after forward on the same batch: from dm->dlogits (B, NL) f32, accumulates (+=) the params'
     // gradients into dm->grads (zeroed by the runtime before forward)
     int (*backward)(lf_cuda_model *dm, const lf_batch *b);
+    // next[i] (all -1 on entry, n_frozen of them): the frozen tensor to upload right after tensor i, in the
+    // same allocation, so that the linears reading one input run as one product over their weights side by
+    // side (q|k|v); a chain whose tensors do not all take one dtype on the device is uploaded apart
+    void (*frozen_chains)(const lf_model_desc *m, int *next);
 } lf_cuda_arch;
 
 struct lf_cuda_model {
     // the host model as the current call describes it: cfg, tables, lora, training, step seed, batch
     const lf_model_desc *host;
-    lf_dtype dtype;         // activations and 2-D frozen weights
-    cudaStream_t stream;    // every launch and copy of the model goes here
-    void **frozen;          // [n_frozen] device copy: 2-D and linear biases in dtype, norms in f32
-    lf_dtype *frozen_dtype; // [n_frozen]
-    float *params, *grads;  // device f32, param i at params + param_offset[i] (same for grads)
-    size_t *param_offset;   // [n_params], in floats, multiples of 64 (256-byte aligned)
+    lf_dtype dtype;              // activations and 2-D frozen weights
+    cudaStream_t stream;         // every launch and copy of the model goes here
+    void **frozen;               // [n_frozen] device copy: 2-D and linear biases in dtype, norms in f32
+    lf_dtype *frozen_dtype;      // [n_frozen]
+    unsigned char *frozen_owned; // [n_frozen] 1: frozen[i] is an allocation, 0: inside a chain's (or NULL)
+    float *params, *grads;       // device f32, param i at params + param_offset[i] (same for grads)
+    size_t *param_offset;        // [n_params], in floats, multiples of 64 (256-byte aligned)
     // the batch on the device: tokens, positions, token_types (T,), offsets (B+1,), pool_index,
     // labels (B,), with room for cap_T tokens and cap_B sequences
     struct {

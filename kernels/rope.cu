@@ -44,12 +44,14 @@ int rope_tables_cuda(float *cos, float *sin, const int *pos, int T, int D, float
     return lf_launch_status();
 }
 
-// q: (T, NQ, D) and k: (T, NK, D) in place (k NULL when NK == 0), cos, sin: (T, D/2); one thread per pair
+// q: (T, NQ, D) rows ldq apart and k: (T, NK, D) rows ldk apart in place (k NULL when NK == 0), cos, sin:
+// (T, D/2); one thread per pair
 // (i, i + D/2) of one head of one token, the NQ + NK heads of a token in a row, q's first. direction +1
 // rotates by the angle (forward), -1 by its negative (backward).
 template <typename T>
-__global__ void rope_rotate_kernel(T *q, T *k, const float *cos_table, const float *sin_table, int T_tokens,
-                                   int NQ, int NK, int D, float direction) {
+__global__ void rope_rotate_kernel(T *q, T *k, int64_t ldq, int64_t ldk, const float *cos_table,
+                                   const float *sin_table, int T_tokens, int NQ, int NK, int D,
+                                   float direction) {
     int half = D / 2, H = NQ + NK;
     int64_t n = (int64_t)T_tokens * H * half;
     for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < n;
@@ -58,7 +60,7 @@ __global__ void rope_rotate_kernel(T *q, T *k, const float *cos_table, const flo
         int i = (int)(j % half);
         int64_t t = head / H;
         int h = (int)(head % H);
-        T *v = h < NQ ? q + (t * NQ + h) * D : k + (t * NK + (h - NQ)) * D;
+        T *v = h < NQ ? q + t * ldq + (int64_t)h * D : k + t * ldk + (int64_t)(h - NQ) * D;
         float c = cos_table[t * half + i], s = direction * sin_table[t * half + i];
         float a = to_f32(v[i]), b = to_f32(v[i + half]);
         v[i] = from_f32<T>(a * c - b * s);
@@ -66,35 +68,37 @@ __global__ void rope_rotate_kernel(T *q, T *k, const float *cos_table, const flo
     }
 }
 
-static int rope_rotate_launch(void *q, void *k, const float *cos, const float *sin, int T, int NQ, int NK,
-                              int D, float direction, lf_dtype dtype, cudaStream_t stream) {
-    if (T < 0 || NQ < 0 || NK < 0 || D < 0 || D % 2 != 0) return (int)cudaErrorInvalidValue;
+static int rope_rotate_launch(void *q, void *k, int64_t ldq, int64_t ldk, const float *cos, const float *sin,
+                              int T, int NQ, int NK, int D, float direction, lf_dtype dtype,
+                              cudaStream_t stream) {
+    if (T < 0 || NQ < 0 || NK < 0 || D < 0 || D % 2 != 0 || ldq < (int64_t)NQ * D || ldk < (int64_t)NK * D)
+        return (int)cudaErrorInvalidValue;
     if (T == 0 || NQ + NK == 0 || D == 0) return 0;
     if ((NQ > 0 && !q) || (NK > 0 && !k) || !cos || !sin) return (int)cudaErrorInvalidValue;
     return lf_dispatch_dtype(dtype, [&](auto t) {
         using E = decltype(t);
         rope_rotate_kernel<E><<<rope_blocks((int64_t)T * (NQ + NK) * (D / 2)), ROPE_THREADS, 0, stream>>>(
-            (E *)q, (E *)k, cos, sin, T, NQ, NK, D, direction);
+            (E *)q, (E *)k, ldq, ldk, cos, sin, T, NQ, NK, D, direction);
         return lf_launch_status();
     });
 }
 
 int rope_forward_cuda(void *x, const float *cos, const float *sin, int T, int H, int D, lf_dtype dtype,
                       cudaStream_t stream) {
-    return rope_rotate_launch(x, NULL, cos, sin, T, H, 0, D, 1.0f, dtype, stream);
+    return rope_rotate_launch(x, NULL, (int64_t)H * D, 0, cos, sin, T, H, 0, D, 1.0f, dtype, stream);
 }
 
 int rope_backward_cuda(void *dx, const float *cos, const float *sin, int T, int H, int D, lf_dtype dtype,
                        cudaStream_t stream) {
-    return rope_rotate_launch(dx, NULL, cos, sin, T, H, 0, D, -1.0f, dtype, stream);
+    return rope_rotate_launch(dx, NULL, (int64_t)H * D, 0, cos, sin, T, H, 0, D, -1.0f, dtype, stream);
 }
 
-int rope_qk_forward_cuda(void *q, void *k, const float *cos, const float *sin, int T, int NH, int NKV, int D,
-                         lf_dtype dtype, cudaStream_t stream) {
-    return rope_rotate_launch(q, k, cos, sin, T, NH, NKV, D, 1.0f, dtype, stream);
+int rope_qk_forward_cuda(void *q, void *k, int64_t ldq, int64_t ldk, const float *cos, const float *sin,
+                         int T, int NH, int NKV, int D, lf_dtype dtype, cudaStream_t stream) {
+    return rope_rotate_launch(q, k, ldq, ldk, cos, sin, T, NH, NKV, D, 1.0f, dtype, stream);
 }
 
-int rope_qk_backward_cuda(void *dq, void *dk, const float *cos, const float *sin, int T, int NH, int NKV,
-                          int D, lf_dtype dtype, cudaStream_t stream) {
-    return rope_rotate_launch(dq, dk, cos, sin, T, NH, NKV, D, -1.0f, dtype, stream);
+int rope_qk_backward_cuda(void *dq, void *dk, int64_t ldq, int64_t ldk, const float *cos, const float *sin,
+                          int T, int NH, int NKV, int D, lf_dtype dtype, cudaStream_t stream) {
+    return rope_rotate_launch(dq, dk, ldq, ldk, cos, sin, T, NH, NKV, D, -1.0f, dtype, stream);
 }

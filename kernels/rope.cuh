@@ -13,10 +13,12 @@ int rope_forward_cuda(void *x, const float *cos, const float *sin, int T, int H,
 // dx: (T, H, D) of dtype rotated back in place (the transpose of the forward rotation)
 int rope_backward_cuda(void *dx, const float *cos, const float *sin, int T, int H, int D, lf_dtype dtype,
                        cudaStream_t stream);
-// q: (T, NH, D) and k: (T, NKV, D) of dtype rotated in place in one launch, as rope_forward_cuda on each;
-// q and k do not overlap
-int rope_qk_forward_cuda(void *q, void *k, const float *cos, const float *sin, int T, int NH, int NKV, int D,
-                         lf_dtype dtype, cudaStream_t stream);
-// dq: (T, NH, D) and dk: (T, NKV, D) rotated back in place in one launch, as rope_backward_cuda on each
-int rope_qk_backward_cuda(void *dq, void *dk, const float *cos, const float *sin, int T, int NH, int NKV,
-                          int D, lf_dtype dtype, cudaStream_t stream);
+// q: (T, NH, D) and k: (T, NKV, D) of dtype rotated in place in one launch, as rope_forward_cuda on each; q's
+// rows ldq elements apart (>= NH*D), k's ldk (>= NKV*D): packed, or column ranges of a fused q|k|v product's
+// rows; q and k do not overlap
+int rope_qk_forward_cuda(void *q, void *k, int64_t ldq, int64_t ldk, const float *cos, const float *sin,
+                         int T, int NH, int NKV, int D, lf_dtype dtype, cudaStream_t stream);
+// dq: (T, NH, D) and dk: (T, NKV, D) rotated back in place in one launch, as rope_backward_cuda on each; rows
+// as in rope_qk_forward_cuda
+int rope_qk_backward_cuda(void *dq, void *dk, int64_t ldq, int64_t ldk, const float *cos, const float *sin,
+                          int T, int NH, int NKV, int D, lf_dtype dtype, cudaStream_t stream);

@@ -59,7 +59,9 @@ typedef struct {           // one layer's activations: of the dtype, statistics 
     void *ln1, *mid, *ln2; // (T, C) input norm, residual stream after attention, its norm
     void *q, *att;         // (T, NH*D) (q after RoPE)
     void *k, *v;           // (T, KV*D) (k after RoPE)
+    int64_t ld;            // q, k, v: columns of one (T, (NH + 2 KV) D) matrix when > 0 (linears_layout)
     void *gate, *up, *act; // (T, I)
+    int64_t ld_mlp;        // gate, up: columns of one (T, 2I) matrix when > 0 (linears_layout)
     float *rstd1, *rstd2;  // (T,)
     float *lse;            // (T, NH)
     float *u[DEC_NPROJ];   // (T, r)
@@ -75,8 +77,8 @@ typedef struct {
     float *pooled32, *lnf, *dlnf, *dpooled32; // (B, C) f32: the head's input, normed, their gradients
     float *rstdf;                             // (B,)
     void *dx, *dln;                           // backward (T, C)
-    void *dq, *datt, *dk, *dv;                // backward (T, NH*D) x2, (T, KV*D) x2
-    void *dgate, *dup, *dact;                 // backward (T, I)
+    void *dqkv, *datt; // backward (T, (NH + 2 KV) D): dq, dk, dv laid out as the layer's q, k, v; (T, NH*D)
+    void *dgate_up, *dact; // backward (T, 2I): dgate, dup laid out as the layer's gate, up; (T, I)
     void *lora_scratch, *att_scratch;
 } decoder_work;
 
@@ -92,13 +94,12 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, int with_x
     void **tc[] = {&a->ln1, &a->mid, &a->ln2};
     for (void **p : tc)
         *p = lf_plan_take(&c, n.TC);
-    a->q = lf_plan_take(&c, n.TQ);
+    a->q = lf_plan_take(&c, n.TQ + 2 * n.TKV);
+    a->k = a->v = NULL, a->ld = 0; // layer_at lays q, k, v out
     a->att = lf_plan_take(&c, n.TQ);
-    a->k = lf_plan_take(&c, n.TKV);
-    a->v = lf_plan_take(&c, n.TKV);
-    void **ti[] = {&a->gate, &a->up, &a->act};
-    for (void **p : ti)
-        *p = lf_plan_take(&c, n.TI);
+    a->gate = lf_plan_take(&c, 2 * n.TI);
+    a->up = NULL, a->ld_mlp = 0; // layer_at lays gate, up out
+    a->act = lf_plan_take(&c, n.TI);
     a->rstd1 = (float *)lf_plan_take(&c, t32);
     a->rstd2 = (float *)lf_plan_take(&c, t32);
     a->lse = (float *)lf_plan_take(&c, t32 * m->cfg.num_heads);
@@ -128,14 +129,11 @@ static size_t decoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     w->rstdf = (float *)lf_plan_take(&cur, (size_t)b->B * sizeof(float));
     w->dx = lf_plan_take(&cur, n.TC);
     w->dln = lf_plan_take(&cur, n.TC);
-    w->dq = lf_plan_take(&cur, n.TQ);
+    w->dqkv = lf_plan_take(&cur, n.TQ + 2 * n.TKV);
     w->datt = lf_plan_take(&cur, n.TQ);
-    w->dk = lf_plan_take(&cur, n.TKV);
-    w->dv = lf_plan_take(&cur, n.TKV);
-    void **ti[] = {&w->dgate, &w->dup, &w->dact};
-    for (void **p : ti)
-        *p = lf_plan_take(&cur, n.TI);
-    w->lora_scratch = lf_plan_take(&cur, lora_scratch_bytes(T, lora_rank(m)));
+    w->dgate_up = lf_plan_take(&cur, 2 * n.TI);
+    w->dact = lf_plan_take(&cur, n.TI);
+    w->lora_scratch = lf_plan_take(&cur, linears_lora_scratch_bytes(m, T));
     w->att_scratch =
         lf_plan_take(&cur, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim));
     return cur.used;
@@ -162,6 +160,14 @@ static layer_acts layer_at(const lf_cuda_model *dm, const decoder_work *w, int l
     int ckpt = dm->host->gradient_checkpointing;
     layer_block(dm, w->layers + w->layer_bytes * (size_t)(ckpt ? 0 : l), T, !ckpt, &a);
     if (ckpt) a.x = layer_input(dm, w, l, T);
+    const lf_linear *qkv[] = {projection(dm->host, l, DEC_Q), projection(dm->host, l, DEC_K),
+                              projection(dm->host, l, DEC_V)};
+    void *out[3];
+    a.ld = linears_layout(dm, qkv, 3, a.q, T, out);
+    a.q = out[0], a.k = out[1], a.v = out[2];
+    const lf_linear *gate_up[] = {projection(dm->host, l, DEC_GATE), projection(dm->host, l, DEC_UP)};
+    a.ld_mlp = linears_layout(dm, gate_up, 2, a.gate, T, out);
+    a.gate = out[0], a.up = out[1];
     return a;
 }
 
@@ -226,16 +232,18 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
     lf_dtype dt = dm->dtype;
     cudaStream_t st = dm->stream;
     void *out[DEC_NPROJ] = {a->q, a->k, a->v, a->mid, a->gate, a->up, x_out};
-    const void *in[DEC_NPROJ] = {a->ln1, a->ln1, a->ln1, a->att, a->ln2, a->ln2, a->act};
-    for (int p = DEC_Q; p <= DEC_V; p++)
-        if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
-            return rc;
-    if (int rc = step(
-            rope_qk_forward_cuda(a->q, a->k, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
-            "rope q and k", l))
+    const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
+    if (int rc =
+            step(linears_forward(dm, qkv, 3, out + DEC_Q, a->ld, a->u + DEC_Q, a->ln1, T, dt), "q, k, v", l))
         return rc;
-    if (int rc = step(attention_forward_cuda(a->att, a->lse, a->q, a->k, a->v, dm->batch.offsets, T,
-                                             b->max_len, attention_of(m, b), attention_key(dm, l), dt, st),
+    const int64_t ldq = a->ld > 0 ? a->ld : (int64_t)c->num_heads * D,
+                  ldkv = a->ld > 0 ? a->ld : (int64_t)c->num_kv_heads * D;
+    if (int rc = step(rope_qk_forward_cuda(a->q, a->k, ldq, ldkv, w->cos, w->sin, T, c->num_heads,
+                                           c->num_kv_heads, D, dt, st),
+                      "rope q and k", l))
+        return rc;
+    if (int rc = step(attention_forward_cuda(a->att, a->lse, a->q, a->k, a->v, ldq, ldkv, dm->batch.offsets,
+                                             T, b->max_len, attention_of(m, b), attention_key(dm, l), dt, st),
                       "attention", l))
         return rc;
     if (int rc = step(linear_forward(dm, projection(m, l, DEC_O), a->mid, a->u[DEC_O], a->att, T, dt),
@@ -246,12 +254,14 @@ static int layer_forward(lf_cuda_model *dm, const decoder_work *w, const layer_a
                                                     c->norm_eps, dt, st),
                       "attention residual and post_attention_layernorm", l))
         return rc;
-    for (int p = DEC_GATE; p <= DEC_UP; p++)
-        if (int rc = step(linear_forward(dm, projection(m, l, p), out[p], a->u[p], in[p], T, dt), name[p], l))
-            return rc;
+    const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
     if (int rc =
-            step(silu_mul_forward_cuda(a->act, a->gate, a->up, (int64_t)T * c->intermediate_size, dt, st),
-                 "silu_mul", l))
+            step(linears_forward(dm, gate_up, 2, out + DEC_GATE, a->ld_mlp, a->u + DEC_GATE, a->ln2, T, dt),
+                 "gate, up", l))
+        return rc;
+    if (int rc = step(silu_mul_forward_cuda(a->act, a->gate, a->up, T, c->intermediate_size,
+                                            a->ld_mlp > 0 ? a->ld_mlp : c->intermediate_size, dt, st),
+                      "silu_mul", l))
         return rc;
     if (int rc = step(linear_forward(dm, projection(m, l, DEC_DOWN), x_out, a->u[DEC_DOWN], a->act, T, dt),
                       name[DEC_DOWN], l))
@@ -328,17 +338,17 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                       a->u[DEC_DOWN], T, dt),
                       name[DEC_DOWN], l))
         return rc;
-    if (int rc = step(silu_mul_backward_cuda(w->dgate, w->dup, w->dact, a->gate, a->up,
-                                             (int64_t)T * c->intermediate_size, 0, dt, st),
+    const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
+    void *dgate_up[2];
+    linears_layout(dm, gate_up, 2, w->dgate_up, T, dgate_up);
+    if (int rc = step(silu_mul_backward_cuda(dgate_up[0], dgate_up[1], w->dact, a->gate, a->up, T,
+                                             c->intermediate_size,
+                                             a->ld_mlp > 0 ? a->ld_mlp : c->intermediate_size, 0, dt, st),
                       "silu_mul backward", l))
         return rc;
-    if (int rc = step(linear_backward(dm, projection(m, l, DEC_GATE), w->dln, DX_WRITE, sc, w->dgate, a->ln2,
-                                      a->u[DEC_GATE], T, dt),
-                      name[DEC_GATE], l))
-        return rc;
-    if (int rc = step(linear_backward(dm, projection(m, l, DEC_UP), w->dln, DX_ADD, sc, w->dup, a->ln2,
-                                      a->u[DEC_UP], T, dt),
-                      name[DEC_UP], l))
+    if (int rc = step(linears_backward(dm, gate_up, 2, w->dln, DX_WRITE, sc, dgate_up, a->ld_mlp, a->ln2,
+                                       a->u + DEC_GATE, T, dt),
+                      "gate, up backward", l))
         return rc;
     if (int rc = step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->mid,
                                             norm_weight(dm, L->post_attention_norm), a->rstd2, T, C, dt, st),
@@ -348,22 +358,26 @@ static int layer_backward(lf_cuda_model *dm, decoder_work *w, const layer_acts *
                                       a->u[DEC_O], T, dt),
                       name[DEC_O], l))
         return rc;
-    if (int rc = step(attention_backward_cuda(w->dq, w->dk, w->dv, 0, w->datt, a->att, a->lse, a->q, a->k,
-                                              a->v, dm->batch.offsets, T, b->max_len, attention_of(m, b),
-                                              attention_key(dm, l), w->att_scratch, dt, st),
-                      "attention backward", l))
+    const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
+    void *dproj[3];
+    linears_layout(dm, qkv, 3, w->dqkv, T, dproj);
+    const int64_t ldq = a->ld > 0 ? a->ld : (int64_t)c->num_heads * D,
+                  ldkv = a->ld > 0 ? a->ld : (int64_t)c->num_kv_heads * D;
+    if (int rc =
+            step(attention_backward_cuda(dproj[0], dproj[1], dproj[2], 0, w->datt, a->att, a->lse, a->q, a->k,
+                                         a->v, ldq, ldkv, dm->batch.offsets, T, b->max_len,
+                                         attention_of(m, b), attention_key(dm, l), w->att_scratch, dt, st),
+                 "attention backward", l))
         return rc;
-    if (int rc = step(
-            rope_qk_backward_cuda(w->dq, w->dk, w->cos, w->sin, T, c->num_heads, c->num_kv_heads, D, dt, st),
-            "rope q and k backward", l))
+    if (int rc = step(rope_qk_backward_cuda(dproj[0], dproj[1], ldq, ldkv, w->cos, w->sin, T, c->num_heads,
+                                            c->num_kv_heads, D, dt, st),
+                      "rope q and k backward", l))
         return rc;
     void *dln = need_dx ? w->dln : NULL;
-    void *dproj[3] = {w->dq, w->dk, w->dv};
-    for (int p = DEC_Q; p <= DEC_V; p++) // q writes d ln1, k and v add to it
-        if (int rc = step(linear_backward(dm, projection(m, l, p), dln, p == DEC_Q ? DX_WRITE : DX_ADD, sc,
-                                          dproj[p], a->ln1, a->u[p], T, dt),
-                          name[p], l))
-            return rc;
+    if (int rc =
+            step(linears_backward(dm, qkv, 3, dln, DX_WRITE, sc, dproj, a->ld, a->ln1, a->u + DEC_Q, T, dt),
+                 "q, k, v backward", l))
+        return rc;
     if (!need_dx) return 0;
     return step(rmsnorm_backward_cuda(w->dx, NULL, w->dln, a->x, norm_weight(dm, L->input_norm), a->rstd1, T,
                                       C, dt, st),
@@ -404,6 +418,12 @@ static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     decoder_layout(dm, (char *)dm->work, b, &w);
     int lowest = lf_lowest_lora_layer(m->linears, m->n_linears, m->cfg.num_layers);
     if (int rc = head_backward(dm, b, &w, lowest < L)) return rc;
+    // the attention backward takes its dq sums zeroed and leaves them so: once per step
+    const lf_model_config *c = &m->cfg;
+    if (int rc = step(
+            zero(dm, w.att_scratch, attention_scratch_bytes(T, c->num_heads, c->num_kv_heads, c->head_dim)),
+            "zeroing the attention scratch", -1))
+        return rc;
     for (int l = L - 1; l >= lowest; l--) {
         layer_acts a = layer_at(dm, &w, l, T);
         if (m->gradient_checkpointing) { // layer l again from its input, leaving layer l + 1's norm alone
@@ -415,5 +435,15 @@ static int decoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     return 0;
 }
 
+// every layer's q, k, v weights side by side, and gate, up (and their biases when all have one)
+static void decoder_frozen_chains(const lf_model_desc *m, int *next) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const lf_linear *qkv[] = {projection(m, l, DEC_Q), projection(m, l, DEC_K), projection(m, l, DEC_V)};
+        linears_side_by_side(qkv, 3, next);
+        const lf_linear *gate_up[] = {projection(m, l, DEC_GATE), projection(m, l, DEC_UP)};
+        linears_side_by_side(gate_up, 2, next);
+    }
+}
+
 const lf_cuda_arch lf_cuda_arch_decoder = {"decoder", decoder_workspace_bytes, decoder_forward,
-                                           decoder_backward};
+                                           decoder_backward, decoder_frozen_chains};

@@ -22,8 +22,10 @@ extern "C" {
 
 // ----------------------------------------------------------------------------- activations
 
-typedef struct { // one layer's activations: (T, C) / (T, I) of the dtype, statistics f32
-    void *q, *k, *v, *att, *r1, *x1, *r2, *out, *h, *g;
+typedef struct {     // one layer's activations: (T, C) / (T, I) of the dtype, statistics f32
+    void *q, *k, *v; // (T, C) each, rows ld apart (columns of one (T, 3C) matrix) when ld > 0
+    int64_t ld;      // linears_layout's
+    void *att, *r1, *x1, *r2, *out, *h, *g;
     float *m1, *s1, *m2, *s2, *lse, *u[ENC_N_LINEARS];
 } layer_acts;
 
@@ -33,7 +35,8 @@ typedef struct {
     void *pooled, *dpooled, *pd16, *d16; // (B, C) of the dtype: pooled rows and their gradient; BERT's pooler
     float *pooled32, *pd, *d, *t, *td;   // head (B, C) f32
     float *dh1, *dh2;                    // head backward (B, C) f32
-    void *dres, *da, *db, *dq, *dk, *dv; // backward (T, C)
+    void *dres, *da, *db;                // backward (T, C)
+    void *dqkv;                          // backward (T, 3C): dq, dk, dv laid out as the layer's q, k, v
     void *di1, *di2;                     // backward (T, I)
     void *lora_scratch, *att_scratch;
     char *layers; // num_layers blocks of layer_bytes (1 when checkpointing)
@@ -48,7 +51,9 @@ static size_t layer_block(const lf_cuda_model *dm, char *base, int T, layer_acts
     size_t E = lf_cuda_dtype_size(dm->dtype), TC = (size_t)T * m->cfg.hidden_size * E,
            TI = (size_t)T * m->cfg.intermediate_size * E;
     lf_plan c = cuda_plan(base);
-    void **tc[] = {&a->q, &a->k, &a->v, &a->att, &a->r1, &a->x1, &a->r2, &a->out};
+    a->q = lf_plan_take(&c, 3 * TC);
+    a->k = a->v = NULL, a->ld = 0; // layer_at lays q, k, v out
+    void **tc[] = {&a->att, &a->r1, &a->x1, &a->r2, &a->out};
     for (void **p : tc)
         *p = lf_plan_take(&c, TC);
     a->h = lf_plan_take(&c, TI);
@@ -68,9 +73,10 @@ static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     size_t E = lf_cuda_dtype_size(dm->dtype), TC = (size_t)T * C * E,
            TI = (size_t)T * m->cfg.intermediate_size * E, BC = (size_t)B * C;
     lf_plan c = cuda_plan(base);
-    void **tc[] = {&a->x0, &a->tmp, &a->dres, &a->da, &a->db, &a->dq, &a->dk, &a->dv};
+    void **tc[] = {&a->x0, &a->tmp, &a->dres, &a->da, &a->db};
     for (void **p : tc)
         *p = lf_plan_take(&c, TC);
+    a->dqkv = lf_plan_take(&c, 3 * TC);
     a->di1 = lf_plan_take(&c, TI);
     a->di2 = lf_plan_take(&c, TI);
     a->em = (float *)lf_plan_take(&c, (size_t)T * sizeof(float));
@@ -81,7 +87,7 @@ static size_t encoder_layout(const lf_cuda_model *dm, char *base, const lf_batch
     float **bc32[] = {&a->pooled32, &a->pd, &a->d, &a->t, &a->td, &a->dh1, &a->dh2};
     for (float **p : bc32)
         *p = (float *)lf_plan_take(&c, BC * sizeof(float));
-    a->lora_scratch = lf_plan_take(&c, lora_scratch_bytes(T, lora_rank(m)));
+    a->lora_scratch = lf_plan_take(&c, linears_lora_scratch_bytes(m, T));
     a->att_scratch =
         lf_plan_take(&c, attention_scratch_bytes(T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim));
     layer_acts unused;
@@ -96,11 +102,23 @@ static size_t encoder_workspace_bytes(const lf_cuda_model *dm, const lf_batch *b
     return encoder_layout(dm, NULL, b, &a);
 }
 
+// the q, k, v linears of layer l
+static void qkv_of(const lf_model_desc *m, int l, const lf_linear *qkv[3]) {
+    const enc_layer *L = &((const enc_state *)m->arch_state)->layers[l];
+    for (int k = 0; k < 3; k++)
+        qkv[k] = &m->linears[L->lin[ENC_Q + k]];
+}
+
 // the activations of layer l; when checkpointing, the shared set with the output in xs[l]
 static layer_acts layer_at(const lf_cuda_model *dm, const enc_acts *a, int l, int T) {
     layer_acts la;
     int ckpt = dm->host->gradient_checkpointing;
     layer_block(dm, a->layers + a->layer_bytes * (size_t)(ckpt ? 0 : l), T, &la);
+    const lf_linear *qkv[3];
+    qkv_of(dm->host, l, qkv);
+    void *out[3];
+    la.ld = linears_layout(dm, qkv, 3, la.q, T, out);
+    la.q = out[0], la.k = out[1], la.v = out[2];
     if (ckpt)
         la.out = (char *)a->xs + (size_t)l * T * dm->host->cfg.hidden_size * lf_cuda_dtype_size(dm->dtype);
     return la;
@@ -149,10 +167,12 @@ static int layer_forward(lf_cuda_model *dm, const enc_layer *L, const lf_batch *
     int T = b->T, C = m->cfg.hidden_size;
     lf_dtype dt = dm->dtype;
     float p = drop_p(m, m->cfg.hidden_dropout);
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_Q]], la->q, la->u[ENC_Q], x0, T, dt)) return rc;
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_K]], la->k, la->u[ENC_K], x0, T, dt)) return rc;
-    if (int rc = linear_forward(dm, &lin[L->lin[ENC_V]], la->v, la->u[ENC_V], x0, T, dt)) return rc;
-    if (int rc = attention_forward_cuda(la->att, la->lse, la->q, la->k, la->v, dm->batch.offsets, T,
+    const lf_linear *qkv[] = {&lin[L->lin[ENC_Q]], &lin[L->lin[ENC_K]], &lin[L->lin[ENC_V]]};
+    void *out[] = {la->q, la->k, la->v};
+    float *u[] = {la->u[ENC_Q], la->u[ENC_K], la->u[ENC_V]};
+    if (int rc = linears_forward(dm, qkv, 3, out, la->ld, u, x0, T, dt)) return rc;
+    const int64_t ld = la->ld > 0 ? la->ld : C;
+    if (int rc = attention_forward_cuda(la->att, la->lse, la->q, la->k, la->v, ld, ld, dm->batch.offsets, T,
                                         b->max_len, attn_shape(m, b),
                                         lf_cuda_dropout_key(dm, layer_site(l, 0)), dt, dm->stream))
         return rc;
@@ -253,20 +273,18 @@ static int layer_backward(lf_cuda_model *dm, const enc_layer *L, const lf_batch 
     if (int rc = linear_backward(dm, &lin[L->lin[ENC_O]], a->db, DX_WRITE, a->lora_scratch, a->da, la->att,
                                  la->u[ENC_O], T, dt))
         return rc;
-    if (int rc = attention_backward_cuda(a->dq, a->dk, a->dv, 0, a->db, la->att, la->lse, la->q, la->k, la->v,
-                                         dm->batch.offsets, T, b->max_len, attn_shape(m, b),
+    const lf_linear *qkv[] = {&lin[L->lin[ENC_Q]], &lin[L->lin[ENC_K]], &lin[L->lin[ENC_V]]};
+    void *dqkv[3];
+    linears_layout(dm, qkv, 3, a->dqkv, T, dqkv);
+    const int64_t ld = la->ld > 0 ? la->ld : C;
+    if (int rc = attention_backward_cuda(dqkv[0], dqkv[1], dqkv[2], 0, a->db, la->att, la->lse, la->q, la->k,
+                                         la->v, ld, ld, dm->batch.offsets, T, b->max_len, attn_shape(m, b),
                                          lf_cuda_dropout_key(dm, layer_site(l, 0)), a->att_scratch, dt,
                                          dm->stream))
         return rc;
     void *dx = need_dx ? a->dres : NULL;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_Q]], dx, DX_ADD, a->lora_scratch, a->dq, x0,
-                                 la->u[ENC_Q], T, dt))
-        return rc;
-    if (int rc = linear_backward(dm, &lin[L->lin[ENC_K]], dx, DX_ADD, a->lora_scratch, a->dk, x0,
-                                 la->u[ENC_K], T, dt))
-        return rc;
-    return linear_backward(dm, &lin[L->lin[ENC_V]], dx, DX_ADD, a->lora_scratch, a->dv, x0, la->u[ENC_V], T,
-                           dt);
+    float *u[] = {la->u[ENC_Q], la->u[ENC_K], la->u[ENC_V]};
+    return linears_backward(dm, qkv, 3, dx, DX_ADD, a->lora_scratch, dqkv, la->ld, x0, u, T, dt);
 }
 
 // dm->dlogits -> head grads; d pooled rows scattered into a->dres (when need_dx)
@@ -311,6 +329,10 @@ static int encoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     encoder_layout(dm, (char *)dm->work, b, &a);
     int lowest = lf_lowest_lora_layer(m->linears, m->n_linears, m->cfg.num_layers);
     if (int rc = head_backward(dm, s, b, &a, lowest < m->cfg.num_layers)) return rc;
+    // the attention backward takes its dq sums zeroed and leaves them so: once per step
+    if (int rc = zero(dm, a.att_scratch,
+                      attention_scratch_bytes(b->T, m->cfg.num_heads, m->cfg.num_heads, m->cfg.head_dim)))
+        return rc;
     for (int l = m->cfg.num_layers - 1; l >= lowest; l--) {
         layer_acts la = layer_at(dm, &a, l, b->T);
         const void *x0 = l == 0 ? a.x0 : layer_at(dm, &a, l - 1, b->T).out;
@@ -322,5 +344,14 @@ static int encoder_backward(lf_cuda_model *dm, const lf_batch *b) {
     return 0;
 }
 
+// every layer's q, k, v weights side by side, and their biases (when all three have one)
+static void encoder_frozen_chains(const lf_model_desc *m, int *next) {
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const lf_linear *qkv[3];
+        qkv_of(m, l, qkv);
+        linears_side_by_side(qkv, 3, next);
+    }
+}
+
 const lf_cuda_arch lf_cuda_arch_encoder = {"encoder", encoder_workspace_bytes, encoder_forward,
-                                           encoder_backward};
+                                           encoder_backward, encoder_frozen_chains};

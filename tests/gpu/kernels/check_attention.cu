@@ -55,12 +55,21 @@ static int32_t *device_offsets(const std::vector<int32_t> &off) {
     return d;
 }
 
-// a device buffer of n NaNs of dtype: what a kernel leaves unwritten shows as not finite
-static void *device_scratch(size_t bytes) {
+// attention_backward_cuda's scratch for T tokens of NH heads of HD: the dq sums zero, as the launcher takes
+// them, the rest NaN (the launcher must not rely on it being zeroed)
+static void *device_scratch(size_t bytes, int T, int NH, int HD) {
     void *d = NULL;
+    const size_t zeroed = (size_t)T * NH * HD * sizeof(float);
     CHECK_CUDA(cudaMalloc(&d, bytes > 0 ? bytes : 1));
-    CHECK_CUDA(cudaMemset(d, 0xff, bytes)); // NaNs: the launcher must not rely on zeroed scratch
+    CHECK_CUDA(cudaMemset(d, 0xff, bytes));
+    CHECK_CUDA(cudaMemset(d, 0, zeroed < bytes ? zeroed : bytes));
     return d;
+}
+
+// the dq sums of scratch zero again after a backward, as the next backward takes them
+static void check_scratch_left_zero(const char *what, void *scratch, int T, int NH, int HD) {
+    const int64_t n = (int64_t)T * NH * HD;
+    check_equal(what, from_device(scratch, n, LF_F32), std::vector<float>((size_t)n, 0.0f));
 }
 
 // x on the device `shift` elements past a 16-byte aligned allocation (shift 1: not 16-byte aligned)
@@ -77,9 +86,27 @@ static int longest(const std::vector<int> &lens) {
     return n;
 }
 
-// shift: the device's q, k, v, dout and out start that many elements past a 16-byte boundary
+// the rows of q: (T, C), k, v: (T, KC) side by side in one (T, ld) matrix, as a fused q|k|v product
+// writes them (columns from C + 2 KC on: fill)
+static std::vector<float> side_by_side(const std::vector<float> &q, const std::vector<float> &k,
+                                       const std::vector<float> &v, int T, int C, int KC, int ld,
+                                       float fill) {
+    std::vector<float> w((size_t)T * ld, fill);
+    for (int t = 0; t < T; t++) {
+        std::copy(q.begin() + (size_t)t * C, q.begin() + (size_t)(t + 1) * C, w.begin() + (size_t)t * ld);
+        std::copy(k.begin() + (size_t)t * KC, k.begin() + (size_t)(t + 1) * KC,
+                  w.begin() + (size_t)t * ld + C);
+        std::copy(v.begin() + (size_t)t * KC, v.begin() + (size_t)(t + 1) * KC,
+                  w.begin() + (size_t)t * ld + C + KC);
+    }
+    return w;
+}
+
+// shift: the device's q, k, v, dout and out start that many elements past a 16-byte boundary. pad >= 0:
+// q, k, v and their gradients are the column ranges of one (T, C + 2 KC + pad) matrix each (a fused
+// q|k|v product's), the pad columns left as they were
 static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t seed,
-                                 check_key_kind key_kind = FIXED_KEY, int shift = 0) {
+                                 check_key_kind key_kind = FIXED_KEY, int shift = 0, int pad = -1) {
     std::vector<int32_t> off = offsets_of(c.lens);
     int B = (int)c.lens.size(), T = off[B], C = c.NH * c.HD, KC = c.NKV * c.HD;
     int max_len = c.max_len ? c.max_len : longest(c.lens);
@@ -93,12 +120,22 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
     attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), off.data(), s, scratch.data());
 
     int32_t *doff = device_offsets(off);
-    void *dq_in = to_device_at(q, dt, shift), *dk_in = to_device_at(k, dt, shift);
-    void *dv_in = to_device_at(v, dt, shift), *dout = device_nans((int64_t)T * C, dt);
+    const int ld = pad >= 0 ? C + 2 * KC + pad : 0, ldq = pad >= 0 ? ld : C, ldkv = pad >= 0 ? ld : KC;
+    const size_t E = lf_cuda_dtype_size(dt);
+    void *dq_in = NULL, *dk_in = NULL, *dv_in = NULL;
+    if (pad >= 0) {
+        dq_in = to_device_at(side_by_side(q, k, v, T, C, KC, ld, 7.0f), dt, shift);
+        dk_in = (char *)dq_in + (size_t)C * E, dv_in = (char *)dq_in + (size_t)(C + KC) * E;
+    } else {
+        dq_in = to_device_at(q, dt, shift), dk_in = to_device_at(k, dt, shift),
+        dv_in = to_device_at(v, dt, shift);
+    }
+    void *dout = device_nans((int64_t)T * C, dt);
     float *dlse = (float *)device_nans((int64_t)T * c.NH, LF_F32);
-    CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, key.gpu, dt, 0));
+    CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, ldq, ldkv, doff, T, max_len, s,
+                                      key.gpu, dt, 0));
     char what[200], name[120];
-    snprintf(name, sizeof name, "%s%s", c.name, shift ? " misaligned" : "");
+    snprintf(name, sizeof name, "%s%s%s", c.name, shift ? " misaligned" : "", pad >= 0 ? " fused q|k|v" : "");
     snprintf(what, sizeof what, "attention_forward %s%s: out", name, key.label);
     check_close(what, dt, from_device(dout, (int64_t)T * C, dt), out, tolerance(dt));
     snprintf(what, sizeof what, "attention_forward %s%s: lse (f32)", name, key.label);
@@ -113,16 +150,31 @@ static void check_attention_case(const attention_case &c, lf_dtype dt, uint64_t 
         dk = rounded(random_vector((int64_t)T * KC, -c.grad_init, c.grad_init, seed * 8 + 6), dt);
         dv = rounded(random_vector((int64_t)T * KC, -c.grad_init, c.grad_init, seed * 8 + 7), dt);
     }
-    void *ddq = to_device(dq, dt), *ddk = to_device(dk, dt), *ddv = to_device(dv, dt);
+    void *ddq = NULL, *ddk = NULL, *ddv = NULL;
+    if (pad >= 0) {
+        ddq = to_device(side_by_side(dq, dk, dv, T, C, KC, ld, 3.0f), dt);
+        ddk = (char *)ddq + (size_t)C * E, ddv = (char *)ddq + (size_t)(C + KC) * E;
+    } else {
+        ddq = to_device(dq, dt), ddk = to_device(dk, dt), ddv = to_device(dv, dt);
+    }
     void *dgout = to_device_at(gout, dt, shift), *dout_seen = to_device_at(out_seen, dt, shift);
     float *dlse_seen = (float *)to_device(lse, LF_F32);
-    void *dscratch = device_scratch(attention_scratch_bytes(T, c.NH, c.NKV, c.HD));
+    void *dscratch = device_scratch(attention_scratch_bytes(T, c.NH, c.NKV, c.HD), T, c.NH, c.HD);
     for (int pass = 0; pass < 2; pass++) { // the second pass adds the same gradients again: +=
         attention_backward(dq.data(), dk.data(), dv.data(), 1, gout.data(), out_seen.data(), lse.data(),
                            q.data(), k.data(), v.data(), off.data(), s, scratch.data());
         CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dgout, dout_seen, dlse_seen, dq_in, dk_in, dv_in,
-                                           doff, T, max_len, s, key.gpu, dscratch, dt, 0));
+                                           ldq, ldkv, doff, T, max_len, s, key.gpu, dscratch, dt, 0));
         const char *label = pass ? " accumulated" : "";
+        snprintf(what, sizeof what, "attention_backward %s%s: scratch's dq sums left zero%s", name, key.label,
+                 label);
+        check_scratch_left_zero(what, dscratch, T, c.NH, c.HD);
+        if (pad >= 0) { // the gradients in their columns, the pad's 3.0 untouched
+            snprintf(what, sizeof what, "attention_backward %s%s: dq|dk|dv%s", name, key.label, label);
+            check_close(what, dt, from_device(ddq, (int64_t)T * ld, dt),
+                        side_by_side(dq, dk, dv, T, C, KC, ld, 3.0f), tolerance(dt));
+            continue;
+        }
         snprintf(what, sizeof what, "attention_backward %s%s: dq%s", name, key.label, label);
         check_close(what, dt, from_device(ddq, (int64_t)T * C, dt), dq, tolerance(dt));
         snprintf(what, sizeof what, "attention_backward %s%s: dk%s", name, key.label, label);
@@ -154,7 +206,8 @@ static void check_isolation(lf_dtype dt) {
     std::vector<float> v = random_vector((int64_t)T * KC, -1, 1, 63),
                        g = random_vector((int64_t)T * C, -1, 1, 64);
     int32_t *doff = device_offsets(off);
-    void *dg = to_device(g, dt), *dscratch = device_scratch(attention_scratch_bytes(T, NH, NKV, HD));
+    void *dg = to_device(g, dt),
+         *dscratch = device_scratch(attention_scratch_bytes(T, NH, NKV, HD), T, NH, HD);
     std::vector<float> seen[2][4]; // per run: out, lse, dk, dv
     for (int run = 0; run < 2; run++) {
         if (run == 1) {
@@ -173,9 +226,10 @@ static void check_isolation(lf_dtype dt) {
         void *ddq = device_zeros((int64_t)T * C, dt), *ddk = device_zeros((int64_t)T * KC, dt);
         void *ddv = device_zeros((int64_t)T * KC, dt);
         lf_cuda_key key = lf_cuda_fixed_key(s.key);
-        CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, 200, s, key, dt, 0));
-        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T,
-                                           200, s, key, dscratch, dt, 0));
+        CHECK_CUDA(
+            attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, C, KC, doff, T, 200, s, key, dt, 0));
+        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 1, dg, dout, dlse, dq_in, dk_in, dv_in, C, KC, doff,
+                                           T, 200, s, key, dscratch, dt, 0));
         seen[run][0] = rows_outside(from_device(dout, (int64_t)T * C, dt), C, lo, hi);
         seen[run][1] = rows_outside(from_device(dlse, (int64_t)T * NH, LF_F32), NH, lo, hi);
         seen[run][2] = rows_outside(from_device(ddk, (int64_t)T * KC, dt), KC, lo, hi);
@@ -232,12 +286,12 @@ static void check_trailing_sequence(lf_dtype dt) {
         // written (accumulate 0): the NaN the buffers hold is never read
         void *ddq = b.add(device_nans((int64_t)T * C, dt)), *ddk = b.add(device_nans((int64_t)T * KC, dt));
         void *ddv = b.add(device_nans((int64_t)T * KC, dt));
-        void *dscratch = b.add(device_scratch(attention_scratch_bytes(T, NH, NKV, HD)));
+        void *dscratch = b.add(device_scratch(attention_scratch_bytes(T, NH, NKV, HD), T, NH, HD));
         const int max_len = longest(lens[run]);
-        CHECK_CUDA(
-            attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, doff, T, max_len, s, key.gpu, dt, 0));
-        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 0, dg, dout, dlse, dq_in, dk_in, dv_in, doff, T,
-                                           max_len, s, key.gpu, dscratch, dt, 0));
+        CHECK_CUDA(attention_forward_cuda(dout, dlse, dq_in, dk_in, dv_in, C, KC, doff, T, max_len, s,
+                                          key.gpu, dt, 0));
+        CHECK_CUDA(attention_backward_cuda(ddq, ddk, ddv, 0, dg, dout, dlse, dq_in, dk_in, dv_in, C, KC, doff,
+                                           T, max_len, s, key.gpu, dscratch, dt, 0));
         const void *gpu[5] = {dout, dlse, ddq, ddk, ddv};
         for (int x = 0; x < 5; x++)
             seen[1][run][x] = from_device(gpu[x], real[x], x == 1 ? LF_F32 : dt);
@@ -266,10 +320,11 @@ static void check_rejects(void) {
     attention_shape head48 = ok, groups = ok, dropout1 = ok;
     head48.HD = 48, groups.NKV = 3, dropout1.dropout = 1.0f;
     auto fwd = [&](attention_shape s, int T, int max_len, lf_dtype dt) {
-        return (float)attention_forward_cuda(x, l, x, x, x, doff, T, max_len, s, lf_cuda_fixed_key(0), dt, 0);
+        return (float)attention_forward_cuda(x, l, x, x, x, 256, 128, doff, T, max_len, s,
+                                             lf_cuda_fixed_key(0), dt, 0);
     };
     auto bwd = [&](attention_shape s, int T, int max_len, lf_dtype dt) {
-        return (float)attention_backward_cuda(x, x, x, 1, x, x, l, x, x, x, doff, T, max_len, s,
+        return (float)attention_backward_cuda(x, x, x, 1, x, x, l, x, x, x, 256, 128, doff, T, max_len, s,
                                               lf_cuda_fixed_key(0), scratch, dt, 0);
     };
     float invalid = (float)cudaErrorInvalidValue;
@@ -298,6 +353,8 @@ int main(void) {
                 check_attention_case(c, dt, (uint64_t)(100 * dti + 50), UNREADABLE_KEY); // no dropout
             if (ci == 3) check_attention_case(c, dt, (uint64_t)(100 * dti + 51), DEVICE_KEY);
             if (ci == 6) check_attention_case(c, dt, (uint64_t)(100 * dti + 52), FIXED_KEY, 1); // one by one
+            if (ci == 2 || ci == 4) // q|k|v rows of whole packs (encoder); 3 more (one by one, grouped heads)
+                check_attention_case(c, dt, (uint64_t)(100 * dti + 53 + ci), FIXED_KEY, 0, ci == 2 ? 0 : 3);
         }
         check_isolation(dt);
         check_trailing_sequence(dt);

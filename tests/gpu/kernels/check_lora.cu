@@ -77,7 +77,7 @@ static void check_lora(lf_dtype dt, lora_case k, int need_dx, int need_dA, int n
     void *d_dout = shifted(buf, dout, shift, dt), *d_dx = shifted(buf, dx0, shift, dt);
     float *d_dA = (float *)buf.add(to_device(dA0, LF_F32)), *d_dB = (float *)buf.add(to_device(dB0, LF_F32));
     void *scratch = NULL;
-    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, r)));
+    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, C, r, 1)));
     buf.add(scratch);
     snprintf(name, sizeof name, "lora_backward %s", what);
     if (!launched(name, lora_backward_cuda(need_dx ? d_dx : NULL, need_dA ? d_dA : NULL,
@@ -146,6 +146,106 @@ static const lora_case cases[] = {
     {9, 1027, 1021, 2, 8.0f, 0.1f},     // C and OC not multiples of a pack (4 or 8 elements)
 };
 
+// A group of branches over one x, as a layer's q|k|v: branch k's out and dout are columns [col_k, col_k +
+// OC_k) of one (T, ld) buffer (the columns between the branches, k's, left alone), each branch with its own
+// dropout stream; the forward in one launch and the backward in two against lora_forward / lora_backward per
+// branch, dx the sum of the branches' (the CPU adds them one after the other).
+struct group_case {
+    int T, C, r, n, OC[LORA_MAX_BRANCHES], col[LORA_MAX_BRANCHES], ld;
+    float scaling, p;
+};
+
+static void check_lora_group(lf_dtype dt, group_case k, int need_dx, uint64_t seed, check_key_kind key_kind) {
+    const int T = k.T, C = k.C, r = k.r, n = k.n;
+    const int64_t xs = (int64_t)T * C, ws = (int64_t)T * k.ld;
+    char what[160], name[220];
+    snprintf(what, sizeof what, "group of %d: T=%d C=%d r=%d ld=%d p=%g%s%s", n, T, C, r, k.ld, k.p,
+             need_dx ? " dx" : "", key_kind == DEVICE_KEY ? " device keys" : "");
+    std::vector<float> x = rounded(random_vector(xs, -1, 1, seed), dt);
+    std::vector<float> wide0 = rounded(random_vector(ws, -0.5f, 0.5f, seed + 1), dt);
+    std::vector<float> dwide = rounded(random_vector(ws, -1, 1, seed + 2), dt);
+    std::vector<float> dx0 = rounded(random_vector(xs, -1, 1, seed + 3), dt);
+    std::vector<float> want_wide = wide0, want_dx = dx0;
+    device_buffers buf;
+    void *d_x = buf.add(to_device(x, dt)), *d_wide = buf.add(to_device(wide0, dt));
+    void *d_dwide = buf.add(to_device(dwide, dt)), *d_dx = buf.add(to_device(dx0, dt));
+    lora_branch fwd[LORA_MAX_BRANCHES], bwd[LORA_MAX_BRANCHES];
+    std::vector<float> A[LORA_MAX_BRANCHES], B[LORA_MAX_BRANCHES], u[LORA_MAX_BRANCHES],
+        dA[LORA_MAX_BRANCHES], dB[LORA_MAX_BRANCHES];
+    size_t E = lf_cuda_dtype_size(dt);
+    for (int b = 0; b < n; b++) {
+        const int OC = k.OC[b];
+        const check_key key = check_key_of(key_kind, seed + 10 + b, 3 + b);
+        A[b] = random_vector((int64_t)r * C, -0.05f, 0.05f, seed + 20 + b);
+        B[b] = random_vector((int64_t)OC * r, -1, 1, seed + 30 + b);
+        dA[b] = random_vector((int64_t)r * C, -1, 1, seed + 40 + b);
+        dB[b] = random_vector((int64_t)OC * r, -1, 1, seed + 50 + b);
+        // the CPU on branch b's columns, copied out of and back into the wide rows
+        std::vector<float> out((size_t)T * OC), dout((size_t)T * OC), xd((size_t)xs), du((size_t)T * r);
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < OC; c++) {
+                out[(size_t)t * OC + c] = want_wide[(size_t)t * k.ld + k.col[b] + c];
+                dout[(size_t)t * OC + c] = dwide[(size_t)t * k.ld + k.col[b] + c];
+            }
+        u[b].resize((size_t)T * r);
+        lora_forward(out.data(), u[b].data(), xd.data(), x.data(), A[b].data(), B[b].data(), T, C, OC, r,
+                     k.scaling, k.p, key.cpu);
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < OC; c++)
+                want_wide[(size_t)t * k.ld + k.col[b] + c] = out[(size_t)t * OC + c];
+        float *d_A = (float *)buf.add(to_device(A[b], LF_F32)),
+              *d_B = (float *)buf.add(to_device(B[b], LF_F32));
+        float *d_u = (float *)buf.add(device_zeros((int64_t)T * r, LF_F32));
+        float *d_dA = (float *)buf.add(to_device(dA[b], LF_F32));
+        float *d_dB = (float *)buf.add(to_device(dB[b], LF_F32));
+        lora_backward(need_dx ? want_dx.data() : NULL, dA[b].data(), dB[b].data(), du.data(), xd.data(),
+                      dout.data(), x.data(), u[b].data(), A[b].data(), B[b].data(), T, C, OC, r, k.scaling,
+                      k.p, key.cpu);
+        fwd[b] = {d_A, d_B, d_u, (char *)d_wide + (size_t)k.col[b] * E, k.ld, OC, key.gpu, NULL, NULL};
+        bwd[b] = {d_A, d_B, d_u, (char *)d_dwide + (size_t)k.col[b] * E, k.ld, OC, key.gpu, d_dA, d_dB};
+    }
+    snprintf(name, sizeof name, "lora_group_forward %s", what);
+    if (!launched(name, lora_group_forward_cuda(fwd, n, d_x, T, C, r, k.scaling, k.p, dt, 0))) return;
+    snprintf(name, sizeof name, "lora_group_forward %s: out (and the columns between)", what);
+    check_close(name, dt, from_device(d_wide, ws, dt), want_wide, tolerance(dt));
+    for (int b = 0; b < n; b++) {
+        snprintf(name, sizeof name, "lora_group_forward %s: u of branch %d", what, b);
+        check_close(name, dt, from_device(fwd[b].u, (int64_t)T * r, LF_F32), u[b], f32_result_tolerance(dt));
+    }
+    void *scratch = NULL;
+    CHECK_CUDA(cudaMalloc(&scratch, lora_scratch_bytes(T, C, r, n)));
+    buf.add(scratch);
+    snprintf(name, sizeof name, "lora_group_backward %s", what);
+    if (!launched(name, lora_group_backward_cuda(bwd, n, need_dx ? d_dx : NULL, scratch, d_x, T, C, r,
+                                                 k.scaling, k.p, dt, 0)))
+        return;
+    snprintf(name, sizeof name, "lora_group_backward %s: dx", what);
+    check_close(name, dt, from_device(d_dx, xs, dt), want_dx, tolerance(dt));
+    snprintf(name, sizeof name, "lora_group_backward %s: d wide (not written)", what);
+    check_equal(name, from_device(d_dwide, ws, dt), dwide);
+    for (int b = 0; b < n; b++) {
+        snprintf(name, sizeof name, "lora_group_backward %s: dA of branch %d", what, b);
+        check_close(name, dt, from_device(bwd[b].dA, (int64_t)r * C, LF_F32), dA[b],
+                    f32_result_tolerance(dt));
+        snprintf(name, sizeof name, "lora_group_backward %s: dB of branch %d", what, b);
+        check_close(name, dt, from_device(bwd[b].dB, (int64_t)k.OC[b] * r, LF_F32), dB[b],
+                    f32_result_tolerance(dt));
+    }
+}
+
+// q and v of a fused q|k|v (k's columns between them), gate|up, three branches of unequal widths, rows not
+// whole packs (ld odd), more tokens than one group of the sums over tokens; C up to 1024 runs the backward in
+// one launch, C = 1100 in two
+static const group_case group_cases[] = {
+    {37, 1024, 2, 2, {1024, 1024}, {0, 2048}, 3072, 8.0f, 0.1f},    // RoBERTa-large q|k|v, q and v
+    {9, 512, 16, 2, {512, 128}, {0, 640}, 768, 2.0f, 0.1f},         // Mistral-like q|k|v (GQA), r = 16
+    {70, 256, 3, 3, {256, 64, 64}, {0, 256, 320}, 384, 1.0f, 0.2f}, // all of q, k, v
+    {45, 300, 2, 2, {600, 600}, {0, 600}, 1200, 4.0f, 0.0f},        // gate|up, no dropout
+    {33, 97, 5, 3, {41, 17, 40}, {3, 50, 68}, 111, 0.5f, 0.3f},     // odd widths and row stride
+    {1100, 64, 2, 2, {64, 32}, {0, 96}, 128, 8.0f, 0.1f},           // over 32 groups of 32 tokens
+    {20, 1100, 2, 2, {300, 200}, {0, 400}, 700, 2.0f, 0.1f},        // C past 4 chunks of 256: two launches
+};
+
 int main(void) {
     uint64_t seed = 500;
     for (lf_dtype dt : check_dtypes) {
@@ -163,6 +263,11 @@ int main(void) {
         check_lora(dt, cases[7], 1, 1, 1, seed += 10, DEVICE_KEY);
         check_lora(dt, cases[5], 1, 1, 1, seed += 10, UNREADABLE_KEY); // p = 0
         check_lora(dt, cases[13], 1, 1, 1, seed += 10, FIXED_KEY, 1);  // rows of whole packs, misaligned
+        int g = 0;
+        for (const group_case &k : group_cases) {
+            check_lora_group(dt, k, g % 2 == 0, seed += 100, g % 3 == 2 ? DEVICE_KEY : FIXED_KEY);
+            g++;
+        }
     }
     return check_summary("check_lora");
 }

@@ -69,8 +69,11 @@ static void check_rope_rotation(lf_dtype dt, rope_shape shape, uint64_t seed) {
         CHECK_CUDA(cudaFree(p));
 }
 
-// q: (T, H, D) and k: (T, NKV, D) rotated in one launch (backward: rotated back), against the CPU op on each
-static void check_rope_qk(lf_dtype dt, rope_shape shape, int NKV, int backward, uint64_t seed) {
+// q: (T, H, D) and k: (T, NKV, D) rotated in one launch (backward: rotated back), against the CPU op on each;
+// fused: q and k the first columns of one (T, (H + 2 NKV) D + 3) matrix (a fused q|k|v product's rows), the
+// other columns left as they were
+static void check_rope_qk(lf_dtype dt, rope_shape shape, int NKV, int backward, uint64_t seed,
+                          int fused = 0) {
     const int T = shape.T, H = shape.H, D = shape.D, half = D / 2;
     const int64_t nq = (int64_t)T * H * D, nk = (int64_t)T * NKV * D;
     char what[160], name[200];
@@ -83,11 +86,30 @@ static void check_rope_qk(lf_dtype dt, rope_shape shape, int NKV, int backward, 
     cpu(want_q.data(), cos.data(), sin.data(), T, H, D);
     cpu(want_k.data(), cos.data(), sin.data(), T, NKV, D);
     float *d_cos = (float *)to_device(cos, LF_F32), *d_sin = (float *)to_device(sin, LF_F32);
-    void *d_q = to_device(q, dt), *d_k = to_device(k, dt);
     auto launcher = backward ? rope_qk_backward_cuda : rope_qk_forward_cuda;
-    CHECK_CUDA(launcher(d_q, d_k, d_cos, d_sin, T, H, NKV, D, dt, 0));
-    snprintf(what, sizeof what, "rope_qk_%s T=%d NH=%d NKV=%d D=%d", backward ? "backward" : "forward", T, H,
-             NKV, D);
+    snprintf(what, sizeof what, "rope_qk_%s T=%d NH=%d NKV=%d D=%d%s", backward ? "backward" : "forward", T,
+             H, NKV, D, fused ? " fused q|k|v rows" : "");
+    if (fused) {
+        const int64_t ld = (int64_t)(H + 2 * NKV) * D + 3;
+        std::vector<float> wide = rounded(random_vector(T * ld, -2, 2, seed + 2), dt), want = wide;
+        for (int t = 0; t < T; t++)
+            for (int64_t c = 0; c < (int64_t)(H + NKV) * D; c++) {
+                const bool is_q = c < (int64_t)H * D;
+                const float *from = is_q ? &q[t * (int64_t)H * D + c] : &k[t * (int64_t)NKV * D + c - H * D];
+                const float *got =
+                    is_q ? &want_q[t * (int64_t)H * D + c] : &want_k[t * (int64_t)NKV * D + c - H * D];
+                wide[t * ld + c] = *from, want[t * ld + c] = *got;
+            }
+        void *d_w = to_device(wide, dt);
+        CHECK_CUDA(launcher(d_w, (char *)d_w + (size_t)H * D * lf_cuda_dtype_size(dt), ld, ld, d_cos, d_sin,
+                            T, H, NKV, D, dt, 0));
+        check_close(what, dt, from_device(d_w, T * ld, dt), want, tolerance(dt));
+        for (void *p : {(void *)d_cos, (void *)d_sin, d_w})
+            CHECK_CUDA(cudaFree(p));
+        return;
+    }
+    void *d_q = to_device(q, dt), *d_k = to_device(k, dt);
+    CHECK_CUDA(launcher(d_q, d_k, (int64_t)H * D, (int64_t)NKV * D, d_cos, d_sin, T, H, NKV, D, dt, 0));
     snprintf(name, sizeof name, "%s: q", what);
     check_close(name, dt, from_device(d_q, nq, dt), want_q, tolerance(dt));
     snprintf(name, sizeof name, "%s: k", what);
@@ -120,6 +142,7 @@ int main(void) {
             for (int backward = 0; backward < 2; backward++) {
                 check_rope_qk(dt, shape, shape.H, backward, seed += 10);            // NKV == NH
                 check_rope_qk(dt, shape, gqa_heads(shape.H), backward, seed += 10); // GQA (but for H == 1)
+                check_rope_qk(dt, shape, gqa_heads(shape.H), backward, seed += 10, 1);
             }
         }
     }
@@ -128,7 +151,7 @@ int main(void) {
                 {(float)cudaErrorInvalidValue});
     float unread[1]; // validation rejects the call before any launch reads a pointer
     check_equal("rope_qk_forward rejects a NULL k with NKV > 0",
-                {(float)rope_qk_forward_cuda(unread, NULL, unread, unread, 4, 2, 1, 8, LF_F32, 0)},
+                {(float)rope_qk_forward_cuda(unread, NULL, 16, 8, unread, unread, 4, 2, 1, 8, LF_F32, 0)},
                 {(float)cudaErrorInvalidValue});
     return check_summary("check_rope");
 }
