@@ -113,6 +113,27 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
     assert not any(".tmp-" in p for p in os.listdir(out))
 
 
+def test_dropout_masks_differ_per_rank_where_hf_draws_the_same(tmp_path):
+    """Every rank trains the same rows (so only dropout can tell their gradients apart). lorafast: with hidden
+    and LoRA dropout 0.1 the ranks' first local gradients (before the all-reduce) differ, rank r's masks drawn
+    from seed + r; with dropout 0 they are equal (the control). HF under torchrun draws the same masks on every
+    rank (transformers' set_seed(args.seed) on each, no rank offset), recorded here so that a change shows."""
+    torchrun("dropout", tmp_path)
+    ranks = [dict(np.load(tmp_path / f"dropout-rank{r}.npz")) for r in range(2)]
+    assert np.array_equal(ranks[0]["no_dropout"], ranks[1]["no_dropout"])
+    grads = [r["dropout"][:-1] for r in ranks]  # the last float is the loss
+    assert np.abs(grads[0] - grads[1]).max() > 1e-3 * np.abs(grads[0]).max(), "the ranks drew the same masks"
+    assert not np.array_equal(ranks[0]["dropout"], ranks[0]["no_dropout"]), "dropout was off"
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    torchrun("hf-dropout", tmp_path)
+    hf = [dict(np.load(tmp_path / f"hf-dropout-rank{r}.npz")) for r in range(2)]
+    assert len(hf[0]) == 10 and sorted(hf[0]) == sorted(hf[1])  # every nn.Dropout of the model saw a forward
+    for name in hf[0]:
+        assert 0 < hf[0][name].mean() < 0.5, name
+        assert np.array_equal(hf[0][name], hf[1][name]), f"HF's ranks drew different masks at {name}"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
