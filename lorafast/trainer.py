@@ -701,8 +701,14 @@ class Trainer:
                               "the flag is ignored", UserWarning, stacklevel=3)
             self.model.to("cpu", dtype="bfloat16" if args.bf16 else "float32")
             return
-        self._dp.check_device(args.device)
-        self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
+        try:
+            self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
+        except RuntimeError as e:
+            if not self._dp.enabled:
+                raise
+            raise RuntimeError(f"data parallel: rank {args.process_index} has local rank {args.local_process_index} "
+                               f"and so computes on {args.device}, one GPU per rank of a machine as in HF's Trainer: "
+                               f"{e}") from e
 
     def _check_collator(self, collator):
         if collator is None or isinstance(collator, DataCollatorWithPadding):
@@ -864,6 +870,13 @@ class Trainer:
             config["epoch_order"], config["epoch_size"] = self._dp.epoch_order(
                 train.n, config["seed"], args.per_device_train_batch_size, args.dataloader_drop_last)
             config["grad_reduce"] = self._dp.gradient_all_reduce(lambda: self._loop["global_step"])
+            if self._dp.on_device:
+                c_model = self.model.c_model
+                if c_model.device != "cuda":
+                    raise ValueError("ddp_backend='nccl' all-reduces the gradients on the GPU: the model must train "
+                                     "on CUDA (a GPU and use_cpu=False); on the CPU use ddp_backend='gloo'")
+                self._dp.nccl_setup(c_model, c_model.device_index)
+                config["grad_reduce_device"] = True
         if self._logits_loss is not None:
             self._logits_loss.start(train)
             config["compute_loss"] = self._logits_loss.train_step

@@ -2,8 +2,9 @@
 launcher's variables set): `python ddp_worker.py MODE FOLDER`.
 
 MODE hf: transformers.Trainer + peft (the notebook's WeightedCELossTrainer) on FOLDER/base + FOLDER/adapter;
-lf: lorafast's Trainer on the same, on the CPU; lf-cuda: the same on CUDA (every rank on the GPU it sees
-first); mpi: lf's run started by mpiexec (MPICH's PMI_* variables; the engine is still gloo); resume: lorafast's on the CPU from lf's FOLDER/lf_out/checkpoint-6 (epoch 1's end); die: lorafast's,
+lf: lorafast's Trainer on the same, on the CPU; lf-cuda: the same on CUDA (rank r on cuda:LOCAL_RANK, or all
+on cuda:0 with LORAFAST_TEST_SHARE_GPU=1), the gradients through the host and gloo; lf-nccl: the same with
+ddp_backend="nccl" (the gradients all-reduced on the device); mpi: lf's run started by mpiexec (MPICH's PMI_* variables; the engine is still gloo); resume: lorafast's on the CPU from lf's FOLDER/lf_out/checkpoint-6 (epoch 1's end); die: lorafast's,
 where rank 1 exits at update 2 (the others must fail with a clear error); hang: rank 1 stops answering at
 update 2 (sleeps), the others must fail after ddp_timeout; dropout: the first update's local gradients of
 each rank on the same rows with and without dropout (FOLDER/dropout-rankR.npz); hf-dropout: HF's dropout masks
@@ -68,6 +69,10 @@ def lorafast_run(folder, mode):
     base = lf.AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"), num_labels=2)
     model = lf.PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
     kw = {**NOTEBOOK_ARGS, **DDP_ARGS}
+    if mode == "lf-nccl":
+        kw["ddp_backend"] = "nccl"
+    if os.environ.get("LORAFAST_TEST_SHARE_GPU") == "1":
+        os.environ["LOCAL_RANK"] = "0"  # every rank on cuda:0: the one GPU shared on purpose
     if mode in ("die", "hang"):
         kw.update(ddp_timeout=20 if mode == "die" else 5, save_strategy="no")
 
@@ -78,7 +83,8 @@ def lorafast_run(folder, mode):
             if mode == "hang" and rank == 1 and state.global_step == 2:
                 time.sleep(600)
 
-    args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True, use_cpu=mode != "lf-cuda", **kw)
+    args = lf.TrainingArguments(output_dir=out, gradient_checkpointing=True,
+                                use_cpu=mode not in ("lf-cuda", "lf-nccl"), **kw)
     rank = args.process_index
     trainer = lf.Trainer(model=model, args=args, train_dataset=rows(), class_weights=CLASS_WEIGHTS, callbacks=[Die])
     trainer.train(resume_from_checkpoint=os.path.join(folder, "lf_out", "checkpoint-6") if mode == "resume" else None)

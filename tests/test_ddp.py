@@ -217,24 +217,27 @@ def test_launcher_variables_and_arguments(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     args = lf.TrainingArguments(output_dir="unused", local_rank=0)
     assert (args.world_size, args.process_index, args.local_process_index, args.should_save) == (2, 1, 1, False)
-    with pytest.raises(ValueError, match="ddp_backend='nccl' is not supported"):
-        lf.TrainingArguments(output_dir="unused", ddp_backend="nccl")
+    with pytest.raises(ValueError, match="ddp_backend='hccl' is not supported"):
+        lf.TrainingArguments(output_dir="unused", ddp_backend="hccl")
+    assert lf.TrainingArguments(output_dir="unused", ddp_backend="nccl").ddp_backend == "nccl"
     with pytest.raises(ValueError, match="ddp_timeout must be a number of seconds > 0, got 0"):
         lf.TrainingArguments(output_dir="unused", ddp_timeout=0)
-    # on CUDA each rank takes the first GPU it sees: several ranks on a machine must each see their own
-    dp = distributed.DataParallel.__new__(distributed.DataParallel)
-    dp.world_size = 2
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with pytest.raises(ValueError, match=r"2 ranks on this machine would all compute on the first GPU.*"
-                                         r"CUDA_VISIBLE_DEVICES=\$LOCAL_RANK"):
-        dp.check_device("cuda:0")
-    dp.check_device("cpu")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES is '0,1'"):
-        dp.check_device("cuda:0")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    dp.check_device("cuda:0")
+
+
+def test_nccl_library_is_the_wheels_or_a_clear_error(monkeypatch):
+    """ddp_backend="nccl" opens libnccl.so.2 of the nvidia-nccl-cu13 wheel (the gpu extra), or the one
+    LORAFAST_NCCL_LIBRARY names; without either, an error naming the wheel and the extra."""
+    from importlib import metadata
+
+    assert distributed.nccl_library({"LORAFAST_NCCL_LIBRARY": "/opt/nccl/libnccl.so.2"}) == "/opt/nccl/libnccl.so.2"
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(RuntimeError, match=r"nvidia-nccl-cu13 wheel, which is not installed: pip install "
+                                           r"'lorafast\[gpu\]'"):
+        distributed.nccl_library({})
 
 
 def test_c_loop_checks_the_data_parallel_hooks():
@@ -268,3 +271,5 @@ def test_c_loop_checks_the_data_parallel_hooks():
         run(lambda epoch: np.arange(4), reduce=lambda buf: 1 / 0)
     run(lambda epoch: np.arange(4))
     assert seen == [numel + 1]  # one all-reduce per update: the gradients and the loss
+    with pytest.raises(ValueError, match=r"all-reduced on the device \(NCCL\) only for a model on CUDA"):
+        run(lambda epoch: np.arange(4), grad_reduce_device=True)
