@@ -1155,7 +1155,9 @@ class Trainer:
     # ---- evaluation and prediction
     def _predict_logits(self, enc, batch_size, prefix):
         """The logits (n, num_labels) and the class-weighted eval loss (None without labels), computed
-        in C a chunk of batches at a time, with a progress bar (HF's prediction bar)."""
+        in C a chunk of batches at a time, with a progress bar (HF's prediction bar). Data parallel: sharded."""
+        if self._dp.enabled:
+            return self._predict_logits_sharded(enc, batch_size, prefix)
         n_batches = math.ceil(enc.n / batch_size)
         chunk = max(1, min(64, n_batches // 20 or 1)) * batch_size  # about 20 bar updates
         bar = _progress_bar(n_batches, 0, self.args.disable_tqdm or not self.state.is_local_process_zero, desc=prefix,
@@ -1176,6 +1178,37 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return np.concatenate(parts), (None if enc.labels is None else loss_sum / enc.n)
+
+    def _predict_logits_sharded(self, enc, batch_size, prefix):
+        """_predict_logits over the ranks, as HF's evaluation under torchrun shards it: the eval batches in order,
+        batch i computed by rank i % world_size (accelerate's BatchSamplerShard), the logits and the batches' loss
+        sums gathered on every rank and put back in order (gather_for_metrics): the same batches, so the same
+        logits and loss as one process, and every rank has them (the same metrics, the same decisions)."""
+        dp, n = self._dp, enc.n
+        n_batches = math.ceil(n / batch_size)
+        mine = range(dp.rank, n_batches, dp.world_size)
+        bar = _progress_bar(len(mine), 0, self.args.disable_tqdm or not self.state.is_local_process_zero, desc=prefix,
+                            leave=self._bar is None)
+        parts, loss_sums = [], []
+        try:
+            for i in mine:
+                start, stop = i * batch_size, min((i + 1) * batch_size, n)
+                a, b = enc.offsets[start], enc.offsets[stop]
+                labels = None if enc.labels is None else enc.labels[start:stop]
+                logits, loss = _C.predict(self.model.c_model, enc.ids[a:b], enc.offsets[start:stop + 1] - a, labels,
+                                          batch_size, self.class_weights)
+                parts.append(logits)
+                loss_sums.append(0.0 if loss is None else loss * (stop - start))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        gathered = [None] * dp.world_size
+        dp.dist.all_gather_object(gathered, (parts, loss_sums))
+        batches = [gathered[i % dp.world_size][0][i // dp.world_size] for i in range(n_batches)]
+        total = sum(gathered[i % dp.world_size][1][i // dp.world_size] for i in range(n_batches))  # batch order
+        return np.concatenate(batches), (None if enc.labels is None else total / n)
 
     def _prediction_loop(self, data, what, prefix):
         enc = self._encode(data, what, False)

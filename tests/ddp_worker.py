@@ -96,6 +96,35 @@ def lorafast_run(folder, mode):
                    "is_world_process_zero": trainer.is_world_process_zero()}, f)
 
 
+def eval_run(folder):
+    """lorafast: evaluate and predict on 2 ranks (sharded), with eval batches of 5 over 23 rows: each rank's
+    metrics and predictions to FOLDER/eval-rankR.npz / .json."""
+    import lorafast as lf
+    from test_trainer import accuracy
+
+    lf._C.set_num_threads(1)
+    computed = []  # the examples of each batch this rank computed
+    predict = lf._C.predict
+
+    def counting(model, ids, offsets, *rest):
+        computed.append(len(offsets) - 1)
+        return predict(model, ids, offsets, *rest)
+
+    lf._C.predict = counting
+    base = lf.AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"), num_labels=2)
+    model = lf.PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
+    args = lf.TrainingArguments(output_dir=os.path.join(folder, "eval_out"), use_cpu=True,
+                                **{**NOTEBOOK_ARGS, **DDP_ARGS, "per_device_eval_batch_size": 5})
+    trainer = lf.Trainer(model=model, args=args, eval_dataset=rows()[:23], compute_metrics=accuracy,
+                         class_weights=CLASS_WEIGHTS)
+    metrics = trainer.evaluate()
+    predicted = trainer.predict(rows()[23:])
+    np.savez(os.path.join(folder, f"eval-rank{args.process_index}.npz"), predictions=predicted.predictions,
+             label_ids=predicted.label_ids)
+    with open(os.path.join(folder, f"eval-rank{args.process_index}.json"), "w") as f:
+        json.dump({"eval": metrics, "test": predicted.metrics, "computed": computed}, f)
+
+
 def same_rows():
     """N_ROWS copies of one row: every rank's batches are the same, so only dropout can tell them apart."""
     return [rows()[0]] * N_ROWS
@@ -185,5 +214,7 @@ if __name__ == "__main__":
         hf_dropout_run(folder)
     elif mode == "dropout":
         dropout_run(folder)
+    elif mode == "eval":
+        eval_run(folder)
     else:
         lorafast_run(folder, mode)

@@ -134,6 +134,40 @@ def test_dropout_masks_differ_per_rank_where_hf_draws_the_same(tmp_path):
         assert np.array_equal(hf[0][name], hf[1][name]), f"HF's ranks drew different masks at {name}"
 
 
+def test_evaluation_is_sharded_and_gathered_as_one_process_would(tmp_path):
+    """evaluate() and predict() on 2 ranks: rank r computes the eval batches r, r + 2, ... (HF's sharding of the
+    eval loader), the logits are gathered in order: every rank gets one process's predictions, loss and metrics."""
+    pytest.importorskip("transformers")
+    from ddp_worker import rows
+    from test_trainer import accuracy, hf_tiny
+
+    hf_tiny("roberta", tmp_path)
+    torchrun("eval", tmp_path)
+    lf._C.set_num_threads(1)
+    base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
+    model = lf.PeftModel.from_pretrained(base, tmp_path / "adapter", is_trainable=True)
+    from test_trainer import CLASS_WEIGHTS, NOTEBOOK_ARGS
+
+    args = lf.TrainingArguments(output_dir=str(tmp_path / "one"), use_cpu=True,
+                                **{**NOTEBOOK_ARGS, "per_device_eval_batch_size": 5})
+    trainer = lf.Trainer(model=model, args=args, eval_dataset=rows()[:23], compute_metrics=accuracy,
+                         class_weights=CLASS_WEIGHTS)
+    metrics, predicted = trainer.evaluate(), trainer.predict(rows()[23:])
+    for rank in range(2):
+        ours, info = load(tmp_path, f"eval-rank{rank}")
+        np.testing.assert_array_equal(ours["predictions"], predicted.predictions)
+        np.testing.assert_array_equal(ours["label_ids"], predicted.label_ids)
+        for got, ref in ((info["eval"], metrics), (info["test"], predicted.metrics)):
+            for key in ref:
+                if key.endswith("_loss"):
+                    assert got[key] == pytest.approx(ref[key], rel=1e-12), key
+                elif not key.endswith(("_runtime", "_per_second")) and key != "epoch":
+                    assert got[key] == ref[key], key
+    assert 0 < metrics["eval_accuracy"] < 1 and len(predicted.predictions) == 23
+    # 23 rows in batches of 5: batches 0, 2, 4 on rank 0, batches 1, 3 on rank 1 (evaluate, then predict)
+    assert [load(tmp_path, f"eval-rank{r}")[1]["computed"] for r in range(2)] == [[5, 5, 3] * 2, [5, 5] * 2]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
