@@ -133,6 +133,7 @@ class DataParallel:
 
     backend = "gloo"
     _nccl = None  # (device, communicator) with ddp_backend="nccl", made by nccl_setup
+    shards_evaluation = True  # evaluate / predict: each rank its eval batches, gathered (Trainer)
 
     def __init__(self, args):
         self.rank, self.world_size, self.local_rank = launcher_env()
@@ -231,6 +232,12 @@ class DataParallel:
     def _destroy(self):
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
+
+    def gather(self, obj):
+        """[obj of rank 0, obj of rank 1, ...] on every rank (all_gather_object over the process group)."""
+        out = [None] * self.world_size
+        self.dist.all_gather_object(out, obj)
+        return out
 
     def barrier(self):
         if self.enabled:

@@ -1156,7 +1156,7 @@ class Trainer:
     def _predict_logits(self, enc, batch_size, prefix):
         """The logits (n, num_labels) and the class-weighted eval loss (None without labels), computed
         in C a chunk of batches at a time, with a progress bar (HF's prediction bar). Data parallel: sharded."""
-        if self._dp.enabled:
+        if self._dp.enabled and self._dp.shards_evaluation:
             return self._predict_logits_sharded(enc, batch_size, prefix)
         n_batches = math.ceil(enc.n / batch_size)
         chunk = max(1, min(64, n_batches // 20 or 1)) * batch_size  # about 20 bar updates
@@ -1204,8 +1204,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        gathered = [None] * dp.world_size
-        dp.dist.all_gather_object(gathered, (parts, loss_sums))
+        gathered = dp.gather((parts, loss_sums))
         batches = [gathered[i % dp.world_size][0][i // dp.world_size] for i in range(n_batches)]
         total = sum(gathered[i % dp.world_size][1][i // dp.world_size] for i in range(n_batches))  # batch order
         return np.concatenate(batches), (None if enc.labels is None else total / n)

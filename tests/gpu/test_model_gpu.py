@@ -253,7 +253,10 @@ def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
 
 class FakePeer(distributed.DataParallel):
     """Rank 0 of a data parallel run of 2 in one process: HF's sharding of the epochs, and an all-reduce whose
-    other rank sent a fixed vector (seeded per update): buf = (buf + peer) / 2. It keeps what it was handed."""
+    other rank sent a fixed vector (seeded per update): buf = (buf + peer) / 2. It keeps what it was handed.
+    Alone, it evaluates the whole set (no peer computes the other shard)."""
+
+    shards_evaluation = False
 
     def __init__(self):
         self.rank, self.world_size, self.local_rank, self.seconds, self.calls = 0, 2, 0, 0.0, 0
@@ -350,7 +353,9 @@ FAKE_NCCL = pathlib.Path(__file__).with_name("fake_nccl.c")
 class FakeNcclPeer(distributed.DataParallel):
     """Rank 0 of 2 with ddp_backend="nccl" in one process: the unique id goes through a real gloo process group
     (of this one process), the communicator and the all-reduce through the fake libnccl (fake_nccl.c), whose
-    other rank adds 0.01 * k to every element at update k."""
+    other rank adds 0.01 * k to every element at update k. Alone, it evaluates the whole set."""
+
+    shards_evaluation = False
 
     def __init__(self):
         self.rank, self.world_size, self.local_rank, self.seconds, self.calls = 0, 2, 0, 0.0, 0
