@@ -356,10 +356,11 @@ class FakeNcclPeer(distributed.DataParallel):
     other rank adds 0.01 * k to every element at update k. Alone, it evaluates the whole set."""
 
     shards_evaluation = False
+    timeout_s = 30.0  # ddp_timeout
 
     def __init__(self):
         self.rank, self.world_size, self.local_rank, self.seconds, self.calls = 0, 2, 0, 0.0, 0
-        self.backend, self.timeout = "nccl", 30.0
+        self.backend, self.timeout = "nccl", self.timeout_s
         self.torch, self.dist = torch, torch.distributed
 
 
@@ -442,6 +443,24 @@ def test_data_parallel_nccl_reduces_the_device_gradients(checkpoints, tmp_path, 
                                            r"not reach this update within ddp_timeout=30s"):
         train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "fails", False, trainer_class=FakeNcclTrainer)
     assert fake_nccl.read_text().splitlines()[-1] == "abort"
+    # the device never finishes the all-reduce (the emulator's stream stays busy): an asynchronous NCCL error
+    # ends the wait, or else ddp_timeout does; both abort the communicator
+    monkeypatch.delenv("FAKE_NCCL_FAIL_AT")
+    monkeypatch.setenv("LF_EMU_STREAM_QUERY_BUSY", "1")
+    monkeypatch.setenv("FAKE_NCCL_ASYNC_ERROR", "1")
+    with pytest.raises(RuntimeError, match=r"all-reduce of update 1 failed \(RuntimeError: the NCCL all-reduce of "
+                                           r"\d+ floats \(rank 0 of 2\): NCCL error 6 \(remote process exited"):
+        train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "async", False, trainer_class=FakeNcclTrainer)
+    assert fake_nccl.read_text().splitlines()[-1] == "abort"
+    monkeypatch.delenv("FAKE_NCCL_ASYNC_ERROR")
+    monkeypatch.setattr(FakeNcclPeer, "timeout_s", 0.5)
+    with pytest.raises(RuntimeError, match=r"all-reduce of update 1 failed \(RuntimeError: the NCCL all-reduce of "
+                                           r"\d+ floats \(rank 0 of 2\): not done within 0.5 s \(NCCL communicator "
+                                           r"aborted\)\)\. Another rank died or did not reach this update within "
+                                           r"ddp_timeout=0.5s"):
+        train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "hangs", False, trainer_class=FakeNcclTrainer)
+    assert fake_nccl.read_text().splitlines()[-1] == "abort"
+    monkeypatch.delenv("LF_EMU_STREAM_QUERY_BUSY")
     # the gradients are on the device only with the model there
     with pytest.raises(ValueError, match="ddp_backend='nccl' all-reduces the gradients on the GPU"):
         train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "cpu2", True, trainer_class=FakeNcclTrainer)

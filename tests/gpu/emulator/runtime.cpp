@@ -1245,14 +1245,15 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     delete[] (char *)stream;
     return cudaSuccess;
 }
-// work runs when it is enqueued: a live stream not capturing is always done
+// work runs when it is enqueued: a live stream not capturing is always done, unless
+// LF_EMU_STREAM_QUERY_BUSY=1 says its work never ends (a host's bounded wait on the device, tested)
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
     if (!emu_valid_stream(stream)) {
         emu_error("cudaStreamQuery(%p): not a live stream", (void *)stream);
         return record(cudaErrorInvalidResourceHandle);
     }
     if (captures.count(stream) > 0) return record(cudaErrorStreamCaptureUnsupported);
-    return cudaSuccess;
+    return getenv("LF_EMU_STREAM_QUERY_BUSY") ? cudaErrorNotReady : cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
