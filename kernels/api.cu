@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "device_model.cuh"
+#include "device_runtime.cuh"
 #include "matmul.cuh"
 
 extern "C" {
@@ -56,6 +57,12 @@ static const lf_cuda_api api = {
     .optimizer_sync = lf_cuda_optimizer_sync,
     .optimizer_end = lf_cuda_optimizer_end,
     .optimizer_grads = lf_cuda_optimizer_grads,
+    .nccl_open = lf_cuda_nccl_open,
+    .nccl_version = lf_cuda_nccl_version,
+    .nccl_unique_id = lf_cuda_nccl_unique_id,
+    .nccl_comm_create = lf_cuda_nccl_comm_create,
+    .nccl_comm_free = lf_cuda_nccl_comm_free,
+    .optimizer_all_reduce = lf_cuda_optimizer_all_reduce,
     .last_error = lf_cuda_last_error,
 };
 

@@ -1,11 +1,20 @@
-// One cuBLASLt handle per process, created on first use; matrix-product kernels share it.
+// One cuBLASLt handle per device of the process, created on first use on the calling thread's
+// current device (the runtime selects the model's at every entry); matrix-product kernels share it.
 #include "cublas_handle.cuh"
 
-static cublasLtHandle_t lt_handle;
+#include <mutex>
+
+enum { MAX_DEVICES = 64 };
+static cublasLtHandle_t lt_handles[MAX_DEVICES];
+static std::mutex lt_mutex; // two threads entering two models may create handles at once
 
 extern "C" cublasLtHandle_t lf_cublaslt_handle(void) {
-    if (lt_handle == nullptr && cublasLtCreate(&lt_handle) != CUBLAS_STATUS_SUCCESS) return nullptr;
-    return lt_handle;
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= MAX_DEVICES) return nullptr;
+    std::lock_guard<std::mutex> hold(lt_mutex);
+    cublasLtHandle_t *h = &lt_handles[device];
+    if (*h == nullptr && cublasLtCreate(h) != CUBLAS_STATUS_SUCCESS) *h = nullptr;
+    return *h;
 }
 
 int lf_cublas_error(cublasStatus_t status) {

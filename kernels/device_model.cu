@@ -47,6 +47,24 @@ void lf_cuda_begin_call(void) {
     (void)cudaGetLastError();
 }
 
+int lf_cuda_enter(runtime *rt) {
+    lf_cuda_begin_call();
+    return lf_cuda_checked(cudaSetDevice(rt->device), "selecting the model's CUDA device");
+}
+
+// 0 when device is one of the devices this process sees, else an error naming it and the count
+static int select_device(int device) {
+    int count = 0;
+    int rc = lf_cuda_checked(cudaGetDeviceCount(&count), "counting the CUDA devices");
+    if (rc != 0) return rc;
+    if (device < 0 || device >= count)
+        return lf_cuda_set_error((int)cudaErrorInvalidDevice,
+                                 "device cuda:%d does not exist: this process sees %d CUDA device%s "
+                                 "(cuda:0 to cuda:%d; CUDA_VISIBLE_DEVICES limits them)",
+                                 device, count, count == 1 ? "" : "s", count - 1);
+    return lf_cuda_checked(cudaSetDevice(device), "selecting the CUDA device");
+}
+
 // ---- the handle ----
 
 static size_t batch_ints(int cap_T, int cap_B) { return 3 * (size_t)cap_T + 3 * (size_t)cap_B + 1; }
@@ -209,7 +227,9 @@ static int plan_params(runtime *rt, const lf_model_desc *m) {
     rt->param_floats = total;
     size_t bytes = total * sizeof(float);
     int rc = lf_cuda_device_alloc((void **)&dm->params, bytes, "the trainable params");
-    if (rc == 0) rc = lf_cuda_device_alloc((void **)&dm->grads, bytes, "the params' gradients");
+    // the gradients, then a slot for the update's loss (the NCCL all-reduce reduces both in one call)
+    if (rc == 0)
+        rc = lf_cuda_device_alloc((void **)&dm->grads, bytes + sizeof(float), "the params' gradients");
     if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_params, bytes, "the params' upload");
     if (rc == 0) rc = lf_cuda_pinned_alloc((void **)&rt->host_grads, bytes, "the gradients' download");
     return rc;
@@ -224,7 +244,7 @@ static int check_frozen_loaded(const lf_model_desc *m) {
     return 0;
 }
 
-int lf_cuda_model_create(const lf_model_desc *m, int dtype, void **out) {
+int lf_cuda_model_create(const lf_model_desc *m, int dtype, int device, void **out) {
     lf_cuda_begin_call();
     *out = NULL;
     if (!lf_dtype_is_float((lf_dtype)dtype))
@@ -243,9 +263,11 @@ int lf_cuda_model_create(const lf_model_desc *m, int dtype, void **out) {
             "is %d: keep it on the CPU",
             m->cfg.head_dim);
     int rc = check_frozen_loaded(m);
+    if (rc == 0) rc = select_device(device);
     if (rc != 0) return rc;
     runtime *rt = (runtime *)calloc(1, sizeof *rt);
     if (rt == NULL) return lf_cuda_set_error((int)cudaErrorMemoryAllocation, "out of host memory");
+    rt->device = device;
     lf_cuda_model *dm = &rt->dm;
     rt->desc = *m;
     dm->host = &rt->desc;
@@ -279,6 +301,7 @@ void lf_cuda_model_free(void *cuda_model) {
     if (cuda_model == NULL) return;
     runtime *rt = (runtime *)cuda_model;
     lf_cuda_model *dm = &rt->dm;
+    (void)cudaSetDevice(rt->device); // frees on the model's device, from whichever thread (keeps the message)
     if (dm->stream != NULL) (void)cudaStreamSynchronize(dm->stream); // nothing in flight uses what goes
     lf_cuda_optimizer_free(rt);
     lf_cuda_graphs_free(rt->graphs);
@@ -312,6 +335,7 @@ size_t lf_cuda_model_device_bytes(void *cuda_model) {
         if (dm->frozen[i] != NULL)
             bytes += (size_t)dm->host->frozen[i].numel * lf_cuda_dtype_size(dm->frozen_dtype[i]);
     bytes += (rt->optimizer != NULL ? 4 : 2) * rt->param_floats * sizeof(float); // params, grads (m, v)
+    bytes += sizeof(float);                                                      // the loss after the grads
     if (dm->batch.tokens != NULL) bytes += batch_ints(dm->batch.cap_T, dm->batch.cap_B) * sizeof(int32_t);
     bytes += dm->work_bytes + dm->blas_workspace_bytes;
     size_t nl = (size_t)dm->host->cfg.num_labels;
@@ -392,8 +416,9 @@ static int reserve_buffers(runtime *rt, const lf_batch *b) {
 }
 
 int lf_cuda_model_reserve(void *cuda_model, int max_batch, int max_len) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     if (max_batch < 1 || max_len < 1 || (int64_t)max_batch * max_len > INT32_MAX)
         return lf_cuda_set_error((int)cudaErrorInvalidValue,
                                  "cannot plan for batches of %d sequences of %d tokens", max_batch, max_len);
@@ -561,8 +586,9 @@ static int launch_step(runtime *rt, const step_work *w) {
 }
 
 int lf_cuda_model_forward(void *cuda_model, const lf_model_desc *m, float *logits) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
     lf_batch run;
@@ -588,8 +614,9 @@ static void add_grads(const runtime *rt, const lf_model_desc *m) {
 
 int lf_cuda_model_forward_backward(void *cuda_model, const lf_model_desc *m, const float *class_weights,
                                    float *logits, float *loss) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
     int NL = m->cfg.num_labels;
@@ -642,8 +669,9 @@ static int reserve_host_dlogits(runtime *rt, size_t n) {
 }
 
 int lf_cuda_model_backward(void *cuda_model, const lf_model_desc *m, const float *dlogits) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     lf_cuda_model *dm = &rt->dm;
     const lf_batch *b = &m->batch;
     const int NL = m->cfg.num_labels;

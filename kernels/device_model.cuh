@@ -111,7 +111,7 @@ int lf_cuda_set_error(int code, const char *fmt, ...) __attribute__((format(prin
 
 // ---- the entry points of lf_cuda_api (core/cuda_backend.h), filled in by kernels/api.cu ----
 
-int lf_cuda_model_create(const lf_model_desc *m, int dtype, void **out);
+int lf_cuda_model_create(const lf_model_desc *m, int dtype, int device, void **out);
 void lf_cuda_model_free(void *cuda_model);
 int lf_cuda_model_forward(void *cuda_model, const lf_model_desc *m, float *logits);
 int lf_cuda_model_backward(void *cuda_model, const lf_model_desc *m, const float *dlogits);

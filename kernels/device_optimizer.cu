@@ -80,8 +80,9 @@ static int upload_tensor_table(runtime *rt, const lf_model_desc *m) {
 
 int lf_cuda_optimizer_begin(void *cuda_model, const lf_model_desc *m, const float *m_moments,
                             const float *v_moments) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     int described = lf_cuda_describe(rt, m);
     if (described != 0) return described;
     if (rt->optimizer != NULL)
@@ -120,8 +121,9 @@ static int check_running(runtime *rt, const lf_model_desc *m) {
 }
 
 int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     int rc = check_running(rt, NULL);
     if (rc == 0 && !(loss_scale > 0.0f && isfinite(loss_scale)))
         rc = lf_cuda_set_error((int)cudaErrorInvalidValue, "loss scale %g is not a positive number",
@@ -135,8 +137,9 @@ int lf_cuda_optimizer_begin_update(void *cuda_model, float loss_scale) {
 }
 
 int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, int *found_inf) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     int rc = check_running(rt, NULL);
     if (rc != 0) return rc;
     lf_cuda_optimizer *o = rt->optimizer;
@@ -158,8 +161,9 @@ int lf_cuda_optimizer_step(void *cuda_model, const lf_update *u, double *norm, i
 }
 
 int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_moments, float *v_moments) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     int rc = check_running(rt, m);
     if (rc == 0) rc = lf_cuda_download_params(rt, m);
     if (rc == 0) rc = download_flat(rt, m, rt->optimizer->m, m_moments, "downloading the AdamW moments");
@@ -168,8 +172,9 @@ int lf_cuda_optimizer_sync(void *cuda_model, const lf_model_desc *m, float *m_mo
 }
 
 int lf_cuda_optimizer_grads(void *cuda_model, const lf_model_desc *m, float *flat, int download) {
-    lf_cuda_begin_call();
     runtime *rt = (runtime *)cuda_model;
+    int entered = lf_cuda_enter(rt);
+    if (entered != 0) return entered;
     int rc = check_running(rt, m);
     if (rc != 0) return rc;
     if (download)
@@ -177,4 +182,7 @@ int lf_cuda_optimizer_grads(void *cuda_model, const lf_model_desc *m, float *fla
     return upload_flat(rt, m, rt->dm.grads, flat, "uploading the reduced gradients");
 }
 
-void lf_cuda_optimizer_end(void *cuda_model) { lf_cuda_optimizer_free((runtime *)cuda_model); }
+void lf_cuda_optimizer_end(void *cuda_model) {
+    (void)cudaSetDevice(((runtime *)cuda_model)->device);
+    lf_cuda_optimizer_free((runtime *)cuda_model);
+}

@@ -22,9 +22,9 @@ typedef struct lf_cuda_graphs lf_cuda_graphs; // the captured steps of a model (
 // what only the runtime uses.
 typedef struct {
     lf_cuda_model dm;
-    lf_model_desc desc; // the current call's description of the host model (dm.host); its table
-                        // counts are the create's (another count: a stale copy, lf_cuda_describe)
-    size_t param_floats;             // of dm.params and dm.grads, alignment gaps included
+    lf_model_desc desc;  // the current call's description of the host model (dm.host); its table
+                         // counts are the create's (another count: a stale copy, lf_cuda_describe)
+    size_t param_floats; // of dm.params and dm.grads, alignment gaps included
     float *host_params, *host_grads; // pinned (param_floats): one copy each way per step
     int32_t *host_batch;             // pinned, laid out as the device batch arrays
     float *host_dlogits;             // pinned (cap_host_dlogits,): a loss gradient computed on the host
@@ -33,6 +33,7 @@ typedef struct {
     lf_cuda_optimizer *optimizer; // non-NULL during a training run with AdamW on the device
     lf_cuda_graphs *graphs;       // NULL: steps run launch by launch (LORAFAST_CUDA_GRAPHS=0, or
                                   // a capture failed)
+    int device;                   // the CUDA device the copy lives on (cuda:device)
 } runtime;
 
 // 0, or code with the message "what: CUDA's words for code"
@@ -45,6 +46,9 @@ static inline int lf_cuda_checked(cudaError_t err, const char *what) {
 int lf_cuda_describe(runtime *rt, const lf_model_desc *m);
 // every entry point starts with no message and no launch error pending from elsewhere
 void lf_cuda_begin_call(void);
+// lf_cuda_begin_call, then the calling thread onto the model's device (cudaSetDevice: the current
+// device is per host thread, and any thread may call): every entry point that takes a model
+int lf_cuda_enter(runtime *rt);
 // cudaMalloc / cudaMallocHost (zeroed) of bytes for what, with a message naming it on failure
 int lf_cuda_device_alloc(void **ptr, size_t bytes, const char *what);
 int lf_cuda_pinned_alloc(void **ptr, size_t bytes, const char *what);
@@ -56,12 +60,23 @@ int lf_cuda_download_params(runtime *rt, const lf_model_desc *m);
 // frees the optimizer of a run, if any (the params stay on the device, the host's are not updated)
 void lf_cuda_optimizer_free(runtime *rt);
 
+// ---- NCCL (device_nccl.cu): the entry points of lf_cuda_api's nccl_* and optimizer_all_reduce ----
+
+typedef struct lf_nccl_comm lf_nccl_comm;
+int lf_cuda_nccl_open(const char *path);
+int lf_cuda_nccl_version(void);
+int lf_cuda_nccl_unique_id(void *id);
+int lf_cuda_nccl_comm_create(const void *id, int nranks, int rank, int device, void **out);
+void lf_cuda_nccl_comm_free(void *comm);
+int lf_cuda_optimizer_all_reduce(void *cuda_model, void *comm, float *loss, double timeout);
+
 // ---- CUDA graphs of the steps (device_graph.cu) ----
 
 // Everything a graph's replay cannot change: another value is another graph.
 typedef struct {
-    int backward;      // 0: forward only; 1: forward, cross-entropy and backward
-    int T, B, max_len; // the padded batch (lf_cuda_graph_batch: B or, with a ghost, B - 1 sequences of its own)
+    int backward; // 0: forward only; 1: forward, cross-entropy and backward
+    int T, B,
+        max_len; // the padded batch (lf_cuda_graph_batch: B or, with a ghost, B - 1 sequences of its own)
     int training, checkpointing, weighted;
     float loss_scale, lora_dropout;
     int tf32; // matmul_tf32(): the f32 products' compute type is frozen in the graph

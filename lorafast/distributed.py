@@ -6,6 +6,9 @@
   accelerate does, the rendezvous is MASTER_ADDR (default 127.0.0.1) : MASTER_PORT (default 29500).
 - The engine is torch.distributed (gloo; "mpi" where torch was built with it): the process group is
   made once, with TrainingArguments.ddp_timeout as its timeout, unless the script made one already.
+  ddp_backend="nccl" (a model on CUDA): the gradients are reduced on the device by NCCL's C API (the
+  nvidia-nccl-cu13 wheel's libnccl.so.2, opened by the kernels library); the process group is still gloo,
+  and hands rank 0's NCCL unique id to the others.
 - Each epoch's examples on each rank are HF's: the seeded permutation of accelerate's
   SeedableRandomSampler (torch.randperm with a generator seeded data_seed (or seed) + epoch), cut into
   per-device batches that go round robin to the ranks (accelerate's BatchSamplerShard: global batch
@@ -14,7 +17,8 @@
 - The C loop calls `GradientAllReduce` once per optimizer update, after the micro-batches and before
   clipping (csrc/train/loop.c): the model's flat f32 buffer of the update's gradients and loss,
   handed over without a copy (torch.from_numpy over C's memory), becomes its mean over the ranks.
-  On CUDA that buffer is on the host: the gradients come down, are all-reduced by gloo, and go up.
+  On CUDA with gloo that buffer is on the host: the gradients come down, are all-reduced by gloo, and go up;
+  with NCCL the buffer holds the loss alone and the device gradients are reduced where they are.
 """
 
 import atexit
@@ -30,15 +34,34 @@ __all__ = ["launcher_env", "epoch_size", "shard_order", "DataParallel"]
 _RANK = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
 _WORLD = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 _LOCAL = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
-_LOCAL_SIZE = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MV2_COMM_WORLD_LOCAL_SIZE")
-BACKENDS = ("gloo", "mpi")
+BACKENDS = ("gloo", "mpi", "nccl")
+NCCL_WHEEL = "nvidia-nccl-cu13"
 
 
 def check_backend(backend):
     """A ValueError unless ddp_backend is None (gloo) or one lorafast runs on."""
     if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"ddp_backend={backend!r} is not supported: lorafast all-reduces its gradients from host "
-                         f"memory (on CUDA too), with one of {BACKENDS}")
+        raise ValueError(f"ddp_backend={backend!r} is not supported: lorafast all-reduces its gradients with one "
+                         f"of {BACKENDS} (nccl: on the GPU, the others from host memory)")
+
+
+def nccl_library(environ=None):
+    """The path of libnccl.so.2: LORAFAST_NCCL_LIBRARY, else the nvidia-nccl-cu13 wheel's (lorafast's gpu
+    extra). A RuntimeError naming the wheel when it is not installed."""
+    environ = os.environ if environ is None else environ
+    if environ.get("LORAFAST_NCCL_LIBRARY"):
+        return environ["LORAFAST_NCCL_LIBRARY"]
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(NCCL_WHEEL).files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name == "libnccl.so.2":
+            return str(f.locate())
+    raise RuntimeError(f"ddp_backend='nccl' needs NCCL's library (libnccl.so.2) from the {NCCL_WHEEL} wheel, which "
+                       f"is not installed: pip install 'lorafast[gpu]' (or pip install {NCCL_WHEEL})")
 
 
 def _int_env(names, default, environ):
@@ -108,6 +131,10 @@ class DataParallel:
     """This process's place in a data parallel run and its process group (made here unless the
     script made one). world_size 1: not distributed, nothing is made."""
 
+    backend = "gloo"
+    _nccl = None  # (device, communicator) with ddp_backend="nccl", made by nccl_setup
+    shards_evaluation = True  # evaluate / predict: each rank its eval batches, gathered (Trainer)
+
     def __init__(self, args):
         self.rank, self.world_size, self.local_rank = launcher_env()
         self.seconds = 0.0  # time spent in the gradient all-reduce (the bench reads it)
@@ -115,7 +142,8 @@ class DataParallel:
         if self.world_size == 1:
             return
         check_backend(args.ddp_backend)
-        backend = args.ddp_backend or "gloo"
+        self.backend = args.ddp_backend or "gloo"
+        backend = "gloo" if self.backend == "nccl" else self.backend  # nccl: gloo hands out NCCL's id
         self.torch, self.dist = _torch_dist(backend)
         self.timeout = float(args.ddp_timeout)
         if not self.dist.is_initialized():
@@ -129,21 +157,38 @@ class DataParallel:
             raise RuntimeError(f"the process group has rank {self.dist.get_rank()} of {self.dist.get_world_size()}, "
                                f"the launcher's environment says {self.rank} of {self.world_size}")
 
-    def check_device(self, device):
-        """On CUDA each rank computes on the first GPU it sees (lorafast does not select cuda:LOCAL_RANK): with
-        several ranks on a machine, each must see its own GPU (CUDA_VISIBLE_DEVICES), or one GPU on purpose."""
-        local_ranks, _ = _int_env(_LOCAL_SIZE, 1, os.environ)
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if self.enabled and device.startswith("cuda") and local_ranks > 1 and (visible is None or "," in visible):
-            raise ValueError(
-                f"{local_ranks} ranks on this machine would all compute on the first GPU: lorafast uses the first GPU "
-                f"a process sees and does not pick cuda:LOCAL_RANK itself. Give each rank its own GPU with "
-                f"CUDA_VISIBLE_DEVICES=$LOCAL_RANK in the command torchrun runs (CUDA_VISIBLE_DEVICES is "
-                f"{visible!r}), or set CUDA_VISIBLE_DEVICES to one GPU to share it on purpose.")
-
     @property
     def enabled(self):
         return self.world_size > 1
+
+    @property
+    def on_device(self):
+        """True when the gradients are all-reduced on the GPU (ddp_backend="nccl")."""
+        return self.enabled and self.backend == "nccl"
+
+    def nccl_setup(self, c_model, device):
+        """The NCCL communicator of this rank on cuda:device (made once per device): every rank opens NCCL (a
+        failure anywhere fails every rank with its message), rank 0 makes the unique id, the process group hands
+        it out, and each rank joins."""
+        from ._backend import _C
+
+        if self._nccl is not None and self._nccl[0] == device:
+            self._model = c_model
+            return
+        try:
+            _C.nccl_open(nccl_library())
+            problem = None
+        except RuntimeError as e:
+            problem = f"rank {self.rank}: {e}"
+        problems = [None] * self.dist.get_world_size()
+        self.dist.all_gather_object(problems, problem)
+        problems = [p for p in problems if p]
+        if problems:
+            raise RuntimeError("data parallel with ddp_backend='nccl': " + "; ".join(problems))
+        unique_id = [_C.nccl_unique_id() if self.rank == 0 else None]
+        self.dist.broadcast_object_list(unique_id, src=0)
+        self._nccl = (device, _C.nccl_comm(unique_id[0], self.world_size, self.rank, device))
+        self._model = c_model
 
     def epoch_size(self, n, batch_size, drop_last):
         """The examples each rank sees per epoch."""
@@ -160,12 +205,20 @@ class DataParallel:
         step_of() names the update."""
         torch, dist, W = self.torch, self.dist, self.world_size
 
-        def reduce(buf):
-            start = time.perf_counter()
+        def all_reduce(buf):
+            if self.on_device:  # buf: the loss alone; the gradients are on the device
+                from ._backend import _C
+
+                _C.nccl_all_reduce(self._model, self._nccl[1], buf, self.timeout)
+                return
             t = torch.from_numpy(buf)  # C's buffer itself
             t.div_(W)  # DDP divides before it sums
+            dist.all_reduce(t)
+
+        def reduce(buf):
+            start = time.perf_counter()
             try:
-                dist.all_reduce(t)
+                all_reduce(buf)
             except Exception as e:
                 raise RuntimeError(
                     f"data parallel: rank {self.rank} of {W}: the gradient all-reduce of update {step_of() + 1} failed "
@@ -179,6 +232,12 @@ class DataParallel:
     def _destroy(self):
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
+
+    def gather(self, obj):
+        """[obj of rank 0, obj of rank 1, ...] on every rank (all_gather_object over the process group)."""
+        out = [None] * self.world_size
+        self.dist.all_gather_object(out, obj)
+        return out
 
     def barrier(self):
         if self.enabled:

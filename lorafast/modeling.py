@@ -85,8 +85,9 @@ def _is_dtype(obj):
 
 
 def _device_kind(device):
-    """'cpu' or 'cuda' for "cpu", "cuda", "cuda:0", 0 (cuda:0) or a torch.device-like object (.type,
-    .index). lorafast uses one GPU: another index is a ValueError."""
+    """(kind, index): ('cpu', None), or ('cuda', N) for "cuda:N", N, or a torch.device-like object (.type,
+    .index); "cuda" alone is cuda:0, as torch's current device is by default. A bad index (one this process
+    does not see) is the C side's error when the model moves."""
     if isinstance(device, int) and not isinstance(device, bool):
         kind, index = "cuda", device
     elif isinstance(device, str):
@@ -100,10 +101,14 @@ def _device_kind(device):
         raise ValueError(f"device {device!r} is not a device: 'cpu', 'cuda' or 'cuda:0'")
     name = repr(device) if isinstance(device, (str, int)) else str(device)  # torch.device: "cuda:1"
     if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device {name} is not supported: lorafast runs on 'cpu' or 'cuda' ('cuda:0')")
-    if index not in (None, 0):
-        raise ValueError(f"device {name} is not supported: lorafast uses one GPU, 'cuda:0'")
-    return kind
+        raise ValueError(f"device {name} is not supported: lorafast runs on 'cpu' or 'cuda' ('cuda:N')")
+    if kind == "cpu":
+        if index not in (None, 0):
+            raise ValueError(f"device {name} is not a device: 'cpu' has no index")
+        return "cpu", None
+    if isinstance(index, bool) or (index is not None and (not isinstance(index, int) or index < 0)):
+        raise ValueError(f"device {name} is not a device: the CUDA index must be an integer >= 0")
+    return "cuda", index or 0
 
 
 def cross_entropy(logits, labels, class_weights=None):
@@ -187,11 +192,14 @@ class PreTrainedModel:
         float16 there is a ValueError. Returns the model."""
         if _is_dtype(device):
             device, dtype = None, device if dtype is None else dtype
-        kind = self._c.device if device is None else _device_kind(device)
+        if device is None:
+            kind, index = self._c.device, self._c.device_index or 0
+        else:
+            kind, index = _device_kind(device)
         name = _dtype_name(dtype)
         if kind == "cpu" and name == "bfloat16":
             _warn_slow_cpu_bf16()
-        self._c.to_device(kind, name)
+        self._c.to_device(kind, name, index or 0)
         return self
 
     def cuda(self, device=None):
@@ -202,8 +210,8 @@ class PreTrainedModel:
 
     @property
     def device(self):
-        """The device as a str, "cuda:0" or "cpu" (transformers returns a torch.device)."""
-        return "cuda:0" if self._c.device == "cuda" else "cpu"
+        """The device as a str, "cuda:N" or "cpu" (transformers returns a torch.device)."""
+        return f"cuda:{self._c.device_index}" if self._c.device == "cuda" else "cpu"
 
     def manual_seed(self, seed):
         """Seeds the dropout streams (lorafast's RNG, not torch's) and restarts them, as

@@ -361,7 +361,7 @@ class PeftModel:
         params = {name: data for name, data, _, _ in base._c.params()}
         scaling = np.float32(self.peft_config[self.active_adapter].scaling)
         arrays = getattr(base, "_frozen_arrays", {})
-        device, device_dtype = base._c.device, base._c.device_dtype
+        device, device_dtype, device_index = base._c.device, base._c.device_dtype, base._c.device_index
         c_model = _C.Model(base.config.c_config())
         rebuilt = {}
         for index, (name, _, _) in enumerate(c_model.frozen_specs()):
@@ -383,7 +383,7 @@ class PeftModel:
         if base.is_gradient_checkpointing:
             c_model.set_gradient_checkpointing(True)
         if device != "cpu":
-            c_model.to_device(device, device_dtype)
+            c_model.to_device(device, device_dtype, device_index)
         self._inference = True  # no trainable adapter left
         return base
 

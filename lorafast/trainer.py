@@ -701,8 +701,14 @@ class Trainer:
                               "the flag is ignored", UserWarning, stacklevel=3)
             self.model.to("cpu", dtype="bfloat16" if args.bf16 else "float32")
             return
-        self._dp.check_device(args.device)
-        self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
+        try:
+            self.model.to(args.device, dtype="bfloat16" if args.bf16 else "float16" if args.fp16 else "float32")
+        except RuntimeError as e:
+            if not self._dp.enabled:
+                raise
+            raise RuntimeError(f"data parallel: rank {args.process_index} has local rank {args.local_process_index} "
+                               f"and so computes on {args.device}, one GPU per rank of a machine as in HF's Trainer: "
+                               f"{e}") from e
 
     def _check_collator(self, collator):
         if collator is None or isinstance(collator, DataCollatorWithPadding):
@@ -864,6 +870,13 @@ class Trainer:
             config["epoch_order"], config["epoch_size"] = self._dp.epoch_order(
                 train.n, config["seed"], args.per_device_train_batch_size, args.dataloader_drop_last)
             config["grad_reduce"] = self._dp.gradient_all_reduce(lambda: self._loop["global_step"])
+            if self._dp.on_device:
+                c_model = self.model.c_model
+                if c_model.device != "cuda":
+                    raise ValueError("ddp_backend='nccl' all-reduces the gradients on the GPU: the model must train "
+                                     "on CUDA (a GPU and use_cpu=False); on the CPU use ddp_backend='gloo'")
+                self._dp.nccl_setup(c_model, c_model.device_index)
+                config["grad_reduce_device"] = True
         if self._logits_loss is not None:
             self._logits_loss.start(train)
             config["compute_loss"] = self._logits_loss.train_step
@@ -1142,7 +1155,9 @@ class Trainer:
     # ---- evaluation and prediction
     def _predict_logits(self, enc, batch_size, prefix):
         """The logits (n, num_labels) and the class-weighted eval loss (None without labels), computed
-        in C a chunk of batches at a time, with a progress bar (HF's prediction bar)."""
+        in C a chunk of batches at a time, with a progress bar (HF's prediction bar). Data parallel: sharded."""
+        if self._dp.enabled and self._dp.shards_evaluation:
+            return self._predict_logits_sharded(enc, batch_size, prefix)
         n_batches = math.ceil(enc.n / batch_size)
         chunk = max(1, min(64, n_batches // 20 or 1)) * batch_size  # about 20 bar updates
         bar = _progress_bar(n_batches, 0, self.args.disable_tqdm or not self.state.is_local_process_zero, desc=prefix,
@@ -1163,6 +1178,36 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return np.concatenate(parts), (None if enc.labels is None else loss_sum / enc.n)
+
+    def _predict_logits_sharded(self, enc, batch_size, prefix):
+        """_predict_logits over the ranks, as HF's evaluation under torchrun shards it: the eval batches in order,
+        batch i computed by rank i % world_size (accelerate's BatchSamplerShard), the logits and the batches' loss
+        sums gathered on every rank and put back in order (gather_for_metrics): the same batches, so the same
+        logits and loss as one process, and every rank has them (the same metrics, the same decisions)."""
+        dp, n = self._dp, enc.n
+        n_batches = math.ceil(n / batch_size)
+        mine = range(dp.rank, n_batches, dp.world_size)
+        bar = _progress_bar(len(mine), 0, self.args.disable_tqdm or not self.state.is_local_process_zero, desc=prefix,
+                            leave=self._bar is None)
+        parts, loss_sums = [], []
+        try:
+            for i in mine:
+                start, stop = i * batch_size, min((i + 1) * batch_size, n)
+                a, b = enc.offsets[start], enc.offsets[stop]
+                labels = None if enc.labels is None else enc.labels[start:stop]
+                logits, loss = _C.predict(self.model.c_model, enc.ids[a:b], enc.offsets[start:stop + 1] - a, labels,
+                                          batch_size, self.class_weights)
+                parts.append(logits)
+                loss_sums.append(0.0 if loss is None else loss * (stop - start))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        gathered = dp.gather((parts, loss_sums))
+        batches = [gathered[i % dp.world_size][0][i // dp.world_size] for i in range(n_batches)]
+        total = sum(gathered[i % dp.world_size][1][i // dp.world_size] for i in range(n_batches))  # batch order
+        return np.concatenate(batches), (None if enc.labels is None else total / n)
 
     def _prediction_loop(self, data, what, prefix):
         enc = self._encode(data, what, False)

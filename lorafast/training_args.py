@@ -234,13 +234,14 @@ class TrainingArguments:
 
     @property
     def device(self):
-        """Where the Trainer computes, as transformers decides it: "cuda:0" when CUDA is available and
-        use_cpu is False, else "cpu" (a str, where transformers returns a torch.device)."""
+        """Where the Trainer computes, as transformers decides it: when CUDA is available and use_cpu is False,
+        "cuda:LOCAL_RANK" under a launcher (local_rank, which the launcher's LOCAL_RANK sets) and "cuda:0"
+        without one; else "cpu" (a str, where transformers returns a torch.device)."""
         if self.use_cpu:
             return "cpu"
         from ._backend import cuda_status
 
-        return "cuda:0" if cuda_status()[0] else "cpu"
+        return f"cuda:{self.local_process_index}" if cuda_status()[0] else "cpu"
 
     @property
     def n_gpu(self):

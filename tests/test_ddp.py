@@ -113,6 +113,61 @@ def test_two_ranks_match_hf_trainer_peft_under_torchrun(tmp_path):
     assert not any(".tmp-" in p for p in os.listdir(out))
 
 
+def test_dropout_masks_differ_per_rank_where_hf_draws_the_same(tmp_path):
+    """Every rank trains the same rows (so only dropout can tell their gradients apart). lorafast: with hidden
+    and LoRA dropout 0.1 the ranks' first local gradients (before the all-reduce) differ, rank r's masks drawn
+    from seed + r; with dropout 0 they are equal (the control). HF under torchrun draws the same masks on every
+    rank (transformers' set_seed(args.seed) on each, no rank offset), recorded here so that a change shows."""
+    torchrun("dropout", tmp_path)
+    ranks = [dict(np.load(tmp_path / f"dropout-rank{r}.npz")) for r in range(2)]
+    assert np.array_equal(ranks[0]["no_dropout"], ranks[1]["no_dropout"])
+    grads = [r["dropout"][:-1] for r in ranks]  # the last float is the loss
+    assert np.abs(grads[0] - grads[1]).max() > 1e-3 * np.abs(grads[0]).max(), "the ranks drew the same masks"
+    assert not np.array_equal(ranks[0]["dropout"], ranks[0]["no_dropout"]), "dropout was off"
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    torchrun("hf-dropout", tmp_path)
+    hf = [dict(np.load(tmp_path / f"hf-dropout-rank{r}.npz")) for r in range(2)]
+    assert len(hf[0]) == 10 and sorted(hf[0]) == sorted(hf[1])  # every nn.Dropout of the model saw a forward
+    for name in hf[0]:
+        assert 0 < hf[0][name].mean() < 0.5, name
+        assert np.array_equal(hf[0][name], hf[1][name]), f"HF's ranks drew different masks at {name}"
+
+
+def test_evaluation_is_sharded_and_gathered_as_one_process_would(tmp_path):
+    """evaluate() and predict() on 2 ranks: rank r computes the eval batches r, r + 2, ... (HF's sharding of the
+    eval loader), the logits are gathered in order: every rank gets one process's predictions, loss and metrics."""
+    pytest.importorskip("transformers")
+    from ddp_worker import rows
+    from test_trainer import accuracy, hf_tiny
+
+    hf_tiny("roberta", tmp_path)
+    torchrun("eval", tmp_path)
+    lf._C.set_num_threads(1)
+    base = lf.AutoModelForSequenceClassification.from_pretrained(tmp_path / "base", num_labels=2)
+    model = lf.PeftModel.from_pretrained(base, tmp_path / "adapter", is_trainable=True)
+    from test_trainer import CLASS_WEIGHTS, NOTEBOOK_ARGS
+
+    args = lf.TrainingArguments(output_dir=str(tmp_path / "one"), use_cpu=True,
+                                **{**NOTEBOOK_ARGS, "per_device_eval_batch_size": 5})
+    trainer = lf.Trainer(model=model, args=args, eval_dataset=rows()[:23], compute_metrics=accuracy,
+                         class_weights=CLASS_WEIGHTS)
+    metrics, predicted = trainer.evaluate(), trainer.predict(rows()[23:])
+    for rank in range(2):
+        ours, info = load(tmp_path, f"eval-rank{rank}")
+        np.testing.assert_array_equal(ours["predictions"], predicted.predictions)
+        np.testing.assert_array_equal(ours["label_ids"], predicted.label_ids)
+        for got, ref in ((info["eval"], metrics), (info["test"], predicted.metrics)):
+            for key in ref:
+                if key.endswith("_loss"):
+                    assert got[key] == pytest.approx(ref[key], rel=1e-12), key
+                elif not key.endswith(("_runtime", "_per_second")) and key != "epoch":
+                    assert got[key] == ref[key], key
+    assert 0 < metrics["eval_accuracy"] < 1 and len(predicted.predictions) == 23
+    # 23 rows in batches of 5: batches 0, 2, 4 on rank 0, batches 1, 3 on rank 1 (evaluate, then predict)
+    assert [load(tmp_path, f"eval-rank{r}")[1]["computed"] for r in range(2)] == [[5, 5, 3] * 2, [5, 5] * 2]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,24 +251,27 @@ def test_launcher_variables_and_arguments(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     args = lf.TrainingArguments(output_dir="unused", local_rank=0)
     assert (args.world_size, args.process_index, args.local_process_index, args.should_save) == (2, 1, 1, False)
-    with pytest.raises(ValueError, match="ddp_backend='nccl' is not supported"):
-        lf.TrainingArguments(output_dir="unused", ddp_backend="nccl")
+    with pytest.raises(ValueError, match="ddp_backend='hccl' is not supported"):
+        lf.TrainingArguments(output_dir="unused", ddp_backend="hccl")
+    assert lf.TrainingArguments(output_dir="unused", ddp_backend="nccl").ddp_backend == "nccl"
     with pytest.raises(ValueError, match="ddp_timeout must be a number of seconds > 0, got 0"):
         lf.TrainingArguments(output_dir="unused", ddp_timeout=0)
-    # on CUDA each rank takes the first GPU it sees: several ranks on a machine must each see their own
-    dp = distributed.DataParallel.__new__(distributed.DataParallel)
-    dp.world_size = 2
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    with pytest.raises(ValueError, match=r"2 ranks on this machine would all compute on the first GPU.*"
-                                         r"CUDA_VISIBLE_DEVICES=\$LOCAL_RANK"):
-        dp.check_device("cuda:0")
-    dp.check_device("cpu")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    with pytest.raises(ValueError, match="CUDA_VISIBLE_DEVICES is '0,1'"):
-        dp.check_device("cuda:0")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    dp.check_device("cuda:0")
+
+
+def test_nccl_library_is_the_wheels_or_a_clear_error(monkeypatch):
+    """ddp_backend="nccl" opens libnccl.so.2 of the nvidia-nccl-cu13 wheel (the gpu extra), or the one
+    LORAFAST_NCCL_LIBRARY names; without either, an error naming the wheel and the extra."""
+    from importlib import metadata
+
+    assert distributed.nccl_library({"LORAFAST_NCCL_LIBRARY": "/opt/nccl/libnccl.so.2"}) == "/opt/nccl/libnccl.so.2"
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", missing)
+    with pytest.raises(RuntimeError, match=r"nvidia-nccl-cu13 wheel, which is not installed: pip install "
+                                           r"'lorafast\[gpu\]'"):
+        distributed.nccl_library({})
 
 
 def test_c_loop_checks_the_data_parallel_hooks():
@@ -247,3 +305,5 @@ def test_c_loop_checks_the_data_parallel_hooks():
         run(lambda epoch: np.arange(4), reduce=lambda buf: 1 / 0)
     run(lambda epoch: np.arange(4))
     assert seen == [numel + 1]  # one all-reduce per update: the gradients and the loss
+    with pytest.raises(ValueError, match=r"all-reduced on the device \(NCCL\) only for a model on CUDA"):
+        run(lambda epoch: np.arange(4), grad_reduce_device=True)

@@ -30,6 +30,13 @@ arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -
 echo "== build (sm_$arch)"
 LORAFAST_CUDA_ARCHS=$arch python3 setup.py -q build_ext --inplace -j 16 2>&1 | tail -20 | tee "$OUT/build.log" || exit 1
 python3 -c "import lorafast, json; print(json.dumps(lorafast.build_info()))" | tee "$OUT/build_info.json"
+# ddp_backend="nccl" (tests/gpu/test_ddp_gpu.py): the gpu extra's nvidia-nccl-cu13 wheel (206 MB: too large to
+# carry), else the NCCL wheel the image's CUDA torch brought (nvidia/nccl/lib/libnccl.so.2 of cu13 or cu12)
+if [ -z "${LORAFAST_NCCL_LIBRARY:-}" ]; then
+    nccl=$(python3 -c "import nvidia.nccl as n, os; [print(p) for d in n.__path__ for p in [os.path.join(d, 'lib', 'libnccl.so.2')] if os.path.exists(p)]" 2>/dev/null | head -1)
+    [ -n "$nccl" ] && export LORAFAST_NCCL_LIBRARY=$nccl
+fi
+echo "NCCL: ${LORAFAST_NCCL_LIBRARY:-the nvidia-nccl-cu13 wheel if installed}" | tee "$OUT/nccl.txt"
 echo "== tests/gpu"
 python3 -m pytest -q -rs tests/gpu --ignore tests/gpu/test_kernels_emulated.py --ignore tests/gpu/test_model_emulated.py 2>&1 | tee "$OUT/tests_gpu.log"
 tests_rc=$?

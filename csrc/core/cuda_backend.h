@@ -16,7 +16,8 @@
 #include "models/model_desc.h"
 #include "train/adamw.h"
 
-#define LF_CUDA_API_VERSION 7
+#define LF_CUDA_API_VERSION 8
+#define LF_NCCL_ID_BYTES 128 // NCCL_UNIQUE_ID_BYTES of nccl.h
 
 typedef struct lf_cuda_api {
     int version;      // LF_CUDA_API_VERSION of the library that filled the table
@@ -40,8 +41,9 @@ typedef struct lf_cuda_api {
     // A device copy of the model m describes (its frozen weights must be loaded): activations and 2-D frozen
     // weights in dtype (lf_dtype: LF_F32, LF_BF16 or LF_F16), 1-D frozen tensors and trainable params in f32.
     // The tables m points to must outlive it (add LoRA: free it and create a new one); each later call
-    // describes the same model again (its batch, mode and step).
-    int (*model_create)(const lf_model_desc *m, int dtype, void **out);
+    // describes the same model again (its batch, mode and step). device: the CUDA device (cuda:device) the
+    // copy lives on; every later call for it runs there, from whichever thread (cudaSetDevice at each entry).
+    int (*model_create)(const lf_model_desc *m, int dtype, int device, void **out);
     void (*model_free)(void *cuda_model); // NULL: nothing
     // logits: (B, num_labels) of m->batch, on the host; uploads m's params first
     int (*model_forward)(void *cuda_model, const lf_model_desc *m, float *logits);
@@ -76,6 +78,19 @@ typedef struct lf_cuda_api {
     // data parallel: the accumulated gradients down into flat (download 1) or up from it (0), flat
     // (sum of the params' numel,) in param order, through the pinned staging; returns synchronized
     int (*optimizer_grads)(void *cuda_model, const lf_model_desc *m, float *flat, int download);
+
+    // Data parallel on the device with NCCL (kernels/device_nccl.cu): nccl_open dlopens libnccl.so.2 at path
+    // (once; 0 or an error naming it), nccl_version is its ncclGetVersion (0: not opened). Rank 0 makes the
+    // unique id (id: LF_NCCL_ID_BYTES) and hands it to the others; each makes its communicator of nranks on
+    // CUDA device `device` (its model's). optimizer_all_reduce, once per update of a training run: the
+    // device gradients and *loss become their mean over the ranks (divided by nranks, then one ncclAllReduce
+    // sum on the model's stream), waiting at most timeout seconds (then the communicator is aborted).
+    int (*nccl_open)(const char *path);
+    int (*nccl_version)(void);
+    int (*nccl_unique_id)(void *id);
+    int (*nccl_comm_create)(const void *id, int nranks, int rank, int device, void **comm);
+    void (*nccl_comm_free)(void *comm); // NULL: nothing
+    int (*optimizer_all_reduce)(void *cuda_model, void *comm, float *loss, double timeout);
     const char *(*last_error)(void); // message of the library's last failure
 } lf_cuda_api;
 

@@ -249,9 +249,9 @@ int lf_model_check_ready(const lf_model *m) {
     return LF_OK;
 }
 
-int lf_model_to_cuda(lf_model *m, lf_dtype dtype) {
+int lf_model_to_cuda(lf_model *m, lf_dtype dtype, int device) {
     if (lf_model_check_ready(m) != LF_OK) return LF_EINVAL;
-    return lf_model_cuda_create(m, dtype);
+    return lf_model_cuda_create(m, dtype, device);
 }
 
 // peft keeps the original of a module it trains in full (modules_to_save) as a frozen
@@ -719,12 +719,20 @@ int lf_model_reduce_begin(lf_model *m) {
     return LF_OK;
 }
 
-int lf_model_reduce_grads(lf_model *m, lf_reduce_fn reduce, void *ctx, double *loss) {
+int lf_model_reduce_grads(lf_model *m, lf_reduce_fn reduce, void *ctx, int on_device, double *loss) {
     if (m->reduce_buf == NULL)
         return lf_error(LF_EINVAL, "lf_model_reduce_grads before lf_model_reduce_begin");
     const int64_t n = m->reduce_floats - 1;
     float *buf = m->reduce_buf;
     int rc = LF_OK;
+    if (on_device) { // the callee reduces the device gradients: it gets the loss alone
+        if (m->cuda_model == NULL)
+            return lf_error(LF_EINVAL, "a reduction on the device for a model on the CPU");
+        buf[n] = (float)*loss;
+        if ((rc = reduce(ctx, buf + n, 1)) != LF_OK) return rc;
+        *loss = (double)buf[n];
+        return LF_OK;
+    }
     if (m->cuda_model != NULL)
         rc = lf_model_cuda_grads(m, buf, 1);
     else

@@ -78,6 +78,7 @@ struct lf_model {
 
     void *cuda_model;    // the device copy (kernels/device_model.cuh) when on CUDA, else NULL
     lf_dtype cuda_dtype; // of its activations and 2-D frozen weights
+    int cuda_device;     // the CUDA device it lives on (cuda:cuda_device)
 
     float *reduce_buf; // data parallel: (sum of the params' numel + 1,) an update's gradients and loss
     int64_t reduce_floats;
@@ -149,13 +150,18 @@ int lf_model_update(lf_model *m, const lf_update *u, float *m_moments, float *v_
                     int *found_inf);
 // Data parallel (train/loop.h's grad_reduce): buf (n,) holds an update's gradients (params in table
 // order, flat) and, last, its loss, in f32; the callee replaces them by their mean over the ranks.
-// LF_OK, or an error code already recorded.
+// With the reduction on the device (on_device: NCCL, lf_model_cuda_all_reduce) buf holds the loss alone
+// and the callee reduces the device gradients itself. LF_OK, or an error code already recorded.
 typedef int (*lf_reduce_fn)(void *ctx, float *buf, int64_t n);
 // before the run's first step: the flat buffer planned (kept for the model's life)
 int lf_model_reduce_begin(lf_model *m);
 // after the update's micro-batches, before lf_model_update: its gradients and *loss replaced by
-// their mean over the ranks in one call of reduce (on CUDA the gradients go through the host)
-int lf_model_reduce_grads(lf_model *m, lf_reduce_fn reduce, void *ctx, double *loss);
+// their mean over the ranks in one call of reduce (on CUDA the gradients go through the host, unless
+// on_device)
+int lf_model_reduce_grads(lf_model *m, lf_reduce_fn reduce, void *ctx, int on_device, double *loss);
+// In a training run on CUDA: the device gradients and *loss become their mean over the ranks of comm (an
+// NCCL communicator of the kernels library, core/cuda_backend.h), waiting at most timeout seconds.
+int lf_model_cuda_all_reduce(lf_model *m, void *comm, float *loss, double timeout);
 // the params and moments the run reached, on the host (nothing to do on the CPU)
 int lf_model_run_sync(lf_model *m, float *m_moments, float *v_moments);
 void lf_model_run_end(lf_model *m);
@@ -168,11 +174,12 @@ void lf_model_run_end(lf_model *m);
 // and again after a change of the frozen weights). LF_EINVAL for another dtype.
 int lf_model_set_cpu_dtype(lf_model *m, lf_dtype dtype);
 
-// Makes (or remakes, for another dtype) the device copy: dtype LF_F32, LF_BF16 or LF_F16; the
-// frozen weights must be loaded (model.c checks, then calls lf_model_cuda_create).
-// Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not.
-int lf_model_to_cuda(lf_model *m, lf_dtype dtype);
-int lf_model_cuda_create(lf_model *m, lf_dtype dtype);
+// Makes (or remakes, for another dtype or device) the device copy on CUDA device `device` (cuda:device):
+// dtype LF_F32, LF_BF16 or LF_F16; the frozen weights must be loaded (model.c checks, then calls
+// lf_model_cuda_create). Needs the CUDA backend loaded (core/cuda_backend.h); LF_ECUDA says why not
+// (a device this process does not see, too).
+int lf_model_to_cuda(lf_model *m, lf_dtype dtype, int device);
+int lf_model_cuda_create(lf_model *m, lf_dtype dtype, int device);
 // Frees the device copy (nothing when there is none).
 void lf_model_to_cpu(lf_model *m);
 // Makes the device copy again after the tables changed (add LoRA); nothing when on the CPU.

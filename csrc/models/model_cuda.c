@@ -36,7 +36,7 @@ static lf_model_desc describe(const lf_model *m) {
     return d;
 }
 
-int lf_model_cuda_create(lf_model *m, lf_dtype dtype) {
+int lf_model_cuda_create(lf_model *m, lf_dtype dtype, int device) {
     const lf_cuda_api *api = lf_cuda();
     if (api == NULL) return lf_error(LF_ECUDA, "CUDA unavailable: %s", lf_cuda_unavailable_reason());
     if (!lf_dtype_is_float(dtype))
@@ -45,13 +45,16 @@ int lf_model_cuda_create(lf_model *m, lf_dtype dtype) {
     if (api->desc_size != sizeof(lf_model_desc))
         return lf_error(LF_ECUDA, "the CUDA kernels library was built with another models/model_desc.h "
                                   "than _C (rebuild both)");
-    if (m->cuda_model != NULL && m->cuda_dtype == dtype) return LF_OK;
-    lf_model_to_cpu(m); // another dtype: the old copy goes first, so both never hold device memory
+    if (device < 0) return lf_error(LF_EINVAL, "CUDA device index must be >= 0, got %d", device);
+    if (m->cuda_model != NULL && m->cuda_dtype == dtype && m->cuda_device == device) return LF_OK;
+    lf_model_to_cpu(m); // another dtype or device: the old copy goes first, so both never hold device memory
     void *copy = NULL;
     lf_model_desc d = describe(m);
-    if (api->model_create(&d, dtype, &copy) != 0) return cuda_failure(api, "moving the model to CUDA");
+    if (api->model_create(&d, dtype, device, &copy) != 0)
+        return cuda_failure(api, "moving the model to CUDA");
     m->cuda_model = copy;
     m->cuda_dtype = dtype;
+    m->cuda_device = device;
     return LF_OK;
 }
 
@@ -65,7 +68,7 @@ int lf_model_cuda_refresh(lf_model *m) {
     if (m->cuda_model == NULL) return LF_OK;
     lf_dtype dtype = m->cuda_dtype;
     lf_model_to_cpu(m);
-    if (lf_model_cuda_create(m, dtype) == LF_OK) return LF_OK;
+    if (lf_model_cuda_create(m, dtype, m->cuda_device) == LF_OK) return LF_OK;
     char why[768];
     snprintf(why, sizeof why, "%s", lf_error_message());
     return lf_error(lf_error_code(), "%s (the model is on the CPU now)", why);
@@ -131,6 +134,14 @@ int lf_model_cuda_optimizer_sync(lf_model *m, float *m_moments, float *v_moments
 }
 
 void lf_model_cuda_optimizer_end(lf_model *m) { lf_cuda()->optimizer_end(m->cuda_model); }
+
+int lf_model_cuda_all_reduce(lf_model *m, void *comm, float *loss, double timeout) {
+    const lf_cuda_api *api = lf_cuda();
+    if (m->cuda_model == NULL) return lf_error(LF_EINVAL, "the NCCL all-reduce needs the model on CUDA");
+    if (api->optimizer_all_reduce(m->cuda_model, comm, loss, timeout) != 0)
+        return lf_error(LF_ECUDA, "%s", api->last_error());
+    return LF_OK;
+}
 
 int lf_model_cuda_grads(lf_model *m, float *flat, int download) {
     const lf_cuda_api *api = lf_cuda();

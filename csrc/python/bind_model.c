@@ -409,11 +409,13 @@ static PyObject *zero_grad_unlocked(ModelObject *self, PyObject *noargs) {
     Py_RETURN_NONE;
 }
 
-// to_device(device, dtype_name=None): device "cpu" or "cuda"; dtype_name: the compute dtype (None: the
-// device's current one; float32 at first). On the CPU float32 or bfloat16 (products on oneDNN)
+// to_device(device, dtype_name=None, index=0): device "cpu" or "cuda"; dtype_name: the compute dtype
+// (None: the device's current one; float32 at first); index: the CUDA device (cuda:index). On the CPU
+// float32 or bfloat16 (products on oneDNN)
 static PyObject *to_device_unlocked(ModelObject *self, PyObject *args) {
     const char *device, *dtype_name = NULL;
-    if (!PyArg_ParseTuple(args, "s|z", &device, &dtype_name)) return NULL;
+    int index = 0;
+    if (!PyArg_ParseTuple(args, "s|zi", &device, &dtype_name, &index)) return NULL;
     lf_model *m = self->model;
     if (strcmp(device, "cpu") == 0) {
         lf_dtype dtype = m->cpu_dtype;
@@ -433,9 +435,10 @@ static PyObject *to_device_unlocked(ModelObject *self, PyObject *args) {
         return PyErr_Format(PyExc_ValueError, "device '%s' is not supported: 'cpu' or 'cuda'", device);
     lf_dtype dtype = m->cuda_model != NULL ? m->cuda_dtype : LF_F32;
     if (dtype_name != NULL && lf_python_float_dtype(dtype_name, "on CUDA", &dtype) < 0) return NULL;
+    if (index < 0) return PyErr_Format(PyExc_ValueError, "device 'cuda:%d': the index must be >= 0", index);
     if (lf_python_cuda() == NULL) return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = lf_model_to_cuda(m, dtype);
+    Py_BEGIN_ALLOW_THREADS rc = lf_model_to_cuda(m, dtype, index);
     Py_END_ALLOW_THREADS if (rc != LF_OK) return lf_raise_core_error();
     Py_RETURN_NONE;
 }
@@ -476,6 +479,12 @@ static PyObject *Model_get_device(ModelObject *self, void *closure) {
     return PyUnicode_FromString(self->model->cuda_model != NULL ? "cuda" : "cpu");
 }
 
+static PyObject *Model_get_device_index(ModelObject *self, void *closure) {
+    (void)closure;
+    if (self->model->cuda_model == NULL) Py_RETURN_NONE;
+    return PyLong_FromLong(self->model->cuda_device);
+}
+
 static PyObject *Model_get_device_dtype(ModelObject *self, void *closure) {
     (void)closure;
     if (self->model->cuda_model == NULL) Py_RETURN_NONE;
@@ -494,6 +503,8 @@ static PyObject *Model_get_device_bytes(ModelObject *self, void *closure) {
 
 static PyGetSetDef model_getset[] = {
     {"device", (getter)Model_get_device, NULL, "'cpu', or 'cuda' when the model has a device copy", NULL},
+    {"device_index", (getter)Model_get_device_index, NULL,
+     "the CUDA device of the copy (cuda:N), None on the CPU", NULL},
     {"device_dtype", (getter)Model_get_device_dtype, NULL, "the CUDA compute dtype's name, None on the CPU",
      NULL},
     {"cpu_dtype", (getter)Model_get_cpu_dtype, NULL, "the CPU's compute dtype: 'float32' or 'bfloat16'",

@@ -465,6 +465,8 @@ static int data_parallel_arg(PyObject *config, data_parallel *dp, lf_train_confi
                             "(data parallel) or both None"),
                -1;
     if (config_get(config, "epoch_size", "L", &cfg->epoch_size) < 0) return -1;
+    PyObject *device = PyDict_GetItemString(config, "grad_reduce_device");
+    if (device != NULL && (cfg->grad_reduce_device = PyObject_IsTrue(device)) < 0) return -1;
     if (cfg->epoch_size < 1)
         return PyErr_Format(PyExc_ValueError, "train config epoch_size must be >= 1, got %lld",
                             (long long)cfg->epoch_size),

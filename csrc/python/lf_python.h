@@ -35,6 +35,7 @@ int lf_bind_convert(PyObject *module);
 int lf_bind_decoder(PyObject *module);
 int lf_bind_model(PyObject *module);
 int lf_bind_ops(PyObject *module);
+int lf_bind_nccl(PyObject *module);
 
 // The C model of a lorafast._C.Model (bind_model.c), taken for this thread until
 // lf_model_release(obj) (training: for a training run, which other threads are refused), or NULL

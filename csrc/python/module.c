@@ -38,8 +38,8 @@ PyMODINIT_FUNC PyInit__C(void) {
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     static const bind_fn binders[] = {
-        lf_bind_core,  lf_bind_io,  lf_bind_convert, lf_bind_decoder,
-        lf_bind_model, lf_bind_ops, lf_bind_train,   lf_bind_tokenizers,
+        lf_bind_core, lf_bind_io,    lf_bind_convert,    lf_bind_decoder, lf_bind_model,
+        lf_bind_ops,  lf_bind_train, lf_bind_tokenizers, lf_bind_nccl,
     };
     for (size_t i = 0; i < sizeof binders / sizeof binders[0]; i++) {
         if (binders[i](module) < 0) {

@@ -104,6 +104,9 @@ static int plan_run(lf_model *model, const lf_dataset *d, const lf_train_config 
     int max_batch = epoch < cfg->batch_size ? (int)epoch : cfg->batch_size;
     int rc = lf_model_run_begin(model, st->m, st->v, max_batch, (int)tokens, (int)longest, cfg->loss_scaling,
                                 cfg->batch_loss != NULL);
+    if (rc == LF_OK && cfg->grad_reduce_device && model->cuda_model == NULL)
+        rc = lf_error(LF_EINVAL,
+                      "the gradients can be all-reduced on the device (NCCL) only for a model on CUDA");
     return rc == LF_OK && cfg->grad_reduce ? lf_model_reduce_begin(model) : rc;
 }
 
@@ -152,8 +155,9 @@ static double scheduled_lr(const lf_train_config *cfg, const lf_train_state *st)
 // wherever the model computes. Fills ev's grad_norm and learning_rate.
 static int apply_update(lf_model *model, const lf_train_config *cfg, lf_train_state *st, int64_t micro,
                         double *loss, lf_train_event *ev) {
-    int rc =
-        cfg->grad_reduce ? lf_model_reduce_grads(model, cfg->grad_reduce, cfg->grad_reduce_ctx, loss) : LF_OK;
+    int rc = cfg->grad_reduce ? lf_model_reduce_grads(model, cfg->grad_reduce, cfg->grad_reduce_ctx,
+                                                      cfg->grad_reduce_device, loss)
+                              : LF_OK;
     if (rc != LF_OK) return rc;
     lf_update u = {.adam = cfg->adam,
                    .step = optimizer_steps(st) + 1,

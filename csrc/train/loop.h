@@ -51,6 +51,8 @@ typedef struct {
     void *epoch_order_ctx;
     lf_reduce_fn grad_reduce;
     void *grad_reduce_ctx;
+    // 1: the gradients are reduced on the device by grad_reduce itself (NCCL): it gets the loss alone
+    int grad_reduce_device;
 } lf_train_config;
 
 // Everything besides the parameters that a checkpoint needs to continue bit for bit.

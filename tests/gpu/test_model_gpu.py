@@ -253,7 +253,10 @@ def test_trainer_three_steps_on_cuda_match_the_cpu(checkpoints, tmp_path, kind):
 
 class FakePeer(distributed.DataParallel):
     """Rank 0 of a data parallel run of 2 in one process: HF's sharding of the epochs, and an all-reduce whose
-    other rank sent a fixed vector (seeded per update): buf = (buf + peer) / 2. It keeps what it was handed."""
+    other rank sent a fixed vector (seeded per update): buf = (buf + peer) / 2. It keeps what it was handed.
+    Alone, it evaluates the whole set (no peer computes the other shard)."""
+
+    shards_evaluation = False
 
     def __init__(self):
         self.rank, self.world_size, self.local_rank, self.seconds, self.calls = 0, 2, 0, 0.0, 0
@@ -290,6 +293,177 @@ def test_data_parallel_gradients_go_through_the_host_on_cuda(checkpoints, tmp_pa
     for name in ref:
         assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
         assert_close(name, ours[name], ref[name], 1e-4)
+
+
+def emulated():
+    return bool(os.environ.get("LORAFAST_CUDA_LIBRARY"))
+
+
+def gpu_count():
+    """The GPUs nvidia-smi lists (0 without it)."""
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(line.startswith("GPU ") for line in done.stdout.splitlines())
+
+
+def test_a_model_on_cuda_1_computes_there_from_any_thread(checkpoints, tmp_path, monkeypatch):
+    """model.to("cuda:1"): the device copy lives on device 1 and every call, from whichever thread, runs there
+    (the emulator with 2 devices fails a launch on device 1's stream from a thread whose current device is
+    0); a device the process does not see is an error naming it; under a launcher TrainingArguments.device is
+    cuda:LOCAL_RANK."""
+    import threading
+
+    if emulated():
+        monkeypatch.setenv("LF_EMU_DEVICE_COUNT", "2")
+    elif gpu_count() < 2:
+        pytest.skip("one GPU: cuda:1 needs two (the emulated run has two)")
+    kind = "roberta"
+    ids, mask, _, labels = batch(kind)
+    model = lf_model(checkpoints[kind], kind, None, None)
+    ref = model(input_ids=ids, attention_mask=mask).logits
+    assert model.to("cuda:1") is model and model.device == "cuda:1" and model.c_model.device_index == 1
+    results = {}
+
+    def forward():
+        results["logits"] = model(input_ids=ids, attention_mask=mask).logits
+
+    worker = threading.Thread(target=forward)  # its current device is 0 until the library selects 1
+    worker.start()
+    worker.join()
+    assert_close("logits on cuda:1 from another thread", results["logits"], ref, 1e-5)
+    model.to(dtype="bfloat16")  # a new copy, on the same device
+    assert model.device == "cuda:1" and model.c_model.device_dtype == "bfloat16"
+    with pytest.raises(RuntimeError, match=r"device cuda:2 does not exist: this process sees 2 CUDA devices"):
+        model.to("cuda:2", dtype="float32")
+    model.to("cuda:0")
+    assert model.device == "cuda:0"
+    assert_close("logits on cuda:0", model(input_ids=ids, attention_mask=mask).logits, ref, 1e-5)
+    for name, value in (("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    assert lf.TrainingArguments(output_dir=str(tmp_path)).device == "cuda:1"
+    assert lf.TrainingArguments(output_dir=str(tmp_path), use_cpu=True).device == "cpu"
+
+
+FAKE_NCCL = pathlib.Path(__file__).with_name("fake_nccl.c")
+
+
+class FakeNcclPeer(distributed.DataParallel):
+    """Rank 0 of 2 with ddp_backend="nccl" in one process: the unique id goes through a real gloo process group
+    (of this one process), the communicator and the all-reduce through the fake libnccl (fake_nccl.c), whose
+    other rank adds 0.01 * k to every element at update k. Alone, it evaluates the whole set."""
+
+    shards_evaluation = False
+    timeout_s = 30.0  # ddp_timeout
+
+    def __init__(self):
+        self.rank, self.world_size, self.local_rank, self.seconds, self.calls = 0, 2, 0, 0.0, 0
+        self.backend, self.timeout = "nccl", self.timeout_s
+        self.torch, self.dist = torch, torch.distributed
+
+
+class FakeGlooPeer(FakePeer):
+    """The CPU reference of FakeNcclPeer: the host all-reduce with the fake's other rank, buf / 2 + 0.01 * k."""
+
+    def gradient_all_reduce(self, step_of):
+        def reduce(buf):
+            self.seen.append(buf.copy())
+            buf /= np.float32(2)
+            buf += np.float32(0.01) * np.float32(len(self.seen))
+
+        return reduce
+
+
+class FakeNcclTrainer(lf.Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dp = FakeNcclPeer()
+
+
+class FakeGlooTrainer(lf.Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._dp = FakeGlooPeer()
+
+
+@pytest.fixture()
+def fake_nccl(tmp_path, monkeypatch):
+    """The fake libnccl built here, named by LORAFAST_NCCL_LIBRARY, its calls logged; a gloo group of this process
+    for the id's handover. On a GPU the real NCCL runs instead (tests/gpu/test_ddp_gpu.py)."""
+    import subprocess
+
+    if not emulated():
+        pytest.skip("the fake NCCL runs on the emulated CUDA; a GPU runs the real one (test_ddp_gpu.py)")
+    library = tmp_path / "libnccl.so.2"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-o", str(library), str(FAKE_NCCL)],
+                   check=True)
+    log = tmp_path / "nccl.log"
+    monkeypatch.setenv("LORAFAST_NCCL_LIBRARY", str(library))
+    monkeypatch.setenv("FAKE_NCCL_LOG", str(log))
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    yield log
+    torch.distributed.destroy_process_group()
+
+
+def test_data_parallel_nccl_reduces_the_device_gradients(checkpoints, tmp_path, fake_nccl, monkeypatch):
+    """ddp_backend="nccl" on the emulated CUDA with the fake libnccl: NCCL missing at a path is an error naming
+    it; rank 0 makes the unique id, which reaches the communicator (through the process group); each update is
+    one in-place f32 sum over the device gradients and the loss, divided by the world size first, before
+    clipping and AdamW: the run follows the CPU run whose host all-reduce adds the same peer share. A failing
+    ncclAllReduce stops training with the gloo path's error and aborts the communicator."""
+    import gc
+
+    with pytest.raises(RuntimeError, match=r"cannot open NCCL \(/nonexistent/libnccl.so.2\)"):
+        lf._C.nccl_open("/nonexistent/libnccl.so.2")
+    start, ref, ref_losses, _, cpu = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "cpu", True,
+                                                       trainer_class=FakeGlooTrainer)
+    _, ours, losses, _, gpu = train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "cuda", False,
+                                                trainer_class=FakeNcclTrainer)
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4)
+    for name in ref:
+        assert np.linalg.norm(ref[name] - start[name]) > 0, f"{name} did not move (the test cannot fail)"
+        assert_close(name, ours[name], ref[name], 1e-4)
+    numel = cpu._dp.seen[0].size  # the params' floats and the loss, without the device's alignment gaps
+    lines = fake_nccl.read_text().splitlines()
+    assert lines[:2] == ["unique_id", "init 2 0 fake-nccl-id"], lines
+    reduces = [line.split() for line in lines[2:]]
+    assert len(reduces) == 3 and all(r[0] == "all_reduce" and r[2:] == ["7", "0", "1"] for r in reduces), lines
+    assert len({r[1] for r in reduces}) == 1 and int(reduces[0][1]) >= numel  # one size: the flat device buffer
+    del gpu
+    gc.collect()
+    assert fake_nccl.read_text().splitlines()[-1] == "destroy"
+    # the second update's all-reduce fails: the gloo path's error, the communicator aborted
+    monkeypatch.setenv("FAKE_NCCL_FAIL_AT", "2")
+    with pytest.raises(RuntimeError, match=r"data parallel: rank 0 of 2: the gradient all-reduce of update 2 failed "
+                                           r"\(RuntimeError: the NCCL all-reduce of \d+ floats \(rank 0 of 2\): NCCL "
+                                           r"error 6 .*connection to rank 1 was closed\)\. Another rank died or did "
+                                           r"not reach this update within ddp_timeout=30s"):
+        train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "fails", False, trainer_class=FakeNcclTrainer)
+    assert fake_nccl.read_text().splitlines()[-1] == "abort"
+    # the device never finishes the all-reduce (the emulator's stream stays busy): an asynchronous NCCL error
+    # ends the wait, or else ddp_timeout does; both abort the communicator
+    monkeypatch.delenv("FAKE_NCCL_FAIL_AT")
+    monkeypatch.setenv("LF_EMU_STREAM_QUERY_BUSY", "1")
+    monkeypatch.setenv("FAKE_NCCL_ASYNC_ERROR", "1")
+    with pytest.raises(RuntimeError, match=r"all-reduce of update 1 failed \(RuntimeError: the NCCL all-reduce of "
+                                           r"\d+ floats \(rank 0 of 2\): NCCL error 6 \(remote process exited"):
+        train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "async", False, trainer_class=FakeNcclTrainer)
+    assert fake_nccl.read_text().splitlines()[-1] == "abort"
+    monkeypatch.delenv("FAKE_NCCL_ASYNC_ERROR")
+    monkeypatch.setattr(FakeNcclPeer, "timeout_s", 0.5)
+    with pytest.raises(RuntimeError, match=r"all-reduce of update 1 failed \(RuntimeError: the NCCL all-reduce of "
+                                           r"\d+ floats \(rank 0 of 2\): not done within 0.5 s \(NCCL communicator "
+                                           r"aborted\)\)\. Another rank died or did not reach this update within "
+                                           r"ddp_timeout=0.5s"):
+        train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "hangs", False, trainer_class=FakeNcclTrainer)
+    assert fake_nccl.read_text().splitlines()[-1] == "abort"
+    monkeypatch.delenv("LF_EMU_STREAM_QUERY_BUSY")
+    # the gradients are on the device only with the model there
+    with pytest.raises(ValueError, match="ddp_backend='nccl' all-reduces the gradients on the GPU"):
+        train_three_steps(checkpoints["roberta"], "roberta", tmp_path / "cpu2", True, trainer_class=FakeNcclTrainer)
 
 
 class WeightedLossTrainer(lf.Trainer):

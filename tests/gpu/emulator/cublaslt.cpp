@@ -481,6 +481,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         emu_error("stream %p is not a live stream", (void *)stream);
         return CUBLAS_STATUS_INVALID_VALUE;
     }
+    if (!emu_stream_on_current_device(stream, "cublasLtMatmul")) return CUBLAS_STATUS_EXECUTION_FAILED;
     if (emu_is_device_pointer(alpha) || emu_is_device_pointer(beta)) {
         emu_error("alpha and beta must be host pointers in the host pointer mode");
         return CUBLAS_STATUS_INVALID_VALUE;

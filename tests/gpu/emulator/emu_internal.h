@@ -18,6 +18,9 @@ bool emu_is_device_pointer(const void *p);
 // reports writes outside the bounds of every live allocation (its padding changed) since the last check
 void emu_check_allocation_bounds(const char *writer);
 bool emu_valid_stream(cudaStream_t stream);
+// false, reported as an error naming what, when stream belongs to another device than the calling thread's
+// current one (LF_EMU_DEVICE_COUNT > 1)
+bool emu_stream_on_current_device(cudaStream_t stream, const char *what);
 // names the library call being emulated in reports (NULL when it returns)
 void emu_set_library_call(const char *name);
 

@@ -486,6 +486,7 @@ cudaError_t launch_error(const emu_launch_config &c) {
         emu_error("launch of %s on stream %p, which is not a live stream", c.name, (void *)c.stream);
         return cudaErrorInvalidResourceHandle;
     }
+    if (!emu_stream_on_current_device(c.stream, c.name)) return cudaErrorInvalidResourceHandle;
     if ((uint64_t)g.x * g.y * g.z > MAX_BLOCKS)
         emu_fail("launch of %s with %llu blocks: too many to emulate", c.name,
                  (unsigned long long)g.x * g.y * g.z);
@@ -1077,18 +1078,42 @@ const char *cudaGetErrorString(cudaError_t e) {
     return text;
 }
 
+// Devices: LF_EMU_DEVICE_COUNT of them (1 to 64, default 1), all of the same memory; the current
+// device is per host thread (0 until cudaSetDevice), and a stream belongs to the device current when it
+// was made: a launch on it from a thread whose current device is another fails, as CUDA's does.
+static thread_local int current_device = 0;
+static std::map<cudaStream_t, int> stream_device;
+
+static int emulated_device_count(void) {
+    const char *env = getenv("LF_EMU_DEVICE_COUNT");
+    int n = env ? atoi(env) : 1;
+    return n >= 1 && n <= 64 ? n : 1;
+}
+
+bool emu_stream_on_current_device(cudaStream_t stream, const char *what) {
+    auto it = stream_device.find(stream);
+    if (it == stream_device.end() || it->second == current_device) return true;
+    emu_error("%s on a stream of device %d from a thread whose current device is %d (cudaSetDevice missing)",
+              what, it->second, current_device);
+    return false;
+}
+
 cudaError_t cudaGetDeviceCount(int *count) {
-    *count = 1;
+    *count = emulated_device_count();
     return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int *device) {
-    *device = 0;
+    *device = current_device;
     return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : record(cudaErrorInvalidDevice); }
+cudaError_t cudaSetDevice(int device) {
+    if (device < 0 || device >= emulated_device_count()) return record(cudaErrorInvalidDevice);
+    current_device = device;
+    return cudaSuccess;
+}
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
-    if (device != 0) return record(cudaErrorInvalidDevice);
+    if (device < 0 || device >= emulated_device_count()) return record(cudaErrorInvalidDevice);
     *prop = cudaDeviceProp();
     snprintf(prop->name, sizeof prop->name, "lorafast CUDA emulator (limits of sm_86)");
     prop->totalGlobalMem = (size_t)24 << 30;
@@ -1203,6 +1228,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags) {
     if (stream == nullptr || flags > cudaStreamNonBlocking) return record(cudaErrorInvalidValue);
     *stream = (cudaStream_t) new char[1];
     streams[*stream] = flags;
+    stream_device[*stream] = current_device;
     return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
@@ -1215,9 +1241,21 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
         return invalidate("cudaStreamDestroy", stream, it->second, "of a capturing stream",
                           cudaErrorStreamCaptureUnsupported);
     streams.erase(stream);
+    stream_device.erase(stream);
     delete[] (char *)stream;
     return cudaSuccess;
 }
+// work runs when it is enqueued: a live stream not capturing is always done, unless
+// LF_EMU_STREAM_QUERY_BUSY=1 says its work never ends (a host's bounded wait on the device, tested)
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+    if (!emu_valid_stream(stream)) {
+        emu_error("cudaStreamQuery(%p): not a live stream", (void *)stream);
+        return record(cudaErrorInvalidResourceHandle);
+    }
+    if (captures.count(stream) > 0) return record(cudaErrorStreamCaptureUnsupported);
+    return getenv("LF_EMU_STREAM_QUERY_BUSY") ? cudaErrorNotReady : cudaSuccess;
+}
+
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     if (!emu_valid_stream(stream)) {
         emu_error("cudaStreamSynchronize(%p): not a live stream", (void *)stream);

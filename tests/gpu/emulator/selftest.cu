@@ -1,7 +1,10 @@
 // The emulator checked against CUDA's semantics: `selftest` runs the checks below and prints the summary
 // line of kernel_check.cuh; `selftest MODE` plants one misuse of CUDA that the emulator must report
 // (test_kernels_emulated.py's SELFTEST_FAULTS lists them with the report expected).
+#include <stdlib.h>
 #include <string.h>
+
+#include <thread>
 
 #include <cublasLt.h>
 
@@ -362,6 +365,26 @@ static void check_launch_errors_are_returned(void) {
     check_equal("a valid launch leaves cudaGetLastError at 0", {(float)cudaGetLastError()}, {0.0f});
 }
 
+// LF_EMU_DEVICE_COUNT devices (1 by default); the current device is per host thread, 0 in a new one
+static void check_devices(void) {
+    int count = 0, current = -1;
+    const int one = cudaGetDeviceCount(&count) == cudaSuccess && count == 1;
+    const int refused =
+        cudaSetDevice(1) == cudaErrorInvalidDevice && cudaGetLastError() == cudaErrorInvalidDevice;
+    setenv("LF_EMU_DEVICE_COUNT", "2", 1);
+    const int two = cudaGetDeviceCount(&count) == cudaSuccess && count == 2 &&
+                    cudaSetDevice(1) == cudaSuccess && cudaGetDevice(&current) == cudaSuccess && current == 1;
+    int in_thread = -1;
+    std::thread([&] { (void)cudaGetDevice(&in_thread); }).join();
+    const int stays = cudaSetDevice(2) == cudaErrorInvalidDevice &&
+                      cudaGetLastError() == cudaErrorInvalidDevice &&
+                      cudaGetDevice(&current) == cudaSuccess && current == 1;
+    CHECK_CUDA(cudaSetDevice(0));
+    unsetenv("LF_EMU_DEVICE_COUNT");
+    check_true("1 device by default, LF_EMU_DEVICE_COUNT=2 gives 2, the current device per thread",
+               one && refused && two && in_thread == 0 && stays, (float)in_thread);
+}
+
 // a misuse of stream capture or graphs (test_kernels_emulated.py's GRAPH_FAULTS): prints the codes the
 // calls returned, then those of cudaStreamEndCapture where a capture was begun (the graph NULL or not)
 static int graph_fault(const char *mode) {
@@ -487,5 +510,6 @@ int main(int argc, char **argv) {
     check_launch_errors_are_returned();
     check_graph_replays();
     check_relaxed_capture();
+    check_devices();
     return check_summary("selftest");
 }
