@@ -83,8 +83,7 @@ void matmul_bf16_round(uint16_t *dst, const float *src, size_t n) {
 
 // One product with W: its primitive (rows M given at execution) and W in the layout it prefers.
 typedef struct {
-    dnnl_primitive_t primitive;     // dst =
-    dnnl_primitive_t primitive_sum; // dst += (the backward product only), on the same packed weights
+    dnnl_primitive_t primitive; // dst = (forward), dst += (backward)
     dnnl_memory_desc_t weights_md;
     void *weights;
     size_t bytes;
@@ -98,7 +97,6 @@ struct matmul_bf16_weight {
 
 static void product_free(product *p) {
     if (p->primitive != NULL) dnnl_primitive_destroy(p->primitive);
-    if (p->primitive_sum != NULL) dnnl_primitive_destroy(p->primitive_sum);
     if (p->weights_md != NULL) dnnl_memory_desc_destroy(p->weights_md);
     free(p->weights);
     memset(p, 0, sizeof *p);
@@ -174,18 +172,10 @@ done:
     return rc;
 }
 
-// p for (M, K) bf16 @ (K, N) -> (M, N) f32 with W (K, N) bf16 in tag w_tag packed once; with_sum: also
-// the dst += primitive, which must want the same layout of the weights
+// p for (M, K) bf16 @ (K, N) -> (M, N) f32 (accumulate: +=) with W (K, N) bf16 in tag w_tag packed once
 static int product_make(product *p, const uint16_t *w_plain, int K, int N, dnnl_format_tag_t w_tag,
-                        int with_bias, int with_sum, const char *name) {
-    int rc = primitive_make(&p->primitive, &p->weights_md, K, N, with_bias, 0, name);
-    if (rc == LF_OK && with_sum) {
-        dnnl_memory_desc_t sum_md = NULL;
-        rc = primitive_make(&p->primitive_sum, &sum_md, K, N, with_bias, 1, name);
-        if (rc == LF_OK && !dnnl_memory_desc_equal(sum_md, p->weights_md))
-            rc = lf_error(LF_EINVAL, "oneDNN wants two layouts of %s for its = and += products", name);
-        if (sum_md != NULL) dnnl_memory_desc_destroy(sum_md);
-    }
+                        int with_bias, int accumulate, const char *name) {
+    int rc = primitive_make(&p->primitive, &p->weights_md, K, N, with_bias, accumulate, name);
     return rc == LF_OK ? weights_reorder(p, w_plain, K, N, w_tag, name) : rc;
 }
 
@@ -231,9 +221,9 @@ size_t matmul_bf16_bytes(const matmul_bf16_weight *w) { return w->forward.bytes 
 
 // ----------------------------------------------------------------------------- products
 
-// dst: (M, N) f32 = (accumulate: +=) src: (M, K) bf16 @ the packed weights
+// dst: (M, N) f32 = (the backward product: +=) src: (M, K) bf16 @ the packed weights
 static int product_run(const product *p, float *dst, const uint16_t *src, const float *bias, int M, int K,
-                       int N, int accumulate) {
+                       int N) {
     const char *name = "a bf16 product";
     int rc = LF_OK;
     dnnl_dims_t src_dims = {M, K}, dst_dims = {M, N}, bias_dims = {1, N};
@@ -253,8 +243,7 @@ static int product_run(const product *p, float *dst, const uint16_t *src, const 
         DNNL_TRY(dnnl_memory_create(&b, bias_md, engine, (void *)bias), "memory");
         args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, b};
     }
-    DNNL_TRY(dnnl_primitive_execute(accumulate ? p->primitive_sum : p->primitive, stream, nargs, args),
-             "matmul");
+    DNNL_TRY(dnnl_primitive_execute(p->primitive, stream, nargs, args), "matmul");
     DNNL_TRY(dnnl_stream_wait(stream), "matmul");
 done:
     dnnl_memory_t mems[] = {s, w, d, b};
@@ -273,14 +262,17 @@ int matmul_bf16_forward(float *out, const float *x, const matmul_bf16_weight *w,
         return lf_error(LF_EINVAL, "bf16 linear packed %s a bias called %s one",
                         w->with_bias ? "with" : "without", bias != NULL ? "with" : "without");
     matmul_bf16_round(scratch, x, (size_t)T * w->C);
-    return product_run(&w->forward, out, scratch, bias, T, w->C, w->OC, 0);
+    return product_run(&w->forward, out, scratch, bias, T, w->C, w->OC);
 }
 
 int matmul_bf16_backward(float *dx, const float *dout, const matmul_bf16_weight *w, int T, int accumulate,
                          uint16_t *scratch) {
     if (T <= 0 || dx == NULL) return LF_OK;
     matmul_bf16_round(scratch, dout, (size_t)T * w->OC);
-    return product_run(&w->backward, dx, scratch, NULL, T, w->OC, w->C, accumulate);
+    // one primitive (+=) per weight: a second (=) one measured no faster on roberta-large's steady steps
+    // and JITs its kernels again at each new token count; a written dx is zeroed first
+    if (!accumulate) memset(dx, 0, (size_t)T * (size_t)w->C * sizeof(float));
+    return product_run(&w->backward, dx, scratch, NULL, T, w->OC, w->C);
 }
 
 // ----------------------------------------------------------------------------- the CPU
