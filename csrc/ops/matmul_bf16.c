@@ -83,7 +83,7 @@ void matmul_bf16_round(uint16_t *dst, const float *src, size_t n) {
 
 // One product with W: its primitive (rows M given at execution) and W in the layout it prefers.
 typedef struct {
-    dnnl_primitive_t primitive; // dst = (forward), dst += (backward)
+    dnnl_primitive_t primitive;
     dnnl_memory_desc_t weights_md;
     void *weights;
     size_t bytes;
@@ -92,7 +92,7 @@ typedef struct {
 struct matmul_bf16_weight {
     int C, OC, with_bias;
     product forward;  // x: (M, C) @ W^T: weights (K = C, N = OC), W read as "ba"
-    product backward; // dy: (M, OC) @ W: weights (K = OC, N = C), W read as "ab"; dst = or +=
+    product backward; // dy: (M, OC) @ W: weights (K = OC, N = C), W read as "ab"; dst +=
 };
 
 static void product_free(product *p) {
@@ -102,20 +102,24 @@ static void product_free(product *p) {
     memset(p, 0, sizeof *p);
 }
 
-// *prim for (M, K) bf16 @ (K, N) weights in the library's layout -> (M, N) f32 (accumulate: dst +=);
-// *weights_md: the layout it wants for the weights
-static int primitive_make(dnnl_primitive_t *prim, dnnl_memory_desc_t *weights_md, int K, int N, int with_bias,
-                          int accumulate, const char *name) {
+// p for (M, K) bf16 @ (K, N) -> (M, N) f32; w_plain: W bf16 in tag w_tag; accumulate: dst +=
+static int product_make(product *p, const uint16_t *w_plain, int K, int N, dnnl_format_tag_t w_tag,
+                        int with_bias, int accumulate, const char *name) {
     int rc = LF_OK;
     dnnl_dims_t src_dims = {DNNL_RUNTIME_DIM_VAL, K}, w_dims = {K, N}, dst_dims = {DNNL_RUNTIME_DIM_VAL, N},
                 bias_dims = {1, N};
-    dnnl_memory_desc_t src_md = NULL, any_md = NULL, dst_md = NULL, bias_md = NULL;
+    dnnl_memory_desc_t src_md = NULL, any_md = NULL, plain_md = NULL, dst_md = NULL, bias_md = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
-    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_desc_t pd = NULL, reorder_pd = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_stream_t stream = thread_stream(name);
+    if (stream == NULL) return lf_error_code();
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&src_md, 2, src_dims, dnnl_bf16, dnnl_ab), "memory desc");
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&any_md, 2, w_dims, dnnl_bf16, dnnl_format_tag_any),
              "memory desc");
+    DNNL_TRY(dnnl_memory_desc_create_with_tag(&plain_md, 2, w_dims, dnnl_bf16, w_tag), "memory desc");
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&dst_md, 2, dst_dims, dnnl_f32, dnnl_ab), "memory desc");
     if (with_bias)
         DNNL_TRY(dnnl_memory_desc_create_with_tag(&bias_md, 2, bias_dims, dnnl_f32, dnnl_ab), "memory desc");
@@ -126,35 +130,16 @@ static int primitive_make(dnnl_primitive_t *prim, dnnl_memory_desc_t *weights_md
         DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, ops), "post-ops");
     }
     DNNL_TRY(dnnl_matmul_primitive_desc_create(&pd, engine, src_md, any_md, bias_md, dst_md, attr), "matmul");
-    DNNL_TRY(dnnl_primitive_create(prim, pd), "matmul");
-    DNNL_TRY(dnnl_memory_desc_clone(weights_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
-             "memory desc");
-done:
-    if (pd != NULL) dnnl_primitive_desc_destroy(pd);
-    if (ops != NULL) dnnl_post_ops_destroy(ops);
-    if (attr != NULL) dnnl_primitive_attr_destroy(attr);
-    dnnl_memory_desc_t mds[] = {src_md, any_md, dst_md, bias_md};
-    for (size_t i = 0; i < sizeof mds / sizeof mds[0]; i++)
-        if (mds[i] != NULL) dnnl_memory_desc_destroy(mds[i]);
-    return rc;
-}
-
-// p->weights = w_plain: (K, N) bf16 in tag w_tag, reordered into p->weights_md
-static int weights_reorder(product *p, const uint16_t *w_plain, int K, int N, dnnl_format_tag_t w_tag,
-                           const char *name) {
-    int rc = LF_OK;
-    dnnl_dims_t w_dims = {K, N};
-    dnnl_memory_desc_t plain_md = NULL;
-    dnnl_primitive_desc_t reorder_pd = NULL;
-    dnnl_primitive_t reorder = NULL;
-    dnnl_memory_t from = NULL, to = NULL;
-    dnnl_stream_t stream = thread_stream(name);
-    if (stream == NULL) return lf_error_code();
+    DNNL_TRY(dnnl_primitive_create(&p->primitive, pd), "matmul");
+    DNNL_TRY(
+        dnnl_memory_desc_clone(&p->weights_md, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0)),
+        "memory desc");
     p->bytes = dnnl_memory_desc_get_size(p->weights_md);
     p->weights = aligned_alloc(64, (p->bytes + 63) / 64 * 64);
-    if (p->weights == NULL)
-        return lf_error(LF_ENOMEM, "out of memory packing %s for bf16 (%zu bytes)", name, p->bytes);
-    DNNL_TRY(dnnl_memory_desc_create_with_tag(&plain_md, 2, w_dims, dnnl_bf16, w_tag), "memory desc");
+    if (p->weights == NULL) {
+        rc = lf_error(LF_ENOMEM, "out of memory packing %s for bf16 (%zu bytes)", name, p->bytes);
+        goto done;
+    }
     DNNL_TRY(dnnl_memory_create(&from, plain_md, engine, (void *)w_plain), "memory");
     DNNL_TRY(dnnl_memory_create(&to, p->weights_md, engine, p->weights), "memory");
     DNNL_TRY(dnnl_reorder_primitive_desc_create(&reorder_pd, plain_md, engine, p->weights_md, engine, NULL),
@@ -168,15 +153,13 @@ done:
     if (reorder_pd != NULL) dnnl_primitive_desc_destroy(reorder_pd);
     if (from != NULL) dnnl_memory_destroy(from);
     if (to != NULL) dnnl_memory_destroy(to);
-    if (plain_md != NULL) dnnl_memory_desc_destroy(plain_md);
+    if (pd != NULL) dnnl_primitive_desc_destroy(pd);
+    if (ops != NULL) dnnl_post_ops_destroy(ops);
+    if (attr != NULL) dnnl_primitive_attr_destroy(attr);
+    dnnl_memory_desc_t mds[] = {src_md, any_md, plain_md, dst_md, bias_md};
+    for (size_t i = 0; i < sizeof mds / sizeof mds[0]; i++)
+        if (mds[i] != NULL) dnnl_memory_desc_destroy(mds[i]);
     return rc;
-}
-
-// p for (M, K) bf16 @ (K, N) -> (M, N) f32 (accumulate: +=) with W (K, N) bf16 in tag w_tag packed once
-static int product_make(product *p, const uint16_t *w_plain, int K, int N, dnnl_format_tag_t w_tag,
-                        int with_bias, int accumulate, const char *name) {
-    int rc = primitive_make(&p->primitive, &p->weights_md, K, N, with_bias, accumulate, name);
-    return rc == LF_OK ? weights_reorder(p, w_plain, K, N, w_tag, name) : rc;
 }
 
 int matmul_bf16_pack(matmul_bf16_weight **out, lf_weight w, int C, int OC, int with_bias, const char *name) {
@@ -221,7 +204,7 @@ size_t matmul_bf16_bytes(const matmul_bf16_weight *w) { return w->forward.bytes 
 
 // ----------------------------------------------------------------------------- products
 
-// dst: (M, N) f32 = (the backward product: +=) src: (M, K) bf16 @ the packed weights
+// dst: (M, N) f32 (=, or += for the backward product) src: (M, K) bf16 @ the packed weights
 static int product_run(const product *p, float *dst, const uint16_t *src, const float *bias, int M, int K,
                        int N) {
     const char *name = "a bf16 product";

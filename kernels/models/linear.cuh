@@ -130,6 +130,14 @@ static inline int64_t linears_layout(const lf_cuda_model *dm, const lf_linear *c
     return fused ? sum : 0;
 }
 
+// lds[k]: the row stride of linear k's output (ld when fused: ld > 0, else its width); returns how many
+// frozen products the n linears take: 1 fused, else n
+static inline int linears_row_strides(const lf_linear *const *ls, int n, int64_t ld, int64_t *lds) {
+    for (int k = 0; k < n; k++)
+        lds[k] = ld > 0 ? ld : ls[k]->out;
+    return ld > 0 ? 1 : n;
+}
+
 // The n <= LORA_MAX_BRANCHES linears ls that read the same x: (T, in): out_k: (T, out_k) = x W_k^T + b_k,
 // laid out by linears_layout (ld: what it returned): one product over the side-by-side weights when fused (ld
 // > 0), else a product each; then their LoRA branches (u_k: (T, r) f32 saved) in one launch
@@ -137,10 +145,9 @@ static inline int linears_forward(lf_cuda_model *dm, const lf_linear *const *ls,
                                   int64_t ld, float *const *us, const void *x, int T, lf_dtype dt) {
     const lf_model_desc *m = dm->host;
     int64_t lds[LORA_MAX_BRANCHES];
-    for (int k = 0; k < n; k++) {
+    const int products = linears_row_strides(ls, n, ld, lds);
+    for (int k = 0; k < products; k++) {
         const lf_linear *l = ls[k];
-        lds[k] = ld > 0 ? ld : l->out;
-        if (ld > 0 && k > 0) continue;
         if (int rc = matmul_forward_cuda(outs[k], x, linear_weight(dm, l), linear_bias(dm, l), T, l->in,
                                          ld > 0 ? (int)ld : l->out, 0, dm->blas_workspace, dt, dm->stream))
             return rc;
@@ -161,10 +168,9 @@ static inline int linears_backward(lf_cuda_model *dm, const lf_linear *const *ls
                                    const void *x, float *const *us, int T, lf_dtype dt) {
     const lf_model_desc *m = dm->host;
     int64_t lds[LORA_MAX_BRANCHES];
-    for (int k = 0; k < n; k++) {
+    const int products = linears_row_strides(ls, n, ld, lds);
+    for (int k = 0; k < products; k++) {
         const lf_linear *l = ls[k];
-        lds[k] = ld > 0 ? ld : l->out;
-        if (ld > 0 && k > 0) continue;
         if (int rc =
                 matmul_backward_cuda(dx, lf_cuda_grad(dm, l->weight_param), lf_cuda_grad(dm, l->bias_param),
                                      douts[k], x, linear_weight(dm, l), T, l->in, ld > 0 ? (int)ld : l->out,
